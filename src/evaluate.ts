@@ -1,0 +1,71 @@
+import type { Dataset } from './data/dataset.js';
+import { EcpruneError } from './errors.js';
+import { defaultGemm } from './gemm/default.js';
+import type { Gemm } from './gemm/gemm.js';
+import { forward } from './model/forward.js';
+import { type Mlp, inputSize } from './model/mlp.js';
+import { DEFAULT_BATCH_SIZE } from './score/statistics.js';
+import { type LossKind, lossFor, sampleLosses } from './train/loss.js';
+
+export interface EvaluateOptions {
+  /** the dense model: report the mean squared difference of the outputs */
+  readonly reference?: Mlp;
+  /** default from the labels: class ids → ce, values → mse */
+  readonly loss?: LossKind;
+  readonly batchSize?: number;
+  readonly gemm?: Gemm;
+}
+
+export interface Evaluation {
+  readonly samples: number;
+  readonly loss?: LossKind;
+  /** mean loss over the samples (cross-entropy or MSE) */
+  readonly meanLoss?: number;
+  /** fraction of samples whose arg-max output is the label (class labels only) */
+  readonly accuracy?: number;
+  /** mean over samples and outputs of (y - y_reference)² */
+  readonly outputMse?: number;
+}
+
+function argMax(row: Float32Array): number {
+  let best = 0;
+  for (let k = 1; k < row.length; k++) if (row[k] > row[best]) best = k;
+  return best;
+}
+
+/** Accuracy and loss on labelled data, and the output error against a reference network. */
+export async function evaluate(mlp: Mlp, data: Dataset, options: EvaluateOptions = {}): Promise<Evaluation> {
+  const gemm = options.gemm ?? defaultGemm();
+  if (data.features !== inputSize(mlp)) {
+    throw new EcpruneError('input', `the data has ${data.features} features per sample, the model takes ${inputSize(mlp)}`, data.name);
+  }
+  const loss = options.loss ?? (data.targetKind && lossFor(data.targetKind));
+  let lossSum = 0;
+  let correct = 0;
+  let outputErrorSum = 0;
+  let samples = 0;
+  for await (const batch of data.batches(options.batchSize ?? DEFAULT_BATCH_SIZE)) {
+    const y = await forward(mlp, batch.x, gemm);
+    if (batch.y && loss) {
+      for (const l of sampleLosses(y, batch.y, loss)) lossSum += l;
+      if (batch.y.kind === 'classes') {
+        for (let n = 0; n < y.rows; n++) {
+          if (argMax(y.data.subarray(n * y.cols, (n + 1) * y.cols)) === batch.y.values[n]) correct++;
+        }
+      }
+    }
+    if (options.reference) {
+      const reference = await forward(options.reference, batch.x, gemm);
+      for (let i = 0; i < y.data.length; i++) outputErrorSum += (y.data[i] - reference.data[i]) ** 2;
+    }
+    samples += batch.x.rows;
+  }
+  const outputs = mlp.layers[mlp.layers.length - 1].weight.rows;
+  return {
+    samples,
+    loss: data.targetKind ? loss : undefined,
+    meanLoss: data.targetKind ? lossSum / samples : undefined,
+    accuracy: data.targetKind === 'classes' ? correct / samples : undefined,
+    outputMse: options.reference ? outputErrorSum / (samples * outputs) : undefined,
+  };
+}

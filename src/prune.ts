@@ -1,0 +1,100 @@
+import { applyPruning } from './compensate/apply.js';
+import { optimalBiasShift } from './compensate/delta.js';
+import type { Dataset } from './data/dataset.js';
+import { EcpruneError } from './errors.js';
+import type { Gemm } from './gemm/gemm.js';
+import type { Mlp } from './model/mlp.js';
+import type { LayerScores } from './score/criterion.js';
+import { METHODS, type MethodName, isMethodName } from './score/methods.js';
+import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
+import { type KeepMask, type Scope, checkSparsity, selectMasks } from './select/select.js';
+import type { LossKind } from './train/loss.js';
+import { lossFor } from './train/loss.js';
+
+export interface ScoreOptions {
+  /** criterion; default `ec` */
+  readonly method?: MethodName;
+  /** seed for `random` */
+  readonly seed?: number;
+  /** loss for `gradmag`; default from the labels (class ids → ce, values → mse) */
+  readonly loss?: LossKind;
+  /** calibration batch size (memory ∝ batch size × widest layer × outputs); default 1000 */
+  readonly batchSize?: number;
+  readonly gemm?: Gemm;
+  readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
+}
+
+export interface ScoreResult {
+  readonly method: MethodName;
+  /** per layer, n_out x n_in: low = pruned first */
+  readonly importance: LayerScores;
+  /** per layer, n_out x n_in: the optimal bias shift for removing each weight (compensating methods) */
+  readonly deltaBias?: Float64Array[];
+  readonly statistics: CalibrationStatistics;
+}
+
+function methodOf(name: string | undefined): MethodName {
+  const method = name ?? 'ec';
+  if (!isMethodName(method)) {
+    throw new EcpruneError('usage', `unknown method '${method}' (choose from ${Object.keys(METHODS).join(', ')})`);
+  }
+  return method;
+}
+
+/**
+ * Scores every weight of `mlp` on the calibration set (streamed in batches).
+ * @example const { importance, deltaBias } = await score(mlp, calibration, { method: 'ec' });
+ */
+export async function score(mlp: Mlp, calibration: Dataset, options: ScoreOptions = {}): Promise<ScoreResult> {
+  const method = methodOf(options.method);
+  const spec = METHODS[method];
+  let loss: LossKind | undefined;
+  if (spec.needsLossGradient) {
+    if (calibration.targetKind === undefined) {
+      throw new EcpruneError('usage', `method '${method}' needs labels for the calibration set (--labels)`, calibration.name);
+    }
+    loss = options.loss ?? lossFor(calibration.targetKind);
+  }
+  const statistics = await collectStatistics(mlp, calibration, {
+    gemm: options.gemm,
+    batchSize: options.batchSize,
+    sensitivity: spec.needsSensitivity,
+    lossGradient: loss,
+    onProgress: options.onProgress,
+  });
+  const importance = spec.criterion(mlp, statistics, { seed: options.seed });
+  const deltaBias = spec.compensate ? optimalBiasShift(mlp, statistics) : undefined;
+  return { method, importance, deltaBias, statistics };
+}
+
+export interface PruneOptions extends ScoreOptions {
+  /** fraction of weights to remove, in [0, 1); default 0.9 */
+  readonly sparsity?: number;
+  /** rank all layers together (`global`, default) or each layer on its own (`layer`) */
+  readonly scope?: Scope;
+}
+
+export interface PruneResult extends ScoreResult {
+  /** the pruned (and compensated) network */
+  readonly model: Mlp;
+  readonly keepMasks: KeepMask[];
+  readonly sparsity: number;
+  readonly scope: Scope;
+}
+
+/**
+ * Prunes `mlp` one-shot: scores, selects the lowest-scoring weights, zeroes them and (for `ec`,
+ * `magnitude-comp`) shifts each neuron's bias by the optimal compensation of its pruned weights.
+ * @example const { model } = await prune(mlp, calibration, { method: 'ec', sparsity: 0.9 });
+ */
+export async function prune(mlp: Mlp, calibration: Dataset, options: PruneOptions = {}): Promise<PruneResult> {
+  const sparsity = checkSparsity(options.sparsity ?? 0.9);
+  const scope = options.scope ?? 'global';
+  if (scope !== 'global' && scope !== 'layer') {
+    throw new EcpruneError('usage', `unknown scope '${scope}' (choose global or layer)`);
+  }
+  const scored = await score(mlp, calibration, options);
+  const keepMasks = selectMasks(scored.importance, sparsity, scope);
+  const model = applyPruning(mlp, keepMasks, scored.deltaBias);
+  return { ...scored, model, keepMasks, sparsity, scope };
+}

@@ -1,0 +1,74 @@
+import { EcpruneError } from '../errors.js';
+import type { LayerScores } from '../score/criterion.js';
+
+/** Per layer, 1 = the weight is kept, 0 = pruned (same layout as W). Masks are plain data. */
+export type KeepMask = Uint8Array;
+
+export type Scope = 'global' | 'layer';
+
+export function checkSparsity(sparsity: number): number {
+  if (!(sparsity >= 0 && sparsity < 1)) {
+    throw new EcpruneError('usage', `sparsity must be in [0, 1), got ${sparsity}`);
+  }
+  return sparsity;
+}
+
+/** k = floor(sparsity · n + 0.5) weights are pruned. */
+export function pruneCount(sparsity: number, weights: number): number {
+  return Math.floor(checkSparsity(sparsity) * weights + 0.5);
+}
+
+/**
+ * Marks the k lowest scores of `scores` (one flat array) as pruned. Ties are broken by position:
+ * the lower flat index is pruned first, which is what a stable sort of the scores gives. Done with
+ * a numeric sort of a copy (fast) to find the k-th value, then one pass, instead of sorting indices.
+ */
+function lowestK(scores: Float64Array, k: number): Uint8Array {
+  const keep = new Uint8Array(scores.length).fill(1);
+  if (k === 0) return keep;
+  for (let i = 0; i < scores.length; i++) {
+    if (Number.isNaN(scores[i])) throw new EcpruneError('internal', `score ${i} is NaN`);
+  }
+  const threshold = scores.slice().sort()[k - 1];
+  let pruned = 0;
+  for (let i = 0; i < scores.length; i++) {
+    if (scores[i] < threshold) {
+      keep[i] = 0;
+      pruned++;
+    }
+  }
+  for (let i = 0; i < scores.length && pruned < k; i++) {
+    if (scores[i] === threshold) {
+      keep[i] = 0;
+      pruned++;
+    }
+  }
+  return keep;
+}
+
+/** One ranking across all layers (concatenated in layer order, each row-major). */
+export function selectGlobal(scores: LayerScores, sparsity: number): KeepMask[] {
+  const total = scores.reduce((sum, s) => sum + s.length, 0);
+  const all = new Float64Array(total);
+  let offset = 0;
+  for (const s of scores) {
+    all.set(s, offset);
+    offset += s.length;
+  }
+  const keep = lowestK(all, pruneCount(sparsity, total));
+  offset = 0;
+  return scores.map((s) => {
+    const mask = keep.slice(offset, offset + s.length);
+    offset += s.length;
+    return mask;
+  });
+}
+
+/** The same sparsity in every layer, each ranked on its own. */
+export function selectPerLayer(scores: LayerScores, sparsity: number): KeepMask[] {
+  return scores.map((s) => lowestK(s, pruneCount(sparsity, s.length)));
+}
+
+export function selectMasks(scores: LayerScores, sparsity: number, scope: Scope): KeepMask[] {
+  return scope === 'global' ? selectGlobal(scores, sparsity) : selectPerLayer(scores, sparsity);
+}

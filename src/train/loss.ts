@@ -1,0 +1,76 @@
+import type { Targets } from '../data/dataset.js';
+import { EcpruneError } from '../errors.js';
+import type { Matrix } from '../model/matrix.js';
+
+/** `ce`: softmax cross-entropy on logits with class ids; `mse`: per-sample mean squared error. */
+export type LossKind = 'ce' | 'mse';
+
+/** The loss that fits a kind of targets: class ids → cross-entropy, real values → MSE. */
+export function lossFor(targets: Targets['kind']): LossKind {
+  return targets === 'classes' ? 'ce' : 'mse';
+}
+
+function checkTargets(output: Matrix, targets: Targets, loss: LossKind): void {
+  if (loss === 'ce' && targets.kind !== 'classes') {
+    throw new EcpruneError('usage', 'cross-entropy needs integer class labels, got real-valued targets');
+  }
+  if (loss === 'mse' && targets.kind === 'values' && targets.values.cols !== output.cols) {
+    throw new EcpruneError('input', `targets have ${targets.values.cols} columns, the model has ${output.cols} outputs`);
+  }
+  if (targets.kind === 'classes') {
+    for (let n = 0; n < targets.values.length; n++) {
+      const c = targets.values[n];
+      if (c < 0 || c >= output.cols) {
+        throw new EcpruneError('input', `label ${c} is out of range for ${output.cols} outputs`, undefined, `sample ${n}`);
+      }
+    }
+  }
+}
+
+/** The target of sample n, output k (one-hot for class ids). */
+function targetValue(targets: Targets, n: number, k: number, outputs: number): number {
+  return targets.kind === 'classes' ? +(targets.values[n] === k) : targets.values.data[n * outputs + k];
+}
+
+/** log Σ_k exp(y_k) of one row, shifted by the max so that large logits do not overflow. */
+function logSumExp(row: Float32Array): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of row) if (v > max) max = v;
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return max + Math.log(sum);
+}
+
+/** Per-sample losses (length B). */
+export function sampleLosses(output: Matrix, targets: Targets, loss: LossKind): Float64Array {
+  checkTargets(output, targets, loss);
+  const { rows, cols } = output;
+  const losses = new Float64Array(rows);
+  for (let n = 0; n < rows; n++) {
+    const row = output.data.subarray(n * cols, (n + 1) * cols);
+    if (loss === 'ce') {
+      losses[n] = logSumExp(row) - row[(targets as { values: Int32Array }).values[n]];
+    } else {
+      let sum = 0;
+      for (let k = 0; k < cols; k++) sum += (row[k] - targetValue(targets, n, k, cols)) ** 2;
+      losses[n] = sum / cols;
+    }
+  }
+  return losses;
+}
+
+/** d loss_n / d y for every sample n (B x K), not divided by the batch size. */
+export function lossGradient(output: Matrix, targets: Targets, loss: LossKind): Matrix {
+  checkTargets(output, targets, loss);
+  const { rows, cols } = output;
+  const gradient = new Float32Array(rows * cols);
+  for (let n = 0; n < rows; n++) {
+    const row = output.data.subarray(n * cols, (n + 1) * cols);
+    const lse = loss === 'ce' ? logSumExp(row) : 0;
+    for (let k = 0; k < cols; k++) {
+      const t = targetValue(targets, n, k, cols);
+      gradient[n * cols + k] = loss === 'ce' ? Math.exp(row[k] - lse) - t : (2 * (row[k] - t)) / cols;
+    }
+  }
+  return { rows, cols, data: gradient };
+}
