@@ -9,6 +9,7 @@ import { METHODS, type MethodName, isMethodName } from './score/methods.js';
 import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
 import { type KeepMask, type Scope, checkSparsity, selectMasks } from './select/select.js';
 import type { LossKind } from './train/loss.js';
+import { type PhaseTimings, timePhase } from './timings.js';
 import { lossFor } from './train/loss.js';
 
 export interface ScoreOptions {
@@ -22,6 +23,10 @@ export interface ScoreOptions {
   readonly batchSize?: number;
   readonly gemm?: Gemm;
   readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
+  /** when given, the milliseconds of each phase are added to it (see `--timings`) */
+  readonly timings?: PhaseTimings;
+  /** also compute the optimal bias shifts for methods that do not compensate (for `ecprune score`) */
+  readonly withDelta?: boolean;
 }
 
 export interface ScoreResult {
@@ -58,12 +63,15 @@ export async function score(mlp: Mlp, calibration: Dataset, options: ScoreOption
   const statistics = await collectStatistics(mlp, calibration, {
     gemm: options.gemm,
     batchSize: options.batchSize,
-    sensitivity: spec.needsSensitivity,
+    sensitivity: spec.needsSensitivity || options.withDelta,
     lossGradient: loss,
     onProgress: options.onProgress,
+    timings: options.timings,
   });
-  const importance = spec.criterion(mlp, statistics, { seed: options.seed });
-  const deltaBias = spec.compensate ? optimalBiasShift(mlp, statistics) : undefined;
+  const { importance, deltaBias } = await timePhase(options.timings, 'select', () => ({
+    importance: spec.criterion(mlp, statistics, { seed: options.seed }),
+    deltaBias: spec.compensate || options.withDelta ? optimalBiasShift(mlp, statistics) : undefined,
+  }));
   return { method, importance, deltaBias, statistics };
 }
 
@@ -94,7 +102,9 @@ export async function prune(mlp: Mlp, calibration: Dataset, options: PruneOption
     throw new EcpruneError('usage', `unknown scope '${scope}' (choose global or layer)`);
   }
   const scored = await score(mlp, calibration, options);
-  const keepMasks = selectMasks(scored.importance, sparsity, scope);
-  const model = applyPruning(mlp, keepMasks, scored.deltaBias);
+  const { keepMasks, model } = await timePhase(options.timings, 'select', () => {
+    const keepMasks = selectMasks(scored.importance, sparsity, scope);
+    return { keepMasks, model: applyPruning(mlp, keepMasks, METHODS[scored.method].compensate ? scored.deltaBias : undefined) };
+  });
   return { ...scored, model, keepMasks, sparsity, scope };
 }

@@ -79,3 +79,22 @@ export async function materialize(data: Dataset): Promise<{ x: Matrix; y?: Targe
   if (values) return { x: xm, y: { kind: 'values', values: { rows: data.samples, cols: valueCols, data: values } } };
   return { x: xm };
 }
+
+/** The first `count` samples of a data set (e.g. a calibration slice of a training set). */
+export function firstSamples(data: Dataset, count: number): Dataset {
+  if (count >= data.samples) return data;
+  return {
+    ...data,
+    name: `${data.name} (first ${count})`,
+    samples: count,
+    async *batches(batchSize: number) {
+      let left = count;
+      for await (const batch of data.batches(Math.min(batchSize, count))) {
+        if (left <= 0) return;
+        const take = Math.min(left, batch.x.rows);
+        yield take === batch.x.rows ? batch : { x: rowSlice(batch.x, 0, take), y: batch.y && sliceTargets(batch.y, 0, take) };
+        left -= take;
+      }
+    },
+  };
+}

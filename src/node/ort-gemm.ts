@@ -74,3 +74,19 @@ export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Pro
     },
   };
 }
+
+/** An onnxruntime-node GEMM created on first use (so commands that never multiply pay nothing). */
+export function lazyOrtGemm(): Gemm {
+  let backend: Promise<Gemm> | undefined;
+  return {
+    name: 'onnxruntime-node',
+    async matmul(a, b, options) {
+      backend ??= createOrtGemm();
+      return (await backend).matmul(a, b, options);
+    },
+    async dispose() {
+      if (backend) await (await backend).dispose?.();
+      backend = undefined;
+    },
+  };
+}

@@ -1,12 +1,15 @@
 import type { Dataset, Targets } from '../data/dataset.js';
+import { type Random, createRandom } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { applyActivation } from '../model/activations.js';
 import { backpropagate, oneHotCotangents, sumSquaresPerSample } from '../model/backward.js';
-import { type ForwardTrace, forwardTrace } from '../model/forward.js';
+import { type ForwardTrace, forwardTrace, preActivation } from '../model/forward.js';
 import type { Matrix } from '../model/matrix.js';
 import { type Mlp, inputSize, outputSize } from '../model/mlp.js';
-import { type LossKind, lossGradient } from '../train/loss.js';
+import { type LossKind, lossFor, lossGradient } from '../train/loss.js';
+import { type PhaseTimings, timePhase } from '../timings.js';
 
 /**
  * Sums over the calibration set that every criterion is computed from, for one layer with
@@ -20,6 +23,22 @@ import { type LossKind, lossGradient } from '../train/loss.js';
  * m2/m0 - (m1/m0)² is shift-invariant, and subtracting c first avoids the catastrophic float32
  * cancellation of Σ s a² - (Σ s a)²/Σ s for inputs with a large mean and a small spread — exactly
  * the inputs EC can compensate best.
+ *
+ * What s measures (`sensitivity`), with J_i = d y / d z_l[i] (a vector in output space, K = n_L):
+ *   'output' (default)  s_i = ||J_i||²: the squared output change per unit bias change.
+ *   'loss'              s_i = J_iᵀ H J_i, H = d²loss/dy² of the per-sample loss: the EC objective
+ *                       becomes the Gauss–Newton (second-order) increase of the loss instead of the
+ *                       output error: mean dyᵀ H dy = 2 × the second-order loss increase.
+ *     ce  (softmax cross-entropy on logits y): H = diag(p) - p pᵀ, p = softmax(y). H does not
+ *         depend on the label, so 'loss' with ce needs only the model's outputs, no labels.
+ *     mse (the per-sample mean (1/K) Σ_k (y_k - t_k)², as in train/loss.ts): H = 2I/K, so the
+ *         'loss' sensitivities are exactly 2/K times the 'output' ones (same ranking, same δ).
+ * Both are computed by one backward pass with R cotangent rows u_r per sample, s_i = Σ_r (u_r · J_i)²:
+ * the rows of a factor F with Fᵀ F = H (I for 'output': the one-hot rows; ce: F_k = √p_k (e_k - p),
+ * since Σ_k p_k (e_k - p)(e_k - p)ᵀ = diag(p) - p pᵀ; mse: F_k = √(2/K) e_k).
+ * With `probes` = m, the K rows are replaced by m random combinations u_r = vᵀ F / √m with
+ * Rademacher v ∈ {±1}^K (fresh per sample, seeded): E[(vᵀ F J)²] = ||F J||², so the estimate is
+ * unbiased, and the backward pass costs m instead of K rows per sample (for networks with many outputs).
  */
 /**
  * Relative size below which a difference of accumulated moments is rounding noise: float32 GEMM
@@ -34,7 +53,15 @@ export interface LayerStatistics {
   readonly m2: Float64Array; // n_out x n_in, row-major
   /** mean dL/dW over the calibration set (n_out x n_in), when a loss gradient was requested */
   readonly lossGradient?: Float64Array;
+  /**
+   * Σ_n s_i(x_n) (z_ref[i](x_n) - z[i](x_n)) (n_out), when a `reference` network was given: the
+   * s-weighted gap between the reference's pre-activations and this network's (see prune-variants).
+   */
+  readonly referenceGap?: Float64Array;
 }
+
+/** What the sensitivities s_i measure: the output change or the loss change (see above). */
+export type SensitivityKind = 'output' | 'loss';
 
 export interface CalibrationStatistics {
   readonly samples: number;
@@ -44,11 +71,26 @@ export interface CalibrationStatistics {
 export interface StatisticsOptions {
   readonly gemm?: Gemm;
   readonly batchSize?: number;
-  /** collect m0/m1/m2 (default true) */
-  readonly sensitivity?: boolean;
+  /** collect m0/m1/m2 (default true = 'output'; false = none) and what s measures */
+  readonly sensitivity?: boolean | SensitivityKind;
+  /**
+   * the loss whose output Hessian weights 'loss' sensitivities; default `lossGradient`, else the
+   * loss that fits the calibration targets (class ids → ce, values → mse)
+   */
+  readonly sensitivityLoss?: LossKind;
+  /** estimate s with this many Rademacher probes per sample instead of the exact K rows */
+  readonly probes?: number;
+  /** seed of the probes (default 0) */
+  readonly probeSeed?: number;
+  /** accumulate the moments of these layers only (default all); the others stay zero */
+  readonly layers?: readonly number[];
+  /** a network of the same shape; fills `referenceGap` of every accumulated layer */
+  readonly reference?: Mlp;
   /** also collect the loss gradient dL/dW (needs targets) */
   readonly lossGradient?: LossKind;
   readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
+  /** when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it */
+  readonly timings?: PhaseTimings;
 }
 
 export const DEFAULT_BATCH_SIZE = 1000;
@@ -61,7 +103,7 @@ export async function collectStatistics(
 ): Promise<CalibrationStatistics> {
   const gemm = options.gemm ?? defaultGemm();
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-  const wantSensitivity = options.sensitivity ?? true;
+  const sensitivity = sensitivitySpec(options, calibration);
   const total = calibration.samples;
   if (total < 1) throw new EcpruneError('input', 'the calibration set is empty', calibration.name);
   if (calibration.features !== inputSize(mlp)) {
@@ -71,22 +113,37 @@ export async function collectStatistics(
       calibration.name,
     );
   }
+  const reference = options.reference;
+  if (reference !== undefined) checkSameShape(mlp, reference);
+  const wanted = (l: number) => options.layers === undefined || options.layers.includes(l);
   const layers = mlp.layers.map((layer) => ({
     shift: new Float64Array(layer.weight.cols),
     m0: new Float64Array(layer.weight.rows),
     m1: new Float64Array(layer.weight.data.length),
     m2: new Float64Array(layer.weight.data.length),
     lossGradient: options.lossGradient ? new Float64Array(layer.weight.data.length) : undefined,
+    referenceGap: reference ? new Float64Array(layer.weight.rows) : undefined,
   }));
-  const outputs = outputSize(mlp);
   let done = 0;
   for await (const batch of calibration.batches(batchSize)) {
-    const trace = await forwardTrace(mlp, batch.x, gemm);
-    if (wantSensitivity) {
-      await backpropagate(mlp, trace, oneHotCotangents(batch.x.rows, outputs), gemm, async (l, cotangent) => {
-        const sensitivity = sumSquaresPerSample(cotangent, outputs);
-        await accumulateMoments(layers[l], sensitivity, trace.inputs[l], done === 0, gemm);
-      });
+    const timings = options.timings;
+    const trace = await timePhase(timings, 'forward', () => forwardTrace(mlp, batch.x, gemm));
+    if (sensitivity) {
+      const gaps = reference ? await preActivationGaps(mlp, reference, trace, batch.x, wanted, gemm) : undefined;
+      const { cotangents, perSample } = sensitivityCotangents(trace.output, sensitivity);
+      // the backward pass is booked as `sensitivity`, the moment sums inside it as `statistics`
+      const statisticsBefore = timings?.statistics ?? 0;
+      await timePhase(timings, 'sensitivity', () =>
+        backpropagate(mlp, trace, cotangents, gemm, async (l, cotangent) => {
+          if (!wanted(l)) return;
+          const s = sumSquaresPerSample(cotangent, perSample);
+          await timePhase(timings, 'statistics', async () => {
+            await accumulateMoments(layers[l], s, trace.inputs[l], done === 0, gemm);
+            if (gaps) accumulateGap(layers[l].referenceGap!, s, gaps[l]!);
+          });
+        }),
+      );
+      if (timings) timings.sensitivity -= (timings.statistics ?? 0) - statisticsBefore;
     }
     if (options.lossGradient) {
       if (batch.y === undefined) {
@@ -100,6 +157,141 @@ export async function collectStatistics(
   return { samples: done, layers };
 }
 
+/** How the cotangent rows of the sensitivity pass are made (undefined: no sensitivities). */
+interface SensitivitySpec {
+  readonly kind: SensitivityKind;
+  /** for 'loss' */
+  readonly loss?: LossKind;
+  /** m probes, drawn from `random` (one stream over the whole calibration set, in sample order) */
+  readonly probes?: number;
+  readonly random?: Random;
+}
+
+function sensitivitySpec(
+  options: Pick<StatisticsOptions, 'sensitivity' | 'sensitivityLoss' | 'lossGradient' | 'probes' | 'probeSeed'>,
+  calibration?: Dataset,
+): SensitivitySpec | undefined {
+  const setting = options.sensitivity ?? true;
+  if (setting === false) return undefined;
+  const kind: SensitivityKind = setting === true ? 'output' : setting;
+  if (kind !== 'output' && kind !== 'loss') {
+    throw new EcpruneError('usage', `unknown sensitivity '${kind}' (choose output or loss)`);
+  }
+  let loss: LossKind | undefined;
+  if (kind === 'loss') {
+    const targetKind = calibration?.targetKind;
+    loss = options.sensitivityLoss ?? options.lossGradient ?? (targetKind ? lossFor(targetKind) : undefined);
+    if (loss === undefined) {
+      throw new EcpruneError(
+        'usage',
+        "loss sensitivity needs the loss (ce or mse) when the calibration set has no labels",
+        calibration?.name,
+      );
+    }
+  }
+  const probes = options.probes;
+  if (probes === undefined) return { kind, loss };
+  if (!Number.isInteger(probes) || probes < 1) {
+    throw new EcpruneError('usage', `probes must be a positive integer, got ${probes}`);
+  }
+  return { kind, loss, probes, random: createRandom(options.probeSeed ?? 0) };
+}
+
+/**
+ * The R cotangent rows per sample (sample-major, B*R x K) whose backward pass gives
+ * s_i = Σ_r (u_r · J_i)²: one-hot rows for exact output sensitivities (the original path,
+ * unchanged), else the rows of the Hessian factor F or m probe combinations vᵀF/√m (see top).
+ */
+function sensitivityCotangents(output: Matrix, spec: SensitivitySpec): { cotangents: Matrix; perSample: number } {
+  const { rows: batch, cols: outputs } = output;
+  if (spec.kind === 'output' && spec.probes === undefined) {
+    return { cotangents: oneHotCotangents(batch, outputs), perSample: outputs };
+  }
+  const perSample = spec.probes ?? outputs;
+  const data = new Float32Array(batch * perSample * outputs);
+  const factor = new Float64Array(outputs * outputs); // F, K x K row-major
+  const probe = new Float64Array(outputs);
+  for (let n = 0; n < batch; n++) {
+    hessianFactor(output.data.subarray(n * outputs, (n + 1) * outputs), spec, factor);
+    for (let r = 0; r < perSample; r++) {
+      const row = data.subarray((n * perSample + r) * outputs, (n * perSample + r + 1) * outputs);
+      if (spec.probes === undefined) {
+        for (let k = 0; k < outputs; k++) row[k] = factor[r * outputs + k];
+        continue;
+      }
+      // u = vᵀ F / √m
+      const scale = 1 / Math.sqrt(spec.probes);
+      for (let k = 0; k < outputs; k++) probe[k] = spec.random!.next() < 0.5 ? -scale : scale;
+      for (let c = 0; c < outputs; c++) {
+        let sum = 0;
+        for (let k = 0; k < outputs; k++) sum += probe[k] * factor[k * outputs + c];
+        row[c] = sum;
+      }
+    }
+  }
+  return { cotangents: { rows: batch * perSample, cols: outputs, data }, perSample };
+}
+
+/** Writes a factor F (K x K, Fᵀ F = H) of one sample's output Hessian into `factor`. */
+function hessianFactor(y: Float32Array, spec: SensitivitySpec, factor: Float64Array): void {
+  const outputs = y.length;
+  factor.fill(0);
+  if (spec.kind === 'output' || spec.loss === 'mse') {
+    const diagonal = spec.kind === 'output' ? 1 : Math.sqrt(2 / outputs); // H = I or 2I/K
+    for (let k = 0; k < outputs; k++) factor[k * outputs + k] = diagonal;
+    return;
+  }
+  // softmax cross-entropy: F_k = √p_k (e_k - p)
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of y) if (v > max) max = v;
+  const p = new Float64Array(outputs);
+  let sum = 0;
+  for (let k = 0; k < outputs; k++) sum += p[k] = Math.exp(y[k] - max);
+  for (let k = 0; k < outputs; k++) p[k] /= sum;
+  for (let k = 0; k < outputs; k++) {
+    const root = Math.sqrt(p[k]);
+    for (let c = 0; c < outputs; c++) factor[k * outputs + c] = root * ((c === k ? 1 : 0) - p[c]);
+  }
+}
+
+/** z_ref,l - z_l for the wanted layers (B x n_l each): the reference's forward pass beside the trace's. */
+async function preActivationGaps(
+  mlp: Mlp,
+  reference: Mlp,
+  trace: ForwardTrace,
+  x: Matrix,
+  wanted: (l: number) => boolean,
+  gemm: Gemm,
+): Promise<(Matrix | undefined)[]> {
+  const gaps: (Matrix | undefined)[] = [];
+  let a = x;
+  for (let l = 0; l < mlp.layers.length; l++) {
+    const zReference = await preActivation(reference.layers[l], a, gemm);
+    if (wanted(l)) {
+      const z = await preActivation(mlp.layers[l], trace.inputs[l], gemm);
+      const gap = new Float32Array(z.data.length);
+      for (let i = 0; i < gap.length; i++) gap[i] = zReference.data[i] - z.data[i];
+      gaps[l] = { rows: z.rows, cols: z.cols, data: gap };
+    }
+    a = { rows: zReference.rows, cols: zReference.cols, data: applyActivation(reference.layers[l].activation, zReference.data) };
+  }
+  return gaps;
+}
+
+function accumulateGap(sum: Float64Array, sensitivity: Matrix, gap: Matrix): void {
+  const nOut = sum.length;
+  for (let n = 0; n < gap.rows; n++) {
+    for (let i = 0; i < nOut; i++) sum[i] += sensitivity.data[n * nOut + i] * gap.data[n * nOut + i];
+  }
+}
+
+function checkSameShape(mlp: Mlp, reference: Mlp): void {
+  const shape = (m: Mlp) => m.layers.map((layer) => `${layer.weight.rows}x${layer.weight.cols}`).join(',');
+  if (shape(mlp) !== shape(reference)) {
+    throw new EcpruneError('usage', `the reference network has layers ${shape(reference)}, the model ${shape(mlp)}`);
+  }
+}
+
 /**
  * s_i(x_n) = Σ_k (d y_k / d z_l[i])² for every layer (B x n_l): one backward pass with K one-hot
  * cotangents per sample. For inspection and tests; `collectStatistics` reduces them on the fly.
@@ -110,6 +302,27 @@ export async function outputSensitivities(mlp: Mlp, x: Matrix, gemm: Gemm = defa
   const sensitivities: Matrix[] = [];
   await backpropagate(mlp, trace, oneHotCotangents(x.rows, outputs), gemm, (l, cotangent) => {
     sensitivities[l] = sumSquaresPerSample(cotangent, outputs);
+  });
+  return sensitivities;
+}
+
+/**
+ * s_i(x_n) for every layer (B x n_l) under any sensitivity setting ('output' / 'loss', exact or
+ * with probes): the per-sample values `collectStatistics` reduces. For inspection and tests.
+ */
+export async function sampleSensitivities(
+  mlp: Mlp,
+  x: Matrix,
+  options: Pick<StatisticsOptions, 'sensitivity' | 'sensitivityLoss' | 'probes' | 'probeSeed' | 'gemm'> = {},
+): Promise<Matrix[]> {
+  const gemm = options.gemm ?? defaultGemm();
+  const spec = sensitivitySpec({ sensitivity: options.sensitivity ?? 'output', ...options });
+  if (spec === undefined) return [];
+  const trace = await forwardTrace(mlp, x, gemm);
+  const { cotangents, perSample } = sensitivityCotangents(trace.output, spec);
+  const sensitivities: Matrix[] = [];
+  await backpropagate(mlp, trace, cotangents, gemm, (l, cotangent) => {
+    sensitivities[l] = sumSquaresPerSample(cotangent, perSample);
   });
   return sensitivities;
 }

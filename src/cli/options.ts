@@ -1,0 +1,62 @@
+/**
+ * Option parsing shared by the commands: every value is checked here, where the user's words are
+ * still known, so that an error names the option (`--sparsity: expected a number in [0, 1), got 'x'`).
+ */
+import { InvalidArgumentError } from 'commander';
+import { EcpruneError } from '../errors.js';
+import { METHOD_NAMES, type MethodName, isMethodName } from '../score/methods.js';
+import type { Scope } from '../select/select.js';
+import type { LossKind } from '../train/loss.js';
+
+export function parseSparsity(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value < 1)) {
+    throw new InvalidArgumentError(`expected a number in [0, 1), got '${text}'`);
+  }
+  return value;
+}
+
+export function parsePositiveInt(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
+  return value;
+}
+
+export function parseNonNegativeInt(text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`expected an integer >= 0, got '${text}'`);
+  return value;
+}
+
+export function parseMethod(text: string): MethodName {
+  if (!isMethodName(text)) throw new InvalidArgumentError(`unknown method '${text}' (choose from ${METHOD_NAMES.join(', ')})`);
+  return text;
+}
+
+export function parseScope(text: string): Scope {
+  if (text !== 'global' && text !== 'layer') throw new InvalidArgumentError(`unknown scope '${text}' (choose global or layer)`);
+  return text;
+}
+
+export function parseLoss(text: string): LossKind {
+  if (text !== 'ce' && text !== 'mse') throw new InvalidArgumentError(`unknown loss '${text}' (choose ce or mse)`);
+  return text;
+}
+
+/** A comma-separated list, each item parsed by `parse`: `0.5,0.9` → [0.5, 0.9]. */
+export function listOf<T>(parse: (text: string) => T): (text: string) => T[] {
+  return (text) => {
+    const items = text.split(',').map((item) => item.trim());
+    if (items.some((item) => item === '')) throw new InvalidArgumentError(`expected a comma-separated list, got '${text}'`);
+    return items.map(parse);
+  };
+}
+
+/** Exactly one of the named options must be given. */
+export function requireOne(options: Record<string, unknown>, names: string[]): void {
+  const given = names.filter((name) => options[name] !== undefined);
+  if (given.length !== 1) {
+    const flags = names.map((name) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    throw new EcpruneError('usage', given.length === 0 ? `one of ${flags.join(' or ')} is required` : `give only one of ${flags.join(', ')}`);
+  }
+}

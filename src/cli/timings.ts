@@ -1,0 +1,28 @@
+import type { PhaseTimings } from '../timings.js';
+
+/**
+ * The `--timings` clock of a command: `lap(phase)` books the time since the previous lap,
+ * library calls add their own phases to `phases`, `print()` writes one JSON line to stderr:
+ * {"load":12.1,"forward":80.3,...,"total":401.2} (milliseconds).
+ */
+export function startClock() {
+  const start = performance.now();
+  let last = start;
+  const phases: PhaseTimings = {};
+  return {
+    phases,
+    lap(phase: string) {
+      const now = performance.now();
+      phases[phase] = (phases[phase] ?? 0) + now - last;
+      last = now;
+    },
+    /** the time since the last lap was booked by a library call's own phases */
+    skip() {
+      last = performance.now();
+    },
+    print() {
+      const rounded = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+      process.stderr.write(`${JSON.stringify({ ...rounded, total: Math.round((performance.now() - start) * 10) / 10 })}\n`);
+    },
+  };
+}
