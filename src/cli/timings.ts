@@ -22,7 +22,7 @@ export function startClock() {
     },
     print() {
       const rounded = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10]));
-      process.stderr.write(`${JSON.stringify({ ...rounded, total: Math.round((performance.now() - start) * 10) / 10 })}\n`);
+      console.error(JSON.stringify({ ...rounded, total: Math.round((performance.now() - start) * 10) / 10 }));
     },
   };
 }

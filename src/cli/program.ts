@@ -1,0 +1,48 @@
+import { Command, CommanderError } from 'commander';
+import { VERSION } from '../version.js';
+import { evalCommand } from './commands/eval.js';
+import { inspectCommand } from './commands/inspect.js';
+import { pruneCommand } from './commands/prune.js';
+import { scoreCommand } from './commands/score.js';
+import { describeError, exitCodeOf } from './errors.js';
+
+function buildProgram(): Command {
+  const program = new Command('ecprune')
+    .description(
+      'Elimination-compensation pruning of fully-connected networks: every removed weight is\ncompensated by an optimal shift of the bias it feeds.',
+    )
+    .version(VERSION)
+    .option('--debug', 'print stack traces of errors')
+    // one line per error, like every other ecprune error
+    .configureOutput({ outputError: (text, write) => write(`ecprune: ${text.replace(/^error: /, '')}`) })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ ecprune inspect model.onnx
+  $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 -o pruned.onnx
+  $ ecprune eval pruned.onnx --data x_test.npy --labels y_test.npy --reference model.onnx`,
+    );
+  for (const command of [pruneCommand(), scoreCommand(), evalCommand(), inspectCommand()]) {
+    program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));
+  }
+  return program.exitOverride();
+}
+
+/**
+ * Runs the command line `argv` (without `node` and the script) and returns the exit code:
+ * 0 success, 2 bad usage or input, 1 internal error. Never calls process.exit, so tests can run
+ * it in-process.
+ */
+export async function runCli(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    // help and version "errors" are successes; everything commander rejects is bad usage
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    console.error(describeError(error, argv.includes('--debug')));
+    return exitCodeOf(error);
+  }
+}
