@@ -1,0 +1,166 @@
+/**
+ * Reading inputs and writing outputs safely.
+ *
+ * Outputs are written to a temp file in the target's folder, flushed to disk, then renamed into
+ * place, so that a crash or Ctrl-C never leaves a half-written file under the output's name. An
+ * existing file is only replaced with `force`, and an input is never replaced at all.
+ */
+import { randomBytes } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
+import { type FileHandle, mkdir, open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { EcpruneError } from '../errors.js';
+
+const REASONS: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'it is a folder',
+  ENOTDIR: 'a parent is not a folder',
+  EEXIST: 'it already exists',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'read-only file system',
+  EMFILE: 'too many open files',
+};
+
+/** Whether `error` comes from the file system (carries an errno code such as `ENOENT`). */
+export function isFsError(error: unknown): error is NodeJS.ErrnoException {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string';
+}
+
+/** A file-system failure as a one-line EcpruneError: `out.npy: cannot write: permission denied`. */
+export function ioError(error: NodeJS.ErrnoException, file: string, action = 'read'): EcpruneError {
+  return new EcpruneError('io', `cannot ${action}: ${REASONS[error.code!] ?? error.message}`, file);
+}
+
+export async function readInputFile(file: string): Promise<Uint8Array> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    throw isFsError(error) ? ioError(error, file) : error;
+  }
+}
+
+export async function ensureParentDir(file: string): Promise<void> {
+  const folder = path.dirname(path.resolve(file));
+  try {
+    await mkdir(folder, { recursive: true });
+  } catch (error) {
+    throw isFsError(error) ? ioError(error, folder, 'create folder') : error;
+  }
+}
+
+/** Bytes, text (written as UTF-8), or a function that writes the content in chunks. */
+export type OutputContent =
+  | Uint8Array
+  | string
+  | ((write: (chunk: Uint8Array | string) => Promise<void>) => Promise<void>);
+
+export interface WriteOptions {
+  /** replace an existing file (never one of `inputs`) */
+  force?: boolean;
+  /** the files this run reads: refused as outputs, through any symlink or hard link */
+  inputs?: readonly string[];
+}
+
+export async function writeOutputAtomic(
+  file: string,
+  content: OutputContent,
+  options: WriteOptions = {},
+): Promise<void> {
+  for (const input of options.inputs ?? []) {
+    if (await sameFile(file, input)) {
+      throw new EcpruneError('usage', `is also an input (${input}): refusing to overwrite it`, file);
+    }
+  }
+  // Checked before writing rather than made atomic: a file created by someone else between this
+  // check and the rename is replaced. Good enough for a CLI; not a lock.
+  if (!options.force && (await exists(file))) {
+    throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
+  }
+  const temp = path.join(
+    path.dirname(file),
+    `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+  installCleanupHandlers();
+  pendingTemps.add(temp);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(temp, 'wx');
+    const target = handle;
+    const write = (chunk: Uint8Array | string) => target.writeFile(chunk); // writeFile loops over short writes
+    if (typeof content === 'function') await content(write);
+    else await write(content);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temp, file);
+    pendingTemps.delete(temp);
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await unlink(temp).catch(() => undefined);
+    pendingTemps.delete(temp);
+    throw isFsError(error) ? ioError(error, file, 'write') : error;
+  }
+  await syncFolder(path.dirname(file));
+}
+
+async function exists(file: string): Promise<boolean> {
+  return (await stat(file).catch(() => undefined)) !== undefined;
+}
+
+/** Same file by identity (device + inode), or by resolved real path where inodes are not reported. */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [statA, statB] = await Promise.all([stat(a).catch(() => undefined), stat(b).catch(() => undefined)]);
+  if (!statA || !statB) return false; // a missing file cannot be overwritten
+  if (statA.ino !== 0 && statA.dev === statB.dev && statA.ino === statB.ino) return true;
+  return (await realpath(a)) === (await realpath(b));
+}
+
+/** Makes the rename itself durable; folders cannot be opened for sync on every platform, hence best effort. */
+async function syncFolder(folder: string): Promise<void> {
+  const handle = await open(folder, 'r').catch(() => undefined);
+  await handle?.sync().catch(() => undefined);
+  await handle?.close().catch(() => undefined);
+}
+
+/** Temp files being written right now, removed if the process is interrupted. */
+const pendingTemps = new Set<string>();
+let handlersInstalled = false;
+
+/** Removes the temp files of writes still in flight (synchronous: it runs in exit and signal handlers). */
+export function removePendingTempFiles(): string[] {
+  const removed: string[] = [];
+  for (const temp of pendingTemps) {
+    try {
+      unlinkSync(temp);
+      removed.push(temp);
+    } catch {
+      // already gone or never created
+    }
+  }
+  pendingTemps.clear();
+  return removed;
+}
+
+/**
+ * Installed on the first write, not on import, so that merely loading the library changes no
+ * signal behaviour. On SIGINT/SIGTERM the temp files are removed and the process exits with
+ * 128 + signal number (130, 143) as it would have by default, unless the program listens for
+ * the signal itself (then exiting is its decision).
+ */
+function installCleanupHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', removePendingTempFiles);
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.on(signal, () => {
+      removePendingTempFiles();
+      if (process.listenerCount(signal) === 1) process.exit(code);
+    });
+  }
+}
