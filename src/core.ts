@@ -8,31 +8,58 @@ export { optimalBiasShift } from './compensate/delta.js';
 export {
   type Batch,
   type Dataset,
-  type Targets,
   firstSamples,
   inMemoryDataset,
   materialize,
+  type Targets,
 } from './data/dataset.js';
 export { createRandom, type Random } from './data/random.js';
 export { EcpruneError, type EcpruneErrorCode } from './errors.js';
-export { type Evaluation, type EvaluateOptions, evaluate } from './evaluate.js';
+export { type EvaluateOptions, type Evaluation, evaluate } from './evaluate.js';
 export { defaultGemm, setDefaultGemm } from './gemm/default.js';
 export type { Gemm, GemmOptions } from './gemm/gemm.js';
 export { matmulTs, tsGemm } from './gemm/ts-gemm.js';
 export { readCsv } from './io/csv.js';
 export { readIdx } from './io/idx.js';
-export { readNpy, toFeatureMatrix, toTargets, writeNpy, type NpyArray } from './io/npy.js';
+export { type NpyArray, readNpy, toFeatureMatrix, toTargets, writeNpy } from './io/npy.js';
 export { readNpz, writeNpz } from './io/npz.js';
 export { type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from './io/onnx.js';
 export { type Activation, formatActivation, parseActivation } from './model/activations.js';
 export { forward } from './model/forward.js';
 export { fromRows, type Matrix, matrix } from './model/matrix.js';
-export { cloneMlp, type Layer, type Mlp, layerSizes, nonzeroWeightCount, validateMlp, weightCount } from './model/mlp.js';
-export { type PruneOptions, type PruneResult, prune, type ScoreOptions, type ScoreResult, score } from './prune.js';
+export {
+  cloneMlp,
+  type Layer,
+  layerSizes,
+  type Mlp,
+  nonzeroWeightCount,
+  validateMlp,
+  weightCount,
+} from './model/mlp.js';
+export {
+  type PruneOptions,
+  type PruneResult,
+  prune,
+  type ScoreOptions,
+  type ScoreResult,
+  score,
+} from './prune.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
-export { type CalibrationStatistics, collectStatistics, type LayerStatistics, outputSensitivities } from './score/statistics.js';
-export { type KeepMask, pruneCount, type Scope, selectGlobal, selectMasks, selectPerLayer } from './select/select.js';
+export {
+  type CalibrationStatistics,
+  collectStatistics,
+  type LayerStatistics,
+  outputSensitivities,
+} from './score/statistics.js';
+export {
+  type KeepMask,
+  pruneCount,
+  type Scope,
+  selectGlobal,
+  selectMasks,
+  selectPerLayer,
+} from './select/select.js';
 export type { LossKind } from './train/loss.js';
 export { VERSION } from './version.js';
 

@@ -3,7 +3,7 @@ import { EcpruneError } from './errors.js';
 import { defaultGemm } from './gemm/default.js';
 import type { Gemm } from './gemm/gemm.js';
 import { forward } from './model/forward.js';
-import { type Mlp, inputSize } from './model/mlp.js';
+import { inputSize, type Mlp } from './model/mlp.js';
 import { DEFAULT_BATCH_SIZE } from './score/statistics.js';
 import { type LossKind, lossFor, sampleLosses } from './train/loss.js';
 
@@ -37,7 +37,11 @@ function argMax(row: Float32Array): number {
 export async function evaluate(mlp: Mlp, data: Dataset, options: EvaluateOptions = {}): Promise<Evaluation> {
   const gemm = options.gemm ?? defaultGemm();
   if (data.features !== inputSize(mlp)) {
-    throw new EcpruneError('input', `the data has ${data.features} features per sample, the model takes ${inputSize(mlp)}`, data.name);
+    throw new EcpruneError(
+      'input',
+      `the data has ${data.features} features per sample, the model takes ${inputSize(mlp)}`,
+      data.name,
+    );
   }
   const loss = options.loss ?? (data.targetKind && lossFor(data.targetKind));
   let lossSum = 0;

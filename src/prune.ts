@@ -5,11 +5,11 @@ import { EcpruneError } from './errors.js';
 import type { Gemm } from './gemm/gemm.js';
 import type { Mlp } from './model/mlp.js';
 import type { LayerScores } from './score/criterion.js';
-import { METHODS, type MethodName, isMethodName } from './score/methods.js';
+import { isMethodName, METHODS, type MethodName } from './score/methods.js';
 import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
-import { type KeepMask, type Scope, checkSparsity, selectMasks } from './select/select.js';
-import type { LossKind } from './train/loss.js';
+import { checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
 import { type PhaseTimings, timePhase } from './timings.js';
+import type { LossKind } from './train/loss.js';
 import { lossFor } from './train/loss.js';
 
 export interface ScoreOptions {
@@ -41,7 +41,10 @@ export interface ScoreResult {
 function methodOf(name: string | undefined): MethodName {
   const method = name ?? 'ec';
   if (!isMethodName(method)) {
-    throw new EcpruneError('usage', `unknown method '${method}' (choose from ${Object.keys(METHODS).join(', ')})`);
+    throw new EcpruneError(
+      'usage',
+      `unknown method '${method}' (choose from ${Object.keys(METHODS).join(', ')})`,
+    );
   }
   return method;
 }
@@ -50,13 +53,21 @@ function methodOf(name: string | undefined): MethodName {
  * Scores every weight of `mlp` on the calibration set (streamed in batches).
  * @example const { importance, deltaBias } = await score(mlp, calibration, { method: 'ec' });
  */
-export async function score(mlp: Mlp, calibration: Dataset, options: ScoreOptions = {}): Promise<ScoreResult> {
+export async function score(
+  mlp: Mlp,
+  calibration: Dataset,
+  options: ScoreOptions = {},
+): Promise<ScoreResult> {
   const method = methodOf(options.method);
   const spec = METHODS[method];
   let loss: LossKind | undefined;
   if (spec.needsLossGradient) {
     if (calibration.targetKind === undefined) {
-      throw new EcpruneError('usage', `method '${method}' needs labels for the calibration set (--labels)`, calibration.name);
+      throw new EcpruneError(
+        'usage',
+        `method '${method}' needs labels for the calibration set (--labels)`,
+        calibration.name,
+      );
     }
     loss = options.loss ?? lossFor(calibration.targetKind);
   }
@@ -95,7 +106,11 @@ export interface PruneResult extends ScoreResult {
  * `magnitude-comp`) shifts each neuron's bias by the optimal compensation of its pruned weights.
  * @example const { model } = await prune(mlp, calibration, { method: 'ec', sparsity: 0.9 });
  */
-export async function prune(mlp: Mlp, calibration: Dataset, options: PruneOptions = {}): Promise<PruneResult> {
+export async function prune(
+  mlp: Mlp,
+  calibration: Dataset,
+  options: PruneOptions = {},
+): Promise<PruneResult> {
   const sparsity = checkSparsity(options.sparsity ?? 0.9);
   const scope = options.scope ?? 'global';
   if (scope !== 'global' && scope !== 'layer') {
@@ -104,7 +119,10 @@ export async function prune(mlp: Mlp, calibration: Dataset, options: PruneOption
   const scored = await score(mlp, calibration, options);
   const { keepMasks, model } = await timePhase(options.timings, 'select', () => {
     const keepMasks = selectMasks(scored.importance, sparsity, scope);
-    return { keepMasks, model: applyPruning(mlp, keepMasks, METHODS[scored.method].compensate ? scored.deltaBias : undefined) };
+    return {
+      keepMasks,
+      model: applyPruning(mlp, keepMasks, METHODS[scored.method].compensate ? scored.deltaBias : undefined),
+    };
   });
   return { ...scored, model, keepMasks, sparsity, scope };
 }

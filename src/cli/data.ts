@@ -31,7 +31,11 @@ export async function openData(choice: DataChoice, what: string): Promise<Datase
   }
   const data =
     choice.file !== undefined
-      ? await openDataFile(choice.file, { targets: choice.labels, labelColumn: choice.labelColumn, key: choice.key })
+      ? await openDataFile(choice.file, {
+          targets: choice.labels,
+          labelColumn: choice.labelColumn,
+          key: choice.key,
+        })
       : await openNamedDataset(choice.dataset!, choice.split);
   if (data.samples === 0) throw new EcpruneError('input', 'has no samples', data.name);
   return choice.samples === undefined ? data : firstSamples(data, choice.samples);

@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError } from 'commander';
 import { EcpruneError } from '../errors.js';
-import { METHOD_NAMES, type MethodName, isMethodName } from '../score/methods.js';
+import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
 import type { Scope } from '../select/select.js';
 import type { LossKind } from '../train/loss.js';
 
@@ -18,28 +18,33 @@ export function parseSparsity(text: string): number {
 
 export function parsePositiveInt(text: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new InvalidArgumentError(`expected a positive integer, got '${text}'`);
   return value;
 }
 
 export function parseNonNegativeInt(text: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) throw new InvalidArgumentError(`expected an integer >= 0, got '${text}'`);
+  if (!Number.isInteger(value) || value < 0)
+    throw new InvalidArgumentError(`expected an integer >= 0, got '${text}'`);
   return value;
 }
 
 export function parseMethod(text: string): MethodName {
-  if (!isMethodName(text)) throw new InvalidArgumentError(`unknown method '${text}' (choose from ${METHOD_NAMES.join(', ')})`);
+  if (!isMethodName(text))
+    throw new InvalidArgumentError(`unknown method '${text}' (choose from ${METHOD_NAMES.join(', ')})`);
   return text;
 }
 
 export function parseScope(text: string): Scope {
-  if (text !== 'global' && text !== 'layer') throw new InvalidArgumentError(`unknown scope '${text}' (choose global or layer)`);
+  if (text !== 'global' && text !== 'layer')
+    throw new InvalidArgumentError(`unknown scope '${text}' (choose global or layer)`);
   return text;
 }
 
 export function parseLoss(text: string): LossKind {
-  if (text !== 'ce' && text !== 'mse') throw new InvalidArgumentError(`unknown loss '${text}' (choose ce or mse)`);
+  if (text !== 'ce' && text !== 'mse')
+    throw new InvalidArgumentError(`unknown loss '${text}' (choose ce or mse)`);
   return text;
 }
 
@@ -47,7 +52,8 @@ export function parseLoss(text: string): LossKind {
 export function listOf<T>(parse: (text: string) => T): (text: string) => T[] {
   return (text) => {
     const items = text.split(',').map((item) => item.trim());
-    if (items.some((item) => item === '')) throw new InvalidArgumentError(`expected a comma-separated list, got '${text}'`);
+    if (items.some((item) => item === ''))
+      throw new InvalidArgumentError(`expected a comma-separated list, got '${text}'`);
     return items.map(parse);
   };
 }
@@ -57,6 +63,11 @@ export function requireOne(options: Record<string, unknown>, names: string[]): v
   const given = names.filter((name) => options[name] !== undefined);
   if (given.length !== 1) {
     const flags = names.map((name) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    throw new EcpruneError('usage', given.length === 0 ? `one of ${flags.join(' or ')} is required` : `give only one of ${flags.join(', ')}`);
+    throw new EcpruneError(
+      'usage',
+      given.length === 0
+        ? `one of ${flags.join(' or ')} is required`
+        : `give only one of ${flags.join(', ')}`,
+    );
   }
 }

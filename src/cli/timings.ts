@@ -21,7 +21,9 @@ export function startClock() {
       last = performance.now();
     },
     print() {
-      const rounded = Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10]));
+      const rounded = Object.fromEntries(
+        Object.entries(phases).map(([k, v]) => [k, Math.round(v * 10) / 10]),
+      );
       console.error(JSON.stringify({ ...rounded, total: Math.round((performance.now() - start) * 10) / 10 }));
     },
   };

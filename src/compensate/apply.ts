@@ -6,7 +6,11 @@ import type { KeepMask } from '../select/select.js';
  * shifts of its neuron's pruned weights: b_i += Σ_{j pruned} delta_ij. Under the linearisation the
  * joint optimal shift of several weights into one neuron is exactly that sum. Returns a new Mlp.
  */
-export function applyPruning(mlp: Mlp, keepMasks: readonly KeepMask[], deltaBias?: readonly Float64Array[]): Mlp {
+export function applyPruning(
+  mlp: Mlp,
+  keepMasks: readonly KeepMask[],
+  deltaBias?: readonly Float64Array[],
+): Mlp {
   return {
     layers: mlp.layers.map((layer, l) => {
       const { rows, cols } = layer.weight;

@@ -17,7 +17,8 @@ export function optimalBiasShift(mlp: Mlp, statistics: CalibrationStatistics): F
       for (let j = 0; j < cols; j++) {
         const weightedMean = m1[i * cols + j] / m0[i] + shift[j];
         // below the rounding error of adding back the shift, the mean is zero (see ecScore)
-        if (Math.abs(weightedMean) > ROUNDING_FLOOR * Math.abs(shift[j])) delta[i * cols + j] = data[i * cols + j] * weightedMean;
+        if (Math.abs(weightedMean) > ROUNDING_FLOOR * Math.abs(shift[j]))
+          delta[i * cols + j] = data[i * cols + j] * weightedMean;
       }
     }
     return delta;

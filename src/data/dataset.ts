@@ -76,7 +76,8 @@ export async function materialize(data: Dataset): Promise<{ x: Matrix; y?: Targe
   }
   const xm = { rows: data.samples, cols: data.features, data: x };
   if (classIds) return { x: xm, y: { kind: 'classes', values: classIds } };
-  if (values) return { x: xm, y: { kind: 'values', values: { rows: data.samples, cols: valueCols, data: values } } };
+  if (values)
+    return { x: xm, y: { kind: 'values', values: { rows: data.samples, cols: valueCols, data: values } } };
   return { x: xm };
 }
 
@@ -92,7 +93,9 @@ export function firstSamples(data: Dataset, count: number): Dataset {
       for await (const batch of data.batches(Math.min(batchSize, count))) {
         if (left <= 0) return;
         const take = Math.min(left, batch.x.rows);
-        yield take === batch.x.rows ? batch : { x: rowSlice(batch.x, 0, take), y: batch.y && sliceTargets(batch.y, 0, take) };
+        yield take === batch.x.rows
+          ? batch
+          : { x: rowSlice(batch.x, 0, take), y: batch.y && sliceTargets(batch.y, 0, take) };
         left -= take;
       }
     },

@@ -74,7 +74,7 @@ export function erf(x: number): number {
 
 const RULES: Record<ActivationKind, ActivationRule> = {
   identity: { apply: (z) => z, derivative: () => 1 },
-  relu: { apply: (z) => (z > 0 ? z : 0), derivative: (z) => (z > 0 ? 1 : 0) },
+  relu: { apply: (z) => Math.max(z, 0), derivative: (z) => (z > 0 ? 1 : 0) },
   leaky_relu: { apply: (z, a) => (z > 0 ? z : a * z), derivative: (z, a) => (z > 0 ? 1 : a) },
   tanh: {
     apply: (z) => Math.tanh(z),
@@ -95,7 +95,10 @@ const RULES: Record<ActivationKind, ActivationRule> = {
     derivative: (z) => 0.5 * (1 + erf(z * SQRT1_2)) + z * INV_SQRT_2PI * Math.exp(-0.5 * z * z),
   },
   softplus: { apply: softplus, derivative: sigmoid },
-  elu: { apply: (z, a) => (z > 0 ? z : a * Math.expm1(z)), derivative: (z, a) => (z >= 0 ? 1 : a * Math.exp(z)) },
+  elu: {
+    apply: (z, a) => (z > 0 ? z : a * Math.expm1(z)),
+    derivative: (z, a) => (z >= 0 ? 1 : a * Math.exp(z)),
+  },
 };
 
 function alphaOf(act: Activation): number {

@@ -42,7 +42,11 @@ export async function forwardTrace(mlp: Mlp, x: Matrix, gemm: Gemm): Promise<For
   for (const layer of mlp.layers) {
     inputs.push(a);
     const z = await preActivation(layer, a, gemm);
-    derivatives.push({ rows: z.rows, cols: z.cols, data: activationDerivative(layer.activation, z.data, new Float32Array(z.data.length)) });
+    derivatives.push({
+      rows: z.rows,
+      cols: z.cols,
+      data: activationDerivative(layer.activation, z.data, new Float32Array(z.data.length)),
+    });
     a = { rows: z.rows, cols: z.cols, data: applyActivation(layer.activation, z.data) };
   }
   return { inputs, derivatives, output: a };

@@ -21,7 +21,8 @@ export function fromRows(rows: ArrayLike<ArrayLike<number>>): Matrix {
   const cols = rows.length === 0 ? 0 : rows[0].length;
   const out = matrix(rows.length, cols);
   for (let r = 0; r < rows.length; r++) {
-    if (rows[r].length !== cols) throw new RangeError(`row ${r} has ${rows[r].length} values, expected ${cols}`);
+    if (rows[r].length !== cols)
+      throw new RangeError(`row ${r} has ${rows[r].length} values, expected ${cols}`);
     out.data.set(rows[r], r * cols);
   }
   return out;

@@ -63,7 +63,12 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
       throw new EcpruneError('input', `weight has an invalid shape ${rows}x${cols}`, file, where);
     }
     if (layer.bias.length !== rows) {
-      throw new EcpruneError('input', `bias has ${layer.bias.length} entries, weight has ${rows} rows`, file, where);
+      throw new EcpruneError(
+        'input',
+        `bias has ${layer.bias.length} entries, weight has ${rows} rows`,
+        file,
+        where,
+      );
     }
     if (l > 0 && cols !== mlp.layers[l - 1].weight.rows) {
       throw new EcpruneError(
@@ -86,7 +91,12 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
         }
       }
       if (bad > 0) {
-        throw new EcpruneError('input', `${name} has ${bad} non-finite values (first at flat index ${first})`, file, where);
+        throw new EcpruneError(
+          'input',
+          `${name} has ${bad} non-finite values (first at flat index ${first})`,
+          file,
+          where,
+        );
       }
     }
   });

@@ -64,11 +64,12 @@ export interface WriteOptions {
   inputs?: readonly string[];
 }
 
-export async function writeOutputAtomic(
-  file: string,
-  content: OutputContent,
-  options: WriteOptions = {},
-): Promise<void> {
+/**
+ * Refuses an output path that is one of the inputs, or that exists (unless `force`). Commands call
+ * it before their work, so a run is not wasted on an output that cannot be written; the write
+ * itself checks again.
+ */
+export async function checkOutputPath(file: string, options: WriteOptions = {}): Promise<void> {
   for (const input of options.inputs ?? []) {
     if (await sameFile(file, input)) {
       throw new EcpruneError('usage', `is also an input (${input}): refusing to overwrite it`, file);
@@ -79,6 +80,14 @@ export async function writeOutputAtomic(
   if (!options.force && (await exists(file))) {
     throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
   }
+}
+
+export async function writeOutputAtomic(
+  file: string,
+  content: OutputContent,
+  options: WriteOptions = {},
+): Promise<void> {
+  await checkOutputPath(file, options);
   const temp = path.join(
     path.dirname(file),
     `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { EcpruneError } from '../errors.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
-import { readInputFile, type WriteOptions, writeOutputAtomic } from './files.js';
+import { checkOutputPath, readInputFile, type WriteOptions, writeOutputAtomic } from './files.js';
 
 export type ModelFormat = 'onnx';
 
@@ -22,7 +22,11 @@ export interface LoadedModel {
 export function formatFromExtension(file: string): ModelFormat {
   const extension = path.extname(file).toLowerCase();
   if (extension === '.onnx') return 'onnx';
-  throw new EcpruneError('usage', `cannot tell the model format from the extension '${extension}' (use .onnx)`, file);
+  throw new EcpruneError(
+    'usage',
+    `cannot tell the model format from the extension '${extension}' (use .onnx)`,
+    file,
+  );
 }
 
 export async function loadModel(file: string): Promise<LoadedModel> {
@@ -38,6 +42,12 @@ export interface SaveOptions extends WriteOptions {
   readonly metadata?: Record<string, string>;
   /** ONNX: store weights as sparse_initializer */
   readonly onnxSparse?: boolean;
+}
+
+/** Checks an output model path before any work: not an input, not existing without force, a known format. */
+export async function checkModelOutput(file: string, options: WriteOptions = {}): Promise<void> {
+  await checkOutputPath(file, options);
+  formatFromExtension(file);
 }
 
 export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {}): Promise<void> {

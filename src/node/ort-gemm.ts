@@ -1,5 +1,5 @@
-import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
 import type { Gemm, GemmOptions } from '../gemm/gemm.js';
 import { productShape } from '../gemm/gemm.js';
 import { type Matrix, matrix } from '../model/matrix.js';
@@ -24,8 +24,18 @@ function gemmModelBytes(transA: boolean, transB: boolean): Uint8Array {
     producerName: 'ecprune',
     graph: {
       name: 'gemm',
-      node: [{ opType: 'Gemm', input: ['A', 'B'], output: ['Y'], attribute: [int('transA', +transA), int('transB', +transB)] }],
-      input: [floatTensor('A', transA ? ['k', 'm'] : ['m', 'k']), floatTensor('B', transB ? ['n', 'k'] : ['k', 'n'])],
+      node: [
+        {
+          opType: 'Gemm',
+          input: ['A', 'B'],
+          output: ['Y'],
+          attribute: [int('transA', +transA), int('transB', +transB)],
+        },
+      ],
+      input: [
+        floatTensor('A', transA ? ['k', 'm'] : ['m', 'k']),
+        floatTensor('B', transB ? ['n', 'k'] : ['k', 'n']),
+      ],
       output: [floatTensor('Y', ['m', 'n'])],
     },
   });

@@ -24,7 +24,8 @@ export function mapWeights(
     const { rows, cols, data } = layer.weight;
     const scores = new Float64Array(rows * cols);
     for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) scores[i * cols + j] = perWeight(data[i * cols + j], l, i, j, i * cols + j);
+      for (let j = 0; j < cols; j++)
+        scores[i * cols + j] = perWeight(data[i * cols + j], l, i, j, i * cols + j);
     }
     return scores;
   });

@@ -5,6 +5,7 @@ import { type Criterion, mapWeights } from './criterion.js';
 export const gradmagScore: Criterion = (mlp, statistics) =>
   mapWeights(mlp, (w, l, _i, _j, flat) => {
     const gradient = statistics.layers[l].lossGradient;
-    if (gradient === undefined) throw new EcpruneError('usage', 'gradmag needs labels and a loss (--labels, --loss)');
+    if (gradient === undefined)
+      throw new EcpruneError('usage', 'gradmag needs labels and a loss (--labels, --loss)');
     return Math.abs(w * gradient[flat]);
   });

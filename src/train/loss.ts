@@ -15,13 +15,21 @@ function checkTargets(output: Matrix, targets: Targets, loss: LossKind): void {
     throw new EcpruneError('usage', 'cross-entropy needs integer class labels, got real-valued targets');
   }
   if (loss === 'mse' && targets.kind === 'values' && targets.values.cols !== output.cols) {
-    throw new EcpruneError('input', `targets have ${targets.values.cols} columns, the model has ${output.cols} outputs`);
+    throw new EcpruneError(
+      'input',
+      `targets have ${targets.values.cols} columns, the model has ${output.cols} outputs`,
+    );
   }
   if (targets.kind === 'classes') {
     for (let n = 0; n < targets.values.length; n++) {
       const c = targets.values[n];
       if (c < 0 || c >= output.cols) {
-        throw new EcpruneError('input', `label ${c} is out of range for ${output.cols} outputs`, undefined, `sample ${n}`);
+        throw new EcpruneError(
+          'input',
+          `label ${c} is out of range for ${output.cols} outputs`,
+          undefined,
+          `sample ${n}`,
+        );
       }
     }
   }

@@ -33,7 +33,9 @@ function writeData(dir: string, samples = 64) {
 
 async function runOnnx(file: string, x: Float32Array, rows: number): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(readFileSync(file));
-  const result = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', x, [rows, features]) });
+  const result = await session.run({
+    [session.inputNames[0]]: new ort.Tensor('float32', x, [rows, features]),
+  });
   return result[session.outputNames[0]].data as Float32Array;
 }
 
@@ -54,7 +56,12 @@ describe('ecprune prune', () => {
     const ours = await forward(pruned.mlp, x, tsGemm);
     assertClose(await runOnnx(out, x.data, x.rows), ours.data, 'onnxruntime vs ours', 1e-5);
     const metadata = readFileSync(out).toString('latin1');
-    for (const key of ['ecprune_version', 'ecprune_method', 'ecprune_sparsity', 'ecprune_calibration_samples']) {
+    for (const key of [
+      'ecprune_version',
+      'ecprune_method',
+      'ecprune_sparsity',
+      'ecprune_calibration_samples',
+    ]) {
       assert.ok(metadata.includes(key), `metadata ${key}`);
     }
   });
@@ -91,7 +98,13 @@ describe('ecprune score', () => {
       const importance = arrays.get(`importance_${l}`)!;
       assert.deepEqual(importance.shape, [layer.weight.rows, layer.weight.cols]);
       assertClose(importance.data, Float32Array.from(expected.importance[l]), `importance_${l}`, 1e-4, 1e-2);
-      assertClose(arrays.get(`delta_${l}`)!.data, Float32Array.from(expected.deltaBias![l]), `delta_${l}`, 1e-4, 1e-2);
+      assertClose(
+        arrays.get(`delta_${l}`)!.data,
+        Float32Array.from(expected.deltaBias![l]),
+        `delta_${l}`,
+        1e-4,
+        1e-2,
+      );
     });
   });
 });
@@ -100,7 +113,17 @@ describe('ecprune eval and inspect', () => {
   it('eval reports accuracy, cross-entropy and the output error against a reference', async () => {
     const dir = tempDir();
     const { files, x, y } = writeData(dir);
-    const run = await cli('eval', MODEL, '--data', files.x, '--labels', files.y, '--reference', MODEL, '--json');
+    const run = await cli(
+      'eval',
+      MODEL,
+      '--data',
+      files.x,
+      '--labels',
+      files.y,
+      '--reference',
+      MODEL,
+      '--json',
+    );
     assert.equal(run.code, 0, run.stderr);
     const result = JSON.parse(run.stdout);
     const logits = await forward(model.mlp, x, tsGemm);

@@ -64,7 +64,10 @@ describe('sensitivities', () => {
           const minus = forward64(tanhNet, row(x, n), { layer: l, neuron: i, dz: -h });
           const fd = plus.reduce((sum, p, k) => sum + ((p - minus[k]) / (2 * h)) ** 2, 0);
           const s = sensitivities[l].data[n * layer.weight.rows + i];
-          assert.ok(Math.abs(s - fd) <= 1e-4 * Math.max(fd, 1e-3), `S[${l}][${n},${i}] = ${s}, finite differences ${fd}`);
+          assert.ok(
+            Math.abs(s - fd) <= 1e-4 * Math.max(fd, 1e-3),
+            `S[${l}][${n},${i}] = ${s}, finite differences ${fd}`,
+          );
         }
       });
     }
@@ -94,12 +97,21 @@ describe('optimal compensation', () => {
           const w = data[i * cols + j];
           // (1/N) Σ_n s_i(x_n) (delta - w a_j(x_n))²
           const objective = (delta: number) =>
-            inputs.reduce((sum, a, n) => sum + sensitivities[l].data[n * rows + i] * (delta - w * a[l][j]) ** 2, 0) / x.rows;
+            inputs.reduce(
+              (sum, a, n) => sum + sensitivities[l].data[n * rows + i] * (delta - w * a[l][j]) ** 2,
+              0,
+            ) / x.rows;
           const best = deltas[l][i * cols + j];
           const minimum = objective(best);
-          assert.ok(Math.abs(minimum - importance[l][i * cols + j]) <= 1e-5 * Math.max(minimum, 1e-6), `I[${l}][${i},${j}]`);
+          assert.ok(
+            Math.abs(minimum - importance[l][i * cols + j]) <= 1e-5 * Math.max(minimum, 1e-6),
+            `I[${l}][${i},${j}]`,
+          );
           for (const step of [1e-3, -1e-3, 0.1, -0.1]) {
-            assert.ok(objective(best + step) >= minimum, `perturbing delta by ${step} lowers the objective at [${l}][${i},${j}]`);
+            assert.ok(
+              objective(best + step) >= minimum,
+              `perturbing delta by ${step} lowers the objective at [${l}][${i},${j}]`,
+            );
           }
         }
       }
@@ -109,7 +121,11 @@ describe('optimal compensation', () => {
   it('a weight on a constant input is fully absorbed: importance 0, outputs unchanged', async () => {
     const constantInput = randomMatrix(32, 5, 3);
     for (let n = 0; n < constantInput.rows; n++) constantInput.data[n * 5 + 2] = 0.75;
-    const result = await prune(tanhNet, inMemoryDataset(constantInput), { method: 'ec', sparsity: 0, gemm: tsGemm });
+    const result = await prune(tanhNet, inMemoryDataset(constantInput), {
+      method: 'ec',
+      sparsity: 0,
+      gemm: tsGemm,
+    });
     for (let i = 0; i < tanhNet.layers[0].weight.rows; i++) assert.equal(result.importance[0][i * 5 + 2], 0);
   });
 
@@ -138,7 +154,10 @@ describe('optimal compensation', () => {
         }
         const expected = (w[i * cols + j] ** 2 * variance) / data.rows;
         const actual = importance[0][i * cols + j];
-        assert.ok(Math.abs(actual - expected) <= 1e-3 * expected, `I[0][${i},${j}] = ${actual}, expected ${expected}`);
+        assert.ok(
+          Math.abs(actual - expected) <= 1e-3 * expected,
+          `I[0][${i},${j}] = ${actual}, expected ${expected}`,
+        );
       }
     }
   });
@@ -146,7 +165,10 @@ describe('optimal compensation', () => {
 
 describe('selection', () => {
   it('prunes exactly k = floor(sparsity n + 0.5) weights, globally and per layer', async () => {
-    const data = inMemoryDataset(x, { kind: 'classes', values: Int32Array.from({ length: x.rows }, (_, n) => n % 3) });
+    const data = inMemoryDataset(x, {
+      kind: 'classes',
+      values: Int32Array.from({ length: x.rows }, (_, n) => n % 3),
+    });
     const total = tanhNet.layers.reduce((sum, l) => sum + l.weight.data.length, 0);
     for (const method of METHOD_NAMES) {
       for (const sparsity of [0, 0.1, 0.33, 0.5, 0.9, 0.99]) {
@@ -155,7 +177,11 @@ describe('selection', () => {
         assert.equal(pruned, Math.floor(sparsity * total + 0.5), `${method} global ${sparsity}`);
         const perLayer = await prune(tanhNet, data, { method, sparsity, scope: 'layer', gemm: tsGemm });
         perLayer.keepMasks.forEach((m, l) => {
-          assert.equal(m.filter((k) => k === 0).length, Math.floor(sparsity * m.length + 0.5), `${method} layer ${l} ${sparsity}`);
+          assert.equal(
+            m.filter((k) => k === 0).length,
+            Math.floor(sparsity * m.length + 0.5),
+            `${method} layer ${l} ${sparsity}`,
+          );
         });
       }
     }
@@ -168,7 +194,8 @@ describe('selection', () => {
   });
 
   it('random is seeded: the same seed gives the same mask, another seed another', async () => {
-    const masks = async (seed: number) => (await prune(tanhNet, inMemoryDataset(x), { method: 'random', seed, sparsity: 0.5 })).keepMasks;
+    const masks = async (seed: number) =>
+      (await prune(tanhNet, inMemoryDataset(x), { method: 'random', seed, sparsity: 0.5 })).keepMasks;
     assert.deepEqual(await masks(7), await masks(7));
     assert.notDeepEqual(await masks(7), await masks(8));
   });
@@ -186,7 +213,12 @@ describe('GEMM backends', () => {
         const b = randomMatrix(transB ? 19 : 37, transB ? 37 : 19, 11);
         const fast = await gemm.matmul(a, b, { transA, transB });
         const { matmulTs } = await import('../../src/gemm/ts-gemm.js');
-        assertClose(fast.data, matmulTs(a, b, { transA, transB }).data, `transA=${transA} transB=${transB}`, 1e-5);
+        assertClose(
+          fast.data,
+          matmulTs(a, b, { transA, transB }).data,
+          `transA=${transA} transB=${transB}`,
+          1e-5,
+        );
       }
     }
   });
@@ -202,8 +234,16 @@ describe('GEMM backends', () => {
       [gemm, 64],
     ] as const) {
       const other = await prune(net, data, { sparsity: 0.6, gemm: backend, batchSize });
-      other.importance.forEach((s, l) => assertClose(s, reference.importance[l], `importance[${l}] ${backend.name} batch ${batchSize}`, 1e-4, 1e-2));
-      other.model.layers.forEach((layer, l) => assertClose(layer.bias, reference.model.layers[l].bias, `bias[${l}]`, 1e-4, 1e-2));
+      reference.importance.forEach((expected, l) => {
+        assertClose(
+          other.importance[l],
+          expected,
+          `importance[${l}] ${backend.name} batch ${batchSize}`,
+          1e-4,
+          1e-2,
+        );
+        assertClose(other.model.layers[l].bias, reference.model.layers[l].bias, `bias[${l}]`, 1e-4, 1e-2);
+      });
     }
   });
 });

@@ -32,19 +32,27 @@ for (const c of loadFixtureCases()) {
 
     it('sensitivities S', async () => {
       const sensitivities = await outputSensitivities(mlp, x, tsGemm);
-      sensitivities.forEach((s, l) => assertClose(s.data, flat(c.S[l]), `S[${l}]`));
+      sensitivities.forEach((s, l) => {
+        assertClose(s.data, flat(c.S[l]), `S[${l}]`);
+      });
     });
 
     // batch size 4 makes the statistics span several batches (N = 8 or 9)
     for (const batchSize of [4, 1000]) {
       it(`statistics m0, M1, M2, delta and scores (batch size ${batchSize})`, async () => {
-        const statistics = await collectStatistics(mlp, calibration, { gemm: tsGemm, batchSize, lossGradient: c.loss });
+        const statistics = await collectStatistics(mlp, calibration, {
+          gemm: tsGemm,
+          batchSize,
+          lossGradient: c.loss,
+        });
         assert.equal(statistics.samples, c.N);
         statistics.layers.forEach((layer, l) => {
           const nIn = layer.shift.length;
           assertClose(layer.m0, c.m0[l], `m0[${l}]`);
           // the statistics hold moments about the shift c; undo it to compare with the raw sums
-          const rawM1 = layer.m1.map((v, flatIndex) => v + layer.shift[flatIndex % nIn] * layer.m0[Math.floor(flatIndex / nIn)]);
+          const rawM1 = layer.m1.map(
+            (v, flatIndex) => v + layer.shift[flatIndex % nIn] * layer.m0[Math.floor(flatIndex / nIn)],
+          );
           const rawM2 = layer.m2.map((v, flatIndex) => {
             const shift = layer.shift[flatIndex % nIn];
             const m0 = layer.m0[Math.floor(flatIndex / nIn)];
@@ -53,15 +61,17 @@ for (const c of loadFixtureCases()) {
           assertClose(rawM1, flat(c.M1[l]), `M1[${l}]`);
           assertClose(rawM2, flat(c.M2[l]), `M2[${l}]`);
         });
-        optimalBiasShift(mlp, statistics).forEach((d, l) => assertClose(d, flat(c.delta[l]), `delta[${l}]`));
+        optimalBiasShift(mlp, statistics).forEach((d, l) => {
+          assertClose(d, flat(c.delta[l]), `delta[${l}]`);
+        });
         for (const name of ['ec', 'obd', 'gradmag', 'magnitude'] as const) {
           // The EC variance m2 - m1²/m0 is ill-conditioned where it is small next to m2: there
           // the float32 rounding of the inputs themselves (1e-7) is amplified, so small entries
           // are held to 1e-5 of a hundredth of the layer's largest score rather than of themselves.
           const floor = name === 'ec' ? 1e-2 : 1e-3;
-          METHODS[name].criterion(mlp, statistics, {}).forEach((s, l) =>
-            assertClose(s, flat(c[name][l]), `${name}[${l}]`, 1e-5, floor),
-          );
+          METHODS[name].criterion(mlp, statistics, {}).forEach((s, l) => {
+            assertClose(s, flat(c[name][l]), `${name}[${l}]`, 1e-5, floor);
+          });
         }
       });
     }
@@ -76,7 +86,14 @@ for (const c of loadFixtureCases()) {
           sparsity: Number(sparsityText),
           gemm: tsGemm,
         });
-        const oracleScores = c[fixtureMethod === 'mag_comp' ? 'magnitude' : fixtureMethod === 'ec_nocomp' ? 'ec' : (fixtureMethod as 'ec')];
+        const oracleScores =
+          c[
+            fixtureMethod === 'mag_comp'
+              ? 'magnitude'
+              : fixtureMethod === 'ec_nocomp'
+                ? 'ec'
+                : (fixtureMethod as 'ec')
+          ];
         const zeroUpToRounding = zeroUpToRoundingWeights(oracleScores);
         let identical = true;
         const prunedAtZero = [0, 0];
@@ -88,11 +105,19 @@ for (const c of loadFixtureCases()) {
               prunedAtZero[0] += 1 - keep;
               prunedAtZero[1] += 1 - expectedMask[i];
             } else {
-              assert.equal(keep, expectedMask[i], `mask[${l}][${i}] (oracle score ${flat(oracleScores[l])[i]})`);
+              assert.equal(
+                keep,
+                expectedMask[i],
+                `mask[${l}][${i}] (oracle score ${flat(oracleScores[l])[i]})`,
+              );
             }
           });
         });
-        assert.equal(prunedAtZero[0], prunedAtZero[1], 'pruned count among the scores that are zero up to rounding');
+        assert.equal(
+          prunedAtZero[0],
+          prunedAtZero[1],
+          'pruned count among the scores that are zero up to rounding',
+        );
         // compensation of the oracle's own mask: W, b and outputs
         const keepMasks = expected.mask.map((m) => Uint8Array.from(flat(m)));
         const deltaBias = METHODS[method].compensate ? result.deltaBias : undefined;

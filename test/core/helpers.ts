@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Targets } from '../../src/data/dataset.js';
 import { parseActivation } from '../../src/model/activations.js';
-import { type Matrix, fromRows } from '../../src/model/matrix.js';
+import { fromRows, type Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 
 /** One case of test/fixtures/ec-vectors.json (exact float64 values from an independent oracle). */
@@ -73,7 +73,10 @@ export function assertClose(
   for (let i = 0; i < expected.length; i++) {
     const tolerance = rel * Math.max(Math.abs(expected[i]), floor * scale);
     const error = Math.abs(actual[i] - expected[i]);
-    assert.ok(error <= tolerance, `${label}[${i}]: ${actual[i]} vs ${expected[i]} (error ${error}, tolerance ${tolerance})`);
+    assert.ok(
+      error <= tolerance,
+      `${label}[${i}]: ${actual[i]} vs ${expected[i]} (error ${error}, tolerance ${tolerance})`,
+    );
   }
 }
 

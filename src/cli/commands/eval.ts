@@ -27,18 +27,34 @@ export function evalCommand(): Command {
       const model = await loadModel(modelFile);
       const reference = flags.reference ? await loadModel(flags.reference) : undefined;
       const data = await openData(
-        { file: flags.data, labels: flags.labels, dataset: flags.dataset, split: 'test', samples: flags.samples, labelColumn: flags.labelColumn },
+        {
+          file: flags.data,
+          labels: flags.labels,
+          dataset: flags.dataset,
+          split: 'test',
+          samples: flags.samples,
+          labelColumn: flags.labelColumn,
+        },
         'evaluation',
       );
-      const result = await evaluate(model.mlp, data, { reference: reference?.mlp, loss: flags.loss, batchSize: flags.batchSize });
+      const result = await evaluate(model.mlp, data, {
+        reference: reference?.mlp,
+        loss: flags.loss,
+        batchSize: flags.batchSize,
+      });
       if (flags.json) {
         console.log(JSON.stringify({ model: modelFile, data: data.name, ...result }));
         return;
       }
       console.log(`${modelFile} on ${data.name} (${result.samples} samples)`);
-      if (result.accuracy !== undefined) console.log(`  accuracy        ${(100 * result.accuracy).toFixed(2)} %`);
-      if (result.meanLoss !== undefined) console.log(`  ${result.loss === 'ce' ? 'cross-entropy' : 'MSE          '}   ${result.meanLoss.toPrecision(5)}`);
-      if (result.outputMse !== undefined) console.log(`  output MSE vs ${flags.reference}: ${result.outputMse.toPrecision(5)}`);
+      if (result.accuracy !== undefined)
+        console.log(`  accuracy        ${(100 * result.accuracy).toFixed(2)} %`);
+      if (result.meanLoss !== undefined)
+        console.log(
+          `  ${result.loss === 'ce' ? 'cross-entropy' : 'MSE          '}   ${result.meanLoss.toPrecision(5)}`,
+        );
+      if (result.outputMse !== undefined)
+        console.log(`  output MSE vs ${flags.reference}: ${result.outputMse.toPrecision(5)}`);
       if (result.meanLoss === undefined && result.outputMse === undefined) {
         console.log('  (no labels and no --reference: nothing to measure; pass --labels or --reference)');
       }

@@ -26,13 +26,22 @@ export function inspectCommand(): Command {
       });
       const total = weightCount(mlp);
       const nonzero = nonzeroWeightCount(mlp);
-      const summary = { file: modelFile, format, layers, weights: total, nonzero, sparsity: 1 - nonzero / total };
+      const summary = {
+        file: modelFile,
+        format,
+        layers,
+        weights: total,
+        nonzero,
+        sparsity: 1 - nonzero / total,
+      };
       if (flags.json) {
         console.log(JSON.stringify(summary));
         return;
       }
-      console.log(`${modelFile} (${format}): ${mlp.layers.length} layers, ${total.toLocaleString('en')} weights, ` +
-        `${nonzero.toLocaleString('en')} non-zero, sparsity ${(100 * summary.sparsity).toFixed(2)} %`);
+      console.log(
+        `${modelFile} (${format}): ${mlp.layers.length} layers, ${total.toLocaleString('en')} weights, ` +
+          `${nonzero.toLocaleString('en')} non-zero, sparsity ${(100 * summary.sparsity).toFixed(2)} %`,
+      );
       console.log('  layer  shape (out x in)  activation        weights   non-zero  sparsity');
       for (const row of layers) {
         console.log(

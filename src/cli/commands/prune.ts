@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { layerSizes, weightCount } from '../../model/mlp.js';
-import { loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import { type PruneOptions, prune } from '../../prune.js';
 import { VERSION } from '../../version.js';
 import { type DataChoice, inputFiles, openData } from '../data.js';
@@ -12,13 +12,21 @@ import { startClock } from '../timings.js';
 export function addCalibrationOptions(command: Command): Command {
   return command
     .option('--calib <file>', 'calibration inputs: .npy, .npz, .csv or IDX (a slice of the training data)')
-    .option('--dataset <name>', 'a built-in data set instead of --calib: mnist, fashion-mnist, diffusion-sorption')
+    .option(
+      '--dataset <name>',
+      'a built-in data set instead of --calib: mnist, fashion-mnist, diffusion-sorption',
+    )
     .option('--labels <file>', 'targets of the calibration samples (class ids or values); needed by gradmag')
     .option('--label-column <name>', 'CSV: the column that holds the targets')
     .option('--calib-samples <n>', 'use only the first n calibration samples', parsePositiveInt)
     .option('--batch-size <n>', 'samples per batch; memory grows with it, not with N', parsePositiveInt, 1000)
     .option('--seed <n>', 'seed of the random method', parsePositiveIntOrZero, 0)
-    .addOption(new Option('--loss <kind>', 'loss for gradmag: ce (class ids) or mse; default from the labels').argParser(parseLoss));
+    .addOption(
+      new Option(
+        '--loss <kind>',
+        'loss for gradmag: ce (class ids) or mse; default from the labels',
+      ).argParser(parseLoss),
+    );
 }
 
 function parsePositiveIntOrZero(text: string): number {
@@ -60,16 +68,31 @@ export function pruneCommand(): Command {
     .description('remove the least important weights and compensate them through the biases (EC pruning)')
     .argument('<model>', 'the trained model (.onnx)')
     .requiredOption('-o, --output <file>', 'where to write the pruned model (.onnx)')
-    .option('--method <name>', 'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random', parseMethod, 'ec')
+    .option(
+      '--method <name>',
+      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random',
+      parseMethod,
+      'ec',
+    )
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
-    .option('--scope <scope>', 'rank weights across all layers (global) or within each layer (layer)', parseScope, 'global')
-    .option('--onnx-sparse', 'store the weights as ONNX sparse_initializer (onnxruntime densifies them at load)')
+    .option(
+      '--scope <scope>',
+      'rank weights across all layers (global) or within each layer (layer)',
+      parseScope,
+      'global',
+    )
+    .option(
+      '--onnx-sparse',
+      'store the weights as ONNX sparse_initializer (onnxruntime densifies them at load)',
+    )
     .option('--force', 'overwrite the output if it exists')
     .option('--timings', 'print the time of each phase as one JSON line on stderr')
     .option('--quiet', 'no progress bar');
   addCalibrationOptions(command);
   return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
     const clock = startClock();
+    const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
+    await checkModelOutput(flags.output, writeOptions);
     const model = await loadModel(modelFile);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
     clock.lap('load');
@@ -87,9 +110,8 @@ export function pruneCommand(): Command {
     const result = await prune(model.mlp, calibration, options).finally(bar.stop);
     clock.skip(); // prune() timed its own phases
     await saveModel(flags.output, result.model, {
+      ...writeOptions,
       like: model,
-      force: flags.force,
-      inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],
       onnxSparse: flags.onnxSparse,
       metadata: {
         ecprune_version: VERSION,
@@ -106,7 +128,11 @@ export function pruneCommand(): Command {
   });
 }
 
-function printPruneSummary(result: Awaited<ReturnType<typeof prune>>, dense: Parameters<typeof weightCount>[0], output: string) {
+function printPruneSummary(
+  result: Awaited<ReturnType<typeof prune>>,
+  dense: Parameters<typeof weightCount>[0],
+  output: string,
+) {
   const total = weightCount(dense);
   const pruned = result.keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + (1 - keep), 0), 0);
   const sizes = layerSizes(dense);
@@ -116,7 +142,9 @@ function printPruneSummary(result: Awaited<ReturnType<typeof prune>>, dense: Par
   );
   result.keepMasks.forEach((mask, l) => {
     const kept = mask.reduce((n, keep) => n + keep, 0);
-    console.log(`  layer ${l}  ${sizes[l + 1]}x${sizes[l]}  kept ${kept.toLocaleString('en')} (${((100 * kept) / mask.length).toFixed(1)} %)`);
+    console.log(
+      `  layer ${l}  ${sizes[l + 1]}x${sizes[l]}  kept ${kept.toLocaleString('en')} (${((100 * kept) / mask.length).toFixed(1)} %)`,
+    );
   });
   console.log(`wrote ${output}`);
 }

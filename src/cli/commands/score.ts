@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
+import { checkOutputPath, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
-import { writeOutputAtomic } from '../../node/files.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
 import { parseMethod } from '../options.js';
@@ -22,13 +22,20 @@ export function scoreCommand(): Command {
     .description('score every weight (importance and optimal bias shift) without pruning')
     .argument('<model>', 'the trained model (.onnx)')
     .requiredOption('-o, --output <file>', 'where to write the scores (.npz)')
-    .option('--method <name>', 'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random', parseMethod, 'ec')
+    .option(
+      '--method <name>',
+      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random',
+      parseMethod,
+      'ec',
+    )
     .option('--force', 'overwrite the output if it exists')
     .option('--timings', 'print the time of each phase as one JSON line on stderr')
     .option('--quiet', 'no progress bar');
   addCalibrationOptions(command);
   return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
     const clock = startClock();
+    const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
+    await checkOutputPath(flags.output, writeOptions);
     const model = await loadModel(modelFile);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
     clock.lap('load');
@@ -49,12 +56,11 @@ export function scoreCommand(): Command {
       arrays[`importance_${l}`] = { shape, data: Float32Array.from(result.importance[l]) };
       arrays[`delta_${l}`] = { shape, data: Float32Array.from(result.deltaBias![l]) };
     });
-    await writeOutputAtomic(flags.output, writeNpz(arrays), {
-      force: flags.force,
-      inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],
-    });
+    await writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions);
     clock.lap('write');
-    console.log(`${result.method} scores of ${model.mlp.layers.length} layers from ${result.statistics.samples} samples: wrote ${flags.output}`);
+    console.log(
+      `${result.method} scores of ${model.mlp.layers.length} layers from ${result.statistics.samples} samples: wrote ${flags.output}`,
+    );
     if (flags.timings) clock.print();
   });
 }
