@@ -119,7 +119,8 @@ export function decodeElements(bytes: Uint8Array, type: ElementType, count: numb
   return out;
 }
 
-function float16(bits: number): number {
+/** A float16 value from its 16 bits (shared by every reader of half-precision data). */
+export function float16(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exponent = (bits >> 10) & 0x1f;
   const fraction = bits & 0x3ff;

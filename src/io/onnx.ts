@@ -7,12 +7,14 @@
  * What is needed to write the model back with the same structure and names is kept in an
  * `OnnxTemplate`: plain data describing the graph, no protobuf objects.
  */
+
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
 import { badInput, EcpruneError, type EcpruneErrorCode } from '../errors.js';
 import type { Activation, ActivationKind } from '../model/activations.js';
 import { matrix, transpose } from '../model/matrix.js';
 import { inputSize, type Layer, type Mlp, outputSize, validateMlp } from '../model/mlp.js';
+import { float16 } from './npy.js';
 
 const { onnx } = onnxProto;
 type NodeProto = OnnxTypes.INodeProto;
@@ -102,16 +104,6 @@ function int(value: Int64 | null | undefined): number {
   return Number.isSafeInteger(n) ? n : Number.NaN;
 }
 
-/** A float16 from its bits. */
-function half(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 31) return fraction ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
-
 /** Weights and biases are floats; Reshape shapes are ints. */
 type NumberKind = 'float' | 'int';
 
@@ -135,8 +127,8 @@ function elementType(dataType: number | null | undefined): ElementType | undefin
       return {
         kind: 'float',
         bytes: 2,
-        raw: (v, o) => half(v.getUint16(o, true)),
-        field: (t) => t.int32Data?.map(half),
+        raw: (v, o) => float16(v.getUint16(o, true)),
+        field: (t) => t.int32Data?.map(float16),
       };
     case INT32:
       return { kind: 'int', bytes: 4, raw: (v, o) => v.getInt32(o, true), field: (t) => t.int32Data };

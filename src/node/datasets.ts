@@ -12,6 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { type Dataset, inMemoryDataset, sliceTargets, type Targets, targetCount } from '../data/dataset.js';
+import { diffusionSorptionDataset } from '../data/diffusion-sorption.js';
 import { createRandom } from '../data/random.js';
 import { badInput, EcpruneError } from '../errors.js';
 import { readCsv } from '../io/csv.js';
@@ -368,22 +369,40 @@ export type NamedDatasetOpener = (split: Split) => Promise<Dataset>;
 const NAMED_DATASETS = new Map<string, NamedDatasetOpener>([
   ['mnist', openMnist],
   ['fashion-mnist', (split) => openFashionMnist(split)],
+  ['diffusion-sorption', (split) => openDiffusionSorption(0, split)],
 ]);
 
-/**
- * Adds a built-in data set. This is the hook for generated sets that live in `src/data` (such as
- * `diffusion-sorption`): the module that wires the CLI registers them, so that this file needs no
- * import of theirs.
- */
-export function registerNamedDataset(name: string, open: NamedDatasetOpener): void {
-  NAMED_DATASETS.set(name, open);
-}
-
 export function namedDatasets(): string[] {
-  return [...NAMED_DATASETS.keys()];
+  return [...NAMED_DATASETS.keys(), 'diffusion-sorption:<noise>'];
 }
 
+/** The generated surrogate-regression set, once per noise level and process (both splits come from one run). */
+const diffusionSorptionCache = new Map<number, ReturnType<typeof diffusionSorptionDataset>>();
+
+function openDiffusionSorption(noise: number, split: Split): Promise<Dataset> {
+  let generated = diffusionSorptionCache.get(noise);
+  if (generated === undefined) {
+    generated = diffusionSorptionDataset({ noise });
+    diffusionSorptionCache.set(noise, generated);
+  }
+  return Promise.resolve(generated[split]);
+}
+
+/**
+ * A built-in data set: `mnist`, `fashion-mnist`, `diffusion-sorption`, or `diffusion-sorption:0.05`
+ * (Gaussian noise on the training targets, relative to their standard deviation).
+ */
 export async function openNamedDataset(name: string, split: Split): Promise<Dataset> {
+  const noisy = /^diffusion-sorption:(.+)$/.exec(name);
+  if (noisy) {
+    const noise = Number(noisy[1]);
+    if (!(noise >= 0 && noise < 10))
+      throw new EcpruneError(
+        'usage',
+        `diffusion-sorption noise must be a number in [0, 10), got '${noisy[1]}'`,
+      );
+    return openDiffusionSorption(noise, split);
+  }
   const open = NAMED_DATASETS.get(name);
   if (!open) {
     throw new EcpruneError('usage', `unknown data set '${name}' (built in: ${namedDatasets().join(', ')})`);

