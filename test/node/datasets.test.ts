@@ -6,10 +6,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { type Dataset, inMemoryDataset, materialize, type Targets } from '../../src/data/dataset.js';
+import { type Dataset, materialize, type Targets } from '../../src/data/dataset.js';
 import { EcpruneError } from '../../src/errors.js';
 import { readNpy, writeNpy } from '../../src/io/npy.js';
-import { fromRows } from '../../src/model/matrix.js';
 import {
   FASHION_MNIST_DIR,
   namedDatasets,
