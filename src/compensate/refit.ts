@@ -46,6 +46,8 @@ export interface RefitResult {
 }
 
 const MAX_RETRIES = 6;
+/** at most this many float32 entries (64 MB) in one batch's bias Jacobian */
+const JACOBIAN_FLOATS = 16 * 1024 * 1024;
 
 export async function refitBiases(
   model: Mlp,
@@ -136,7 +138,9 @@ async function gaussNewtonSystem(
   const outputs = outputSize(model);
   const normal = new Float64Array(size * size);
   const gradient = new Float64Array(size);
-  for await (const batch of calibration.batches(batchSize)) {
+  // the Jacobian block is (B·K) x P float32: cap B so that it stays within JACOBIAN_FLOATS
+  const samplesPerBatch = Math.max(1, Math.min(batchSize, Math.floor(JACOBIAN_FLOATS / (outputs * size))));
+  for await (const batch of calibration.batches(samplesPerBatch)) {
     const trace = await forwardTrace(model, batch.x, gemm);
     const yReference = await forward(reference, batch.x, gemm);
     const rows = batch.x.rows * outputs; // one row per (sample, output k)

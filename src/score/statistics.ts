@@ -1,5 +1,5 @@
 import type { Dataset, Targets } from '../data/dataset.js';
-import { type Random, createRandom } from '../data/random.js';
+import { createRandom, type Random } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
@@ -7,9 +7,9 @@ import { applyActivation } from '../model/activations.js';
 import { backpropagate, oneHotCotangents, sumSquaresPerSample } from '../model/backward.js';
 import { type ForwardTrace, forwardTrace, preActivation } from '../model/forward.js';
 import type { Matrix } from '../model/matrix.js';
-import { type Mlp, inputSize, outputSize } from '../model/mlp.js';
-import { type LossKind, lossFor, lossGradient } from '../train/loss.js';
+import { inputSize, type Mlp, outputSize } from '../model/mlp.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
+import { type LossKind, lossFor, lossGradient } from '../train/loss.js';
 
 /**
  * Sums over the calibration set that every criterion is computed from, for one layer with
@@ -129,7 +129,9 @@ export async function collectStatistics(
     const timings = options.timings;
     const trace = await timePhase(timings, 'forward', () => forwardTrace(mlp, batch.x, gemm));
     if (sensitivity) {
-      const gaps = reference ? await preActivationGaps(mlp, reference, trace, batch.x, wanted, gemm) : undefined;
+      const gaps = reference
+        ? await preActivationGaps(mlp, reference, trace, batch.x, wanted, gemm)
+        : undefined;
       const { cotangents, perSample } = sensitivityCotangents(trace.output, sensitivity);
       // the backward pass is booked as `sensitivity`, the moment sums inside it as `statistics`
       const statisticsBefore = timings?.statistics ?? 0;
@@ -147,7 +149,11 @@ export async function collectStatistics(
     }
     if (options.lossGradient) {
       if (batch.y === undefined) {
-        throw new EcpruneError('usage', `${options.lossGradient} loss needs labels for the calibration set`, calibration.name);
+        throw new EcpruneError(
+          'usage',
+          `${options.lossGradient} loss needs labels for the calibration set`,
+          calibration.name,
+        );
       }
       await accumulateLossGradient(mlp, trace, batch.y, options.lossGradient, total, gemm, layers);
     }
@@ -168,7 +174,10 @@ interface SensitivitySpec {
 }
 
 function sensitivitySpec(
-  options: Pick<StatisticsOptions, 'sensitivity' | 'sensitivityLoss' | 'lossGradient' | 'probes' | 'probeSeed'>,
+  options: Pick<
+    StatisticsOptions,
+    'sensitivity' | 'sensitivityLoss' | 'lossGradient' | 'probes' | 'probeSeed'
+  >,
   calibration?: Dataset,
 ): SensitivitySpec | undefined {
   const setting = options.sensitivity ?? true;
@@ -184,7 +193,7 @@ function sensitivitySpec(
     if (loss === undefined) {
       throw new EcpruneError(
         'usage',
-        "loss sensitivity needs the loss (ce or mse) when the calibration set has no labels",
+        'loss sensitivity needs the loss (ce or mse) when the calibration set has no labels',
         calibration?.name,
       );
     }
@@ -202,7 +211,10 @@ function sensitivitySpec(
  * s_i = Σ_r (u_r · J_i)²: one-hot rows for exact output sensitivities (the original path,
  * unchanged), else the rows of the Hessian factor F or m probe combinations vᵀF/√m (see top).
  */
-function sensitivityCotangents(output: Matrix, spec: SensitivitySpec): { cotangents: Matrix; perSample: number } {
+function sensitivityCotangents(
+  output: Matrix,
+  spec: SensitivitySpec,
+): { cotangents: Matrix; perSample: number } {
   const { rows: batch, cols: outputs } = output;
   if (spec.kind === 'output' && spec.probes === undefined) {
     return { cotangents: oneHotCotangents(batch, outputs), perSample: outputs };
@@ -273,7 +285,11 @@ async function preActivationGaps(
       for (let i = 0; i < gap.length; i++) gap[i] = zReference.data[i] - z.data[i];
       gaps[l] = { rows: z.rows, cols: z.cols, data: gap };
     }
-    a = { rows: zReference.rows, cols: zReference.cols, data: applyActivation(reference.layers[l].activation, zReference.data) };
+    a = {
+      rows: zReference.rows,
+      cols: zReference.cols,
+      data: applyActivation(reference.layers[l].activation, zReference.data),
+    };
   }
   return gaps;
 }
@@ -288,7 +304,10 @@ function accumulateGap(sum: Float64Array, sensitivity: Matrix, gap: Matrix): voi
 function checkSameShape(mlp: Mlp, reference: Mlp): void {
   const shape = (m: Mlp) => m.layers.map((layer) => `${layer.weight.rows}x${layer.weight.cols}`).join(',');
   if (shape(mlp) !== shape(reference)) {
-    throw new EcpruneError('usage', `the reference network has layers ${shape(reference)}, the model ${shape(mlp)}`);
+    throw new EcpruneError(
+      'usage',
+      `the reference network has layers ${shape(reference)}, the model ${shape(mlp)}`,
+    );
   }
 }
 
@@ -296,7 +315,11 @@ function checkSameShape(mlp: Mlp, reference: Mlp): void {
  * s_i(x_n) = Σ_k (d y_k / d z_l[i])² for every layer (B x n_l): one backward pass with K one-hot
  * cotangents per sample. For inspection and tests; `collectStatistics` reduces them on the fly.
  */
-export async function outputSensitivities(mlp: Mlp, x: Matrix, gemm: Gemm = defaultGemm()): Promise<Matrix[]> {
+export async function outputSensitivities(
+  mlp: Mlp,
+  x: Matrix,
+  gemm: Gemm = defaultGemm(),
+): Promise<Matrix[]> {
   const trace = await forwardTrace(mlp, x, gemm);
   const outputs = outputSize(mlp);
   const sensitivities: Matrix[] = [];
@@ -349,14 +372,19 @@ async function accumulateMoments(
       centred[n * 2 * nIn + nIn + j] = d * d;
     }
   }
-  const moments = await gemm.matmul(sensitivity, { rows: batch, cols: 2 * nIn, data: centred }, { transA: true });
+  const moments = await gemm.matmul(
+    sensitivity,
+    { rows: batch, cols: 2 * nIn, data: centred },
+    { transA: true },
+  );
   for (let i = 0; i < nOut; i++) {
     for (let j = 0; j < nIn; j++) {
       stats.m1[i * nIn + j] += moments.data[i * 2 * nIn + j];
       stats.m2[i * nIn + j] += moments.data[i * 2 * nIn + nIn + j];
     }
   }
-  for (let n = 0; n < batch; n++) for (let i = 0; i < nOut; i++) stats.m0[i] += sensitivity.data[n * nOut + i];
+  for (let n = 0; n < batch; n++)
+    for (let i = 0; i < nOut; i++) stats.m0[i] += sensitivity.data[n * nOut + i];
 }
 
 /** Adds this batch's share of the mean gradient dL/dW_l = (1/N) Σ_n g_l(x_n) a_{l-1}(x_n)ᵀ. */
