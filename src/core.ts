@@ -44,6 +44,7 @@ export {
   type ScoreResult,
   score,
 } from './prune.js';
+export { type AdvancedPruneOptions, type AdvancedPruneResult, pruneAdvanced } from './prune-variants.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {

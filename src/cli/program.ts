@@ -1,9 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { convertCommand } from './commands/convert.js';
+import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
+import { finetuneCommand } from './commands/finetune.js';
 import { inspectCommand } from './commands/inspect.js';
 import { pruneCommand } from './commands/prune.js';
 import { scoreCommand } from './commands/score.js';
+import { sweepCommand } from './commands/sweep.js';
+import { trainCommand } from './commands/train.js';
 import { describeError, exitCodeOf } from './errors.js';
 
 function buildProgram(): Command {
@@ -23,7 +28,17 @@ Examples:
   $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 -o pruned.onnx
   $ ecprune eval pruned.onnx --data x_test.npy --labels y_test.npy --reference model.onnx`,
     );
-  for (const command of [pruneCommand(), scoreCommand(), evalCommand(), inspectCommand()]) {
+  for (const command of [
+    pruneCommand(),
+    scoreCommand(),
+    evalCommand(),
+    inspectCommand(),
+    convertCommand(),
+    trainCommand(),
+    finetuneCommand(),
+    sweepCommand(),
+    demoCommand(),
+  ]) {
     program.addCommand(command.exitOverride().configureOutput(program.configureOutput()));
   }
   return program.exitOverride();

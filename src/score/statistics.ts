@@ -193,7 +193,7 @@ function sensitivitySpec(
     if (loss === undefined) {
       throw new EcpruneError(
         'usage',
-        'loss sensitivity needs the loss (ce or mse) when the calibration set has no labels',
+        'loss sensitivity needs the loss (--loss ce or mse) when the calibration set has no labels',
         calibration?.name,
       );
     }

@@ -1,12 +1,20 @@
 import { Command, Option } from 'commander';
 import { layerSizes, weightCount } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
-import { type PruneOptions, prune } from '../../prune.js';
+import type { prune } from '../../prune.js';
+import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
 import { VERSION } from '../../version.js';
 import { type DataChoice, inputFiles, openData } from '../data.js';
-import { parseLoss, parseMethod, parsePositiveInt, parseScope, parseSparsity } from '../options.js';
+import { parseLoss, parsePositiveInt, parseScope, parseSparsity } from '../options.js';
 import { progressBar } from '../progress.js';
 import { startClock } from '../timings.js';
+import {
+  addVariantOptions,
+  describeVariant,
+  parsePruneMethod,
+  VARIANT_EXAMPLES,
+  variantOptions,
+} from '../variants.js';
 
 /** Options every command that reads calibration data shares. */
 export function addCalibrationOptions(command: Command): Command {
@@ -70,8 +78,8 @@ export function pruneCommand(): Command {
     .requiredOption('-o, --output <file>', 'where to write the pruned model (.onnx)')
     .option(
       '--method <name>',
-      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random',
-      parseMethod,
+      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
+      parsePruneMethod,
       'ec',
     )
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
@@ -89,46 +97,53 @@ export function pruneCommand(): Command {
     .option('--timings', 'print the time of each phase as one JSON line on stderr')
     .option('--quiet', 'no progress bar');
   addCalibrationOptions(command);
-  return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
-    const clock = startClock();
-    const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
-    await checkModelOutput(flags.output, writeOptions);
-    const model = await loadModel(modelFile);
-    const calibration = await openData(calibrationChoice(flags), 'calibration');
-    clock.lap('load');
-    const bar = progressBar('statistics', 'samples', flags.quiet);
-    const options: PruneOptions = {
-      method: flags.method,
-      sparsity: flags.sparsity,
-      scope: flags.scope,
-      seed: flags.seed,
-      loss: flags.loss,
-      batchSize: flags.batchSize,
-      onProgress: bar.update,
-      timings: clock.phases,
-    };
-    const result = await prune(model.mlp, calibration, options).finally(bar.stop);
-    clock.skip(); // prune() timed its own phases
-    await saveModel(flags.output, result.model, {
-      ...writeOptions,
-      like: model,
-      onnxSparse: flags.onnxSparse,
-      metadata: {
-        ecprune_version: VERSION,
-        ecprune_method: result.method,
-        ecprune_sparsity: String(result.sparsity),
-        ecprune_scope: result.scope,
-        ecprune_calibration_samples: String(result.statistics.samples),
-        ecprune_calibration: calibration.name,
-      },
+  addVariantOptions(command);
+  return command
+    .addHelpText('after', EXAMPLES + VARIANT_EXAMPLES)
+    .action(async (modelFile: string, flags) => {
+      const clock = startClock();
+      const writeOptions = {
+        force: flags.force,
+        inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],
+      };
+      await checkModelOutput(flags.output, writeOptions);
+      const model = await loadModel(modelFile);
+      const calibration = await openData(calibrationChoice(flags), 'calibration');
+      clock.lap('load');
+      const bar = progressBar('statistics', 'samples', flags.quiet);
+      const options: AdvancedPruneOptions = {
+        ...variantOptions(flags),
+        sparsity: flags.sparsity,
+        scope: flags.scope,
+        seed: flags.seed,
+        loss: flags.loss,
+        batchSize: flags.batchSize,
+        onProgress: bar.update,
+        timings: clock.phases,
+      };
+      const result = await pruneAdvanced(model.mlp, calibration, options).finally(bar.stop);
+      clock.skip(); // prune() timed its own phases
+      await saveModel(flags.output, result.model, {
+        ...writeOptions,
+        like: model,
+        onnxSparse: flags.onnxSparse,
+        metadata: {
+          ecprune_version: VERSION,
+          ecprune_method: describeVariant(flags),
+          ecprune_sparsity: String(result.sparsity),
+          ecprune_scope: result.scope,
+          ecprune_calibration_samples: String(result.statistics.samples),
+          ecprune_calibration: calibration.name,
+        },
+      });
+      clock.lap('write');
+      printPruneSummary(describeVariant(flags), result, model.mlp, flags.output);
+      if (flags.timings) clock.print();
     });
-    clock.lap('write');
-    printPruneSummary(result, model.mlp, flags.output);
-    if (flags.timings) clock.print();
-  });
 }
 
 function printPruneSummary(
+  method: string,
   result: Awaited<ReturnType<typeof prune>>,
   dense: Parameters<typeof weightCount>[0],
   output: string,
@@ -137,7 +152,7 @@ function printPruneSummary(
   const pruned = result.keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + (1 - keep), 0), 0);
   const sizes = layerSizes(dense);
   console.log(
-    `${result.method}, ${result.scope} scope: pruned ${pruned.toLocaleString('en')} of ${total.toLocaleString('en')} weights ` +
+    `${method}, ${result.scope} scope: pruned ${pruned.toLocaleString('en')} of ${total.toLocaleString('en')} weights ` +
       `(${((100 * pruned) / total).toFixed(1)} %), calibrated on ${result.statistics.samples} samples`,
   );
   result.keepMasks.forEach((mask, l) => {

@@ -1,0 +1,54 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { EcpruneError } from '../../errors.js';
+import { parseArch } from '../../io/arch.js';
+import { layerSizes } from '../../model/mlp.js';
+import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
+import { VERSION } from '../../version.js';
+
+/**
+ * `--arch <spec>` for every command that loads a model: the layer widths and activations of a
+ * weight-only model (.safetensors without ecprune metadata, .npz). Checked here, passed on as text.
+ */
+export function archOption(): Option {
+  return new Option(
+    '--arch <spec>',
+    "widths and activations of a weight-only model (.safetensors, .npz): '784,300,10:relu', 'relu', 'leaky_relu:0.1', 'relu/sigmoid'",
+  ).argParser((text: string) => {
+    try {
+      parseArch(text);
+    } catch (error) {
+      throw error instanceof EcpruneError ? new InvalidArgumentError(error.detail) : error;
+    }
+    return text;
+  });
+}
+
+const EXAMPLES = `
+The input format is read from the content, the output format from the extension:
+  .onnx  ONNX   .json  TF.js LayersModel (weights written next to it)   .safetensors   .npz (W0, b0, ...)
+
+Examples:
+  $ ecprune convert model.onnx -o web/model.json
+  $ ecprune convert state_dict.safetensors --arch 784,300,100,10:relu -o model.onnx
+  $ ecprune convert tfjs/model.json -o weights.npz`;
+
+export function convertCommand(): Command {
+  return new Command('convert')
+    .description('convert a model between ONNX, TF.js, safetensors (PyTorch state_dict) and .npz')
+    .argument('<model>', 'the model: .onnx, TF.js model.json, .safetensors or .npz')
+    .requiredOption('-o, --output <file>', 'where to write it (.onnx, .json, .safetensors, .npz)')
+    .addOption(archOption())
+    .option('--force', 'overwrite the output if it exists')
+    .addHelpText('after', EXAMPLES)
+    .action(async (modelFile: string, flags) => {
+      const write = { force: flags.force, inputs: [modelFile] };
+      await checkModelOutput(flags.output, write);
+      const model = await loadModel(modelFile, { arch: flags.arch });
+      await saveModel(flags.output, model.mlp, {
+        ...write,
+        like: model,
+        metadata: { ecprune_version: VERSION },
+      });
+      console.log(`${model.format} model ${layerSizes(model.mlp).join('-')}: wrote ${flags.output}`);
+    });
+}

@@ -1,0 +1,121 @@
+/**
+ * The command-line face of the beyond-the-paper variants (src/prune-variants.ts), shared by
+ * `prune` and `sweep`: every flag maps onto one AdvancedPruneOptions field.
+ */
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { AdvancedPruneOptions } from '../prune-variants.js';
+import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
+import { parsePositiveInt } from './options.js';
+
+/** `--method`: a criterion of the method table, or `obs` (layer-wise OBS reconstruction). */
+export function parsePruneMethod(text: string): MethodName | 'obs' {
+  if (text === 'obs' || isMethodName(text)) return text;
+  throw new InvalidArgumentError(
+    `unknown method '${text}' (choose from ${[...METHOD_NAMES, 'obs'].join(', ')})`,
+  );
+}
+
+function parsePattern(text: string): { n: number; m: number } {
+  const match = /^(\d+):(\d+)$/.exec(text.trim());
+  const [n, m] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
+  if (!match || n < 1 || m < 2 || n >= m)
+    throw new InvalidArgumentError(`expected n:m with 1 <= n < m, such as 2:4, got '${text}'`);
+  return { n, m };
+}
+
+export function addVariantOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option(
+        '--sensitivity <kind>',
+        'what the error is measured on: the output (the paper) or the loss (dyᵀ H dy)',
+      )
+        .choices(['output', 'loss'])
+        .default('output'),
+    )
+    .option(
+      '--probes <m>',
+      'estimate the sensitivities with m random probes per sample (many outputs)',
+      parsePositiveInt,
+    )
+    .option(
+      '--sequential',
+      'prune layer by layer on the already-pruned network, compensating toward the dense one',
+    )
+    .option(
+      '--refit-biases [iterations]',
+      'refit all biases jointly to the dense outputs (Gauss-Newton)',
+      parsePositiveInt,
+    )
+    .option(
+      '--steps <k>',
+      'reach the sparsity in k prune-recompute steps (geometric schedule)',
+      parsePositiveInt,
+      1,
+    )
+    .option(
+      '--pattern <n:m>',
+      'N:M sparsity along the inputs of each row, e.g. 2:4 (overrides --sparsity)',
+      parsePattern,
+    )
+    .addOption(
+      new Option(
+        '--structure <kind>',
+        'remove single weights, or whole hidden neurons (--sparsity = fraction of neurons)',
+      )
+        .choices(['weight', 'neuron'])
+        .default('weight'),
+    );
+}
+
+export interface VariantFlags {
+  method: MethodName | 'obs';
+  sensitivity: 'output' | 'loss';
+  probes?: number;
+  sequential?: boolean;
+  refitBiases?: number | true;
+  steps: number;
+  pattern?: { n: number; m: number };
+  structure: 'weight' | 'neuron';
+}
+
+/** `--refit-biases` alone means 5 iterations. */
+const DEFAULT_REFIT_ITERATIONS = 5;
+
+export function variantOptions(flags: VariantFlags): AdvancedPruneOptions {
+  const { method } = flags;
+  return {
+    // OBS chooses its weights by its own saliency; the criterion is unused
+    method: method === 'obs' ? 'magnitude' : method,
+    obs: method === 'obs',
+    sensitivity: flags.sensitivity,
+    probes: flags.probes,
+    sequential: flags.sequential,
+    refitBiases: flags.refitBiases === true ? DEFAULT_REFIT_ITERATIONS : flags.refitBiases,
+    steps: flags.steps,
+    pattern: flags.pattern,
+    structure: flags.structure,
+  };
+}
+
+/** A short name of the method and its variants, e.g. `ec+sequential+refit5`, for metadata and tables. */
+export function describeVariant(flags: VariantFlags): string {
+  const parts: string[] = [flags.method];
+  if (flags.sensitivity === 'loss') parts.push('loss');
+  if (flags.probes) parts.push(`probes${flags.probes}`);
+  if (flags.sequential) parts.push('sequential');
+  if (flags.steps > 1) parts.push(`steps${flags.steps}`);
+  if (flags.refitBiases)
+    parts.push(`refit${flags.refitBiases === true ? DEFAULT_REFIT_ITERATIONS : flags.refitBiases}`);
+  if (flags.pattern) parts.push(`${flags.pattern.n}:${flags.pattern.m}`);
+  if (flags.structure === 'neuron') parts.push('neuron');
+  return parts.join('+');
+}
+
+export const VARIANT_EXAMPLES = `
+
+Beyond the paper (combine freely):
+  $ ecprune prune model.onnx --calib calib.npy --sequential --refit-biases --steps 3 -o out.onnx
+  $ ecprune prune model.onnx --calib calib.npy --pattern 2:4 -o out24.onnx
+  $ ecprune prune model.onnx --calib calib.npy --structure neuron --sparsity 0.5 -o smaller.onnx
+  $ ecprune prune model.onnx --calib calib.npy --method obs -o obs.onnx   # changes surviving weights`;
