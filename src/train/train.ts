@@ -1,0 +1,391 @@
+import { type Dataset, inMemoryDataset, materialize, type Targets, targetCount } from '../data/dataset.js';
+import { createRandom } from '../data/random.js';
+import { EcpruneError } from '../errors.js';
+import { evaluate } from '../evaluate.js';
+import { defaultGemm } from '../gemm/default.js';
+import type { Gemm } from '../gemm/gemm.js';
+import type { Activation } from '../model/activations.js';
+import { backpropagate } from '../model/backward.js';
+import { forwardTrace } from '../model/forward.js';
+import { type Matrix, matrix } from '../model/matrix.js';
+import { cloneMlp, inputSize, type Layer, layerSizes, type Mlp } from '../model/mlp.js';
+import type { KeepMask } from '../select/select.js';
+import { type LossKind, lossFor, lossGradient, sampleLosses } from './loss.js';
+
+/** A fresh network: layer widths, the hidden activation, the seed of its initial weights. */
+export interface InitSpec {
+  readonly sizes: readonly number[];
+  readonly activation: Activation;
+  /** activation of the last layer; default identity (logits / regression outputs) */
+  readonly outputActivation?: Activation;
+  readonly seed: number;
+}
+
+export interface EpochInfo {
+  /** 1-based */
+  readonly epoch: number;
+  /** mean loss over the epoch's samples, each measured before its batch's update */
+  readonly trainLoss: number;
+  readonly validationLoss?: number;
+  readonly validationAccuracy?: number;
+}
+
+export interface TrainOptions {
+  readonly epochs: number;
+  /** Adam step size; default 1e-3 */
+  readonly learningRate?: number;
+  /** default 128; the last batch of an epoch may be smaller */
+  readonly batchSize?: number;
+  /** seed of the per-epoch shuffles (and of the validation split) */
+  readonly seed: number;
+  /** default from the targets: class ids → ce, values → mse */
+  readonly loss?: LossKind;
+  /** evaluated after every epoch */
+  readonly validation?: Dataset;
+  /** hold out this fraction of the training set (seeded split) instead of passing `validation` */
+  readonly validationFraction?: number;
+  /** fine-tuning: weights with mask 0 are set to zero and stay exactly zero; biases all train */
+  readonly keepMasks?: readonly KeepMask[];
+  readonly gemm?: Gemm;
+  readonly onEpoch?: (info: EpochInfo) => void;
+  /** batches done and total, counted over all epochs (a progress bar with an ETA) */
+  readonly onBatch?: (done: number, total: number) => void;
+}
+
+export interface TrainResult {
+  readonly model: Mlp;
+  readonly history: EpochInfo[];
+}
+
+/**
+ * PyTorch's nn.Linear initialisation, so that the networks trained here start like the paper's:
+ * kaiming_uniform(a = √5) for W, which works out to U(-1/√fan_in, 1/√fan_in), and the same
+ * uniform for b. The seeded generator makes it deterministic: same seed → same network.
+ */
+export function initMlp(spec: InitSpec): Mlp {
+  const { sizes, activation, seed } = spec;
+  if (sizes.length < 2 || !sizes.every((n) => Number.isInteger(n) && n >= 1)) {
+    throw new EcpruneError(
+      'usage',
+      `layer sizes must be at least two positive integers, got ${sizes.join('-')}`,
+    );
+  }
+  const random = createRandom(seed);
+  const uniform = (bound: number) => (2 * random.next() - 1) * bound;
+  const layers: Layer[] = [];
+  for (let l = 0; l + 1 < sizes.length; l++) {
+    const [nIn, nOut] = [sizes[l], sizes[l + 1]];
+    const bound = 1 / Math.sqrt(nIn);
+    const weight = matrix(nOut, nIn);
+    for (let k = 0; k < weight.data.length; k++) weight.data[k] = uniform(bound);
+    const bias = new Float32Array(nOut);
+    for (let k = 0; k < nOut; k++) bias[k] = uniform(bound);
+    const last = l + 2 === sizes.length;
+    layers.push({
+      weight,
+      bias,
+      activation: last ? (spec.outputActivation ?? { kind: 'identity' }) : activation,
+    });
+  }
+  return { layers };
+}
+
+/** 1 where the weight is non-zero: the masks that keep a pruned network's zeros in place. */
+export function keepMasksOf(mlp: Mlp): KeepMask[] {
+  return mlp.layers.map((layer) => Uint8Array.from(layer.weight.data, (w) => +(w !== 0)));
+}
+
+export interface Gradients {
+  /** mean loss over the batch */
+  readonly loss: number;
+  /** dL/dW_l (n_l x n_{l-1}, like W) and dL/db_l, L the batch-mean loss */
+  readonly weight: Float32Array[];
+  readonly bias: Float32Array[];
+}
+
+/**
+ * The batch-mean loss and its gradient. With g_l = dL/dz_l (B x n_l) from backpropagation:
+ *   dL/dW_l = g_lᵀ a_{l-1}      dL/db_l = Σ_n g_l[n, :]
+ * Dividing dL/dy by B first makes both sums batch means.
+ */
+export async function lossAndGradients(
+  mlp: Mlp,
+  x: Matrix,
+  y: Targets,
+  loss: LossKind,
+  gemm: Gemm,
+): Promise<Gradients> {
+  const trace = await forwardTrace(mlp, x, gemm);
+  const batch = x.rows;
+  let lossSum = 0;
+  for (const value of sampleLosses(trace.output, y, loss)) lossSum += value;
+  const dy = lossGradient(trace.output, y, loss);
+  for (let k = 0; k < dy.data.length; k++) dy.data[k] /= batch;
+  const weight: Float32Array[] = [];
+  const bias: Float32Array[] = [];
+  await backpropagate(mlp, trace, dy, gemm, async (l, g) => {
+    weight[l] = (await gemm.matmul(g, trace.inputs[l], { transA: true })).data;
+    const db = new Float32Array(g.cols);
+    for (let n = 0; n < g.rows; n++) for (let i = 0; i < g.cols; i++) db[i] += g.data[n * g.cols + i];
+    bias[l] = db;
+  });
+  return { loss: lossSum / batch, weight, bias };
+}
+
+/**
+ * Adam (Kingma & Ba) with PyTorch's defaults β1 = 0.9, β2 = 0.999, ε = 1e-8, updating the
+ * float32 parameters in place. Moments are float64 so that tiny v does not underflow.
+ */
+function createAdam(params: Float32Array[], learningRate: number) {
+  const [beta1, beta2, epsilon] = [0.9, 0.999, 1e-8];
+  const m = params.map((p) => new Float64Array(p.length));
+  const v = params.map((p) => new Float64Array(p.length));
+  let t = 0;
+  return {
+    step(grads: Float32Array[]) {
+      t++;
+      const correction1 = 1 - beta1 ** t;
+      const correction2 = 1 - beta2 ** t;
+      params.forEach((p, k) => {
+        const [g, mk, vk] = [grads[k], m[k], v[k]];
+        for (let i = 0; i < p.length; i++) {
+          mk[i] = beta1 * mk[i] + (1 - beta1) * g[i];
+          vk[i] = beta2 * vk[i] + (1 - beta2) * g[i] * g[i];
+          p[i] -= (learningRate * (mk[i] / correction1)) / (Math.sqrt(vk[i] / correction2) + epsilon);
+        }
+      });
+    },
+  };
+}
+
+interface InMemory {
+  readonly x: Matrix;
+  readonly y: Targets;
+}
+
+/** The samples at `indices`, copied into one contiguous batch. */
+function gather(data: InMemory, indices: ArrayLike<number>): InMemory {
+  const { cols } = data.x;
+  const x = matrix(indices.length, cols);
+  for (let r = 0; r < indices.length; r++)
+    x.data.set(data.x.data.subarray(indices[r] * cols, (indices[r] + 1) * cols), r * cols);
+  if (data.y.kind === 'classes') {
+    const values = new Int32Array(indices.length);
+    for (let r = 0; r < indices.length; r++) values[r] = data.y.values[indices[r]];
+    return { x, y: { kind: 'classes', values } };
+  }
+  const k = data.y.values.cols;
+  const values = matrix(indices.length, k);
+  for (let r = 0; r < indices.length; r++)
+    values.data.set(data.y.values.data.subarray(indices[r] * k, (indices[r] + 1) * k), r * k);
+  return { x, y: { kind: 'values', values } };
+}
+
+function splitInMemory(
+  data: InMemory,
+  fraction: number,
+  seed: number,
+): { train: InMemory; validation: InMemory } {
+  if (!(fraction > 0 && fraction < 1)) {
+    throw new EcpruneError('usage', `the validation fraction must be in (0, 1), got ${fraction}`);
+  }
+  const n = data.x.rows;
+  const held = Math.round(fraction * n);
+  if (held < 1 || held >= n) {
+    throw new EcpruneError(
+      'usage',
+      `a validation fraction of ${fraction} of ${n} samples leaves an empty part`,
+    );
+  }
+  const order = createRandom(seed).shuffle(Int32Array.from({ length: n }, (_, i) => i));
+  return { validation: gather(data, order.subarray(0, held)), train: gather(data, order.subarray(held)) };
+}
+
+/**
+ * Splits in-memory samples at random (seeded) into a training part and a validation part holding
+ * round(fraction · N) samples.
+ */
+export function splitDataset(
+  x: Matrix,
+  y: Targets,
+  fraction: number,
+  seed: number,
+  name = 'data',
+): { train: Dataset; validation: Dataset } {
+  if (targetCount(y) !== x.rows)
+    throw new EcpruneError('input', `${targetCount(y)} targets for ${x.rows} samples`, name);
+  const parts = splitInMemory({ x, y }, fraction, seed);
+  return {
+    train: inMemoryDataset(parts.train.x, parts.train.y, `${name}:train`),
+    validation: inMemoryDataset(parts.validation.x, parts.validation.y, `${name}:validation`),
+  };
+}
+
+function checkOptions(options: TrainOptions): void {
+  const { epochs, learningRate = 1e-3, batchSize = 128 } = options;
+  if (!(Number.isInteger(epochs) && epochs >= 0))
+    throw new EcpruneError('usage', `epochs must be an integer >= 0, got ${epochs}`);
+  if (!(learningRate > 0))
+    throw new EcpruneError('usage', `the learning rate must be positive, got ${learningRate}`);
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) {
+    throw new EcpruneError('usage', `the batch size must be a positive integer, got ${batchSize}`);
+  }
+  if (options.validation && options.validationFraction !== undefined) {
+    throw new EcpruneError('usage', 'pass either a validation set or a validation fraction, not both');
+  }
+}
+
+function checkMasks(mlp: Mlp, keepMasks: readonly KeepMask[]): void {
+  if (keepMasks.length !== mlp.layers.length) {
+    throw new EcpruneError('usage', `${keepMasks.length} keep-masks for ${mlp.layers.length} layers`);
+  }
+  keepMasks.forEach((mask, l) => {
+    if (mask.length !== mlp.layers[l].weight.data.length) {
+      throw new EcpruneError(
+        'usage',
+        `keep-mask has ${mask.length} entries, the weight ${mlp.layers[l].weight.data.length}`,
+        undefined,
+        `layer ${l}`,
+      );
+    }
+  });
+}
+
+/** Sets the masked-out weights (and their gradients) to exactly zero. */
+function applyMasks(arrays: Float32Array[], keepMasks: readonly KeepMask[] | undefined): void {
+  if (!keepMasks) return;
+  keepMasks.forEach((mask, l) => {
+    const a = arrays[l];
+    for (let i = 0; i < mask.length; i++) if (!mask[i]) a[i] = 0;
+  });
+}
+
+/**
+ * Trains an MLP with Adam on mini-batches reshuffled every epoch. `init` is either a network to
+ * continue from (copied, never modified) or a spec for a fresh PyTorch-style initialisation.
+ * The training set is read into memory (shuffling needs random access).
+ * @example const { model } = await trainMlp({ sizes: [784, 64, 10], activation: { kind: 'relu' }, seed: 1 }, train, { epochs: 3, seed: 1 });
+ */
+export async function trainMlp(
+  init: Mlp | InitSpec,
+  train: Dataset,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  checkOptions(options);
+  const mlp = 'layers' in init ? cloneMlp(init) : initMlp(init);
+  const gemm = options.gemm ?? defaultGemm();
+  const batchSize = options.batchSize ?? 128;
+  if (train.targetKind === undefined)
+    throw new EcpruneError('usage', 'training needs targets (labels)', train.name);
+  if (train.features !== inputSize(mlp)) {
+    throw new EcpruneError(
+      'input',
+      `the data has ${train.features} features per sample, the model takes ${inputSize(mlp)}`,
+      train.name,
+    );
+  }
+  const loss = options.loss ?? lossFor(train.targetKind);
+  const all = (await materialize(train)) as InMemory;
+  if (all.x.rows < 1) throw new EcpruneError('input', 'the training set is empty', train.name);
+  let data = all;
+  let validation = options.validation;
+  if (options.validationFraction !== undefined) {
+    const parts = splitInMemory(all, options.validationFraction, options.seed);
+    data = parts.train;
+    validation = inMemoryDataset(parts.validation.x, parts.validation.y, `${train.name}:validation`);
+  }
+
+  const weights = mlp.layers.map((layer) => layer.weight.data);
+  const biases = mlp.layers.map((layer) => layer.bias);
+  if (options.keepMasks) {
+    checkMasks(mlp, options.keepMasks);
+    applyMasks(weights, options.keepMasks);
+  }
+  const adam = createAdam([...weights, ...biases], options.learningRate ?? 1e-3);
+  const random = createRandom(options.seed);
+  const order = Int32Array.from({ length: data.x.rows }, (_, i) => i);
+  const batchesPerEpoch = Math.ceil(order.length / batchSize);
+  const history: EpochInfo[] = [];
+  for (let epoch = 1; epoch <= options.epochs; epoch++) {
+    random.shuffle(order);
+    let lossSum = 0;
+    for (let b = 0; b < batchesPerEpoch; b++) {
+      const batch = gather(data, order.subarray(b * batchSize, (b + 1) * batchSize));
+      const gradients = await lossAndGradients(mlp, batch.x, batch.y, loss, gemm);
+      lossSum += gradients.loss * batch.x.rows;
+      applyMasks(gradients.weight, options.keepMasks); // a pruned weight gets no update ...
+      adam.step([...gradients.weight, ...gradients.bias]);
+      applyMasks(weights, options.keepMasks); // ... and is re-zeroed so it stays exactly 0
+      options.onBatch?.((epoch - 1) * batchesPerEpoch + b + 1, options.epochs * batchesPerEpoch);
+    }
+    let info: EpochInfo = { epoch, trainLoss: lossSum / order.length };
+    if (validation) {
+      const result = await evaluate(mlp, validation, { gemm, loss });
+      info = { ...info, validationLoss: result.meanLoss, validationAccuracy: result.accuracy };
+    }
+    history.push(info);
+    options.onEpoch?.(info);
+  }
+  return { model: mlp, history };
+}
+
+/** Fine-tunes a pruned network: trainMlp with its zero weights held at zero. */
+export function finetune(
+  model: Mlp,
+  train: Dataset,
+  options: Omit<TrainOptions, 'keepMasks'>,
+): Promise<TrainResult> {
+  return trainMlp(model, train, { ...options, keepMasks: keepMasksOf(model) });
+}
+
+/** Weights of a dense MLP with these widths (biases not counted: pruning does not remove them). */
+export function denseWeightCount(sizes: readonly number[]): number {
+  let count = 0;
+  for (let l = 0; l + 1 < sizes.length; l++) count += sizes[l] * sizes[l + 1];
+  return count;
+}
+
+/**
+ * The paper's "fully-connected" baseline: the same depth with every hidden width scaled by one
+ * factor r, chosen so that the dense network has (about) as many weights as a pruned one keeping
+ * `keepFraction` of them. Inputs and outputs are fixed, so the count is quadratic in r:
+ *   a r² + b r = keepFraction · count,  a = Σ hidden·hidden products, b = n_0 h_1 + h_{L-1} n_L.
+ * Widths are rounded, at least 1.
+ */
+export function denseSmall(sizes: readonly number[], keepFraction: number): number[] {
+  if (sizes.length < 3)
+    throw new EcpruneError('usage', `the network ${sizes.join('-')} has no hidden layer to shrink`);
+  if (!(keepFraction > 0 && keepFraction <= 1)) {
+    throw new EcpruneError('usage', `the kept fraction must be in (0, 1], got ${keepFraction}`);
+  }
+  const last = sizes.length - 1;
+  const target = keepFraction * denseWeightCount(sizes);
+  let a = 0;
+  for (let l = 1; l + 1 < last; l++) a += sizes[l] * sizes[l + 1];
+  const b = sizes[0] * sizes[1] + sizes[last - 1] * sizes[last];
+  const r = a === 0 ? target / b : (-b + Math.sqrt(b * b + 4 * a * target)) / (2 * a);
+  return sizes.map((n, l) => (l === 0 || l === last ? n : Math.max(1, Math.round(r * n))));
+}
+
+/**
+ * Trains the dense-small baseline for a network like `like` (its widths and activations) pruned
+ * to keep `keepFraction` of its weights. A fresh initialisation from `like.seed`, or from
+ * `options.seed` when `like` is a network.
+ */
+export function trainDenseSmall(
+  like: Mlp | InitSpec,
+  keepFraction: number,
+  train: Dataset,
+  options: TrainOptions,
+): Promise<TrainResult> {
+  const spec: InitSpec =
+    'layers' in like
+      ? {
+          sizes: layerSizes(like),
+          activation: like.layers[0].activation,
+          outputActivation: like.layers[like.layers.length - 1].activation,
+          seed: options.seed,
+        }
+      : like;
+  return trainMlp({ ...spec, sizes: denseSmall(spec.sizes, keepFraction) }, train, options);
+}
