@@ -22,7 +22,14 @@ import {
   selectPattern,
   selectPatternLayer,
 } from './select/pattern.js';
-import { checkSparsity, type KeepMask, pruneCount, type Scope, selectMasks } from './select/select.js';
+import {
+  checkSparsity,
+  type KeepMask,
+  lowestK,
+  pruneCount,
+  type Scope,
+  selectMasks,
+} from './select/select.js';
 import { neuronKeepMasks, neuronScores, removeNeurons, selectNeurons } from './select/structure.js';
 import { timePhase } from './timings.js';
 import { type LossKind, lossFor } from './train/loss.js';
@@ -233,10 +240,21 @@ async function pruneWeights(mlp: Mlp, run: Run): Promise<Pruned> {
 
     if (!run.options.sequential) {
       const statistics = await collectStatistics(current, calibration, statisticsOptions(run));
-      const importance = scoresOf(current, statistics, run, keepMasks);
-      const deltaBias = deltaOf(current, statistics, run);
-      keepMasks = select(importance);
-      current = applyPruning(current, keepMasks, spec.compensate ? deltaBias : undefined);
+      const previous = keepMasks;
+      const stepResult = await timePhase(run.options.timings, 'select', () => {
+        const importance = scoresOf(current, statistics, run, previous);
+        const deltaBias = deltaOf(current, statistics, run);
+        const masks = select(importance);
+        return {
+          importance,
+          deltaBias,
+          masks,
+          model: applyPruning(current, masks, spec.compensate ? deltaBias : undefined),
+        };
+      });
+      const { importance, deltaBias } = stepResult;
+      keepMasks = stepResult.masks;
+      current = stepResult.model;
       last = { importance, deltaBias, statistics };
       continue;
     }
@@ -261,7 +279,7 @@ async function pruneWeights(mlp: Mlp, run: Run): Promise<Pruned> {
       const { rows, cols } = current.layers[l].weight;
       const keep = stepPattern
         ? selectPatternLayer(scores[l], rows, cols, stepPattern)
-        : pruneLowest(scores[l], budgets[l]);
+        : lowestK(scores[l], budgets[l]);
       const delta = deltaOf(current, statistics, run);
       const masks = current.layers.map((layer, k) =>
         k === l ? keep : new Uint8Array(layer.weight.data.length).fill(1),
@@ -293,14 +311,6 @@ function addUpstreamGap(bias: Float32Array, statistics: LayerStatistics): void {
 function patternAtStep(pattern: NmPattern, step: number, steps: number): NmPattern {
   const { n, m } = pattern;
   return { n: Math.min(m, Math.max(n, Math.round(m * (n / m) ** (step / steps)))), m };
-}
-
-/** Prunes exactly `count` of the lowest scores; ties go to the lower index (as `selectMasks`). */
-function pruneLowest(scores: Float64Array, count: number): KeepMask {
-  const keep = new Uint8Array(scores.length).fill(1);
-  const order = Array.from(scores, (_, p) => p).sort((a, b) => scores[a] - scores[b] || a - b);
-  for (let p = 0; p < count; p++) keep[order[p]] = 0;
-  return keep;
 }
 
 /** Whole hidden neurons: scores from the weight criterion, EC fold into the next layer, model shrunk. */

@@ -23,7 +23,7 @@ export function pruneCount(sparsity: number, weights: number): number {
  * the lower flat index is pruned first, which is what a stable sort of the scores gives. Done with
  * a numeric sort of a copy (fast) to find the k-th value, then one pass, instead of sorting indices.
  */
-function lowestK(scores: Float64Array, k: number): Uint8Array {
+export function lowestK(scores: Float64Array, k: number): KeepMask {
   const keep = new Uint8Array(scores.length).fill(1);
   if (k === 0) return keep;
   for (let i = 0; i < scores.length; i++) {
