@@ -1,57 +1,223 @@
 /**
- * Models on disk: the format is chosen by the file's content (ONNX protobuf, TF.js model.json,
- * safetensors, .npz, .ecsr) or, for outputs, by the extension. Everything format-specific lives in
- * src/io; this file only reads and writes bytes and dispatches.
+ * Models on disk: the format is chosen by the file's content on input (ONNX protobuf, TF.js
+ * model.json, safetensors, .npz; by the extension when the content is not recognised) and by the
+ * extension on output. Everything format-specific lives
+ * in src/io; this file only reads and writes bytes and dispatches.
  */
+import { readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { EcpruneError } from '../errors.js';
+import { badInput, EcpruneError } from '../errors.js';
+import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
+import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
+import {
+  ARCH_METADATA_KEY,
+  mlpFromStateDict,
+  parseSafetensorsHeader,
+  readSafetensors,
+  type StateDictLayerKeys,
+  stateDictFromMlp,
+  writeSafetensors,
+} from '../io/safetensors.js';
+import { readTfjs, TFJS_SHARD_NAME, type TfjsTemplate, writeTfjs } from '../io/tfjs.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
-import { checkOutputPath, readInputFile, type WriteOptions, writeOutputAtomic } from './files.js';
+import {
+  ensureParentDir,
+  ioError,
+  isFsError,
+  readInputFile,
+  type WriteOptions,
+  writeOutputAtomic,
+} from './files.js';
 
-export type ModelFormat = 'onnx';
+export type ModelFormat = 'onnx' | 'tfjs' | 'safetensors' | 'npz';
 
 export interface LoadedModel {
   readonly mlp: Mlp;
   readonly format: ModelFormat;
   readonly file: string;
+  /** every file that was read: the model and, for TF.js, its weight shards */
+  readonly files: readonly string[];
   /** the ONNX graph's structure, to write a pruned model back the same way */
   readonly onnx?: OnnxTemplate;
+  /** the TF.js topology, layer and weight names */
+  readonly tfjs?: TfjsTemplate;
+  /** the state_dict's key names and the file's __metadata__ */
+  readonly safetensors?: {
+    readonly keys: readonly StateDictLayerKeys[];
+    readonly metadata: Record<string, string>;
+  };
 }
+
+const EXTENSIONS: Record<string, ModelFormat> = {
+  '.onnx': 'onnx',
+  '.json': 'tfjs',
+  '.safetensors': 'safetensors',
+  '.npz': 'npz',
+};
 
 export function formatFromExtension(file: string): ModelFormat {
   const extension = path.extname(file).toLowerCase();
-  if (extension === '.onnx') return 'onnx';
-  throw new EcpruneError(
-    'usage',
-    `cannot tell the model format from the extension '${extension}' (use .onnx)`,
-    file,
-  );
+  const format = EXTENSIONS[extension];
+  if (format === undefined) {
+    const known = Object.keys(EXTENSIONS).join(', ');
+    throw new EcpruneError(
+      'usage',
+      `cannot tell the model format from the extension '${extension}' (use ${known})`,
+      file,
+    );
+  }
+  return format;
 }
 
-export async function loadModel(file: string): Promise<LoadedModel> {
+/**
+ * The format of a model file from its first bytes, undefined when they say nothing: safetensors
+ * starts with a little-endian header length (< 2^48, so bytes 6-7 are zero) and then '{'; a zip
+ * (.npz) with 'PK'; a model.json with '{' (after optional whitespace); an ONNX protobuf with the tag
+ * of field 1 (ir_version), which ONNX writers put first.
+ */
+export function sniffFormat(bytes: Uint8Array): ModelFormat | undefined {
+  if (bytes.length >= 9 && bytes[6] === 0 && bytes[7] === 0 && bytes[8] === 0x7b) return 'safetensors';
+  if (bytes[0] === 0x50 && bytes[1] === 0x4b) return 'npz';
+  const first = bytes.find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);
+  if (first === 0x7b) return 'tfjs';
+  return bytes[0] === 0x08 ? 'onnx' : undefined;
+}
+
+export interface LoadOptions {
+  /** the architecture of a weight-only model (safetensors, .npz), e.g. `784,300,10:relu`; see src/io/arch.ts */
+  readonly arch?: string;
+}
+
+export async function loadModel(file: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const bytes = await readInputFile(file);
-  const { mlp, template } = readOnnx(bytes, file);
-  return { mlp: validateMlp(mlp, file), format: 'onnx', file, onnx: template };
+  if (bytes.length === 0) throw badInput('is empty', file);
+  // unrecognised (truncated, corrupt) content goes to the reader its extension names, for a useful error
+  const format = sniffFormat(bytes) ?? EXTENSIONS[path.extname(file).toLowerCase()] ?? 'onnx';
+  const arch = options.arch === undefined ? undefined : parseArch(options.arch);
+  if (arch !== undefined && (format === 'onnx' || format === 'tfjs')) {
+    throw new EcpruneError(
+      'usage',
+      `--arch is for weight-only models (.safetensors, .npz); this ${format} model states its own activations`,
+      file,
+    );
+  }
+  switch (format) {
+    case 'onnx': {
+      const { mlp, template } = readOnnx(bytes, file);
+      return { mlp: validateMlp(mlp, file), format, file, files: [file], onnx: template };
+    }
+    case 'tfjs':
+      return loadTfjs(file, bytes);
+    case 'safetensors':
+      return loadSafetensors(file, bytes, arch);
+    case 'npz':
+      return { mlp: readNpzModel(bytes, arch, file), format, file, files: [file] };
+  }
+}
+
+function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined): LoadedModel {
+  const { metadata } = parseSafetensorsHeader(bytes, file);
+  const stored = metadata[ARCH_METADATA_KEY];
+  const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
+  const { mlp, keys } = mlpFromStateDict(readSafetensors(bytes, file), chosen, file);
+  return { mlp, format: 'safetensors', file, files: [file], safetensors: { keys, metadata } };
+}
+
+/** A model.json and its shards, which are read relative to the model.json's folder. */
+function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
+  const files = [file];
+  const readShard = (shard: string): Uint8Array => {
+    if (path.isAbsolute(shard) || /^[a-z][a-z0-9+.-]*:/i.test(shard)) {
+      throw new EcpruneError(
+        'unsupported',
+        `weight shard '${shard}' is not a path relative to the model.json`,
+        file,
+      );
+    }
+    const shardFile = path.join(path.dirname(file), shard);
+    files.push(shardFile);
+    try {
+      return readFileSync(shardFile);
+    } catch (error) {
+      throw isFsError(error) ? ioError(error, shardFile) : error;
+    }
+  };
+  const { mlp, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
+  return { mlp, format: 'tfjs', file, files, tfjs: template };
 }
 
 export interface SaveOptions extends WriteOptions {
-  /** the model this one was derived from: its structure and names are kept where the format allows */
+  /** the model this one was derived from: its structure and names are kept when the output has its format */
   readonly like?: LoadedModel;
-  /** key/value metadata stored in the file (ONNX metadata_props) */
+  /** key/value metadata stored in the file (ONNX metadata_props, safetensors __metadata__, TF.js userDefinedMetadata; not .npz) */
   readonly metadata?: Record<string, string>;
   /** ONNX: store weights as sparse_initializer */
   readonly onnxSparse?: boolean;
 }
 
-/** Checks an output model path before any work: not an input, not existing without force, a known format. */
+/**
+ * Checks before any work that `file` can be written as a model: not an input, not an existing
+ * file unless `force`, a known extension. (`writeOutputAtomic` checks again, thoroughly.)
+ */
 export async function checkModelOutput(file: string, options: WriteOptions = {}): Promise<void> {
-  await checkOutputPath(file, options);
+  const input = options.inputs?.find((name) => path.resolve(name) === path.resolve(file));
+  if (input !== undefined) {
+    throw new EcpruneError('usage', `is also an input (${input}): refusing to overwrite it`, file);
+  }
+  if (!options.force && (await stat(file).catch(() => undefined))) {
+    throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
+  }
   formatFromExtension(file);
 }
 
+/**
+ * Writes `mlp` in the format of `file`'s extension, creating its folder. The files `like` was read
+ * from count as inputs (never overwritten). TF.js: the shard is written next to the model.json and
+ * before it (each file atomically), named `group1-shard1of1.bin` for a `model.json` and
+ * `<name>.weights.bin` otherwise, so that several models can share a folder.
+ */
 export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {}): Promise<void> {
-  formatFromExtension(file);
-  const bytes = writeOnnx(mlp, options.like?.onnx, options.metadata ?? {}, { sparse: options.onnxSparse });
-  await writeOutputAtomic(file, bytes, options);
+  const format = formatFromExtension(file);
+  const like = options.like?.format === format ? options.like : undefined;
+  const metadata = options.metadata ?? {};
+  const write: WriteOptions = {
+    force: options.force,
+    inputs: [...(options.inputs ?? []), ...(options.like?.files ?? [])],
+  };
+  await ensureParentDir(file);
+  switch (format) {
+    case 'onnx':
+      return writeOutputAtomic(
+        file,
+        writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
+        write,
+      );
+    case 'safetensors': {
+      const fileMetadata = {
+        ...like?.safetensors?.metadata,
+        ...metadata,
+        [ARCH_METADATA_KEY]: formatArch(mlp),
+      };
+      return writeOutputAtomic(
+        file,
+        writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
+        write,
+      );
+    }
+    case 'npz':
+      return writeOutputAtomic(file, writeNpzModel(mlp), write);
+    case 'tfjs': {
+      const name = path.basename(file);
+      const shardName =
+        name === 'model.json' ? TFJS_SHARD_NAME : `${name.slice(0, -path.extname(name).length)}.weights.bin`;
+      const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
+      // refused up front: a model.json refused after its shards were written would leave them behind
+      await checkModelOutput(file, write);
+      for (const [shard, bytes] of shards)
+        await writeOutputAtomic(path.join(path.dirname(file), shard), bytes, write);
+      return writeOutputAtomic(file, modelJson, write);
+    }
+  }
 }
