@@ -1,6 +1,17 @@
+import { freemem, totalmem } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { type Dataset, firstSamples } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
+import {
+  estimatePruneMemory,
+  inputSize,
+  layerSizes,
+  type Mlp,
+  outputSize,
+  weightCount,
+} from '../model/mlp.js';
 import { openDataFile, openNamedDataset, type Split } from '../node/datasets.js';
+import type { LossKind } from '../train/loss.js';
 
 export interface DataChoice {
   /** a data file (.npy, .npz, .csv, IDX) */
@@ -39,4 +50,164 @@ export async function openData(choice: DataChoice, what: string): Promise<Datase
       : await openNamedDataset(choice.dataset!, choice.split);
   if (data.samples === 0) throw new EcpruneError('input', 'has no samples', data.name);
   return choice.samples === undefined ? data : firstSamples(data, choice.samples);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks before any work: the data against the model, the labels against the model and the loss,
+// the memory a run needs against the memory there is.
+
+/** The name the targets of a data choice go by in messages: the labels file, else the data's. */
+export function targetsName(choice: Partial<DataChoice>, data: Dataset): string {
+  return choice.labels ?? choice.file ?? data.name;
+}
+
+/** The data must have as many features per sample as the model has inputs. */
+export function checkDataFitsModel(data: Dataset, mlp: Mlp, modelFile: string): void {
+  if (data.features !== inputSize(mlp)) {
+    throw new EcpruneError(
+      'input',
+      `${data.features} features per sample, but the model (${modelFile}) takes ${inputSize(mlp)} inputs`,
+      data.name,
+    );
+  }
+}
+
+/**
+ * The targets (when the data set has them in memory) must suit the model and the loss: class ids
+ * in [0, outputs), real values with one column per output, and class ids for cross-entropy.
+ */
+export function checkTargetsFit(data: Dataset, mlp: Mlp, name: string, loss?: LossKind): void {
+  const targets = data.targets;
+  if (targets === undefined) return;
+  const outputs = outputSize(mlp);
+  if (targets.kind === 'values') {
+    if (loss === 'ce') {
+      const values = targets.values.data;
+      const row = Math.max(
+        0,
+        values.findIndex((v) => !Number.isInteger(v) || v < 0),
+      );
+      throw new EcpruneError(
+        'input',
+        `cross-entropy (--loss ce) needs class ids (whole numbers >= 0), but the targets are real values (${values[row]})`,
+        name,
+        `row ${Math.floor(row / Math.max(1, targets.values.cols))}`,
+      );
+    }
+    if (targets.values.cols !== outputs) {
+      throw new EcpruneError(
+        'input',
+        `the targets have ${targets.values.cols} columns, the model has ${outputs} outputs`,
+        name,
+      );
+    }
+    return;
+  }
+  const ids = targets.values;
+  for (let row = 0; row < ids.length; row++) {
+    if (ids[row] >= outputs) {
+      throw new EcpruneError(
+        'input',
+        `class id ${ids[row]} is out of range for a model with ${outputs} outputs (0 to ${outputs - 1})`,
+        name,
+        `row ${row}`,
+      );
+    }
+  }
+}
+
+/** Binary units, one decimal: `1.5 GiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${Math.round(value)} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** `ECPRUNE_MEMORY_LIMIT`: bytes, or a number with a unit (`512MiB`, `2G`, `1.5GiB`). */
+function parseMemoryLimit(text: string): number {
+  const match = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]?)(i?b)?\s*$/i.exec(text);
+  if (!match) {
+    throw new EcpruneError(
+      'usage',
+      `ECPRUNE_MEMORY_LIMIT must be a size such as 4GiB or 500000000, got '${text}'`,
+    );
+  }
+  return Number(match[1]) * 1024 ** ' kmgt'.indexOf((match[2] || ' ').toLowerCase());
+}
+
+/**
+ * The memory a run may plan on: the physical memory (`os.totalmem()`), or the container's limit
+ * when there is a lower one (`process.constrainedMemory()`), or `ECPRUNE_MEMORY_LIMIT`. Typed
+ * arrays, which hold all the large data, live outside V8's heap, so its limit does not apply to
+ * them; see `heapLimit`. Free memory is reported but not used as the bound: it changes from moment
+ * to moment and the system reclaims caches on demand, so a run is only refused when it cannot
+ * work at all.
+ */
+export function memoryLimit(): { bytes: number; source: string } {
+  const configured = process.env.ECPRUNE_MEMORY_LIMIT;
+  if (configured !== undefined && configured.trim() !== '') {
+    return { bytes: parseMemoryLimit(configured), source: 'ECPRUNE_MEMORY_LIMIT' };
+  }
+  const total = totalmem();
+  const constrained = process.constrainedMemory?.() ?? 0;
+  return constrained > 0 && constrained < total
+    ? { bytes: constrained, source: 'the container limit' }
+    : { bytes: total, source: `physical memory, ${formatBytes(freemem())} free now` };
+}
+
+/** V8's heap limit: bounds plain JS arrays and objects (not typed arrays). */
+export function heapLimit(): number {
+  return getHeapStatistics().heap_size_limit;
+}
+
+/** Refuses a run that needs more memory than `memoryLimit()` (typed arrays) or the heap limit (JS arrays). */
+export function checkMemory(required: number, what: string, heapRequired = 0): void {
+  const limit = memoryLimit();
+  if (required > limit.bytes) {
+    throw new EcpruneError(
+      'limit',
+      `${what} needs about ${formatBytes(required)} of memory (have ${formatBytes(limit.bytes)}: ${limit.source})`,
+    );
+  }
+  const heap = heapLimit();
+  if (heapRequired > heap) {
+    throw new EcpruneError(
+      'limit',
+      `${what} needs about ${formatBytes(heapRequired)} of JavaScript heap (have ${formatBytes(heap)}; raise it with NODE_OPTIONS=--max-old-space-size=<MiB>)`,
+    );
+  }
+}
+
+/**
+ * The memory check of `prune` and `score`: before the data is opened (`samples` undefined: the
+ * model's part only), and again once its size is known, for batches of min(batch size, samples).
+ */
+export function checkPruneMemory(
+  mlp: Mlp,
+  options: {
+    batchSize: number;
+    samples?: number;
+    probes?: number;
+    lossGradient?: boolean;
+    sparseOnnx?: boolean;
+    what: string;
+  },
+): void {
+  const batch = options.samples === undefined ? 0 : Math.min(options.batchSize, options.samples);
+  const required = estimatePruneMemory(mlp, batch, options.probes ?? outputSize(mlp), {
+    lossGradient: options.lossGradient,
+  });
+  // --onnx-sparse lists the kept positions and values in plain arrays (about 32 bytes per weight)
+  const heap = options.sparseOnnx ? 32 * weightCount(mlp) : 0;
+  const batchText = batch > 0 ? ` with batches of ${batch} samples` : '';
+  checkMemory(
+    required,
+    `${options.what} of ${layerSizes(mlp).join('-')} (${weightCount(mlp).toLocaleString('en')} weights)${batchText}`,
+    heap,
+  );
 }

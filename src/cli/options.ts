@@ -2,8 +2,9 @@
  * Option parsing shared by the commands: every value is checked here, where the user's words are
  * still known, so that an error names the option (`--sparsity: expected a number in [0, 1), got 'x'`).
  */
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { EcpruneError } from '../errors.js';
+import { parseArch } from '../io/arch.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
 import type { Scope } from '../select/select.js';
 import type { LossKind } from '../train/loss.js';
@@ -70,4 +71,22 @@ export function requireOne(options: Record<string, unknown>, names: string[]): v
         : `give only one of ${flags.join(', ')}`,
     );
   }
+}
+
+/**
+ * `--arch <spec>` for every command that loads a model: the layer widths and activations of a
+ * weight-only model (.safetensors without ecprune metadata, .npz). Checked here, passed on as text.
+ */
+export function archOption(): Option {
+  return new Option(
+    '--arch <spec>',
+    "widths and activations of a weight-only model (.safetensors, .npz): '784,300,10:relu', 'relu', 'leaky_relu:0.1', 'relu/sigmoid'",
+  ).argParser((text: string) => {
+    try {
+      parseArch(text);
+    } catch (error) {
+      throw error instanceof EcpruneError ? new InvalidArgumentError(error.detail) : error;
+    }
+    return text;
+  });
 }

@@ -39,7 +39,7 @@ describe('ecprune prune variants', () => {
     const mlp = await checkWritten(out);
     for (const layer of mlp.layers) {
       const keep = Uint8Array.from(layer.weight.data, (w) => +(w !== 0));
-      assert.ok(satisfiesPattern(keep, layer.weight.cols, { n: 2, m: 4 }));
+      assert.ok(satisfiesPattern(keep, layer.weight.rows, layer.weight.cols, { n: 2, m: 4 }));
     }
   });
 

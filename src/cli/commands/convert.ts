@@ -1,27 +1,8 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { EcpruneError } from '../../errors.js';
-import { parseArch } from '../../io/arch.js';
+import { Command } from 'commander';
 import { layerSizes } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import { VERSION } from '../../version.js';
-
-/**
- * `--arch <spec>` for every command that loads a model: the layer widths and activations of a
- * weight-only model (.safetensors without ecprune metadata, .npz). Checked here, passed on as text.
- */
-export function archOption(): Option {
-  return new Option(
-    '--arch <spec>',
-    "widths and activations of a weight-only model (.safetensors, .npz): '784,300,10:relu', 'relu', 'leaky_relu:0.1', 'relu/sigmoid'",
-  ).argParser((text: string) => {
-    try {
-      parseArch(text);
-    } catch (error) {
-      throw error instanceof EcpruneError ? new InvalidArgumentError(error.detail) : error;
-    }
-    return text;
-  });
-}
+import { archOption } from '../options.js';
 
 const EXAMPLES = `
 The input format is read from the content, the output format from the extension:

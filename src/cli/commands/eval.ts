@@ -1,13 +1,27 @@
 import { Command } from 'commander';
 import { evaluate } from '../../evaluate.js';
 import { loadModel } from '../../node/models.js';
-import { openData } from '../data.js';
-import { parseLoss, parsePositiveInt } from '../options.js';
+import { EcpruneError } from '../../errors.js';
+import { inputSize, type Mlp, outputSize } from '../../model/mlp.js';
+import { checkDataFitsModel, checkTargetsFit, type DataChoice, openData, targetsName } from '../data.js';
+import { archOption, parseLoss, parsePositiveInt } from '../options.js';
 
 const EXAMPLES = `
 Examples:
   $ ecprune eval pruned.onnx --data x_test.npy --labels y_test.npy
   $ ecprune eval pruned.onnx --dataset mnist --reference model.onnx --json`;
+
+/** A reference model must take the same inputs and give the same outputs as the model. */
+function checkSameInterface(mlp: Mlp, modelFile: string, reference: Mlp, referenceFile: string): void {
+  const [inputs, outputs] = [inputSize(mlp), outputSize(mlp)];
+  if (inputSize(reference) !== inputs || outputSize(reference) !== outputs) {
+    throw new EcpruneError(
+      'input',
+      `the reference maps ${inputSize(reference)} inputs to ${outputSize(reference)} outputs, the model (${modelFile}) ${inputs} to ${outputs}`,
+      referenceFile,
+    );
+  }
+}
 
 export function evalCommand(): Command {
   return new Command('eval')
@@ -21,22 +35,24 @@ export function evalCommand(): Command {
     .option('--loss <kind>', 'ce or mse; default from the labels', parseLoss)
     .option('--samples <n>', 'use only the first n samples', parsePositiveInt)
     .option('--batch-size <n>', 'samples per batch', parsePositiveInt, 1000)
+    .addOption(archOption())
     .option('--json', 'print the result as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (modelFile: string, flags) => {
-      const model = await loadModel(modelFile);
-      const reference = flags.reference ? await loadModel(flags.reference) : undefined;
-      const data = await openData(
-        {
-          file: flags.data,
-          labels: flags.labels,
-          dataset: flags.dataset,
-          split: 'test',
-          samples: flags.samples,
-          labelColumn: flags.labelColumn,
-        },
-        'evaluation',
-      );
+      const model = await loadModel(modelFile, { arch: flags.arch });
+      const reference = flags.reference ? await loadModel(flags.reference, { arch: flags.arch }) : undefined;
+      if (reference !== undefined) checkSameInterface(model.mlp, modelFile, reference.mlp, flags.reference);
+      const choice: DataChoice = {
+        file: flags.data,
+        labels: flags.labels,
+        dataset: flags.dataset,
+        split: 'test',
+        samples: flags.samples,
+        labelColumn: flags.labelColumn,
+      };
+      const data = await openData(choice, 'evaluation');
+      checkDataFitsModel(data, model.mlp, modelFile);
+      checkTargetsFit(data, model.mlp, targetsName(choice, data), flags.loss);
       const result = await evaluate(model.mlp, data, {
         reference: reference?.mlp,
         loss: flags.loss,

@@ -2,15 +2,17 @@ import { Command } from 'commander';
 import { formatActivation } from '../../model/activations.js';
 import { nonzeroWeightCount, weightCount } from '../../model/mlp.js';
 import { loadModel } from '../../node/models.js';
+import { archOption } from '../options.js';
 
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description('layers, shapes, activations, parameters and sparsity of a model')
     .argument('<model>', 'the model (.onnx)')
+    .addOption(archOption())
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\nExample:\n  $ ecprune inspect pruned.onnx')
     .action(async (modelFile: string, flags) => {
-      const { mlp, format } = await loadModel(modelFile);
+      const { mlp, format } = await loadModel(modelFile, { arch: flags.arch });
       const layers = mlp.layers.map((layer, l) => {
         const weights = layer.weight.data.length;
         const nonzero = nonzeroWeightCount({ layers: [layer] });

@@ -3,9 +3,28 @@ import { layerSizes, weightCount } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import type { prune } from '../../prune.js';
 import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
+import { finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
-import { type DataChoice, inputFiles, openData } from '../data.js';
-import { parseLoss, parsePositiveInt, parseScope, parseSparsity } from '../options.js';
+import type { Dataset } from '../../data/dataset.js';
+import type { Mlp } from '../../model/mlp.js';
+import { checkOutputPath, installCleanupHandlers } from '../../node/files.js';
+import {
+  checkDataFitsModel,
+  checkPruneMemory,
+  checkTargetsFit,
+  type DataChoice,
+  inputFiles,
+  openData,
+  targetsName,
+} from '../data.js';
+import {
+  archOption,
+  parseLoss,
+  parseNonNegativeInt,
+  parsePositiveInt,
+  parseScope,
+  parseSparsity,
+} from '../options.js';
 import { progressBar } from '../progress.js';
 import { startClock } from '../timings.js';
 import {
@@ -35,6 +54,40 @@ export function addCalibrationOptions(command: Command): Command {
         'loss for gradmag: ce (class ids) or mse; default from the labels',
       ).argParser(parseLoss),
     );
+}
+
+/** What the memory estimate of a calibration command depends on besides the model and the data. */
+export interface CalibrationMemory {
+  readonly what: string;
+  readonly probes?: number;
+  readonly gradmag?: boolean;
+  readonly sparseOnnx?: boolean;
+}
+
+/** Before the data is opened: the memory the model's part of the work needs. */
+export function checkCalibrationMemory(mlp: Mlp, flags: CalibrationFlags, memory: CalibrationMemory): void {
+  checkPruneMemory(mlp, { batchSize: flags.batchSize, ...memory, lossGradient: memory.gradmag });
+}
+
+/**
+ * After the data is opened, before any work: its features and labels against the model and the
+ * loss, and the memory with batches of the data's size.
+ */
+export function checkCalibration(
+  mlp: Mlp,
+  modelFile: string,
+  calibration: Dataset,
+  flags: CalibrationFlags,
+  memory: CalibrationMemory,
+): void {
+  checkDataFitsModel(calibration, mlp, modelFile);
+  checkTargetsFit(calibration, mlp, targetsName(calibrationChoice(flags), calibration), flags.loss);
+  checkPruneMemory(mlp, {
+    batchSize: flags.batchSize,
+    samples: calibration.samples,
+    ...memory,
+    lossGradient: memory.gradmag,
+  });
 }
 
 function parsePositiveIntOrZero(text: string): number {
@@ -93,9 +146,16 @@ export function pruneCommand(): Command {
       '--onnx-sparse',
       'store the weights as ONNX sparse_initializer (onnxruntime densifies them at load)',
     )
+    .addOption(archOption())
     .option('--force', 'overwrite the output if it exists')
     .option('--timings', 'print the time of each phase as one JSON line on stderr')
-    .option('--quiet', 'no progress bar');
+    .option('--quiet', 'no progress bar')
+    .option(
+      '--finetune-epochs <n>',
+      'then fine-tune on the calibration data and labels (pruned weights stay 0)',
+      parseNonNegativeInt,
+      0,
+    );
   addCalibrationOptions(command);
   addVariantOptions(command);
   return command
@@ -106,9 +166,14 @@ export function pruneCommand(): Command {
         force: flags.force,
         inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],
       };
+      installCleanupHandlers(); // Ctrl-C: exit 130, no temp file left, whenever it comes
+      await checkOutputPath(flags.output, writeOptions);
       await checkModelOutput(flags.output, writeOptions);
-      const model = await loadModel(modelFile);
+      const model = await loadModel(modelFile, { arch: flags.arch });
+      const memory = { what: 'pruning', probes: flags.probes, gradmag: flags.method === 'gradmag', sparseOnnx: flags.onnxSparse };
+      checkCalibrationMemory(model.mlp, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
+      checkCalibration(model.mlp, modelFile, calibration, flags, memory);
       clock.lap('load');
       const bar = progressBar('statistics', 'samples', flags.quiet);
       const options: AdvancedPruneOptions = {
@@ -123,7 +188,13 @@ export function pruneCommand(): Command {
       };
       const result = await pruneAdvanced(model.mlp, calibration, options).finally(bar.stop);
       clock.skip(); // prune() timed its own phases
-      await saveModel(flags.output, result.model, {
+      const epochs: number = flags.finetuneEpochs;
+      let tuned = result.model;
+      if (epochs > 0) {
+        tuned = (await finetune(tuned, calibration, { epochs, seed: flags.seed, loss: flags.loss })).model;
+        clock.lap('finetune');
+      }
+      await saveModel(flags.output, tuned, {
         ...writeOptions,
         like: model,
         onnxSparse: flags.onnxSparse,
@@ -134,6 +205,7 @@ export function pruneCommand(): Command {
           ecprune_scope: result.scope,
           ecprune_calibration_samples: String(result.statistics.samples),
           ecprune_calibration: calibration.name,
+          ...(epochs > 0 ? { ecprune_finetune_epochs: String(epochs) } : {}),
         },
       });
       clock.lap('write');

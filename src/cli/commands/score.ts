@@ -1,13 +1,13 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
-import { checkOutputPath, writeOutputAtomic } from '../../node/files.js';
+import { checkOutputPath, ensureParentDir, installCleanupHandlers, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
-import { parseMethod } from '../options.js';
+import { archOption, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';
 import { startClock } from '../timings.js';
-import { addCalibrationOptions, calibrationChoice } from './prune.js';
+import { addCalibrationOptions, calibrationChoice, checkCalibration, checkCalibrationMemory } from './prune.js';
 
 const EXAMPLES = `
 Writes per layer l (from 0): importance_<l> and delta_<l>, float32 arrays shaped like the layer's
@@ -28,6 +28,7 @@ export function scoreCommand(): Command {
       parseMethod,
       'ec',
     )
+    .addOption(archOption())
     .option('--force', 'overwrite the output if it exists')
     .option('--timings', 'print the time of each phase as one JSON line on stderr')
     .option('--quiet', 'no progress bar');
@@ -35,9 +36,13 @@ export function scoreCommand(): Command {
   return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
     const clock = startClock();
     const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
+    installCleanupHandlers(); // Ctrl-C: exit 130, no temp file left, whenever it comes
     await checkOutputPath(flags.output, writeOptions);
-    const model = await loadModel(modelFile);
+    const model = await loadModel(modelFile, { arch: flags.arch });
+    const memory = { what: 'scoring', gradmag: flags.method === 'gradmag' };
+    checkCalibrationMemory(model.mlp, flags, memory);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
+    checkCalibration(model.mlp, modelFile, calibration, flags, memory);
     clock.lap('load');
     const bar = progressBar('statistics', 'samples', flags.quiet);
     const result = await score(model.mlp, calibration, {
@@ -56,6 +61,7 @@ export function scoreCommand(): Command {
       arrays[`importance_${l}`] = { shape, data: Float32Array.from(result.importance[l]) };
       arrays[`delta_${l}`] = { shape, data: Float32Array.from(result.deltaBias![l]) };
     });
+    await ensureParentDir(flags.output);
     await writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions);
     clock.lap('write');
     console.log(

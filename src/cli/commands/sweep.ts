@@ -10,7 +10,14 @@ import { checkReportFolder, writeReportFolder } from '../../node/report-files.js
 import { tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
 import type { Scope } from '../../select/select.js';
-import { isSweepMethod, runSweep, SWEEP_METHODS, type SweepMethod, type SweepStage } from '../../sweep.js';
+import {
+  checkNonlinearSize,
+  isSweepMethod,
+  runSweep,
+  SWEEP_METHODS,
+  type SweepMethod,
+  type SweepStage,
+} from '../../sweep.js';
 import type { LossKind } from '../../train/loss.js';
 import { denseWeightCount } from '../../train/train.js';
 import { inputFiles, openData } from '../data.js';
