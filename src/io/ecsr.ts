@@ -1,0 +1,198 @@
+/**
+ * `.ecsr`, the compact sparse deployment format (docs/FORMAT-ECSR.md): write from an Mlp, and read
+ * back into a dense Mlp through the runtime's own loader, so the library and `ecprune/runtime` can
+ * never disagree about what a file means.
+ */
+import { EcpruneError } from '../errors.js';
+import type { Activation } from '../model/activations.js';
+import { matrix } from '../model/matrix.js';
+import { type Layer, type Mlp, validateMlp } from '../model/mlp.js';
+import {
+  ACTIVATION_CODES,
+  ECSR_FLAG_METADATA,
+  ECSR_HEADER_BYTES,
+  ECSR_LAYER_HEADER_BYTES,
+  ECSR_MAGIC,
+  ECSR_VALUE_TYPES,
+  ECSR_VERSION,
+  type EcsrValueType,
+  hasAlpha,
+  loadEcsr,
+  pad4,
+} from '../runtime/index.js';
+
+export interface WriteEcsrOptions {
+  /** float16 halves the size of the weights; biases always stay float32. Default float32. */
+  readonly valueType?: EcsrValueType;
+  /** Stored as a UTF-8 JSON object (source file, pruning settings, ...). */
+  readonly metadata?: Record<string, string>;
+}
+
+/** Smallest of 1, 2, 4 bytes that holds `max`. */
+const widthFor = (max: number): 1 | 2 | 4 => (max <= 0xff ? 1 : max <= 0xffff ? 2 : 4);
+
+/** The smallest magnitude that rounds to float16 infinity: halfway between 65504 (the largest float16) and 2^16. */
+const FLOAT16_LIMIT = 65520;
+
+/** number → IEEE binary16 bits, round to nearest, ties to even (subnormals included); |v| < 65520. */
+export function float16Bits(v: number): number {
+  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
+  const a = Math.abs(v);
+  const roundEven = (x: number) => {
+    const r = Math.round(x);
+    return r - x === 0.5 && r % 2 === 1 ? r - 1 : r;
+  };
+  // subnormal range: multiples of 2^-24. A result of 1024 is 0x0400, the smallest normal: still right.
+  if (a < 2 ** -14) return sign | roundEven(a * 2 ** 24);
+  let e = Math.floor(Math.log2(a));
+  // Math.log2 may be off by one ulp next to powers of two: make sure 2^e <= a < 2^(e+1)
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  // 1024 + mantissa in [1024, 2048]; 2048 carries into the exponent field, which is again right
+  const significand = roundEven(a * 2 ** (10 - e));
+  return sign | (((e + 15) << 10) + significand - 1024);
+}
+
+/**
+ * CSR of the non-zero weights. `values` holds float32 values, or float16 bits when asked for
+ * float16; weights that round to zero in float16 are dropped too.
+ */
+function toCsr(layer: Layer, l: number, valueType: EcsrValueType) {
+  const { rows, cols, data } = layer.weight;
+  const rowPtr = [0];
+  const colIdx: number[] = [];
+  const values: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      let w = data[i * cols + j];
+      if (w === 0) continue;
+      if (valueType === 'float16') {
+        if (Math.abs(w) >= FLOAT16_LIMIT) {
+          throw new EcpruneError(
+            'unsupported',
+            `weight [${i}, ${j}] = ${w} is outside the float16 range (|w| < 65520); write float32 values instead`,
+            undefined,
+            `layer ${l}`,
+          );
+        }
+        w = float16Bits(w);
+        if ((w & 0x7fff) === 0) continue;
+      }
+      colIdx.push(j);
+      values.push(w);
+    }
+    rowPtr.push(colIdx.length);
+  }
+  return { rowPtr, colIdx, values };
+}
+
+/** Writes `mlp` as `.ecsr` bytes. Zero weights are not stored. */
+export function writeEcsr(mlp: Mlp, options: WriteEcsrOptions = {}): Uint8Array {
+  validateMlp(mlp);
+  const valueType = options.valueType ?? 'float32';
+  if (!Object.hasOwn(ECSR_VALUE_TYPES, valueType)) {
+    throw new EcpruneError('usage', `unknown .ecsr value type '${valueType}'`);
+  }
+  const valueSize = valueType === 'float32' ? 4 : 2;
+  let metadataBytes: Uint8Array | undefined;
+  if (options.metadata !== undefined) {
+    for (const [key, value] of Object.entries(options.metadata)) {
+      if (typeof value !== 'string') throw new EcpruneError('usage', `metadata '${key}' must be a string`);
+    }
+    metadataBytes = new TextEncoder().encode(JSON.stringify(options.metadata));
+  }
+
+  const parts = mlp.layers.map((layer, l) => toCsr(layer, l, valueType));
+  let size = ECSR_HEADER_BYTES + (metadataBytes ? 4 + pad4(metadataBytes.length) : 0);
+  const layouts = mlp.layers.map((layer, l) => {
+    const nnz = parts[l].colIdx.length;
+    const rowWidth = widthFor(nnz);
+    const colWidth = widthFor(layer.weight.cols - 1);
+    size +=
+      ECSR_LAYER_HEADER_BYTES +
+      (hasAlpha(layer.activation.kind) ? 4 : 0) +
+      pad4((layer.weight.rows + 1) * rowWidth) +
+      pad4(nnz * colWidth) +
+      pad4(nnz * valueSize) +
+      4 * layer.weight.rows;
+    return { nnz, rowWidth, colWidth };
+  });
+
+  // A fresh buffer is zero-filled, so every reserved and padding byte is already 0.
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  let at = 0;
+  const u8 = (v: number) => view.setUint8(at++, v);
+  const u16 = (v: number) => {
+    view.setUint16(at, v, true);
+    at += 2;
+  };
+  const u32 = (v: number) => {
+    view.setUint32(at, v, true);
+    at += 4;
+  };
+  const f32 = (v: number) => {
+    view.setFloat32(at, v, true);
+    at += 4;
+  };
+  const ints = (values: readonly number[], width: 1 | 2 | 4) => {
+    for (const v of values) (width === 1 ? u8 : width === 2 ? u16 : u32)(v);
+    at = pad4(at);
+  };
+
+  for (let i = 0; i < 4; i++) u8(ECSR_MAGIC.charCodeAt(i));
+  u16(ECSR_VERSION);
+  u16(metadataBytes ? ECSR_FLAG_METADATA : 0);
+  u32(mlp.layers.length);
+  u8(ECSR_VALUE_TYPES[valueType]);
+  at = ECSR_HEADER_BYTES;
+  if (metadataBytes) {
+    u32(metadataBytes.length);
+    bytes.set(metadataBytes, at);
+    at = pad4(at + metadataBytes.length);
+  }
+  mlp.layers.forEach((layer, l) => {
+    const { rowPtr, colIdx, values } = parts[l];
+    const { nnz, rowWidth, colWidth } = layouts[l];
+    const act = layer.activation;
+    u32(layer.weight.rows);
+    u32(layer.weight.cols);
+    u32(nnz);
+    u8(ACTIVATION_CODES.indexOf(act.kind));
+    u8(colWidth);
+    u8(rowWidth);
+    u8(0);
+    if (act.kind === 'leaky_relu' || act.kind === 'elu') f32(act.alpha);
+    ints(rowPtr, rowWidth);
+    ints(colIdx, colWidth);
+    if (valueType === 'float16') ints(values, 2);
+    else for (const v of values) f32(v);
+    for (const b of layer.bias) f32(b);
+  });
+  if (at !== size) throw new EcpruneError('internal', `.ecsr writer wrote ${at} bytes, planned ${size}`);
+  return bytes;
+}
+
+/**
+ * Reads `.ecsr` bytes into a dense Mlp (for pruning further, exporting to other formats, or
+ * comparing). Validation is the runtime's; its messages become EcpruneError('input') naming `file`.
+ */
+export function readEcsrAsMlp(bytes: ArrayBuffer | Uint8Array, file?: string): Mlp {
+  let model: ReturnType<typeof loadEcsr>;
+  try {
+    model = loadEcsr(bytes);
+  } catch (error) {
+    throw new EcpruneError('input', error instanceof Error ? error.message : String(error), file);
+  }
+  const layers: Layer[] = model.layers.map((layer) => {
+    const weight = matrix(layer.nOut, layer.nIn);
+    for (let i = 0; i < layer.nOut; i++) {
+      for (let k = layer.rowPtr[i]; k < layer.rowPtr[i + 1]; k++) {
+        weight.data[i * layer.nIn + layer.colIdx[k]] = layer.values[k];
+      }
+    }
+    // copies, so the Mlp never aliases the caller's bytes; the activation types are structurally equal
+    return { weight, bias: layer.bias.slice(), activation: { ...layer.activation } as Activation };
+  });
+  return validateMlp({ layers }, file);
+}

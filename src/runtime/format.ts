@@ -1,0 +1,319 @@
+/**
+ * Reading and validating `.ecsr` bytes (docs/FORMAT-ECSR.md). Errors are plain `Error`s whose
+ * message names the layer and the array index: the runtime cannot depend on the library's
+ * EcpruneError, and the library wraps these messages with the file name.
+ */
+import { ACTIVATION_CODES, hasAlpha, type SparseActivation } from './activations.js';
+import type { CsrMatrix, IndexArray } from './kernels.js';
+
+export const ECSR_MAGIC = 'ECSR';
+export const ECSR_VERSION = 1;
+export const ECSR_HEADER_BYTES = 16;
+/** Layer record header without alpha; leaky_relu and elu add a float32 alpha. */
+export const ECSR_LAYER_HEADER_BYTES = 16;
+export const ECSR_FLAG_METADATA = 1;
+export const ECSR_VALUE_TYPES = { float32: 1, float16: 2 } as const;
+export type EcsrValueType = keyof typeof ECSR_VALUE_TYPES;
+
+/** A layer as stored: CSR weights, bias, activation. The arrays may be views into the file bytes. */
+export interface SparseLayer extends CsrMatrix {
+  readonly nnz: number;
+  readonly activation: SparseActivation;
+}
+
+export interface ParsedEcsr {
+  readonly valueType: EcsrValueType;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly layers: readonly SparseLayer[];
+}
+
+export const pad4 = (n: number): number => (n + 3) & ~3;
+
+/** IEEE binary16 bits → number (exact: every float16 is a float32). */
+export function float16ToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >>> 10) & 0x1f;
+  const mantissa = h & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24; // zero and subnormals
+  if (exponent === 31) return mantissa === 0 ? sign * Infinity : Number.NaN;
+  return sign * (1024 + mantissa) * 2 ** (exponent - 25);
+}
+
+/**
+ * The shortest decimal that rounds to the same float32: alpha is stored as float32, and this turns
+ * 0.009999999776 back into the 0.01 the user wrote.
+ */
+export function shortestFloat32(v: number): number {
+  for (let digits = 1; digits < 10; digits++) {
+    const candidate = Number(v.toPrecision(digits));
+    if (Math.fround(candidate) === v) return candidate;
+  }
+  return v;
+}
+
+const littleEndianHost = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+type ArrayKind = 'u8' | 'u16' | 'u32' | 'f32';
+const WIDTH_KIND: Record<number, ArrayKind | undefined> = { 1: 'u8', 2: 'u16', 4: 'u32' };
+
+/** Walks the file with a cursor; every read is bounds-checked so truncation is reported, not thrown as RangeError. */
+class Reader {
+  private readonly view: DataView;
+  offset = 0;
+  constructor(
+    readonly bytes: Uint8Array,
+    private readonly where: () => string,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get length(): number {
+    return this.bytes.byteLength;
+  }
+
+  need(size: number, what: string): void {
+    if (this.offset + size > this.length) {
+      throw new Error(
+        `truncated .ecsr file: ${this.where()}${what} needs ${size} bytes at offset ${this.offset}, the file has ${this.length - this.offset} left`,
+      );
+    }
+  }
+
+  u8(): number {
+    this.need(1, 'a field');
+    return this.view.getUint8(this.offset++);
+  }
+
+  u16(): number {
+    this.need(2, 'a field');
+    const v = this.view.getUint16(this.offset, true);
+    this.offset += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4, 'a field');
+    const v = this.view.getUint32(this.offset, true);
+    this.offset += 4;
+    return v;
+  }
+
+  f32(): number {
+    this.need(4, 'a field');
+    const v = this.view.getFloat32(this.offset, true);
+    this.offset += 4;
+    return v;
+  }
+
+  skipPadding(): void {
+    const end = pad4(this.offset);
+    this.need(end - this.offset, 'padding');
+    for (; this.offset < end; this.offset++) {
+      if (this.bytes[this.offset] !== 0) {
+        throw new Error(`${this.where()}non-zero padding byte at offset ${this.offset}`);
+      }
+    }
+  }
+
+  /**
+   * `count` elements as a typed array: a view into the file when the host is little-endian and the
+   * position is aligned (the format makes it so when the buffer is), otherwise a decoded copy.
+   */
+  array(kind: ArrayKind, count: number, what: string): IndexArray | Float32Array {
+    const size = kind === 'u8' ? 1 : kind === 'u16' ? 2 : 4;
+    this.need(count * size, what);
+    const at = this.bytes.byteOffset + this.offset;
+    let out: IndexArray | Float32Array;
+    if (littleEndianHost && at % size === 0) {
+      const buffer = this.bytes.buffer;
+      out =
+        kind === 'u8'
+          ? new Uint8Array(buffer, at, count)
+          : kind === 'u16'
+            ? new Uint16Array(buffer, at, count)
+            : kind === 'u32'
+              ? new Uint32Array(buffer, at, count)
+              : new Float32Array(buffer, at, count);
+    } else {
+      const v = this.view;
+      const o = this.offset;
+      if (kind === 'u8') out = this.bytes.slice(o, o + count);
+      else if (kind === 'u16') {
+        out = Uint16Array.from({ length: count }, (_, i) => v.getUint16(o + 2 * i, true));
+      } else if (kind === 'u32')
+        out = Uint32Array.from({ length: count }, (_, i) => v.getUint32(o + 4 * i, true));
+      else out = Float32Array.from({ length: count }, (_, i) => v.getFloat32(o + 4 * i, true));
+    }
+    this.offset += count * size;
+    this.skipPadding();
+    return out;
+  }
+
+  float16Array(count: number, what: string): Float32Array {
+    this.need(count * 2, what);
+    const out = new Float32Array(count);
+    for (let i = 0; i < count; i++) out[i] = float16ToNumber(this.view.getUint16(this.offset + 2 * i, true));
+    this.offset += count * 2;
+    this.skipPadding();
+    return out;
+  }
+}
+
+function checkFinite(values: Float32Array, name: string, where: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i])) {
+      throw new Error(`${where}${name}[${i}] is ${values[i]}, not a finite number`);
+    }
+  }
+}
+
+function readMetadata(r: Reader): Record<string, string> {
+  const length = r.u32();
+  r.need(length, 'the metadata block');
+  const at = r.offset;
+  let parsed: unknown;
+  try {
+    // `fatal` rejects invalid UTF-8 instead of silently substituting U+FFFD
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(r.bytes.subarray(at, at + length));
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new Error(`the metadata block is not valid UTF-8 JSON (${(error as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error('the metadata block is not a JSON object');
+  }
+  for (const [key, value] of Object.entries(parsed)) {
+    if (typeof value !== 'string') throw new Error(`metadata '${key}' is not a string`);
+  }
+  r.offset = at + length;
+  r.skipPadding();
+  return parsed as Record<string, string>;
+}
+
+function readLayer(
+  r: Reader,
+  l: number,
+  valueType: EcsrValueType,
+  previousOut: number | undefined,
+): SparseLayer {
+  const where = `layer ${l}: `;
+  const nOut = r.u32();
+  const nIn = r.u32();
+  const nnz = r.u32();
+  const code = r.u8();
+  const colWidth = r.u8();
+  const rowWidth = r.u8();
+  const reserved = r.u8();
+  if (nOut === 0 || nIn === 0) throw new Error(`${where}invalid shape ${nOut}x${nIn}`);
+  if (previousOut !== undefined && nIn !== previousOut) {
+    throw new Error(`${where}takes ${nIn} inputs but layer ${l - 1} has ${previousOut} outputs`);
+  }
+  if (nnz > nOut * nIn) throw new Error(`${where}nnz ${nnz} exceeds ${nOut}x${nIn} = ${nOut * nIn}`);
+  const kind = ACTIVATION_CODES[code];
+  if (kind === undefined) throw new Error(`${where}unknown activation code ${code}`);
+  const colKind = WIDTH_KIND[colWidth];
+  const rowKind = WIDTH_KIND[rowWidth];
+  if (colKind === undefined) {
+    throw new Error(`${where}invalid column index width ${colWidth} (expected 1, 2 or 4)`);
+  }
+  if (rowKind === undefined) {
+    throw new Error(`${where}invalid row pointer width ${rowWidth} (expected 1, 2 or 4)`);
+  }
+  if (nnz > 2 ** (8 * rowWidth) - 1) {
+    throw new Error(`${where}row pointer width ${rowWidth} cannot hold nnz ${nnz}`);
+  }
+  if (reserved !== 0) throw new Error(`${where}reserved byte is ${reserved}, expected 0`);
+  let activation: SparseActivation;
+  if (hasAlpha(kind)) {
+    const alpha = r.f32();
+    if (!Number.isFinite(alpha)) throw new Error(`${where}${kind} alpha is ${alpha}, not a finite number`);
+    activation = { kind, alpha: shortestFloat32(alpha) };
+  } else {
+    activation = { kind } as SparseActivation;
+  }
+
+  // one size check for the whole record, so a corrupt nnz is reported before anything is allocated
+  const valueSize = valueType === 'float32' ? 4 : 2;
+  const bodyBytes = pad4((nOut + 1) * rowWidth) + pad4(nnz * colWidth) + pad4(nnz * valueSize) + 4 * nOut;
+  r.need(bodyBytes, `the ${nOut}x${nIn} layer with ${nnz} weights`);
+
+  const rowPtr = r.array(rowKind, nOut + 1, 'row_ptr') as IndexArray;
+  const colIdx = r.array(colKind, nnz, 'col_idx') as IndexArray;
+  const values =
+    valueType === 'float32' ? (r.array('f32', nnz, 'values') as Float32Array) : r.float16Array(nnz, 'values');
+  const bias = r.array('f32', nOut, 'bias') as Float32Array;
+
+  if (rowPtr[0] !== 0) throw new Error(`${where}row_ptr[0] is ${rowPtr[0]}, expected 0`);
+  for (let i = 0; i < nOut; i++) {
+    const start = rowPtr[i];
+    const end = rowPtr[i + 1];
+    if (end < start) {
+      throw new Error(
+        `${where}row_ptr is not monotone: row_ptr[${i + 1}] = ${end} < row_ptr[${i}] = ${start}`,
+      );
+    }
+    if (end > nnz) throw new Error(`${where}row_ptr[${i + 1}] = ${end} exceeds nnz ${nnz}`);
+    let previous = -1;
+    for (let k = start; k < end; k++) {
+      const j = colIdx[k];
+      if (j >= nIn) {
+        throw new Error(`${where}col_idx[${k}] = ${j} is out of range (n_in = ${nIn}) in row ${i}`);
+      }
+      if (j <= previous) {
+        throw new Error(
+          `${where}col_idx[${k}] = ${j} is not above the previous index ${previous} in row ${i}`,
+        );
+      }
+      previous = j;
+    }
+  }
+  if (rowPtr[nOut] !== nnz) {
+    throw new Error(`${where}row_ptr[${nOut}] is ${rowPtr[nOut]}, expected nnz = ${nnz}`);
+  }
+  checkFinite(values, 'values', where);
+  checkFinite(bias, 'bias', where);
+  return { nOut, nIn, nnz, activation, rowPtr, colIdx, values, bias };
+}
+
+export function parseEcsr(input: ArrayBuffer | Uint8Array): ParsedEcsr {
+  let bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
+  // Views need the file's start 4-aligned in its buffer; otherwise copy once so that they can be taken.
+  if (bytes.byteOffset % 4 !== 0) bytes = bytes.slice();
+  let layerIndex = -1;
+  const r = new Reader(bytes, () => (layerIndex >= 0 ? `layer ${layerIndex}: ` : ''));
+
+  if (bytes.byteLength < 4 || String.fromCharCode(bytes[0], bytes[1], bytes[2], bytes[3]) !== ECSR_MAGIC) {
+    const found = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    throw new Error(`not an .ecsr file: the magic is '${found}', expected 'ECSR' (45 43 53 52)`);
+  }
+  r.offset = 4;
+  const version = r.u16();
+  if (version !== ECSR_VERSION) {
+    throw new Error(`unsupported .ecsr version ${version} (this runtime reads ${ECSR_VERSION})`);
+  }
+  const flags = r.u16();
+  if ((flags & ~ECSR_FLAG_METADATA) !== 0) throw new Error(`unknown .ecsr flags 0x${flags.toString(16)}`);
+  const layerCount = r.u32();
+  if (layerCount === 0) throw new Error('the .ecsr file has no layers');
+  const typeCode = r.u8();
+  const valueType = (Object.keys(ECSR_VALUE_TYPES) as EcsrValueType[]).find(
+    (t) => ECSR_VALUE_TYPES[t] === typeCode,
+  );
+  if (valueType === undefined) {
+    throw new Error(`unknown value type ${typeCode} (expected 1 = float32 or 2 = float16)`);
+  }
+  for (let i = 0; i < 3; i++) if (r.u8() !== 0) throw new Error(`header reserved byte ${13 + i} is not 0`);
+
+  const metadata = flags & ECSR_FLAG_METADATA ? readMetadata(r) : {};
+  const layers: SparseLayer[] = [];
+  for (let l = 0; l < layerCount; l++) {
+    layerIndex = l;
+    // each record needs at least its header: a huge corrupt layer count fails here, not in a loop
+    r.need(ECSR_LAYER_HEADER_BYTES, `the record header (the file announces ${layerCount} layers)`);
+    layers.push(readLayer(r, l, valueType, layers[l - 1]?.nOut));
+  }
+  if (r.offset !== r.length) {
+    throw new Error(`${r.length - r.offset} unexpected bytes after the last layer (offset ${r.offset})`);
+  }
+  return { valueType, metadata, layers };
+}

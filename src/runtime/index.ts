@@ -1,0 +1,137 @@
+/**
+ * `ecprune/runtime`: loads a `.ecsr` file (docs/FORMAT-ECSR.md) and runs the sparse network.
+ * Dependency-free by design — nothing here imports from outside src/runtime — so it works alone in
+ * Node and in browsers. Synchronous and single-threaded.
+ */
+import { activateInPlace } from './activations.js';
+import { type EcsrValueType, parseEcsr, type SparseLayer } from './format.js';
+import { spmmPanel, spmv } from './kernels.js';
+
+export { ACTIVATION_CODES, hasAlpha, type SparseActivation } from './activations.js';
+export {
+  ECSR_FLAG_METADATA,
+  ECSR_HEADER_BYTES,
+  ECSR_LAYER_HEADER_BYTES,
+  ECSR_MAGIC,
+  ECSR_VALUE_TYPES,
+  ECSR_VERSION,
+  type EcsrValueType,
+  float16ToNumber,
+  pad4,
+  type SparseLayer,
+} from './format.js';
+export type { IndexArray } from './kernels.js';
+
+export interface SparseModel {
+  readonly layers: readonly SparseLayer[];
+  readonly inputSize: number;
+  readonly outputSize: number;
+  readonly valueType: EcsrValueType;
+  readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * Runs `batch` samples: `input` is row-major batch x inputSize, the result a new row-major
+   * batch x outputSize array. Reuses internal buffers, so a model must not be run re-entrantly.
+   */
+  run(input: Float32Array, batch: number): Float32Array;
+}
+
+/**
+ * Samples per feature-major panel for batches > 1. Bounds the scratch memory (2 x widest layer x
+ * 64 floats) and keeps a panel in L2; 64 measured as fast as whole-batch panels at batch 256.
+ */
+const PANEL = 64;
+
+class EcsrModel implements SparseModel {
+  readonly inputSize: number;
+  readonly outputSize: number;
+  private readonly widest: number;
+  // Ping-pong scratch, grown on demand and reused across calls: steady-state runs allocate only
+  // the returned array.
+  private ping = new Float32Array(0);
+  private pong = new Float32Array(0);
+
+  constructor(
+    readonly layers: readonly SparseLayer[],
+    readonly valueType: EcsrValueType,
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {
+    this.inputSize = layers[0].nIn;
+    this.outputSize = layers[layers.length - 1].nOut;
+    this.widest = Math.max(this.inputSize, ...layers.map((layer) => layer.nOut));
+  }
+
+  private scratch(size: number): void {
+    if (this.ping.length < size) {
+      this.ping = new Float32Array(size);
+      this.pong = new Float32Array(size);
+    }
+  }
+
+  run(input: Float32Array, batch: number): Float32Array {
+    if (!Number.isInteger(batch) || batch < 0) {
+      throw new Error(`batch must be a non-negative integer, got ${batch}`);
+    }
+    if (input.length !== batch * this.inputSize) {
+      throw new Error(
+        `input has ${input.length} values, expected batch ${batch} x ${this.inputSize} inputs = ${batch * this.inputSize}`,
+      );
+    }
+    const output = new Float32Array(batch * this.outputSize);
+    if (batch === 1) this.runOne(input, output);
+    else {
+      for (let b0 = 0; b0 < batch; b0 += PANEL) this.runPanel(input, output, b0, Math.min(PANEL, batch - b0));
+    }
+    return output;
+  }
+
+  /** Batch 1: reads the caller's input directly and writes the last layer straight into `output`. */
+  private runOne(input: Float32Array, output: Float32Array): void {
+    this.scratch(this.widest);
+    const layers = this.layers;
+    let x = input;
+    for (let l = 0; l < layers.length; l++) {
+      const y = l === layers.length - 1 ? output : x === this.ping ? this.pong : this.ping;
+      spmv(layers[l], x, y);
+      activateInPlace(layers[l].activation, y, layers[l].nOut);
+      x = y;
+    }
+  }
+
+  /**
+   * Samples b0 .. b0+count−1: transposed into a feature-major panel whose width is padded to a
+   * multiple of 4 (the kernel has no scalar tail; padding columns start at zero and never mix with
+   * the real ones), run through every layer, transposed back.
+   */
+  private runPanel(input: Float32Array, output: Float32Array, b0: number, count: number): void {
+    const width = (count + 3) & ~3;
+    this.scratch(this.widest * width);
+    const nIn = this.inputSize;
+    let x = this.ping;
+    let y = this.pong;
+    if (count < width) x.fill(0, 0, nIn * width);
+    for (let b = 0; b < count; b++) {
+      const row = (b0 + b) * nIn;
+      for (let j = 0; j < nIn; j++) x[j * width + b] = input[row + j];
+    }
+    for (const layer of this.layers) {
+      spmmPanel(layer, x, y, width);
+      activateInPlace(layer.activation, y, layer.nOut * width);
+      [x, y] = [y, x];
+    }
+    const nOut = this.outputSize;
+    for (let b = 0; b < count; b++) {
+      const row = (b0 + b) * nOut;
+      for (let i = 0; i < nOut; i++) output[row + i] = x[i * width + b];
+    }
+  }
+}
+
+/**
+ * Parses and validates `.ecsr` bytes. Throws a plain `Error` naming the problem (bad magic,
+ * unsupported version, truncation, an index out of range, ...). Where it can, the model keeps views
+ * into `bytes` instead of copies: do not modify the bytes while the model is in use.
+ */
+export function loadEcsr(bytes: ArrayBuffer | Uint8Array): SparseModel {
+  const { layers, valueType, metadata } = parseEcsr(bytes);
+  return new EcsrModel(layers, valueType, metadata);
+}
