@@ -3,6 +3,7 @@ import { VERSION } from '../version.js';
 import { convertCommand } from './commands/convert.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
+import { exportCommand } from './commands/export.js';
 import { finetuneCommand } from './commands/finetune.js';
 import { inspectCommand } from './commands/inspect.js';
 import { pruneCommand } from './commands/prune.js';
@@ -34,6 +35,7 @@ Examples:
     evalCommand(),
     inspectCommand(),
     convertCommand(),
+    exportCommand(),
     trainCommand(),
     finetuneCommand(),
     sweepCommand(),
