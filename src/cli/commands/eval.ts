@@ -1,8 +1,8 @@
 import { Command } from 'commander';
-import { evaluate } from '../../evaluate.js';
-import { loadModel } from '../../node/models.js';
 import { EcpruneError } from '../../errors.js';
+import { evaluate } from '../../evaluate.js';
 import { inputSize, type Mlp, outputSize } from '../../model/mlp.js';
+import { loadModel } from '../../node/models.js';
 import { checkDataFitsModel, checkTargetsFit, type DataChoice, openData, targetsName } from '../data.js';
 import { archOption, parseLoss, parsePositiveInt } from '../options.js';
 

@@ -1,13 +1,13 @@
 import { Command, Option } from 'commander';
+import type { Dataset } from '../../data/dataset.js';
+import type { Mlp } from '../../model/mlp.js';
 import { layerSizes, weightCount } from '../../model/mlp.js';
+import { checkOutputPath, installCleanupHandlers } from '../../node/files.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import type { prune } from '../../prune.js';
 import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
 import { finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
-import type { Dataset } from '../../data/dataset.js';
-import type { Mlp } from '../../model/mlp.js';
-import { checkOutputPath, installCleanupHandlers } from '../../node/files.js';
 import {
   checkDataFitsModel,
   checkPruneMemory,
@@ -59,6 +59,7 @@ export function addCalibrationOptions(command: Command): Command {
 /** What the memory estimate of a calibration command depends on besides the model and the data. */
 export interface CalibrationMemory {
   readonly what: string;
+  readonly file?: string;
   readonly probes?: number;
   readonly gradmag?: boolean;
   readonly sparseOnnx?: boolean;
@@ -170,7 +171,13 @@ export function pruneCommand(): Command {
       await checkOutputPath(flags.output, writeOptions);
       await checkModelOutput(flags.output, writeOptions);
       const model = await loadModel(modelFile, { arch: flags.arch });
-      const memory = { what: 'pruning', probes: flags.probes, gradmag: flags.method === 'gradmag', sparseOnnx: flags.onnxSparse };
+      const memory = {
+        what: 'pruning',
+        file: modelFile,
+        probes: flags.probes,
+        gradmag: flags.method === 'gradmag',
+        sparseOnnx: flags.onnxSparse,
+      };
       checkCalibrationMemory(model.mlp, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
       checkCalibration(model.mlp, modelFile, calibration, flags, memory);

@@ -1,13 +1,23 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
-import { checkOutputPath, ensureParentDir, installCleanupHandlers, writeOutputAtomic } from '../../node/files.js';
+import {
+  checkOutputPath,
+  ensureParentDir,
+  installCleanupHandlers,
+  writeOutputAtomic,
+} from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
 import { archOption, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';
 import { startClock } from '../timings.js';
-import { addCalibrationOptions, calibrationChoice, checkCalibration, checkCalibrationMemory } from './prune.js';
+import {
+  addCalibrationOptions,
+  calibrationChoice,
+  checkCalibration,
+  checkCalibrationMemory,
+} from './prune.js';
 
 const EXAMPLES = `
 Writes per layer l (from 0): importance_<l> and delta_<l>, float32 arrays shaped like the layer's
@@ -39,7 +49,7 @@ export function scoreCommand(): Command {
     installCleanupHandlers(); // Ctrl-C: exit 130, no temp file left, whenever it comes
     await checkOutputPath(flags.output, writeOptions);
     const model = await loadModel(modelFile, { arch: flags.arch });
-    const memory = { what: 'scoring', gradmag: flags.method === 'gradmag' };
+    const memory = { what: 'scoring', file: modelFile, gradmag: flags.method === 'gradmag' };
     checkCalibrationMemory(model.mlp, flags, memory);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
     checkCalibration(model.mlp, modelFile, calibration, flags, memory);

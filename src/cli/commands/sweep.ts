@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Dataset, firstSamples } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
 import { type Activation, formatActivation } from '../../model/activations.js';
@@ -72,6 +72,11 @@ function parseSweepMethod(text: string): SweepMethod {
   return text;
 }
 
+/** A comma-separated list option whose default is shown as typed (`0.5,0.7`, not JSON). */
+function listOption<T>(flags: string, description: string, parse: (text: string) => T, value: T[]): Option {
+  return new Option(flags, description).argParser(listOf(parse)).default(value, value.join(','));
+}
+
 const EXAMPLES = `
 With --dataset and no model, the network is trained first (or taken from --cache-dir when the same
 training was done before); calibration data is the first --calib-samples of the training split.
@@ -108,18 +113,24 @@ export function sweepCommand(): Command {
       `comma-separated, from ${SWEEP_METHODS.join(', ')} (default: the ${Object.keys(METHODS).length} pruning methods)`,
       listOf(parseSweepMethod),
     )
-    .option(
-      '--sparsities <list>',
-      'comma-separated fractions of weights to remove',
-      listOf(parseSparsity),
-      DEFAULT_SPARSITIES,
+    .addOption(
+      listOption(
+        '--sparsities <list>',
+        'comma-separated fractions of weights to remove',
+        parseSparsity,
+        DEFAULT_SPARSITIES,
+      ),
     )
-    .option('--scope <list>', 'global, layer or both (comma-separated)', listOf(parseScope), ['global'])
-    .option(
-      '--finetune-epochs <list>',
-      'fine-tuning epochs after pruning, comma-separated (0 = none)',
-      listOf(parseNonNegativeInt),
-      [0],
+    .addOption(
+      listOption('--scope <list>', 'global, layer or both (comma-separated)', parseScope, ['global']),
+    )
+    .addOption(
+      listOption(
+        '--finetune-epochs <list>',
+        'fine-tuning epochs after pruning, comma-separated (0 = none)',
+        parseNonNegativeInt,
+        [0],
+      ),
     )
     .option(
       '--seeds <n>',

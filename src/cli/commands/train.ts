@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
 import { type Activation, formatActivation, parseActivation } from '../../model/activations.js';
@@ -63,11 +63,10 @@ export function addArchitectureOptions(command: Command): Command {
       'layer widths from inputs to outputs, e.g. 784,300,100,10 (default: inputs,300,100,outputs for images, else inputs,64,64,outputs)',
       parseLayers,
     )
-    .option(
-      '--activation <name>',
-      'hidden activation: relu, tanh, sigmoid, gelu, leaky_relu[:alpha], …',
-      parseActivationOption,
-      parseActivation('relu'),
+    .addOption(
+      new Option('--activation <name>', 'hidden activation: relu, tanh, sigmoid, gelu, leaky_relu[:alpha], …')
+        .argParser(parseActivationOption)
+        .default(parseActivation('relu'), 'relu'),
     );
 }
 

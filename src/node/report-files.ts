@@ -1,0 +1,79 @@
+/**
+ * Writes a study's report folder: results.json, results.csv, report.html, charts/<name>.svg and
+ * charts/<name>.png. Each file is written atomically; a folder that already holds files is only
+ * written into with `force`.
+ */
+import { mkdir, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Resvg } from '@resvg/resvg-js';
+import { EcpruneError } from '../errors.js';
+import { renderCharts } from '../report/charts.js';
+import { reportHtml } from '../report/html.js';
+import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
+import type { SweepRow } from '../sweep.js';
+import { ioError, isFsError, writeOutputAtomic } from './files.js';
+
+export interface ReportFolderOptions {
+  /** write into a folder that is not empty, replacing files of the same names */
+  readonly force?: boolean;
+  /** files the run read: never written over */
+  readonly inputs?: readonly string[];
+}
+
+/** The files written, relative to the folder. */
+export const REPORT_FILES = ['results.json', 'results.csv', 'report.html'] as const;
+
+/**
+ * Chart SVG to PNG at twice the size. Text is drawn with the system's fonts (DejaVu Sans or
+ * Liberation Sans on Debian); without any installed font the PNGs have no text, the SVGs do.
+ */
+export function svgToPng(svg: string): Uint8Array {
+  const resvg = new Resvg(svg, {
+    fitTo: { mode: 'zoom', value: 2 },
+    background: 'white',
+    font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans', sansSerifFamily: 'DejaVu Sans' },
+  });
+  return resvg.render().asPng();
+}
+
+export async function checkReportFolder(folder: string, force = false): Promise<void> {
+  const entries = await readdir(folder).catch((error) => {
+    if (isFsError(error) && error.code === 'ENOENT') return [];
+    throw isFsError(error) ? ioError(error, folder) : error;
+  });
+  if (entries.length > 0 && !force) {
+    throw new EcpruneError('usage', 'the report folder is not empty (use --force to write into it)', folder);
+  }
+}
+
+export async function isReportFolder(folder: string): Promise<boolean> {
+  const entries = await readdir(folder).catch(() => [] as string[]);
+  return REPORT_FILES.every((file) => entries.includes(file));
+}
+
+/** Renders and writes the whole report; returns the path of report.html. */
+export async function writeReportFolder(
+  folder: string,
+  rows: readonly SweepRow[],
+  info: ReportInfo,
+  options: ReportFolderOptions = {},
+): Promise<string> {
+  await checkReportFolder(folder, options.force);
+  const chartsFolder = path.join(folder, 'charts');
+  try {
+    await mkdir(chartsFolder, { recursive: true });
+  } catch (error) {
+    throw isFsError(error) ? ioError(error, chartsFolder, 'create folder') : error;
+  }
+  const charts = await renderCharts(rows, info.layerShapes);
+  const write = (file: string, content: Uint8Array | string) =>
+    writeOutputAtomic(path.join(folder, file), content, { force: options.force, inputs: options.inputs });
+  await write('results.json', resultsJson(rows, info));
+  await write('results.csv', resultsCsv(rows));
+  for (const chart of charts) {
+    await write(path.join('charts', `${chart.name}.svg`), chart.svg);
+    await write(path.join('charts', `${chart.name}.png`), svgToPng(chart.svg));
+  }
+  await write('report.html', reportHtml({ rows, info, charts }));
+  return path.join(folder, 'report.html');
+}

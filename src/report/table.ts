@@ -1,0 +1,125 @@
+/**
+ * The results table: one column list, printed as a fixed-width terminal table (row by row, as the
+ * sweep goes) or as markdown.
+ */
+import type { SweepRow } from '../sweep.js';
+
+/** Class labels (accuracy) or real-valued targets (test MSE). */
+export type TaskKind = 'classes' | 'values';
+
+export interface Column {
+  readonly header: string;
+  readonly width: number;
+  readonly align: 'left' | 'right';
+  readonly value: (row: SweepRow) => string;
+}
+
+export function taskOf(row: SweepRow): TaskKind {
+  return row.accuracy !== undefined ? 'classes' : 'values';
+}
+
+/** A number in 4 significant digits, or 3 in exponent form outside [1e-3, 1e5) (`9e-5`, `1.23e-4`). */
+export function formatNumber(value: number | undefined): string {
+  if (value === undefined || Number.isNaN(value)) return '';
+  if (value === 0) return '0';
+  const size = Math.abs(value);
+  return size >= 1e-3 && size < 1e5
+    ? Number(value.toPrecision(4)).toString()
+    : Number(value.toPrecision(3)).toExponential();
+}
+
+export function formatPercent(fraction: number | undefined, digits = 1): string {
+  return fraction === undefined ? '' : `${(100 * fraction).toFixed(digits)}%`;
+}
+
+/** `ec`, `random (seed 1)`, `random (mean of 3)`; ` +2 ep` after fine-tuning. */
+export function methodLabel(row: SweepRow): string {
+  const runs =
+    row.seed !== undefined ? ` (seed ${row.seed})` : row.seeds !== undefined ? ` (mean of ${row.seeds})` : '';
+  return `${row.method}${runs}`;
+}
+
+/** The table's columns; for regression the test loss is the test MSE, so it is one column. */
+export function tableColumns(task: TaskKind, layers: number): Column[] {
+  const quality: Column[] =
+    task === 'classes'
+      ? [
+          { header: 'test loss', width: 9, align: 'right', value: (row) => formatNumber(row.testLoss) },
+          { header: 'accuracy', width: 8, align: 'right', value: (row) => formatPercent(row.accuracy, 2) },
+        ]
+      : [
+          {
+            header: 'test MSE',
+            width: 9,
+            align: 'right',
+            value: (row) => formatNumber(row.testMse ?? row.testLoss),
+          },
+        ];
+  return [
+    { header: 'method', width: 22, align: 'left', value: methodLabel },
+    { header: 'scope', width: 6, align: 'left', value: (row) => row.scope },
+    { header: 'sparsity', width: 8, align: 'right', value: (row) => formatPercent(row.sparsity) },
+    { header: 'ft', width: 2, align: 'right', value: (row) => String(row.finetuneEpochs) },
+    ...quality,
+    { header: 'output MSE', width: 10, align: 'right', value: (row) => formatNumber(row.outputMse) },
+    {
+      header: 'nonzero',
+      width: 9,
+      align: 'right',
+      value: (row) => Math.round(row.nonzero).toLocaleString('en'),
+    },
+    {
+      header: 'pruned per layer %',
+      width: Math.max(18, 4 * layers - 1),
+      align: 'left',
+      value: (row) => row.layerSparsity.map((s) => (100 * s).toFixed(0)).join('/'),
+    },
+    { header: 'ms', width: 7, align: 'right', value: (row) => Math.round(row.ms).toLocaleString('en') },
+  ];
+}
+
+function cell(text: string, column: Column): string {
+  return column.align === 'left' ? text.padEnd(column.width) : text.padStart(column.width);
+}
+
+export function tableHeader(columns: readonly Column[]): string {
+  const header = columns.map((column) => cell(column.header, column)).join('  ');
+  return `${header}\n${columns.map((column) => '-'.repeat(column.width)).join('  ')}`;
+}
+
+export function tableLine(columns: readonly Column[], row: SweepRow): string {
+  return columns.map((column) => cell(column.value(row), column)).join('  ');
+}
+
+/** The whole table for the terminal. */
+export function formatTable(rows: readonly SweepRow[]): string {
+  if (rows.length === 0) return '';
+  const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length);
+  return [tableHeader(columns), ...rows.map((row) => tableLine(columns, row))].join('\n');
+}
+
+/**
+ * A printer for rows arriving one at a time: the header before the first (the dense row tells
+ * whether the task has an accuracy), then one line per row.
+ */
+export function tablePrinter(write: (line: string) => void): (row: SweepRow) => void {
+  let columns: Column[] | undefined;
+  return (row) => {
+    if (columns === undefined) {
+      columns = tableColumns(taskOf(row), row.layerSparsity.length);
+      write(tableHeader(columns));
+    }
+    write(tableLine(columns, row));
+  };
+}
+
+export function markdownTable(rows: readonly SweepRow[]): string {
+  if (rows.length === 0) return '';
+  const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length);
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [
+    line(columns.map((column) => column.header)),
+    line(columns.map((column) => (column.align === 'right' ? '---:' : ':---'))),
+    ...rows.map((row) => line(columns.map((column) => column.value(row).replaceAll('|', '\\|')))),
+  ].join('\n');
+}

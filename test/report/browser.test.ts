@@ -1,0 +1,107 @@
+/**
+ * report.html in a real browser: Debian's headless Chromium, driven by playwright-core (no browser
+ * download). The page must load from a file: URL with no errors and no network request, every
+ * chart must show marks with a visible size, and the mask images must decode.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { writeReportFolder } from '../../src/node/report-files.js';
+import { classificationRows, INFO } from './rows.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const skip = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} is not installed (Debian: apt-get install chromium; CI installs it)`;
+
+describe('report.html in headless Chromium', { skip }, () => {
+  let dir: string;
+  let report: string;
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ecprune-browser-'));
+    report = await writeReportFolder(path.join(dir, 'report'), classificationRows(), INFO);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('opens offline without errors, draws visible marks in every chart, and decodes the mask images', async () => {
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      const problems: string[] = [];
+      const requests: string[] = [];
+      page.on('console', (message) => {
+        if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+      });
+      page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+      page.on('request', (request) => requests.push(request.url()));
+      const url = pathToFileURL(report).href;
+      await page.goto(url, { waitUntil: 'load' });
+
+      const charts = await page.evaluate(() =>
+        [...document.querySelectorAll('figure.chart')].map((figure) => {
+          // (no named helper functions in here: tsx would wrap them in a __name() the page lacks)
+          const [points, lines] = ['point', 'line mark'].map((role) =>
+            [...figure.querySelectorAll(`svg [aria-roledescription="${role}"]`)].map((mark) =>
+              mark.getBoundingClientRect(),
+            ),
+          );
+          // a flat line has a box of height 0 (the stroke is not counted)
+          return {
+            id: figure.id,
+            marks: points.length + lines.length,
+            visible:
+              points.filter((box) => box.width > 0 && box.height > 0).length +
+              lines.filter((box) => box.width > 0 || box.height > 0).length,
+            svg: figure.querySelector('svg')!.getBoundingClientRect().width,
+          };
+        }),
+      );
+      assert.deepEqual(
+        charts.map((c) => c.id),
+        ['chart-test-loss', 'chart-accuracy', 'chart-output-error', 'chart-layer-sparsity'],
+      );
+      for (const chart of charts) {
+        assert.ok(chart.svg > 100, `${chart.id} is laid out`);
+        assert.ok(chart.marks > 0, `${chart.id} has marks`);
+        assert.equal(chart.visible, chart.marks, `${chart.id}: every point and line has a visible box`);
+      }
+
+      const images = await page.evaluate(() =>
+        [...document.querySelectorAll('.masks img')].map((img) => ({
+          loaded: (img as HTMLImageElement).complete,
+          width: (img as HTMLImageElement).naturalWidth,
+          height: (img as HTMLImageElement).naturalHeight,
+        })),
+      );
+      // ec and magnitude: a tile grid of 10 neurons (10 x 29 + 1 by 29 + 1 pixels) and a 28 x 28 heat map each
+      assert.deepEqual(images, [
+        { loaded: true, width: 291, height: 30 },
+        { loaded: true, width: 28, height: 28 },
+        { loaded: true, width: 291, height: 30 },
+        { loaded: true, width: 28, height: 28 },
+      ]);
+      assert.deepEqual(problems, []);
+      assert.deepEqual(
+        requests.filter((r) => r !== url && !r.startsWith('data:')),
+        [],
+        'no request leaves the page',
+      );
+    } finally {
+      await browser.close();
+    }
+  });
+});
