@@ -4,6 +4,7 @@
  * once, in one pass that serves every method; each criterion and each compensation is computed
  * once and reused across sparsities and scopes (see `prune.ts` for the one-shot composition).
  */
+
 import { applyPruning } from './compensate/apply.js';
 import { optimalBiasShift } from './compensate/delta.js';
 import { type Dataset, firstSamples, materialize } from './data/dataset.js';
@@ -11,6 +12,7 @@ import { EcpruneError } from './errors.js';
 import { evaluate } from './evaluate.js';
 import type { Gemm } from './gemm/gemm.js';
 import { inputSize, type Mlp, nonzeroWeightCount, weightCount } from './model/mlp.js';
+import { pruneAdvanced } from './prune-variants.js';
 import type { LayerScores } from './score/criterion.js';
 import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from './score/methods.js';
 import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from './score/nonlinear.js';
@@ -18,18 +20,31 @@ import { type CalibrationStatistics, collectStatistics } from './score/statistic
 import { checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
 import { type LossKind, lossFor } from './train/loss.js';
 import { finetune, trainDenseSmall } from './train/train.js';
+import { parseVariant } from './variant-name.js';
 
 /**
  * The pruning methods of `METHODS` plus two references: `nonlinear` (the exact non-linear
  * criterion and compensation, small networks only) and `dense-small` (a dense network with as
  * many weights as the pruned ones, trained from scratch).
  */
-export type SweepMethod = MethodName | 'nonlinear' | 'dense-small';
+export type SweepMethod = MethodName | 'nonlinear' | 'dense-small' | (string & {});
 
+/** The methods by name; beyond them, any variant name (`ec+sequential+refit5`, `obs`, see variant-name.ts). */
 export const SWEEP_METHODS: readonly SweepMethod[] = [...METHOD_NAMES, 'nonlinear', 'dense-small'];
 
 export function isSweepMethod(name: string): name is SweepMethod {
-  return isMethodName(name) || name === 'nonlinear' || name === 'dense-small';
+  if (isMethodName(name) || name === 'nonlinear' || name === 'dense-small') return true;
+  try {
+    parseVariant(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A method with beyond-the-paper options: pruned by pruneAdvanced, without the shared statistics. */
+function isVariant(method: SweepMethod): boolean {
+  return !isMethodName(method) && method !== 'nonlinear' && method !== 'dense-small';
 }
 
 /** `nonlinear` re-runs the network once per weight: refused above weights × samples = this. */
@@ -166,10 +181,24 @@ export async function runSweep(
             if (s === 0 && f === 0) emit(await denseSmallRow(model, sparsity, scope, options, measure));
             continue;
           }
+          if (isVariant(method)) {
+            emit(
+              await variantRow(
+                model,
+                calibration,
+                method,
+                { sparsity, scope, epochs, seed },
+                options,
+                measure,
+              ),
+            );
+            continue;
+          }
+          const plain = method as MethodName | 'nonlinear';
           const runs = method === 'random' ? Array.from({ length: seeds }, (_, k) => seed + k) : [seed];
           const runRows: SweepRow[] = [];
           for (const runSeed of runs) {
-            const { importance, deltaBias, ms } = await scoresOf(method, runSeed);
+            const { importance, deltaBias, ms } = await scoresOf(plain, runSeed);
             const start = performance.now();
             const keepMasks = selectMasks(importance, sparsity, scope);
             let pruned = applyPruning(model, keepMasks, deltaBias);
@@ -368,6 +397,39 @@ async function denseSmallRow(
     sparsity,
     finetuneEpochs: 0,
     layerSparsity,
+    ms: performance.now() - start,
+  });
+}
+
+/** One row of a variant method: the whole advanced pruning at this sparsity, then fine-tuning. */
+async function variantRow(
+  model: Mlp,
+  calibration: Dataset,
+  method: SweepMethod,
+  at: { sparsity: number; scope: Scope; epochs: number; seed: number },
+  options: SweepOptions,
+  measure: (mlp: Mlp, fields: RowFields) => Promise<SweepRow>,
+): Promise<SweepRow> {
+  const start = performance.now();
+  const result = await pruneAdvanced(model, calibration, {
+    ...parseVariant(method),
+    sparsity: at.sparsity,
+    scope: at.scope,
+    seed: at.seed,
+    loss: options.loss,
+    batchSize: options.batchSize,
+    gemm: options.gemm,
+    onProgress: (done, total) => options.onProgress?.('statistics', done, total),
+  });
+  let pruned = result.model;
+  if (at.epochs > 0) pruned = await finetuneModel(pruned, at.epochs, 'finetune', options);
+  return measure(pruned, {
+    method,
+    scope: at.scope,
+    sparsity: at.sparsity,
+    finetuneEpochs: at.epochs,
+    layerSparsity: result.keepMasks.map(prunedFraction),
+    keptFirstLayer: imageSide(inputSize(model)) ? result.keepMasks[0] : undefined,
     ms: performance.now() - start,
   });
 }

@@ -5,6 +5,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { AdvancedPruneOptions } from '../prune-variants.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
+import { formatVariant } from '../variant-name.js';
 import { parsePositiveInt } from './options.js';
 
 /** `--method`: a criterion of the method table, or `obs` (layer-wise OBS reconstruction). */
@@ -100,16 +101,7 @@ export function variantOptions(flags: VariantFlags): AdvancedPruneOptions {
 
 /** A short name of the method and its variants, e.g. `ec+sequential+refit5`, for metadata and tables. */
 export function describeVariant(flags: VariantFlags): string {
-  const parts: string[] = [flags.method];
-  if (flags.sensitivity === 'loss') parts.push('loss');
-  if (flags.probes) parts.push(`probes${flags.probes}`);
-  if (flags.sequential) parts.push('sequential');
-  if (flags.steps > 1) parts.push(`steps${flags.steps}`);
-  if (flags.refitBiases)
-    parts.push(`refit${flags.refitBiases === true ? DEFAULT_REFIT_ITERATIONS : flags.refitBiases}`);
-  if (flags.pattern) parts.push(`${flags.pattern.n}:${flags.pattern.m}`);
-  if (flags.structure === 'neuron') parts.push('neuron');
-  return parts.join('+');
+  return formatVariant(variantOptions(flags));
 }
 
 export const VARIANT_EXAMPLES = `

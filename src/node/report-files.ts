@@ -10,6 +10,7 @@ import { EcpruneError } from '../errors.js';
 import { renderCharts } from '../report/charts.js';
 import { reportHtml } from '../report/html.js';
 import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
+import { markdownTable } from '../report/table.js';
 import type { SweepRow } from '../sweep.js';
 import { ioError, isFsError, writeOutputAtomic } from './files.js';
 
@@ -21,7 +22,7 @@ export interface ReportFolderOptions {
 }
 
 /** The files written, relative to the folder. */
-export const REPORT_FILES = ['results.json', 'results.csv', 'report.html'] as const;
+export const REPORT_FILES = ['results.json', 'results.csv', 'results.md', 'report.html'] as const;
 
 /**
  * Chart SVG to PNG at twice the size. Text is drawn with the system's fonts (DejaVu Sans or
@@ -70,6 +71,8 @@ export async function writeReportFolder(
     writeOutputAtomic(path.join(folder, file), content, { force: options.force, inputs: options.inputs });
   await write('results.json', resultsJson(rows, info));
   await write('results.csv', resultsCsv(rows));
+  // the table in markdown, with the command that made it, ready for docs/RESULTS.md
+  await write('results.md', `${markdownTable(rows)}\n\nReproduce: \`${info.command}\`\n`);
   for (const chart of charts) {
     await write(path.join('charts', `${chart.name}.svg`), chart.svg);
     await write(path.join('charts', `${chart.name}.png`), svgToPng(chart.svg));

@@ -40,7 +40,7 @@ export function methodLabel(row: SweepRow): string {
 }
 
 /** The table's columns; for regression the test loss is the test MSE, so it is one column. */
-export function tableColumns(task: TaskKind, layers: number): Column[] {
+export function tableColumns(task: TaskKind, layers: number, methodWidth = 22): Column[] {
   const quality: Column[] =
     task === 'classes'
       ? [
@@ -56,7 +56,7 @@ export function tableColumns(task: TaskKind, layers: number): Column[] {
           },
         ];
   return [
-    { header: 'method', width: 22, align: 'left', value: methodLabel },
+    { header: 'method', width: methodWidth, align: 'left', value: methodLabel },
     { header: 'scope', width: 6, align: 'left', value: (row) => row.scope },
     { header: 'sparsity', width: 8, align: 'right', value: (row) => formatPercent(row.sparsity) },
     { header: 'ft', width: 2, align: 'right', value: (row) => String(row.finetuneEpochs) },
@@ -102,11 +102,16 @@ export function formatTable(rows: readonly SweepRow[]): string {
  * A printer for rows arriving one at a time: the header before the first (the dense row tells
  * whether the task has an accuracy), then one line per row.
  */
-export function tablePrinter(write: (line: string) => void): (row: SweepRow) => void {
+export function tablePrinter(
+  write: (line: string) => void,
+  methods: readonly string[] = [],
+): (row: SweepRow) => void {
   let columns: Column[] | undefined;
+  // wide enough for the longest method name and a "(mean of 3)" suffix
+  const methodWidth = Math.max(22, ...methods.map((m) => m.length + 12));
   return (row) => {
     if (columns === undefined) {
-      columns = tableColumns(taskOf(row), row.layerSparsity.length);
+      columns = tableColumns(taskOf(row), row.layerSparsity.length, methodWidth);
       write(tableHeader(columns));
     }
     write(tableLine(columns, row));

@@ -68,7 +68,9 @@ export const DEFAULT_DATASET_CALIBRATION = 2000;
 
 function parseSweepMethod(text: string): SweepMethod {
   if (!isSweepMethod(text))
-    throw new InvalidArgumentError(`unknown method '${text}' (choose from ${SWEEP_METHODS.join(', ')})`);
+    throw new InvalidArgumentError(
+      `unknown method '${text}' (choose from ${SWEEP_METHODS.join(', ')}, obs, or a variant such as ec+sequential+refit5)`,
+    );
   return text;
 }
 
@@ -110,7 +112,7 @@ export function sweepCommand(): Command {
     )
     .option(
       '--methods <list>',
-      `comma-separated, from ${SWEEP_METHODS.join(', ')} (default: the ${Object.keys(METHODS).length} pruning methods)`,
+      `comma-separated, from ${SWEEP_METHODS.join(', ')}, obs, and variants <method>+<modifier>... with modifiers loss, probes<m>, sequential, steps<k>, refit<n>, <n>:<m>, neuron (default: the ${Object.keys(METHODS).length} pruning methods)`,
       listOf(parseSweepMethod),
     )
     .addOption(
@@ -308,7 +310,7 @@ export async function sweepAction(
       `batch ${settings.batchSize}, seed ${settings.seed}); cached as ${trained.file}`;
   }
   const progress = stageProgress(settings.quiet);
-  const printRow = tablePrinter((line) => console.log(line));
+  const printRow = tablePrinter((line) => console.log(line), methods);
   const rows = await runSweep(model, calibration, test, {
     methods,
     sparsities: settings.sparsities,
