@@ -12,13 +12,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { runCli } from '../../src/cli/program.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { writeNpy } from '../../src/io/npy.js';
 import { forward } from '../../src/model/forward.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { loadModel, saveModel } from '../../src/node/models.js';
+import { FIXTURES, cli as runCaptured, tempDir } from './run.js';
 
 const CONSTANTS = [0.8, -0.6, 0.5, -0.9, 0.3, 0.7];
 const FEATURES = 2 + CONSTANTS.length;
@@ -72,15 +72,10 @@ async function labelsOf(mlp: Mlp, x: Float32Array): Promise<Int32Array> {
 }
 
 /** Runs the CLI with console.log captured. */
-async function cli(argv: string[]): Promise<{ code: number; out: string[] }> {
-  const out: string[] = [];
-  const log = console.log;
-  console.log = (...args: unknown[]) => out.push(args.join(' '));
-  try {
-    return { code: await runCli(argv), out };
-  } finally {
-    console.log = log;
-  }
+/** The CLI in-process, its stdout as lines. */
+async function cli(argv: string[]): Promise<{ code: number; out: string[]; stderr: string }> {
+  const { code, stdout, stderr } = await runCaptured(...argv);
+  return { code, out: stdout.split('\n').filter((line) => line !== ''), stderr };
 }
 
 interface Row {
@@ -142,7 +137,13 @@ describe('ecprune sweep', () => {
     assert.match(out[0], /^method\s+scope\s+sparsity/);
     assert.ok(out.at(-1)!.endsWith(path.join(report, 'report.html')));
 
-    assert.deepEqual(readdirSync(report).sort(), ['charts', 'report.html', 'results.csv', 'results.json']);
+    assert.deepEqual(readdirSync(report).sort(), [
+      'charts',
+      'report.html',
+      'results.csv',
+      'results.json',
+      'results.md',
+    ]);
     const charts = readdirSync(path.join(report, 'charts')).sort();
     for (const name of ['test-loss', 'accuracy', 'output-error', 'layer-sparsity']) {
       assert.ok(
@@ -402,5 +403,62 @@ describe('ecprune train and finetune', () => {
       });
     });
     assert.notDeepEqual(prunedTuned.layers[0].weight.data, pruned.layers[0].weight.data);
+  });
+});
+
+describe('sweep with beyond-the-paper variants', () => {
+  it('accepts variant names in --methods and refuses unknown modifiers with one line', async () => {
+    const dir = tempDir();
+    const model = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.onnx');
+    const x = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.input.npy');
+    const y = path.join(dir, 'y.npy');
+    writeFileSync(y, writeNpy({ shape: [5], data: Int32Array.from([0, 1, 2, 3, 4]) }));
+    const report = path.join(dir, 'report');
+    const methods = 'ec,ec+sequential+steps2+refit2,obs,ec+2:4';
+    const run = await cli([
+      'sweep',
+      model,
+      '--calib',
+      x,
+      '--data',
+      x,
+      '--labels',
+      y,
+      '--methods',
+      methods,
+      '--sparsities',
+      '0.8',
+      '-o',
+      report,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    const { rows } = JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')) as {
+      rows: { method: string; nonzero: number }[];
+    };
+    assert.deepEqual(
+      rows.map((r) => r.method),
+      ['dense', ...methods.split(',')],
+    );
+    // 80 % of 2,720 weights, except 2:4 which keeps exactly half
+    assert.deepEqual(
+      rows.map((r) => r.nonzero),
+      [2720, 544, 544, 544, 1360],
+    );
+    const bad = await cli([
+      'sweep',
+      model,
+      '--calib',
+      x,
+      '--data',
+      x,
+      '--labels',
+      y,
+      '--methods',
+      'ec+twice',
+      '-o',
+      path.join(dir, 'r2'),
+    ]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown method 'ec\+twice'/);
   });
 });
