@@ -8,16 +8,27 @@ it('the version written into model metadata is the package version', () => {
   assert.equal(VERSION, pkg.version);
 });
 
-it('the core entry point imports no Node built-ins (it must bundle for browsers)', async () => {
-  const { build } = await import('esbuild');
-  const result = await build({
-    entryPoints: [new URL('../src/core.ts', import.meta.url).pathname],
-    bundle: true,
-    platform: 'browser',
-    format: 'esm',
-    write: false,
-    logLevel: 'silent',
+// the core entry point and the demo page (which adds onnxruntime-web, vega and the TF.js reader)
+for (const entry of ['src/core.ts', 'web/app.ts']) {
+  it(`${entry} bundles for browsers with no Node built-in imported`, async () => {
+    const { bundleForBrowser, nodeBuiltinImports } = await import('../scripts/build-web.js');
+    const result = await bundleForBrowser(new URL(`../${entry}`, import.meta.url).pathname, {
+      minify: false,
+    });
+    assert.equal(result.errors.length, 0);
+    assert.deepEqual(nodeBuiltinImports(result.metafile), []);
+    assert.ok(result.outputFiles![0].contents.length > 10_000);
   });
-  assert.equal(result.errors.length, 0);
-  assert.ok(result.outputFiles[0].contents.length > 10_000);
+}
+
+it('the bundle check finds Node built-ins in a metafile, with or without the node: prefix', async () => {
+  const { nodeBuiltinImports } = await import('../scripts/build-web.js');
+  const imports = ['node:fs', 'path', './local.js', 'onnx-proto'].map((path) => ({
+    path,
+    kind: 'import-statement' as const,
+  }));
+  assert.deepEqual(nodeBuiltinImports({ inputs: { 'a.ts': { bytes: 1, imports } }, outputs: {} }), [
+    'a.ts -> node:fs',
+    'a.ts -> path',
+  ]);
 });

@@ -1,0 +1,188 @@
+/**
+ * The demo page's glue: inputs and buttons to web/pipeline.ts, results to the page. Built by
+ * scripts/build-web.ts into web/dist/ (with the onnxruntime-web wasm, served from the same folder).
+ */
+import {
+  type Dataset,
+  layerSizes,
+  METHOD_NAMES,
+  type MethodName,
+  nonzeroWeightCount,
+  weightCount,
+} from '../src/core.js';
+import { createOrtWebGemm } from '../src/gemm/ort-web-gemm.js';
+import {
+  errorChartSvg,
+  type NamedBytes,
+  prunedModelFile,
+  readCalibration,
+  readModelFiles,
+  runStudy,
+  type Study,
+  type WebModel,
+} from './pipeline.js';
+
+const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const modelInput = element<HTMLInputElement>('model-files');
+const calibInput = element<HTMLInputElement>('calib-file');
+const labelsInput = element<HTMLInputElement>('labels-file');
+const methodSelect = element<HTMLSelectElement>('method');
+const sparsityInput = element<HTMLInputElement>('sparsity');
+const pruneButton = element<HTMLButtonElement>('prune');
+const progress = element<HTMLProgressElement>('progress');
+const errorBox = element<HTMLDivElement>('error');
+
+let model: WebModel | undefined;
+let calibration: Dataset | undefined;
+let study: Study | undefined;
+
+// the GEMM starts loading at once (the wasm is ~14 MB); Prune waits for it
+const gemm = createOrtWebGemm({
+  wasmPaths: new URL('./', import.meta.url).href,
+  threads: globalThis.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency) : 1,
+  onFallback: (error) => console.warn('onnxruntime-web did not start; using the TS loop', error),
+}).then((backend) => {
+  element('backend').textContent =
+    `matrix products: ${backend.name === 'ts' ? 'TypeScript loop' : backend.name}`;
+  return backend;
+});
+
+for (const name of METHOD_NAMES) methodSelect.add(new Option(name, name, name === 'ec', name === 'ec'));
+
+const nextFrame = () => new Promise((resolve) => setTimeout(resolve, 0));
+const percent = (x: number) => `${(100 * x).toFixed(1)} %`;
+const readFile = async (file: File): Promise<NamedBytes> => ({
+  name: file.name,
+  bytes: new Uint8Array(await file.arrayBuffer()),
+});
+const fetchFile = async (url: string): Promise<NamedBytes> => {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return { name: url.slice(url.lastIndexOf('/') + 1), bytes: new Uint8Array(await response.arrayBuffer()) };
+};
+
+/** Runs an action, showing its error (one line, as the CLI prints it) instead of throwing. */
+async function guarded(action: () => Promise<void>): Promise<void> {
+  errorBox.textContent = '';
+  try {
+    await action();
+  } catch (error) {
+    errorBox.textContent = error instanceof Error ? error.message : String(error);
+  }
+}
+
+function setModel(files: NamedBytes[]): void {
+  model = undefined;
+  element('model-info').textContent = '';
+  model = readModelFiles(files);
+  const format = model.tfjs ? 'TF.js' : 'ONNX';
+  element('model-info').textContent =
+    `${model.name}: ${format}, ${layerSizes(model.mlp).join('-')}, ${weightCount(model.mlp).toLocaleString('en')} weights`;
+}
+
+function setCalibration(inputs: NamedBytes, labels?: NamedBytes): void {
+  calibration = undefined;
+  element('calib-info').textContent = '';
+  calibration = readCalibration(inputs, labels);
+  const targets = calibration.targetKind ? `, labels: ${calibration.targetKind}` : ', no labels';
+  element('calib-info').textContent =
+    `${calibration.name}: ${calibration.samples} samples x ${calibration.features} features${targets}`;
+}
+
+function updateState(): void {
+  pruneButton.disabled = model === undefined || calibration === undefined;
+  element('results').hidden = true;
+  study = undefined;
+}
+
+modelInput.addEventListener('change', () =>
+  guarded(async () => setModel(await Promise.all([...(modelInput.files ?? [])].map(readFile)))).finally(
+    updateState,
+  ),
+);
+
+const onDataChange = () =>
+  guarded(async () => {
+    const inputs = calibInput.files?.[0];
+    if (inputs === undefined) return;
+    const labels = labelsInput.files?.[0];
+    setCalibration(await readFile(inputs), labels && (await readFile(labels)));
+  }).finally(updateState);
+calibInput.addEventListener('change', onDataChange);
+labelsInput.addEventListener('change', onDataChange);
+
+element('load-demo').addEventListener('click', () =>
+  guarded(async () => {
+    for (const input of [modelInput, calibInput, labelsInput]) input.value = '';
+    const [onnx, inputs, labels] = await Promise.all(
+      ['demo/model.onnx', 'demo/calib.npy', 'demo/labels.npy'].map(fetchFile),
+    );
+    setModel([onnx]);
+    setCalibration(inputs, labels);
+  }).finally(updateState),
+);
+
+pruneButton.addEventListener('click', () =>
+  guarded(async () => {
+    if (model === undefined || calibration === undefined) return;
+    const box = element('progress-box');
+    pruneButton.disabled = true;
+    box.hidden = false;
+    element('results').hidden = true;
+    try {
+      element('status').textContent = 'loading onnxruntime-web';
+      const backend = await gemm;
+      study = await runStudy(model.mlp, calibration, {
+        method: methodSelect.value as MethodName,
+        sparsity: Number(sparsityInput.value),
+        gemm: backend,
+        onStep: async (done, total, label) => {
+          progress.value = done / total;
+          element('status').textContent = label;
+          await nextFrame();
+        },
+      });
+      element('chart').innerHTML = await errorChartSvg(study.rows);
+      showSummary(model, study);
+      element('results').hidden = false;
+    } finally {
+      pruneButton.disabled = false;
+      box.hidden = true;
+    }
+  }),
+);
+
+function showSummary(dense: WebModel, result: Study): void {
+  const sizes = layerSizes(dense.mlp);
+  const rows = result.keepMasks.map((mask, l) => {
+    const kept = mask.reduce((n, keep) => n + keep, 0);
+    return `<tr><td>layer ${l}</td><td>${sizes[l + 1]} x ${sizes[l]}</td><td>${mask.length.toLocaleString('en')}</td><td>${kept.toLocaleString('en')}</td><td>${percent(kept / mask.length)}</td></tr>`;
+  });
+  const total = weightCount(dense.mlp);
+  const kept = nonzeroWeightCount(result.pruned);
+  const accuracy =
+    result.chosen.accuracy === undefined
+      ? ''
+      : `; accuracy ${percent(result.chosen.accuracy)} (dense ${percent(result.dense.accuracy!)})`;
+  element('summary').innerHTML =
+    `<p><b>${result.method}</b> at sparsity ${result.sparsity}: on the ${result.calibrationSamples} calibration samples, ` +
+    `output MSE against the dense model ${result.chosen.outputMse.toExponential(3)}${accuracy}.</p>` +
+    '<table><thead><tr><th>layer</th><th>shape (out x in)</th><th>weights</th><th>kept</th><th>kept %</th></tr></thead><tbody>' +
+    rows.join('') +
+    `<tr><th>total</th><td></td><th>${total.toLocaleString('en')}</th><th>${kept.toLocaleString('en')}</th><th>${percent(kept / total)}</th></tr>` +
+    '</tbody></table>';
+  element('download-info').textContent = dense.tfjs
+    ? '(TF.js: a .zip of model.json and its .bin)'
+    : '(.onnx)';
+}
+
+element('download').addEventListener('click', () =>
+  guarded(async () => {
+    if (model === undefined || calibration === undefined || study === undefined) return;
+    const file = prunedModelFile(model, study, calibration.name);
+    const url = URL.createObjectURL(new Blob([file.bytes as Uint8Array<ArrayBuffer>], { type: file.type }));
+    const link = Object.assign(document.createElement('a'), { href: url, download: file.name });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }),
+);
