@@ -166,12 +166,13 @@ export function heapLimit(): number {
 }
 
 /** Refuses a run that needs more memory than `memoryLimit()` (typed arrays) or the heap limit (JS arrays). */
-export function checkMemory(required: number, what: string, heapRequired = 0): void {
+export function checkMemory(required: number, what: string, file?: string, heapRequired = 0): void {
   const limit = memoryLimit();
   if (required > limit.bytes) {
     throw new EcpruneError(
       'limit',
       `${what} needs about ${formatBytes(required)} of memory (have ${formatBytes(limit.bytes)}: ${limit.source})`,
+      file,
     );
   }
   const heap = heapLimit();
@@ -179,6 +180,7 @@ export function checkMemory(required: number, what: string, heapRequired = 0): v
     throw new EcpruneError(
       'limit',
       `${what} needs about ${formatBytes(heapRequired)} of JavaScript heap (have ${formatBytes(heap)}; raise it with NODE_OPTIONS=--max-old-space-size=<MiB>)`,
+      file,
     );
   }
 }
@@ -196,6 +198,7 @@ export function checkPruneMemory(
     lossGradient?: boolean;
     sparseOnnx?: boolean;
     what: string;
+    file?: string;
   },
 ): void {
   const batch = options.samples === undefined ? 0 : Math.min(options.batchSize, options.samples);
@@ -205,9 +208,6 @@ export function checkPruneMemory(
   // --onnx-sparse lists the kept positions and values in plain arrays (about 32 bytes per weight)
   const heap = options.sparseOnnx ? 32 * weightCount(mlp) : 0;
   const batchText = batch > 0 ? ` with batches of ${batch} samples` : '';
-  checkMemory(
-    required,
-    `${options.what} of ${layerSizes(mlp).join('-')} (${weightCount(mlp).toLocaleString('en')} weights)${batchText}`,
-    heap,
-  );
+  const what = `${options.what} ${layerSizes(mlp).join('-')} (${weightCount(mlp).toLocaleString('en')} weights)${batchText}`;
+  checkMemory(required, what, options.file, heap);
 }

@@ -1,5 +1,5 @@
 import { EcpruneError } from '../errors.js';
-import { isFsError } from '../node/files.js';
+import { ioError, isFsError } from '../node/files.js';
 
 /** Exit codes: 0 success, 2 bad usage or bad input, 1 anything else (a bug), 130 interrupted. */
 export function exitCodeOf(error: unknown): number {
@@ -8,10 +8,26 @@ export function exitCodeOf(error: unknown): number {
   return 1;
 }
 
+/**
+ * `text` on one line: line breaks, tabs and other control characters (which messages quoting a
+ * corrupt file's names or text can contain) are written as escapes (`\n`, `\u0000`).
+ */
+export function oneLine(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
+  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+}
+
 /** One line for the user; the stack trace only with --debug. */
 export function describeError(error: unknown, debug: boolean): string {
   if (debug && error instanceof Error && error.stack) return error.stack;
-  if (error instanceof EcpruneError) return `ecprune: ${error.message}`;
+  if (error instanceof EcpruneError) return `ecprune: ${oneLine(error.message)}`;
+  // a file-system error that was not wrapped where it happened: still the user's file, not a bug
+  if (isFsError(error)) return `ecprune: ${oneLine(ioError(error, error.path ?? '').message)}`;
   const message = error instanceof Error ? error.message : String(error);
-  return `ecprune: internal error: ${message.split('\n')[0]} (run with --debug for details)`;
+  return `ecprune: internal error: ${oneLine(message.split('\n')[0])} (run with --debug for details)`;
 }

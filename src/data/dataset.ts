@@ -24,7 +24,68 @@ export interface Dataset {
   readonly samples: number;
   readonly features: number;
   readonly targetKind?: Targets['kind'];
+  /**
+   * All targets, when the data set holds them in memory (file-backed sets read targets whole), so
+   * that they can be checked against a model before any work. Optional: a data set may omit it.
+   */
+  readonly targets?: Targets;
+  /**
+   * Batches of at most `batchSize` samples (a whole number >= 1, else an EcpruneError is thrown
+   * by the call itself). Inputs are finite: a NaN or ±Infinity is an EcpruneError naming the
+   * sample; file-backed sets check each batch as it is read, so that error may come after earlier
+   * batches were processed.
+   */
   batches(batchSize: number): AsyncIterable<Batch>;
+}
+
+/** Refuses a batch size that is not a whole number >= 1 (0 would never finish a pass). */
+export function checkBatchSize(batchSize: number): number {
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
+    throw new EcpruneError('usage', `batch size must be a whole number >= 1, got ${batchSize}`);
+  }
+  return batchSize;
+}
+
+/**
+ * Checks that `values` (row-major, `cols` per sample) are all finite; the error names the data
+ * set, the first bad sample (0-based, counted from `firstSample`) and feature, and how many there
+ * are. `scope` says which samples were checked (for a batch of a streamed file).
+ */
+export function checkFinite(
+  values: ArrayLike<number>,
+  cols: number,
+  name: string,
+  options: { firstSample?: number; what?: string; scope?: string; column?: string } = {},
+): void {
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    // v - v is 0 for finite numbers and NaN for NaN and ±Infinity: one comparison per value
+    if (v - v !== 0) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (count === 0) return;
+  const width = Math.max(cols, 1);
+  const sample = (options.firstSample ?? 0) + Math.floor(first / width);
+  const where =
+    cols > 1 ? `sample ${sample}, ${options.column ?? 'feature'} ${first % width}` : `sample ${sample}`;
+  const scope = options.scope === undefined ? '' : ` ${options.scope}`;
+  throw new EcpruneError(
+    'input',
+    `${values[first]} in the ${options.what ?? 'inputs'}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN or ±Infinity)${scope}, the first here`,
+    name,
+    where,
+  );
+}
+
+/** Targets must be finite too (class ids are integers by construction). */
+export function checkFiniteTargets(targets: Targets, name: string): void {
+  if (targets.kind === 'values') {
+    checkFinite(targets.values.data, targets.values.cols, name, { what: 'targets', column: 'column' });
+  }
 }
 
 /** Rows [start, end) of a target set. */
@@ -38,22 +99,34 @@ export function targetCount(y: Targets): number {
   return y.kind === 'classes' ? y.values.length : y.values.rows;
 }
 
-/** A data set held in memory (tests, the browser, small files). */
-export function inMemoryDataset(x: Matrix, y?: Targets, name = 'data'): Dataset {
+/**
+ * A data set held in memory (tests, the browser, small files). Its inputs and targets are checked
+ * here, once: every value finite (unless `allowNonFinite`), as many targets as samples.
+ */
+export function inMemoryDataset(
+  x: Matrix,
+  y?: Targets,
+  name = 'data',
+  options: { allowNonFinite?: boolean } = {},
+): Dataset {
   if (y !== undefined && targetCount(y) !== x.rows) {
     throw new EcpruneError('input', `${targetCount(y)} targets for ${x.rows} samples`, name);
+  }
+  if (!options.allowNonFinite) checkFinite(x.data, x.cols, name);
+  if (y !== undefined) checkFiniteTargets(y, name);
+  async function* batches(batchSize: number): AsyncGenerator<Batch> {
+    for (let start = 0; start < x.rows; start += batchSize) {
+      const end = Math.min(x.rows, start + batchSize);
+      yield { x: rowSlice(x, start, end), y: y && sliceTargets(y, start, end) };
+    }
   }
   return {
     name,
     samples: x.rows,
     features: x.cols,
     targetKind: y?.kind,
-    async *batches(batchSize: number) {
-      for (let start = 0; start < x.rows; start += batchSize) {
-        const end = Math.min(x.rows, start + batchSize);
-        yield { x: rowSlice(x, start, end), y: y && sliceTargets(y, start, end) };
-      }
-    },
+    ...(y === undefined ? {} : { targets: y }),
+    batches: (batchSize: number) => batches(checkBatchSize(batchSize)),
   };
 }
 
@@ -84,20 +157,22 @@ export async function materialize(data: Dataset): Promise<{ x: Matrix; y?: Targe
 /** The first `count` samples of a data set (e.g. a calibration slice of a training set). */
 export function firstSamples(data: Dataset, count: number): Dataset {
   if (count >= data.samples) return data;
+  async function* batches(batchSize: number): AsyncGenerator<Batch> {
+    let left = count;
+    for await (const batch of data.batches(Math.max(1, Math.min(batchSize, count)))) {
+      if (left <= 0) return;
+      const take = Math.min(left, batch.x.rows);
+      yield take === batch.x.rows
+        ? batch
+        : { x: rowSlice(batch.x, 0, take), y: batch.y && sliceTargets(batch.y, 0, take) };
+      left -= take;
+    }
+  }
   return {
     ...data,
     name: `${data.name} (first ${count})`,
     samples: count,
-    async *batches(batchSize: number) {
-      let left = count;
-      for await (const batch of data.batches(Math.min(batchSize, count))) {
-        if (left <= 0) return;
-        const take = Math.min(left, batch.x.rows);
-        yield take === batch.x.rows
-          ? batch
-          : { x: rowSlice(batch.x, 0, take), y: batch.y && sliceTargets(batch.y, 0, take) };
-        left -= take;
-      }
-    },
+    ...(data.targets === undefined ? {} : { targets: sliceTargets(data.targets, 0, count) }),
+    batches: (batchSize: number) => batches(checkBatchSize(batchSize)),
   };
 }

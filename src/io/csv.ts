@@ -47,11 +47,15 @@ export function readCsv(text: string, file?: string, options: CsvOptions = {}): 
   const label =
     options.labelColumn === undefined ? undefined : labelIndex(options.labelColumn, width, header, file);
 
-  const values = new Float64Array(rows.length * width);
-  rows.forEach(({ line, cells }, row) => {
+  // every row's width is checked before the values are allocated: a long header over short rows
+  // must not size an array of header width x row count
+  for (const { line, cells } of rows) {
     if (cells.length !== width) {
       throw badInput(`${cells.length} values where the first row has ${width}`, file, `row ${line}`);
     }
+  }
+  const values = new Float64Array(rows.length * width);
+  rows.forEach(({ line, cells }, row) => {
     cells.forEach((cell, col) => {
       if (!NUMBER.test(cell)) {
         const name = header ? ` ('${header[col]}')` : '';

@@ -75,9 +75,24 @@ export function readIdx(bytes: Uint8Array, file?: string): NpyArray {
   return { shape: header.shape, dtype: header.dtype, data };
 }
 
+/** Deflate cannot expand data by more than about 1032:1; a trailer claiming more is corrupt. */
+const DEFLATE_MAX_RATIO = 1032;
+
 function gunzip(bytes: Uint8Array, file: string | undefined): Uint8Array {
+  // fflate sizes its output from the gzip trailer (the last 4 bytes): check the claim before it is
+  // allocated, against what the compressed bytes could possibly inflate to
+  const n = bytes.length;
+  const claimed =
+    n < 18 ? 0 : (bytes[n - 4] | (bytes[n - 3] << 8) | (bytes[n - 2] << 16) | (bytes[n - 1] << 24)) >>> 0;
+  if (n < 18 || claimed > DEFLATE_MAX_RATIO * n + 1024) {
+    throw badInput(
+      n < 18
+        ? 'corrupt gzip data: too short'
+        : `corrupt gzip data: the trailer claims ${claimed} bytes from ${n} compressed bytes`,
+      file,
+    );
+  }
   try {
-    // fflate sizes its output from the gzip trailer (< 4 GiB), so an allocation failure is the worst case
     return gunzipSync(bytes);
   } catch (error) {
     if (error instanceof RangeError)

@@ -6,7 +6,7 @@
  * `'>i2'` names how elements are stored, `decodeElements` turns stored bytes into a typed array.
  */
 
-import type { Targets } from '../data/dataset.js';
+import { checkFinite, type Targets } from '../data/dataset.js';
 import { badInput, EcpruneError } from '../errors.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 
@@ -203,7 +203,7 @@ export function parseNpyHeader(bytes: Uint8Array, file?: string): NpyHeader {
     .map((dim) => dim.trim())
     .filter((dim) => dim !== '');
   if (dims.some((dim) => !/^\d+L?$/.test(dim)))
-    throw badInput(`bad shape (${shapeText[1]}) in .npy header`, file);
+    throw badInput(`bad shape ${JSON.stringify(`(${shapeText[1]})`)} in .npy header`, file);
   const shape = dims.map((dim) => Number.parseInt(dim, 10));
   const dataBytes = dataByteLength(shape, elementType(descr[1], file), file);
   return { dtype: descr[1], shape, fortranOrder: fortran[1] === 'True', dataOffset, dataBytes };
@@ -282,7 +282,11 @@ export function toTargets(array: NpyArray, file?: string, kind?: Targets['kind']
     ((integerDtype && columnShaped) || (array.shape.length === 1 && array.data.every(isClassId))
       ? 'classes'
       : 'values');
-  if (resolved === 'values') return { kind: 'values', values: toFeatureMatrix(array, file) };
+  if (resolved === 'values') {
+    const values = toFeatureMatrix(array, file);
+    checkFinite(values.data, values.cols, file ?? 'targets', { what: 'targets', column: 'column' });
+    return { kind: 'values', values };
+  }
   if (!columnShaped) {
     throw badInput(`class ids need shape [N] or [N, 1], got [${array.shape.join(', ')}]`, file);
   }

@@ -445,10 +445,13 @@ class ChainReader {
 
   /** The tensor after the Identity nodes (if any) that follow `tensor`. */
   private skipIdentities(tensor: string): string {
-    const users = this.consumers.get(tensor) ?? [];
-    return users.length === 1 && isIdentity(users[0])
-      ? this.skipIdentities(this.chainOutput(this.visit(users[0])))
-      : tensor;
+    // a loop, not recursion: a long chain of Identity nodes must not overflow the stack
+    let current = tensor;
+    for (;;) {
+      const users = this.consumers.get(current) ?? [];
+      if (!(users.length === 1 && isIdentity(users[0]))) return current;
+      current = this.chainOutput(this.visit(users[0]));
+    }
   }
 
   /** The one node that reads `tensor`, now used, or undefined at the end of the chain. */
@@ -472,13 +475,20 @@ class ChainReader {
 
   /** The constant called `name`, looking through Identity nodes; undefined if `name` is not a constant. */
   private findConstant(name: string | undefined): Constant | undefined {
-    if (!name) return undefined;
-    const constant = this.constants.get(name);
-    const producer = this.producers.get(name);
-    if (constant !== undefined || producer === undefined || !isIdentity(producer)) return constant;
-    const source = this.findConstant(producer.input?.[0]);
-    if (source !== undefined) this.used.add(producer);
-    return source;
+    // a loop, not recursion: Identity chains may be long, and a cycle of them holds no constant
+    const identities = new Set<NodeProto>();
+    for (let current = name; current; ) {
+      const constant = this.constants.get(current);
+      const producer = this.producers.get(current);
+      if (constant !== undefined || producer === undefined || !isIdentity(producer)) {
+        if (constant !== undefined) for (const node of identities) this.used.add(node);
+        return constant;
+      }
+      if (identities.has(producer)) return undefined;
+      identities.add(producer);
+      current = producer.input?.[0];
+    }
+    return undefined;
   }
 
   /** The values of `node`'s constant input `name`; the errors say why it is not there. */

@@ -102,3 +102,42 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
   });
   return mlp;
 }
+
+/** What `estimatePruneMemory` counts besides the defaults. */
+export interface PruneMemoryOptions {
+  /** dL/dW is accumulated too (gradmag): one more float64 per weight */
+  readonly lossGradient?: boolean;
+}
+
+/**
+ * Bytes of typed arrays that scoring and pruning `mlp` hold at their peak, for a calibration batch
+ * of `batchSize` samples and `outputs` cotangent rows per sample (the network's outputs, or the
+ * number of probes). An estimate, meant to refuse hopeless runs before they start, not a bound:
+ *
+ * per weight (bytes): the weights (4) and the pruned copy (4); the moments m1, m2 (8 + 8) and, for
+ *   gradmag, dL/dW (8); the scores (8) and the bias shifts (8); global selection's concatenated
+ *   scores and their sorted copy (8 + 8) and the masks (1 + 1); the output file's encoding (2 × 4).
+ * per batch (float32): the forward trace (input, activation and derivative of every layer,
+ *   3 × B × Σ widths), the one-hot cotangents (B × K × K), the backward pass's cotangents and GEMM
+ *   result at the widest layer (4 × B × K × max width: the GEMM backend may copy both), and the
+ *   centred inputs of the moment GEMM (2 × B × max width) with its result (2 × n_out × n_in).
+ */
+export function estimatePruneMemory(
+  mlp: Mlp,
+  batchSize: number,
+  outputs: number,
+  options: PruneMemoryOptions = {},
+): number {
+  const weights = weightCount(mlp);
+  const widths = layerSizes(mlp);
+  const sumWidths = widths.reduce((sum, n) => sum + n, 0);
+  const maxWidth = Math.max(...widths);
+  const largestLayer = Math.max(...mlp.layers.map((layer) => layer.weight.data.length));
+  const biases = mlp.layers.reduce((sum, layer) => sum + layer.bias.length, 0);
+  const perWeight = 4 + 4 + 16 + (options.lossGradient ? 8 : 0) + 8 + 8 + 16 + 2 + 8;
+  const parameters = perWeight * weights + 64 * biases;
+  const batch =
+    4 * batchSize * (3 * sumWidths + outputs * outputs + 4 * outputs * maxWidth + 2 * maxWidth) +
+    4 * 2 * largestLayer;
+  return parameters + batch;
+}

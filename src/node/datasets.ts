@@ -11,7 +11,17 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
-import { type Dataset, inMemoryDataset, sliceTargets, type Targets, targetCount } from '../data/dataset.js';
+import {
+  type Batch,
+  checkBatchSize,
+  checkFiniteTargets,
+  checkFinite as checkFiniteValues,
+  type Dataset,
+  inMemoryDataset,
+  sliceTargets,
+  type Targets,
+  targetCount,
+} from '../data/dataset.js';
 import { diffusionSorptionDataset } from '../data/diffusion-sorption.js';
 import { createRandom } from '../data/random.js';
 import { badInput, EcpruneError } from '../errors.js';
@@ -82,39 +92,59 @@ function rethrowAsIo(file: string): (error: unknown) => never {
 // ---------------------------------------------------------------------------------------------
 // Data sets over rows
 
-/** Reads rows [start, end) of the inputs as float32, row-major. */
+/** Reads rows [start, end) of the inputs as float32, row-major (checked finite by the caller). */
 interface RowReader {
   read(start: number, end: number): Promise<Float32Array>;
   close(): Promise<void>;
 }
 
+/**
+ * A data set read row range by row range. `checkFinite` (for stored types that can hold NaN or
+ * ±Infinity): every batch is checked as it is decoded; the error names the global
+ * sample index, and comes after the earlier batches were used, but before any output is written.
+ */
 function rowDataset(
   name: string,
   rows: number,
   cols: number,
   targets: Targets | undefined,
   openRows: () => Promise<RowReader>,
+  checkFinite: boolean,
+  targetsFile?: string,
 ): Dataset {
-  checkTargetCount(targets, rows, name);
+  checkTargetCount(targets, rows, name, targetsFile);
+  if (targets !== undefined) checkFiniteTargets(targets, name);
+  async function* batches(batchSize: number): AsyncGenerator<Batch> {
+    const reader = await openRows();
+    try {
+      for (let start = 0; start < rows; start += batchSize) {
+        const end = Math.min(rows, start + batchSize);
+        const data = await reader.read(start, end);
+        if (checkFinite) {
+          checkFiniteValues(data, cols, name, {
+            firstSample: start,
+            scope: `in samples ${start} to ${end - 1} (the file is checked batch by batch as it is read)`,
+          });
+        }
+        yield { x: matrix(end - start, cols, data), y: targets && sliceTargets(targets, start, end) };
+      }
+    } finally {
+      await reader.close();
+    }
+  }
   return {
     name,
     samples: rows,
     features: cols,
     targetKind: targets?.kind,
-    async *batches(batchSize: number) {
-      checkBatchSize(batchSize);
-      const reader = await openRows();
-      try {
-        for (let start = 0; start < rows; start += batchSize) {
-          const end = Math.min(rows, start + batchSize);
-          const x = matrix(end - start, cols, await reader.read(start, end));
-          yield { x, y: targets && sliceTargets(targets, start, end) };
-        }
-      } finally {
-        await reader.close();
-      }
-    },
+    ...(targets === undefined ? {} : { targets }),
+    batches: (batchSize: number) => batches(checkBatchSize(batchSize)),
   };
+}
+
+/** Whether a stored dtype can hold non-finite values. */
+function isFloatDtype(dtype: string): boolean {
+  return /^[<>|=]?f/.test(dtype);
 }
 
 /** Rows of stored elements at `dataOffset` of `file`, decoded and scaled per batch. */
@@ -149,15 +179,15 @@ function memoryRows(data: NpyData, cols: number, scale: number): () => Promise<R
   return async () => reader;
 }
 
-function checkBatchSize(batchSize: number): void {
-  if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
-    throw new EcpruneError('usage', `batch size must be a whole number >= 1, got ${batchSize}`);
-  }
-}
-
-function checkTargetCount(targets: Targets | undefined, samples: number, name: string): void {
+function checkTargetCount(
+  targets: Targets | undefined,
+  samples: number,
+  name: string,
+  targetsFile?: string,
+): void {
   if (targets && targetCount(targets) !== samples) {
-    throw badInput(`${targetCount(targets)} targets for ${samples} samples`, name);
+    const source = targetsFile === undefined ? '' : ` (the targets are in ${targetsFile})`;
+    throw badInput(`${targetCount(targets)} targets for ${samples} samples${source}`, name);
   }
 }
 
@@ -177,6 +207,11 @@ export interface DataFileOptions {
   name?: string;
   /** how byte ranges are read (tests count them) */
   openRanges?: OpenRangeReader;
+  /**
+   * Let NaN and ±Infinity inputs through (default: refused, naming the first bad sample; streamed
+   * files are checked batch by batch). For inspecting such files, not for pruning with them.
+   */
+  allowNonFinite?: boolean;
 }
 
 type DataFormat = 'npy' | 'npz' | 'csv' | 'idx';
@@ -221,7 +256,7 @@ export async function openDataFile(file: string, options: DataFileOptions = {}):
     const targets = table.y
       ? toTargets({ shape: [table.y.length], dtype: '<f8', data: table.y }, file, options.targetKind)
       : await readTargets(options);
-    return memoryDataset(table.x, targets, name);
+    return memoryDataset(table.x, targets, name, options);
   }
   const arrays = readNpz(await readInputFile(file), file);
   const key = options.key ?? ['x', 'X'].find((k) => arrays.has(k)) ?? arrays.keys().next().value;
@@ -235,19 +270,17 @@ export async function openDataFile(file: string, options: DataFileOptions = {}):
     options.targets === undefined && targetKey !== undefined
       ? toTargets(arrays.get(targetKey)!, `${file}:${targetKey}`, options.targetKind)
       : await readTargets(options);
-  return memoryDataset(toFeatureMatrix(inputs, file), targets, name);
+  return memoryDataset(toFeatureMatrix(inputs, file), targets, name, options);
 }
 
-function memoryDataset(x: Matrix, targets: Targets | undefined, name: string): Dataset {
-  checkTargetCount(targets, x.rows, name);
-  const data = inMemoryDataset(x, targets, name);
-  return {
-    ...data,
-    async *batches(batchSize) {
-      checkBatchSize(batchSize);
-      yield* data.batches(batchSize);
-    },
-  };
+function memoryDataset(
+  x: Matrix,
+  targets: Targets | undefined,
+  name: string,
+  options: Pick<DataFileOptions, 'allowNonFinite' | 'targets'> = {},
+): Dataset {
+  checkTargetCount(targets, x.rows, name, options.targets);
+  return inMemoryDataset(x, targets, name, options);
 }
 
 /**
@@ -259,7 +292,7 @@ export async function openNpyDataset(file: string, options: DataFileOptions = {}
   const targets = await readTargets(options);
   if (needsTranspose(header)) {
     const x = toFeatureMatrix(readNpy(await readInputFile(file), file), file);
-    return memoryDataset(x, targets, options.name ?? file);
+    return memoryDataset(x, targets, options.name ?? file, options);
   }
   return streamedDataset(file, header, 1, targets, options);
 }
@@ -272,7 +305,15 @@ async function openIdxDataset(file: string, options: DataFileOptions): Promise<D
   const array = await readIdxFile(file);
   const { rows, cols } = featureShape(array.shape, file);
   const open = memoryRows(array.data, cols, pixelScale(array.dtype));
-  return rowDataset(options.name ?? file, rows, cols, targets, open);
+  return rowDataset(
+    options.name ?? file,
+    rows,
+    cols,
+    targets,
+    open,
+    isFloatDtype(array.dtype) && !options.allowNonFinite,
+    options.targets,
+  );
 }
 
 type StoredHeader = NpyHeader | IdxHeader;
@@ -310,7 +351,15 @@ function streamedDataset(
   const { rows, cols } = featureShape(header.shape, file);
   const openRanges = options.openRanges ?? openFileRanges;
   const open = diskRows(file, header.dataOffset, header.dtype, cols, scale, openRanges);
-  return rowDataset(options.name ?? file, rows, cols, targets, open);
+  return rowDataset(
+    options.name ?? file,
+    rows,
+    cols,
+    targets,
+    open,
+    isFloatDtype(header.dtype) && !options.allowNonFinite,
+    options.targets,
+  );
 }
 
 function pixelScale(dtype: string): number {

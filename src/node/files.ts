@@ -6,8 +6,18 @@
  * existing file is only replaced with `force`, and an input is never replaced at all.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { constants, unlinkSync } from 'node:fs';
+import {
+  access,
+  type FileHandle,
+  mkdir,
+  open,
+  readFile,
+  realpath,
+  rename,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { EcpruneError } from '../errors.js';
 
@@ -65,9 +75,11 @@ export interface WriteOptions {
 }
 
 /**
- * Refuses an output path that is one of the inputs, or that exists (unless `force`). Commands call
- * it before their work, so a run is not wasted on an output that cannot be written; the write
- * itself checks again.
+ * Refuses an output path that is one of the inputs, that exists (unless `force`), that is a
+ * folder, or whose folder cannot be written or created (the nearest existing ancestor must be a
+ * writable folder: missing folders are created when the output is written, see `ensureParentDir`).
+ * Commands call it before their work, so a run is not wasted on an output that cannot be written;
+ * the write itself checks again.
  */
 export async function checkOutputPath(file: string, options: WriteOptions = {}): Promise<void> {
   for (const input of options.inputs ?? []) {
@@ -77,8 +89,33 @@ export async function checkOutputPath(file: string, options: WriteOptions = {}):
   }
   // Checked before writing rather than made atomic: a file created by someone else between this
   // check and the rename is replaced. Good enough for a CLI; not a lock.
-  if (!options.force && (await exists(file))) {
+  const existing = await stat(file).catch(() => undefined);
+  if (existing?.isDirectory()) throw new EcpruneError('io', 'cannot write: it is a folder', file);
+  if (!options.force && existing !== undefined) {
     throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
+  }
+  await checkWritableFolder(file);
+}
+
+/** The nearest existing ancestor of `file` must be a folder this process may write in. */
+async function checkWritableFolder(file: string): Promise<void> {
+  let folder = path.dirname(path.resolve(file));
+  for (;;) {
+    const info = await stat(folder).catch(() => undefined);
+    if (info !== undefined) {
+      if (!info.isDirectory()) {
+        throw new EcpruneError('io', `cannot write: '${folder}' is not a folder`, file);
+      }
+      try {
+        await access(folder, constants.W_OK);
+      } catch (error) {
+        throw isFsError(error) ? ioError(error, file, 'write') : error;
+      }
+      return;
+    }
+    const parent = path.dirname(folder);
+    if (parent === folder) return; // no ancestor at all: let the write report it
+    folder = parent;
   }
 }
 
@@ -113,10 +150,6 @@ export async function writeOutputAtomic(
     throw isFsError(error) ? ioError(error, file, 'write') : error;
   }
   await syncFolder(path.dirname(file));
-}
-
-async function exists(file: string): Promise<boolean> {
-  return (await stat(file).catch(() => undefined)) !== undefined;
 }
 
 /** Same file by identity (device + inode), or by resolved real path where inodes are not reported. */
@@ -155,11 +188,13 @@ export function removePendingTempFiles(): string[] {
 
 /**
  * Installed on the first write, not on import, so that merely loading the library changes no
- * signal behaviour. On SIGINT/SIGTERM the temp files are removed and the process exits with
- * 128 + signal number (130, 143) as it would have by default, unless the program listens for
- * the signal itself (then exiting is its decision).
+ * signal behaviour; commands that will write an output install it when they start, so that an
+ * interrupted run exits with the same code whenever the signal comes. On SIGINT/SIGTERM the temp
+ * files are removed and the process exits with 128 + signal number (130, 143), as a shell reports
+ * a process killed by the signal, unless the program listens for the signal itself (then exiting
+ * is its decision).
  */
-function installCleanupHandlers(): void {
+export function installCleanupHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   process.on('exit', removePendingTempFiles);
