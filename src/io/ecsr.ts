@@ -177,12 +177,24 @@ export function writeEcsr(mlp: Mlp, options: WriteEcsrOptions = {}): Uint8Array 
  * Reads `.ecsr` bytes into a dense Mlp (for pruning further, exporting to other formats, or
  * comparing). Validation is the runtime's; its messages become EcpruneError('input') naming `file`.
  */
+/** 2^28 weights (1 GiB of float32): beyond any MLP ecprune prunes on one machine. */
+const MAX_DENSE_WEIGHTS = 2 ** 28;
+
 export function readEcsrAsMlp(bytes: ArrayBuffer | Uint8Array, file?: string): Mlp {
   let model: ReturnType<typeof loadEcsr>;
   try {
     model = loadEcsr(bytes);
   } catch (error) {
     throw new EcpruneError('input', error instanceof Error ? error.message : String(error), file);
+  }
+  // the sparse file is small whatever the dense shape: refuse forged shapes before densifying
+  const denseValues = model.layers.reduce((sum, layer) => sum + layer.nOut * layer.nIn, 0);
+  if (denseValues > MAX_DENSE_WEIGHTS) {
+    throw new EcpruneError(
+      'limit',
+      `dense layers of ${denseValues} weights in all: more than ${MAX_DENSE_WEIGHTS}`,
+      file,
+    );
   }
   const layers: Layer[] = model.layers.map((layer) => {
     const weight = matrix(layer.nOut, layer.nIn);

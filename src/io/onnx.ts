@@ -211,7 +211,8 @@ function densify(sparse: SparseTensorProto, kind: NumberKind, fail: Fail): Tenso
   if (!linear && !(indices.dims.length === 2 && rows === nnz && cols === dims.length)) {
     throw fail(`${what} has ${nnz} values but indices of shape [${indices.dims.join(', ')}]`);
   }
-  const dense = kind === 'float' ? new Float32Array(count) : new Float64Array(count);
+  // every index is checked before the dense tensor is allocated: a forged file costs nothing
+  const positions = new Float64Array(nnz);
   for (let k = 0; k < nnz; k++) {
     let position = linear ? indices.values[k] : 0;
     let inRange = position >= 0 && position < count;
@@ -221,8 +222,10 @@ function densify(sparse: SparseTensorProto, kind: NumberKind, fail: Fail): Tenso
       position = position * dims[d] + coordinate;
     }
     if (!inRange) throw fail(`${what}: index ${k} points outside dims [${dims.join(', ')}]`);
-    dense[position] = values[k];
+    positions[k] = position;
   }
+  const dense = kind === 'float' ? new Float32Array(count) : new Float64Array(count);
+  for (let k = 0; k < nnz; k++) dense[positions[k]] = values[k];
   return { dims, values: dense };
 }
 

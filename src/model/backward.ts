@@ -1,7 +1,7 @@
 import type { Gemm } from '../gemm/gemm.js';
+import type { ForwardTrace } from './forward.js';
 import type { Matrix } from './matrix.js';
 import type { Mlp } from './mlp.js';
-import type { ForwardTrace } from './forward.js';
 
 /** Elementwise a .* b into a (same shapes). */
 function multiplyInPlace(a: Matrix, b: Matrix): Matrix {
@@ -33,7 +33,10 @@ export async function backpropagate(
   let g = outputCotangent;
   for (let l = mlp.layers.length - 1; l >= 0; l--) {
     // dz_l = dy_l .* act'(z_l), with act' broadcast over the sample's R cotangent rows
-    g = perSample === 1 ? multiplyInPlace(g, trace.derivatives[l]) : multiplyRepeated(g, trace.derivatives[l], perSample);
+    g =
+      perSample === 1
+        ? multiplyInPlace(g, trace.derivatives[l])
+        : multiplyRepeated(g, trace.derivatives[l], perSample);
     await visit(l, g);
     if (l > 0) g = await gemm.matmul(g, mlp.layers[l].weight); // (B*R x n_l)(n_l x n_{l-1})
   }

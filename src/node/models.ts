@@ -5,7 +5,6 @@
  * in src/io; this file only reads and writes bytes and dispatches.
  */
 import { readFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { badInput, EcpruneError } from '../errors.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
@@ -23,6 +22,7 @@ import {
 import { readTfjs, TFJS_SHARD_NAME, type TfjsTemplate, writeTfjs } from '../io/tfjs.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
 import {
+  checkOutputPath,
   ensureParentDir,
   ioError,
   isFsError,
@@ -162,13 +162,7 @@ export interface SaveOptions extends WriteOptions {
  * file unless `force`, a known extension. (`writeOutputAtomic` checks again, thoroughly.)
  */
 export async function checkModelOutput(file: string, options: WriteOptions = {}): Promise<void> {
-  const input = options.inputs?.find((name) => path.resolve(name) === path.resolve(file));
-  if (input !== undefined) {
-    throw new EcpruneError('usage', `is also an input (${input}): refusing to overwrite it`, file);
-  }
-  if (!options.force && (await stat(file).catch(() => undefined))) {
-    throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
-  }
+  await checkOutputPath(file, options);
   formatFromExtension(file);
 }
 

@@ -728,7 +728,6 @@ const ROWS: Row[] = [
     ],
     code: 2,
     message: () => says('y-out-of-range.npy', 'row 9', 'out of range'),
-    todo: 'src/cli/commands/finetune.ts: call checkDataFitsModel and checkTargetsFit (src/cli/data.ts) after openData; today the message names no file',
   },
   {
     command: 'sweep',
@@ -752,7 +751,6 @@ const ROWS: Row[] = [
     ],
     code: 2,
     message: () => says('y-out-of-range.npy', 'row 9', 'out of range'),
-    todo: 'src/cli/commands/sweep.ts: call checkDataFitsModel and checkTargetsFit (src/cli/data.ts) on the opened data sets; today the message names no file',
   },
   {
     command: 'sweep',

@@ -157,11 +157,7 @@ const regressionFiles = readdirSync(REGRESSIONS)
  * Parsers with a known bug in a file this suite's owner does not maintain: their fuzz and replay
  * tests report as TODO (still run, not failed) until the fix lands; then delete the entry.
  */
-const PENDING_FIXES: Record<string, string> = {
-  ecsr:
-    'src/io/ecsr.ts readEcsrAsMlp allocates the dense n_out x n_in matrix from the header before checking it: ' +
-    'refuse n_out x n_in beyond a bound (EcpruneError limit) — see test/fixtures/regressions/ecsr-huge-n-in.ecsr',
-};
+const PENDING_FIXES: Record<string, string> = {};
 
 describe('fuzzing the parsers', () => {
   let results: Map<string, Promise<FuzzReport>>;

@@ -1,9 +1,9 @@
 import { Command } from 'commander';
 import { nonzeroWeightCount } from '../../model/mlp.js';
-import { loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import { finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
-import { inputFiles, openData } from '../data.js';
+import { checkDataFitsModel, checkTargetsFit, inputFiles, openData, targetsName } from '../data.js';
 import {
   addTrainingDataOptions,
   addTrainingOptions,
@@ -29,8 +29,12 @@ export function finetuneCommand(): Command {
   addTrainingDataOptions(command);
   addTrainingOptions(command, 2);
   return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
+    const write = { force: flags.force, inputs: [modelFile, ...inputFiles(trainingDataChoice(flags))] };
+    await checkModelOutput(flags.output, write);
     const model = await loadModel(modelFile);
     const data = await openData(trainingDataChoice(flags), 'training');
+    checkDataFitsModel(data, model.mlp, modelFile);
+    checkTargetsFit(data, model.mlp, targetsName(trainingDataChoice(flags), data), flags.loss);
     const progress = trainingProgress('finetune', flags.epochs, flags.quiet);
     const result = await finetune(model.mlp, data, {
       ...trainingSettings(flags),
@@ -38,9 +42,8 @@ export function finetuneCommand(): Command {
       ...progress,
     }).finally(progress.stop);
     await saveModel(flags.output, result.model, {
+      ...write,
       like: model,
-      force: flags.force,
-      inputs: [modelFile, ...inputFiles(trainingDataChoice(flags))],
       metadata: {
         ecprune_version: VERSION,
         ecprune_finetune_epochs: String(flags.epochs),

@@ -2,7 +2,6 @@ import { Command, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
 import type { Mlp } from '../../model/mlp.js';
 import { layerSizes, weightCount } from '../../model/mlp.js';
-import { checkOutputPath, installCleanupHandlers } from '../../node/files.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import type { prune } from '../../prune.js';
 import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
@@ -167,8 +166,6 @@ export function pruneCommand(): Command {
         force: flags.force,
         inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],
       };
-      installCleanupHandlers(); // Ctrl-C: exit 130, no temp file left, whenever it comes
-      await checkOutputPath(flags.output, writeOptions);
       await checkModelOutput(flags.output, writeOptions);
       const model = await loadModel(modelFile, { arch: flags.arch });
       const memory = {

@@ -1,11 +1,6 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
-import {
-  checkOutputPath,
-  ensureParentDir,
-  installCleanupHandlers,
-  writeOutputAtomic,
-} from '../../node/files.js';
+import { checkOutputPath, ensureParentDir, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
@@ -46,7 +41,6 @@ export function scoreCommand(): Command {
   return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
     const clock = startClock();
     const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
-    installCleanupHandlers(); // Ctrl-C: exit 130, no temp file left, whenever it comes
     await checkOutputPath(flags.output, writeOptions);
     const model = await loadModel(modelFile, { arch: flags.arch });
     const memory = { what: 'scoring', file: modelFile, gradmag: flags.method === 'gradmag' };

@@ -20,7 +20,7 @@ import {
 } from '../../sweep.js';
 import type { LossKind } from '../../train/loss.js';
 import { denseWeightCount } from '../../train/train.js';
-import { inputFiles, openData } from '../data.js';
+import { checkDataFitsModel, checkTargetsFit, inputFiles, openData } from '../data.js';
 import { listOf, parseNonNegativeInt, parsePositiveInt, parseScope, parseSparsity } from '../options.js';
 import { type Progress, progressBar } from '../progress.js';
 import {
@@ -286,6 +286,15 @@ export async function sweepAction(
   if (settings.model !== undefined) {
     model = (await loadModel(settings.model)).mlp;
     modelText = `${settings.model}: ${describeArchitecture(model)}`;
+    const named = [
+      [calibration, settings.calibLabels],
+      [test, settings.labels],
+      ...(train && train !== calibration ? [[train, settings.trainLabels] as const] : []),
+    ] as const;
+    for (const [data, labels] of named) {
+      checkDataFitsModel(data, model, settings.model);
+      checkTargetsFit(data, model, labels ?? data.name, settings.loss);
+    }
   } else {
     if (settings.dataset === undefined || train === undefined) {
       throw new EcpruneError('usage', 'give a model file, or --dataset NAME to train one');
