@@ -2,37 +2,17 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { optimalBiasShift } from '../../src/compensate/delta.js';
 import { inMemoryDataset } from '../../src/data/dataset.js';
-import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { type Activation, activate } from '../../src/model/activations.js';
-import { type Matrix, matrix } from '../../src/model/matrix.js';
+import { activate } from '../../src/model/activations.js';
+import type { Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/prune.js';
 import { ecScore } from '../../src/score/ec.js';
 import { METHOD_NAMES } from '../../src/score/methods.js';
 import { collectStatistics, outputSensitivities } from '../../src/score/statistics.js';
+import { randomMatrix, randomMlp } from '../helpers/random.js';
 import { assertClose } from './helpers.js';
-
-function randomMlp(sizes: number[], activation: Activation, seed: number): Mlp {
-  const random = createRandom(seed);
-  return {
-    layers: sizes.slice(1).map((nOut, l) => {
-      const nIn = sizes[l];
-      const weight = matrix(nOut, nIn);
-      for (let i = 0; i < weight.data.length; i++) weight.data[i] = random.normal() / Math.sqrt(nIn);
-      const bias = Float32Array.from({ length: nOut }, () => 0.1 * random.normal());
-      return { weight, bias, activation: l === sizes.length - 2 ? { kind: 'identity' } : activation };
-    }),
-  };
-}
-
-function randomMatrix(rows: number, cols: number, seed: number, mean = 0, spread = 1): Matrix {
-  const random = createRandom(seed);
-  const m = matrix(rows, cols);
-  for (let i = 0; i < m.data.length; i++) m.data[i] = mean + spread * random.normal();
-  return m;
-}
 
 /** The network in plain float64 JavaScript numbers: an oracle independent of the GEMM code. */
 function forward64(mlp: Mlp, x: number[], perturb?: { layer: number; neuron: number; dz: number }): number[] {

@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { EcpruneError } from '../../src/errors.js';
 import { looksLikeIdx, parseIdxHeader, readIdx } from '../../src/io/idx.js';
+import { failsWith } from '../helpers/errors.js';
 
 // Files written by Python (struct + gzip): test/fixtures/data/make_data_fixtures.py
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/data/${name}`, import.meta.url));
 const read = (name: string) => readIdx(fixture(name), name);
-
-function failsWith(code: string, file: string, text?: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof EcpruneError, `expected EcpruneError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.equal(error.file, file);
-    if (text !== undefined) assert.match(error.message, new RegExp(text));
-    return true;
-  };
-}
 
 const IMAGES = [0, 255, 51, 102, 1, 2, 3, 4, 255, 0, 0, 255];
 

@@ -11,21 +11,11 @@ import {
   toTargets,
   writeNpy,
 } from '../../src/io/npy.js';
+import { failsWith } from '../helpers/errors.js';
 
 // Files written by NumPy 1.24: test/fixtures/data/make_data_fixtures.py
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/data/${name}`, import.meta.url));
 const read = (name: string) => readNpy(fixture(name), name);
-
-/** An EcpruneError of `code` attributed to `file` (and mentioning `text`, when given). */
-function failsWith(code: string, file: string, text?: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof EcpruneError, `expected EcpruneError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.equal(error.file, file);
-    if (text !== undefined) assert.match(error.message, new RegExp(text));
-    return true;
-  };
-}
 
 describe('readNpy on files written by NumPy', () => {
   const cases: [string, string, number[], string, number[]][] = [

@@ -8,20 +8,11 @@ import { unzipSync, zipSync } from 'fflate';
 import { EcpruneError } from '../../src/errors.js';
 import { writeNpy } from '../../src/io/npy.js';
 import { readNpz, writeNpz } from '../../src/io/npz.js';
+import { failsWith } from '../helpers/errors.js';
 
 // Files written by NumPy 1.24: test/fixtures/data/make_data_fixtures.py
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/data/${name}`, import.meta.url));
 const PYTHON = '/usr/bin/python3';
-
-function failsWith(code: string, file: string, text?: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof EcpruneError, `expected EcpruneError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.equal(error.file, file);
-    if (text !== undefined) assert.match(error.message, new RegExp(text));
-    return true;
-  };
-}
 
 /** Compression method of each member (0 stored, 8 deflated), from the zip's directory. */
 function compressionMethods(bytes: Uint8Array): Record<string, number> {

@@ -7,7 +7,6 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type Dataset, materialize, type Targets } from '../../src/data/dataset.js';
-import { EcpruneError } from '../../src/errors.js';
 import { readNpy, writeNpy } from '../../src/io/npy.js';
 import {
   FASHION_MNIST_DIR,
@@ -18,6 +17,7 @@ import {
   openNamedDataset,
   openNpyDataset,
 } from '../../src/node/datasets.js';
+import { failsWith } from '../helpers/errors.js';
 
 // Files written by NumPy 1.24 / Python: test/fixtures/data/make_data_fixtures.py
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/data/${name}`, import.meta.url));
@@ -81,16 +81,6 @@ function fingerprint(pixels: ArrayLike<number>, label: number): string {
     b = (Math.imul(b, 1_000_003) ^ (v + i)) | 0;
   }
   return `${label}:${a}:${b}`;
-}
-
-function failsWith(code: string, file: string | undefined, text?: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof EcpruneError, `expected EcpruneError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.equal(error.file, file);
-    if (text !== undefined) assert.match(error.message, new RegExp(text));
-    return true;
-  };
 }
 
 describe('openNpyDataset', () => {

@@ -14,13 +14,13 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { EcpruneError } from '../../src/errors.js';
 import {
   ensureParentDir,
   readInputFile,
   removePendingTempFiles,
   writeOutputAtomic,
 } from '../../src/node/files.js';
+import { failsWith } from '../helpers/errors.js';
 
 const root = mkdtempSync(path.join(tmpdir(), 'ecprune-files-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -30,16 +30,6 @@ function folder(): string {
   const dir = path.join(root, `t${counter++}`);
   mkdirSync(dir);
   return dir;
-}
-
-function failsWith(code: string, file: string, text?: string) {
-  return (error: unknown) => {
-    assert.ok(error instanceof EcpruneError, `expected EcpruneError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.equal(error.file, file);
-    if (text !== undefined) assert.match(error.message, new RegExp(text));
-    return true;
-  };
 }
 
 describe('readInputFile', () => {

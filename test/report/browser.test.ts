@@ -4,18 +4,16 @@
  * chart must show marks with a visible size, and the mask images must decode.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { writeReportFolder } from '../../src/node/report-files.js';
+import { launchChromium, skipWithoutChromium } from '../helpers/chromium.js';
 import { classificationRows, INFO } from './rows.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is not installed (Debian: apt-get install chromium; CI installs it)`;
+const skip = skipWithoutChromium;
 
 describe('report.html in headless Chromium', { skip }, () => {
   let dir: string;
@@ -27,18 +25,7 @@ describe('report.html in headless Chromium', { skip }, () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('opens offline without errors, draws visible marks in every chart, and decodes the mask images', async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const problems: string[] = [];

@@ -3,25 +3,14 @@ import { createRequire } from 'node:module';
 import { type Dataset, inMemoryDataset, type Targets } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import type { Gemm } from '../../src/gemm/gemm.js';
-import type { Activation } from '../../src/model/activations.js';
 import { backpropagate } from '../../src/model/backward.js';
 import { forwardTrace } from '../../src/model/forward.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
-import { lossGradient } from '../../src/train/loss.js';
 
-export function randomMlp(sizes: number[], activation: Activation, seed: number): Mlp {
-  const random = createRandom(seed);
-  return {
-    layers: sizes.slice(1).map((nOut, l) => {
-      const nIn = sizes[l];
-      const weight = matrix(nOut, nIn);
-      for (let i = 0; i < weight.data.length; i++) weight.data[i] = random.normal() / Math.sqrt(nIn);
-      const bias = Float32Array.from({ length: nOut }, () => 0.1 * random.normal());
-      return { weight, bias, activation: l === sizes.length - 2 ? { kind: 'identity' } : activation };
-    }),
-  };
-}
+export { randomMlp } from '../helpers/random.js';
+
+import { lossGradient } from '../../src/train/loss.js';
 
 /** Gaussian samples with a per-feature mean, so that EC has something to compensate. */
 export function randomData(rows: number, cols: number, seed: number, labels?: number): Dataset {

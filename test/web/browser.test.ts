@@ -5,7 +5,7 @@
  * same for the demo network uploaded as TF.js files (model.json + shard), which comes back zipped.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,12 +16,10 @@ import { buildWeb, serveStatic } from '../../scripts/build-web.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { cli } from '../cli/run.js';
+import { launchChromium, skipWithoutChromium } from '../helpers/chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const DEMO_MODEL = new URL('../../web/demo/model.onnx', import.meta.url);
-const skip = existsSync(CHROMIUM)
-  ? false
-  : `${CHROMIUM} is not installed (Debian: apt-get install chromium; CI installs it)`;
+const skip = skipWithoutChromium;
 
 /** Chooses the method and sparsity, presses Prune, checks the chart's marks, downloads the model; returns its file. */
 async function pruneAndDownload(page: Page, method: string, sparsity: number, dir: string): Promise<string> {
@@ -92,18 +90,7 @@ describe('the browser demo in headless Chromium', { skip, timeout: 60_000 }, () 
   });
 
   it('prunes the demo model (ec, 0.8) and a TF.js upload (magnitude-comp, 0.9), draws the charts, downloads both', async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ acceptDownloads: true });
       const problems: string[] = [];
