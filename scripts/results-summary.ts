@@ -19,7 +19,9 @@ interface Row {
 
 const [folder, ...rest] = process.argv.slice(2);
 if (!folder) {
-  console.error('usage: npx tsx scripts/results-summary.ts <report folder> [--metric loss|accuracy|mse|output]');
+  console.error(
+    'usage: npx tsx scripts/results-summary.ts <report folder> [--metric loss|accuracy|mse|output]',
+  );
   process.exit(2);
 }
 const metricIndex = rest.indexOf('--metric');
@@ -30,7 +32,8 @@ const results = JSON.parse(readFileSync(path.join(folder, 'results.json'), 'utf8
 };
 const rows = results.rows.filter((r) => r.seed === undefined); // random: only the mean row
 const classification = rows.some((r) => r.accuracy !== undefined);
-const metrics = metricIndex >= 0 ? [rest[metricIndex + 1]] : classification ? ['loss', 'accuracy'] : ['mse', 'output'];
+const metrics =
+  metricIndex >= 0 ? [rest[metricIndex + 1]] : classification ? ['loss', 'accuracy'] : ['mse', 'output'];
 
 const format = (row: Row | undefined, metric: string): string => {
   if (!row) return '';
@@ -46,9 +49,14 @@ const label: Record<string, string> = {
 };
 
 const dense = rows.find((r) => r.method === 'dense')!;
-const sparsities = [...new Set(rows.filter((r) => r.method !== 'dense').map((r) => r.sparsity))].sort((a, b) => a - b);
+const sparsities = [...new Set(rows.filter((r) => r.method !== 'dense').map((r) => r.sparsity))].sort(
+  (a, b) => a - b,
+);
 const methods = [...new Set(rows.filter((r) => r.method !== 'dense').map((r) => r.method))];
-const out: string[] = [`Model: ${results.model}. Dense: ${format(dense, metrics[0])}${metrics[1] ? ` / ${format(dense, metrics[1])}` : ''}.`, ''];
+const out: string[] = [
+  `Model: ${results.model}. Dense: ${format(dense, metrics[0])}${metrics[1] ? ` / ${format(dense, metrics[1])}` : ''}.`,
+  '',
+];
 for (const scope of [...new Set(rows.map((r) => r.scope))]) {
   for (const epochs of [...new Set(rows.map((r) => r.finetuneEpochs))].sort((a, b) => a - b)) {
     for (const metric of metrics) {
