@@ -63,10 +63,3 @@ export {
 } from './select/select.js';
 export type { LossKind } from './train/loss.js';
 export { VERSION } from './version.js';
-
-import { type OnnxModel, readOnnx } from './io/onnx.js';
-
-/** Reads an ONNX MLP from its bytes (in Node, `loadOnnx` from 'ecprune' also takes a path). */
-export function loadOnnxBytes(bytes: Uint8Array, name?: string): OnnxModel {
-  return readOnnx(bytes, name);
-}

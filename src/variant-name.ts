@@ -68,8 +68,3 @@ export function parseVariant(name: string): VariantOptions {
   }
   return options;
 }
-
-/** A plain method of the table, without variants, is computed by the shared-statistics path. */
-export function isPlainMethod(name: string): name is MethodName {
-  return isMethodName(name);
-}

@@ -59,20 +59,6 @@ export function listOf<T>(parse: (text: string) => T): (text: string) => T[] {
   };
 }
 
-/** Exactly one of the named options must be given. */
-export function requireOne(options: Record<string, unknown>, names: string[]): void {
-  const given = names.filter((name) => options[name] !== undefined);
-  if (given.length !== 1) {
-    const flags = names.map((name) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    throw new EcpruneError(
-      'usage',
-      given.length === 0
-        ? `one of ${flags.join(' or ')} is required`
-        : `give only one of ${flags.join(', ')}`,
-    );
-  }
-}
-
 /**
  * `--arch <spec>` for every command that loads a model: the layer widths and activations of a
  * weight-only model (.safetensors without ecprune metadata, .npz). Checked here, passed on as text.

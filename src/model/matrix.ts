@@ -28,10 +28,6 @@ export function fromRows(rows: ArrayLike<ArrayLike<number>>): Matrix {
   return out;
 }
 
-export function cloneMatrix(m: Matrix): Matrix {
-  return { rows: m.rows, cols: m.cols, data: m.data.slice() };
-}
-
 /** Rows [start, end) as a view sharing memory with `m`. */
 export function rowSlice(m: Matrix, start: number, end: number): Matrix {
   return { rows: end - start, cols: m.cols, data: m.data.subarray(start * m.cols, end * m.cols) };
