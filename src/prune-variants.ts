@@ -7,7 +7,7 @@ import { EcpruneError } from './errors.js';
 import type { Mlp } from './model/mlp.js';
 import type { PruneOptions, PruneResult } from './prune.js';
 import type { LayerScores } from './score/criterion.js';
-import { isMethodName, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
+import { checkMethod, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 import {
   type CalibrationStatistics,
   collectStatistics,
@@ -23,6 +23,7 @@ import {
   selectPatternLayer,
 } from './select/pattern.js';
 import {
+  checkScope,
   checkSparsity,
   type KeepMask,
   lowestK,
@@ -126,16 +127,8 @@ export async function pruneAdvanced(
   calibration: Dataset,
   options: AdvancedPruneOptions = {},
 ): Promise<AdvancedPruneResult> {
-  const method = options.method ?? 'ec';
-  if (!isMethodName(method)) {
-    throw new EcpruneError(
-      'usage',
-      `unknown method '${method}' (choose from ${Object.keys(METHODS).join(', ')})`,
-    );
-  }
-  const scope = options.scope ?? 'global';
-  if (scope !== 'global' && scope !== 'layer')
-    throw new EcpruneError('usage', `unknown scope '${scope}' (choose global or layer)`);
+  const method = checkMethod(options.method);
+  const scope = checkScope(options.scope ?? 'global');
   const steps = options.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
     throw new EcpruneError('usage', `steps must be a positive integer, got ${steps}`);

@@ -5,9 +5,9 @@ import { EcpruneError } from './errors.js';
 import type { Gemm } from './gemm/gemm.js';
 import type { Mlp } from './model/mlp.js';
 import type { LayerScores } from './score/criterion.js';
-import { isMethodName, METHODS, type MethodName } from './score/methods.js';
+import { checkMethod, METHODS, type MethodName } from './score/methods.js';
 import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
-import { checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
+import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
 import { type PhaseTimings, timePhase } from './timings.js';
 import type { LossKind } from './train/loss.js';
 import { lossFor } from './train/loss.js';
@@ -38,17 +38,6 @@ export interface ScoreResult {
   readonly statistics: CalibrationStatistics;
 }
 
-function methodOf(name: string | undefined): MethodName {
-  const method = name ?? 'ec';
-  if (!isMethodName(method)) {
-    throw new EcpruneError(
-      'usage',
-      `unknown method '${method}' (choose from ${Object.keys(METHODS).join(', ')})`,
-    );
-  }
-  return method;
-}
-
 /**
  * Scores every weight of `mlp` on the calibration set (streamed in batches).
  * @example const { importance, deltaBias } = await score(mlp, calibration, { method: 'ec' });
@@ -58,7 +47,7 @@ export async function score(
   calibration: Dataset,
   options: ScoreOptions = {},
 ): Promise<ScoreResult> {
-  const method = methodOf(options.method);
+  const method = checkMethod(options.method);
   const spec = METHODS[method];
   let loss: LossKind | undefined;
   if (spec.needsLossGradient) {
@@ -112,10 +101,7 @@ export async function prune(
   options: PruneOptions = {},
 ): Promise<PruneResult> {
   const sparsity = checkSparsity(options.sparsity ?? 0.9);
-  const scope = options.scope ?? 'global';
-  if (scope !== 'global' && scope !== 'layer') {
-    throw new EcpruneError('usage', `unknown scope '${scope}' (choose global or layer)`);
-  }
+  const scope = checkScope(options.scope ?? 'global');
   const scored = await score(mlp, calibration, options);
   const { keepMasks, model } = await timePhase(options.timings, 'select', () => {
     const keepMasks = selectMasks(scored.importance, sparsity, scope);

@@ -17,7 +17,7 @@ import type { LayerScores } from './score/criterion.js';
 import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from './score/methods.js';
 import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from './score/nonlinear.js';
 import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
-import { checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
+import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
 import { type LossKind, lossFor } from './train/loss.js';
 import { finetune, trainDenseSmall } from './train/train.js';
 import { parseVariant } from './variant-name.js';
@@ -249,10 +249,7 @@ function checkOptions(
   if (options.methods.length === 0) throw new EcpruneError('usage', 'no methods to compare');
   if (options.sparsities.length === 0) throw new EcpruneError('usage', 'no sparsities to try');
   options.sparsities.forEach(checkSparsity);
-  for (const scope of scopes) {
-    if (scope !== 'global' && scope !== 'layer')
-      throw new EcpruneError('usage', `unknown scope '${scope}' (choose global or layer)`);
-  }
+  scopes.forEach(checkScope);
   if (!finetuneEpochs.every((e) => Number.isInteger(e) && e >= 0)) {
     throw new EcpruneError(
       'usage',

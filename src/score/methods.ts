@@ -1,3 +1,4 @@
+import { EcpruneError } from '../errors.js';
 import type { Criterion } from './criterion.js';
 import { ecScore } from './ec.js';
 import { gradmagScore } from './gradmag.js';
@@ -78,4 +79,13 @@ export const METHOD_NAMES = Object.keys(METHODS) as MethodName[];
 
 export function isMethodName(name: string): name is MethodName {
   return Object.hasOwn(METHODS, name);
+}
+
+/** The method of a call (default `ec`); a usage error listing the methods otherwise. */
+export function checkMethod(name: string | undefined): MethodName {
+  const method = name ?? 'ec';
+  if (!isMethodName(method)) {
+    throw new EcpruneError('usage', `unknown method '${method}' (choose from ${METHOD_NAMES.join(', ')})`);
+  }
+  return method;
 }

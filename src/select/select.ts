@@ -13,6 +13,13 @@ export function checkSparsity(sparsity: number): number {
   return sparsity;
 }
 
+export function checkScope(scope: string): Scope {
+  if (scope !== 'global' && scope !== 'layer') {
+    throw new EcpruneError('usage', `unknown scope '${scope}' (choose global or layer)`);
+  }
+  return scope;
+}
+
 /** k = floor(sparsity · n + 0.5) weights are pruned. */
 export function pruneCount(sparsity: number, weights: number): number {
   return Math.floor(checkSparsity(sparsity) * weights + 0.5);
