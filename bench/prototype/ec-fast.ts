@@ -15,15 +15,14 @@
  *   fast32   the centred [A−c | (A−c)²] built with a float32 copy of c, m0 summed once per column
  */
 
-import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../../src/data/dataset.js';
 import { activationDerivative, applyActivation } from '../../src/model/activations.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import type { CalibrationStatistics, LayerStatistics } from '../../src/score/statistics.js';
 import type { PhaseTimings } from '../../src/timings.js';
+import { gemmModelBytes } from '../../src/gemm/gemm-model.js';
 
-const { onnx } = onnxProto;
 
 export interface FastOptions {
   reuse?: boolean;
@@ -40,40 +39,6 @@ export interface FastOptions {
   timings?: PhaseTimings;
 }
 
-function gemmModelBytes(transA: boolean, transB: boolean): Uint8Array {
-  const floatTensor = (name: string, dims: string[]) => ({
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((dimParam) => ({ dimParam })) },
-      },
-    },
-  });
-  const int = (name: string, i: number) => ({ name, i, type: onnx.AttributeProto.AttributeType.INT });
-  return onnx.ModelProto.encode(
-    onnx.ModelProto.create({
-      irVersion: 7,
-      opsetImport: [{ domain: '', version: 13 }],
-      graph: {
-        name: 'gemm',
-        node: [
-          {
-            opType: 'Gemm',
-            input: ['A', 'B'],
-            output: ['Y'],
-            attribute: [int('transA', +transA), int('transB', +transB)],
-          },
-        ],
-        input: [
-          floatTensor('A', transA ? ['k', 'm'] : ['m', 'k']),
-          floatTensor('B', transB ? ['n', 'k'] : ['k', 'n']),
-        ],
-        output: [floatTensor('Y', ['m', 'n'])],
-      },
-    }),
-  ).finish();
-}
 
 /** C (m x n) = op(A) op(B) on onnxruntime, into `out` when given (pre-allocated output). */
 export interface IntoGemm {

@@ -1,32 +1,8 @@
-import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { gemmModelBytes } from '../../src/gemm/gemm-model.js';
 
-const { onnx } = onnxProto;
-function model(): Uint8Array {
-  const t = (name: string, dims: string[]) => ({
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((dimParam) => ({ dimParam })) },
-      },
-    },
-  });
-  return onnx.ModelProto.encode(
-    onnx.ModelProto.create({
-      irVersion: 7,
-      opsetImport: [{ domain: '', version: 13 }],
-      graph: {
-        name: 'g',
-        node: [{ opType: 'Gemm', input: ['A', 'B'], output: ['Y'] }],
-        input: [t('A', ['m', 'k']), t('B', ['k', 'n'])],
-        output: [t('Y', ['m', 'n'])],
-      },
-    }),
-  ).finish();
-}
 const opts = JSON.parse(process.argv[2] ?? '{}');
-const s = await ort.InferenceSession.create(model(), {
+const s = await ort.InferenceSession.create(gemmModelBytes(false, false), {
   intraOpNumThreads: 1,
   graphOptimizationLevel: 'all',
   ...opts,
