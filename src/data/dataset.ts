@@ -35,7 +35,16 @@ export interface Dataset {
    * sample; file-backed sets check each batch as it is read, so that error may come after earlier
    * batches were processed.
    */
-  batches(batchSize: number): AsyncIterable<Batch>;
+  batches(batchSize: number, options?: BatchOptions): AsyncIterable<Batch>;
+}
+
+export interface BatchOptions {
+  /**
+   * The consumer is done with a batch's arrays before it asks for the next one, so a file-backed
+   * set may read every batch into the same buffer instead of fresh memory (the calibration pass:
+   * fresh pages cost 3-4.6 ms per MB on the VM of bench/ANALYSIS.md). Default false.
+   */
+  readonly reuseBuffers?: boolean;
 }
 
 /** Refuses a batch size that is not a whole number >= 1 (0 would never finish a pass). */

@@ -14,8 +14,29 @@ export interface GemmOptions {
 export interface Gemm {
   readonly name: string;
   matmul(a: Matrix, b: Matrix, options?: GemmOptions): Promise<Matrix>;
+  /**
+   * Backends that run ONNX graphs (onnxruntime) also compile a whole model for repeated runs; the
+   * calibration pass then runs each batch as one graph (score/ec-graph.ts) instead of many GEMMs.
+   */
+  createSession?(model: Uint8Array): Promise<GraphSession>;
   /** Frees native resources; the backend must not be used afterwards. */
   dispose?(): Promise<void>;
+}
+
+/** A float32 tensor fed to a graph: row-major `data` of shape `dims`. */
+export interface GraphTensor {
+  readonly data: Float32Array;
+  readonly dims: readonly number[];
+}
+
+/** One compiled ONNX model (float32 inputs and outputs). */
+export interface GraphSession {
+  /** Runs the model; returns the named outputs (fresh arrays, owned by the caller). */
+  run(
+    feeds: Readonly<Record<string, GraphTensor>>,
+    outputs: readonly string[],
+  ): Promise<Record<string, Float32Array>>;
+  release(): Promise<void>;
 }
 
 /** The shapes of op(A) and op(B), checked to be compatible: [m, k, n]. */

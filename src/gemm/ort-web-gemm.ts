@@ -4,7 +4,7 @@
  */
 
 import { type Matrix, matrix } from '../model/matrix.js';
-import type { Gemm, GemmOptions } from './gemm.js';
+import type { Gemm, GemmOptions, GraphSession } from './gemm.js';
 import { productShape } from './gemm.js';
 import { gemmModelBytes } from './gemm-model.js';
 import { matmulTs, tsGemm } from './ts-gemm.js';
@@ -34,15 +34,13 @@ export interface OrtWebGemmOptions {
  */
 export async function createOrtWebGemm(options: OrtWebGemmOptions = {}): Promise<Gemm> {
   const sessions = new Map<string, Promise<Session>>();
+  const sessionOptions = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' } as const;
   let ort: Ort;
   const session = (transA: boolean, transB: boolean) => {
     const key = `${+transA}${+transB}`;
     let s = sessions.get(key);
     if (s === undefined) {
-      s = ort.InferenceSession.create(gemmModelBytes(transA, transB), {
-        executionProviders: ['wasm'],
-        graphOptimizationLevel: 'all',
-      });
+      s = ort.InferenceSession.create(gemmModelBytes(transA, transB), sessionOptions);
       sessions.set(key, s);
     }
     return s;
@@ -70,6 +68,20 @@ export async function createOrtWebGemm(options: OrtWebGemmOptions = {}): Promise
         B: new ort.Tensor('float32', b.data, [b.rows, b.cols]),
       });
       return matrix(m, n, result.Y.data as Float32Array);
+    },
+    async createSession(model: Uint8Array): Promise<GraphSession> {
+      const graph = await ort.InferenceSession.create(model, sessionOptions);
+      return {
+        async run(feeds, outputs) {
+          const tensors: Record<string, import('onnxruntime-web/wasm').Tensor> = {};
+          for (const [name, { data, dims }] of Object.entries(feeds)) {
+            tensors[name] = new ort.Tensor('float32', data, dims);
+          }
+          const result = await graph.run(tensors, outputs as string[]);
+          return Object.fromEntries(outputs.map((name) => [name, result[name].data as Float32Array]));
+        },
+        release: () => graph.release(),
+      };
     },
     async dispose() {
       for (const s of sessions.values()) await (await s).release();

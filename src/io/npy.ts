@@ -42,7 +42,7 @@ export interface NpyHeader {
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 /** NumPy itself refuses headers over 10,000 bytes; a larger claim is a corrupt or hostile file. */
 const MAX_HEADER_BYTES = 1 << 20;
-const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+export const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 // ---------------------------------------------------------------------------------------------
 // Element types shared by the binary formats

@@ -875,7 +875,7 @@ function defaultTemplate(mlp: Mlp): OnnxTemplate {
 }
 
 /** A tensor of `values` in little-endian raw_data: float32, or int64 (the Reshape shape, sparse indices). */
-function rawTensor(
+export function rawTensor(
   name: string,
   dims: readonly number[],
   values: ArrayLike<number>,

@@ -1,24 +1,31 @@
+import os from 'node:os';
 import * as ort from 'onnxruntime-node';
-import type { Gemm, GemmOptions } from '../gemm/gemm.js';
+import type { Gemm, GemmOptions, GraphSession } from '../gemm/gemm.js';
 import { productShape } from '../gemm/gemm.js';
 import { gemmModelBytes } from '../gemm/gemm-model.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 
 /**
- * GEMM on onnxruntime-node's CPU provider (MLAS kernels, all cores): ~25-40x the pure-TS loop on a
- * 2-core machine. Products too small to amortise the ~36 µs call overhead go to the TS loop.
+ * GEMM on onnxruntime-node's CPU provider (MLAS kernels): ~25-40x the pure-TS loop on a 2-core
+ * machine. Products too small to amortise the ~36 µs call overhead go to the TS loop.
+ *
+ * `threads` defaults to the machine's logical cores (os.availableParallelism()), not to
+ * onnxruntime's own default (0): on the 2-vCPU VM of bench/ANALYSIS.md that default started one
+ * worker and ran every GEMM on one core (2048³: 114-184 vs 239-313 GFLOP/s with 2 threads).
  */
 export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Promise<Gemm> {
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    intraOpNumThreads: threads > 0 ? threads : os.availableParallelism(),
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3, // errors only: its warnings (unused initializers, ...) are not for our users
+  };
   const sessions = new Map<string, Promise<ort.InferenceSession>>();
   const session = (transA: boolean, transB: boolean) => {
     const key = `${+transA}${+transB}`;
     let s = sessions.get(key);
     if (s === undefined) {
-      s = ort.InferenceSession.create(gemmModelBytes(transA, transB), {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-      });
+      s = ort.InferenceSession.create(gemmModelBytes(transA, transB), sessionOptions);
       sessions.set(key, s);
     }
     return s;
@@ -36,9 +43,21 @@ export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Pro
         A: new ort.Tensor('float32', a.data, [a.rows, a.cols]),
         B: new ort.Tensor('float32', b.data, [b.rows, b.cols]),
       });
-      const y = result.Y;
-      const out = matrix(m, n, y.data as Float32Array);
-      return out;
+      return matrix(m, n, result.Y.data as Float32Array);
+    },
+    async createSession(model: Uint8Array): Promise<GraphSession> {
+      const graph = await ort.InferenceSession.create(model, sessionOptions);
+      return {
+        async run(feeds, outputs) {
+          const tensors: Record<string, ort.Tensor> = {};
+          for (const [name, { data, dims }] of Object.entries(feeds)) {
+            tensors[name] = new ort.Tensor('float32', data, dims);
+          }
+          const result = await graph.run(tensors, outputs as string[]);
+          return Object.fromEntries(outputs.map((name) => [name, result[name].data as Float32Array]));
+        },
+        release: () => graph.release(),
+      };
     },
     async dispose() {
       for (const s of sessions.values()) await (await s).release();
@@ -50,11 +69,17 @@ export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Pro
 /** An onnxruntime-node GEMM created on first use (so commands that never multiply pay nothing). */
 export function lazyOrtGemm(): Gemm {
   let backend: Promise<Gemm> | undefined;
+  const started = () => {
+    backend ??= createOrtGemm();
+    return backend;
+  };
   return {
     name: 'onnxruntime-node',
     async matmul(a, b, options) {
-      backend ??= createOrtGemm();
-      return (await backend).matmul(a, b, options);
+      return (await started()).matmul(a, b, options);
+    },
+    async createSession(model) {
+      return (await started()).createSession!(model);
     },
     async dispose() {
       if (backend) await (await backend).dispose?.();

@@ -10,6 +10,7 @@ import type { Matrix } from '../model/matrix.js';
 import { inputSize, type Mlp, outputSize } from '../model/mlp.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
 import { type LossKind, lossFor, lossGradient } from '../train/loss.js';
+import { collectWithGraph } from './statistics-graph.js';
 
 /**
  * Sums over the calibration set that every criterion is computed from, for one layer with
@@ -89,7 +90,17 @@ export interface StatisticsOptions {
   /** also collect the loss gradient dL/dW (needs targets) */
   readonly lossGradient?: LossKind;
   readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
-  /** when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it */
+  /**
+   * Run each batch as one ONNX graph when the backend can (`gemm.createSession`) and the options
+   * allow it (exact 'output' sensitivities or none, no probes, no reference): default true. The
+   * results agree with the GEMM-by-GEMM path to float32 rounding (docs/RELIABILITY.md).
+   */
+  readonly graph?: boolean;
+  /**
+   * when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it; on
+   * the graph path the three run fused and are booked as `statistics` (`forward` is only the first
+   * batch's pass for the shift)
+   */
   readonly timings?: PhaseTimings;
 }
 
@@ -124,8 +135,32 @@ export async function collectStatistics(
     lossGradient: options.lossGradient ? new Float64Array(layer.weight.data.length) : undefined,
     referenceGap: reference ? new Float64Array(layer.weight.rows) : undefined,
   }));
+  const createSession = gemm.createSession?.bind(gemm);
+  const graphFits =
+    sensitivity === undefined || (sensitivity.kind === 'output' && sensitivity.probes === undefined);
+  const somethingToCollect = sensitivity !== undefined || options.lossGradient !== undefined;
+  if (
+    options.graph !== false &&
+    createSession &&
+    graphFits &&
+    somethingToCollect &&
+    reference === undefined
+  ) {
+    const accumulators = {
+      layers,
+      moments: sensitivity !== undefined,
+      lossGradient: options.lossGradient,
+      wanted,
+    };
+    const samples = await collectWithGraph(mlp, calibration, createSession, accumulators, {
+      ...options,
+      gemm,
+      batchSize,
+    });
+    return { samples, layers };
+  }
   let done = 0;
-  for await (const batch of calibration.batches(batchSize)) {
+  for await (const batch of calibration.batches(batchSize, { reuseBuffers: true })) {
     const timings = options.timings;
     const trace = await timePhase(timings, 'forward', () => forwardTrace(mlp, batch.x, gemm));
     if (sensitivity) {

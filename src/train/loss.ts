@@ -10,7 +10,7 @@ export function lossFor(targets: Targets['kind']): LossKind {
   return targets === 'classes' ? 'ce' : 'mse';
 }
 
-function checkTargets(output: Matrix, targets: Targets, loss: LossKind): void {
+function checkTargets(output: { readonly cols: number }, targets: Targets, loss: LossKind): void {
   if (loss === 'ce' && targets.kind !== 'classes') {
     throw new EcpruneError('usage', 'cross-entropy needs integer class labels, got real-valued targets');
   }
@@ -38,6 +38,19 @@ function checkTargets(output: Matrix, targets: Targets, loss: LossKind): void {
 /** The target of sample n, output k (one-hot for class ids). */
 function targetValue(targets: Targets, n: number, k: number, outputs: number): number {
   return targets.kind === 'classes' ? +(targets.values[n] === k) : targets.values.data[n * outputs + k];
+}
+
+/**
+ * The targets of a batch as B x K floats, one-hot for class ids (what a graph computing dL/dy
+ * takes), after the same checks as `lossGradient`.
+ */
+export function targetMatrix(targets: Targets, outputs: number, loss: LossKind): Matrix {
+  checkTargets({ cols: outputs }, targets, loss);
+  const rows = targets.kind === 'classes' ? targets.values.length : targets.values.rows;
+  if (targets.kind === 'values') return targets.values;
+  const data = new Float32Array(rows * outputs);
+  for (let n = 0; n < rows; n++) data[n * outputs + targets.values[n]] = 1;
+  return { rows, cols: outputs, data };
 }
 
 /** log Σ_k exp(y_k) of one row, shifted by the max so that large logits do not overflow. */

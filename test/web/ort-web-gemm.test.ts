@@ -12,6 +12,8 @@ import { createOrtWebGemm } from '../../src/gemm/ort-web-gemm.js';
 import { matmulTs, tsGemm } from '../../src/gemm/ts-gemm.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import { prune } from '../../src/prune.js';
+import { collectStatistics } from '../../src/score/statistics.js';
+import { randomMlp } from '../helpers/random.js';
 
 const WASM = new URL('../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm', import.meta.url);
 
@@ -93,5 +95,26 @@ describe('onnxruntime-web GEMM (wasm, in Node)', () => {
     const reference = await prune(net, data, { sparsity: 0.7, gemm: tsGemm });
     const other = await prune(net, data, { sparsity: 0.7, gemm });
     assert.deepEqual(other.keepMasks, reference.keepMasks);
+  });
+
+  it("runs the calibration pass as one graph per batch, with the GEMM path's sums", async () => {
+    const gemm = await ort;
+    assert.ok(gemm.createSession, 'onnxruntime-web runs graphs');
+    const net = randomMlp([20, 32, 16, 10], { kind: 'gelu' }, 6);
+    const data = inMemoryDataset(randomMatrix(300, 20, 7), {
+      kind: 'classes',
+      values: new Int32Array(300).fill(3),
+    });
+    const options = { batchSize: 128, lossGradient: 'ce' } as const;
+    const reference = await collectStatistics(net, data, { ...options, gemm: tsGemm });
+    const graph = await collectStatistics(net, data, { ...options, gemm });
+    graph.layers.forEach((layer, l) => {
+      for (const key of ['m0', 'm2', 'lossGradient'] as const) {
+        const [a, b] = [layer[key]!, reference.layers[l][key]!];
+        const scale = Math.max(...b.map(Math.abs));
+        const gap = Math.max(...a.map((v, i) => Math.abs(v - b[i])));
+        assert.ok(gap <= 2e-5 * scale, `layer ${l} ${key}: ${gap} vs scale ${scale}`);
+      }
+    });
   });
 });

@@ -1,0 +1,330 @@
+/**
+ * The whole per-batch calibration pass of statistics.ts — forward, sensitivities, moment sums and
+ * the loss gradient — as ONE ONNX graph, for backends that run graphs (onnxruntime). Measured on
+ * a 2-core VM (bench/ANALYSIS.md): ×2–4 over the same computation as separate GEMM calls with JS
+ * loops in between, because every elementwise step then runs in C++ on all cores, intermediates
+ * come from onnxruntime's arena instead of fresh pages, and the weights are prepacked once.
+ * Browser-safe (onnx-proto only). The float64 sums across batches stay in JS (statistics-graph.ts).
+ *
+ * Per batch (B samples, layers 0..L-1, K outputs, d_l = act'(z_l), C_l = [A_{l-1}-c | (A_{l-1}-c)²]):
+ *   forward      z_l = A_{l-1} W_lᵀ + b_l,  A_l = act(z_l),  d_l
+ *   output layer s = d_{L-1}²; an identity output has s = 1 for every neuron, so its moments are
+ *                one row Σ_n C (the same for every neuron, `sharedOutputRow`) and m0 = B
+ *   layer L-2    the one-hot cotangents make g[n,k,:] = d_{L-1}[n,k] W_{L-1}[k,:] ⊙ d_{L-2}[n,:], a
+ *                broadcast instead of a GEMM, and s = d_{L-2}² ⊙ (d_{L-1}² · (W_{L-1} ⊙ W_{L-1}))
+ *   layers < L-2 g_l = (g_{l+1} W_{l+1}) ⊙ d_l (B x K x n_l),  s_l = Σ_k g_l²
+ *   moments      [Σ s (a-c) | Σ s (a-c)²] = s_lᵀ C_l (one Gemm),  m0_l = Σ_n s_l
+ *   loss gradient r = dL/dy (softmax - onehot, or 2 (y - t) / K), γ_{L-1} = r ⊙ d_{L-1},
+ *                γ_l = (γ_{l+1} W_{l+1}) ⊙ d_l,  G_l = γ_lᵀ A_{l-1} (summed over the batch)
+ */
+import type { onnx as OnnxTypes } from 'onnx-proto';
+import onnxProto from 'onnx-proto';
+import { rawTensor } from '../io/onnx.js';
+import type { Activation } from '../model/activations.js';
+import type { Mlp } from '../model/mlp.js';
+import type { LossKind } from '../train/loss.js';
+
+const { onnx } = onnxProto;
+const { INT, INTS, FLOAT, TENSOR } = onnx.AttributeProto.AttributeType;
+
+/** Tensor names shared by the builder and the runner. */
+export const GRAPH_INPUT = 'x';
+export const GRAPH_TARGETS = 'targets';
+export const graphShift = (l: number) => `shift${l}`;
+/** n_out x 2 n_in: [Σ_n s (a-c) | Σ_n s (a-c)²]; 1 x 2 n_in for an identity output layer */
+export const graphMoments = (l: number) => `moments${l}`;
+/** Σ_n s (n_out); absent for an identity output layer (it is B) */
+export const graphM0 = (l: number) => `m0_${l}`;
+/** Σ_n dL/dW (n_out x n_in) */
+export const graphGradient = (l: number) => `gradient${l}`;
+
+export interface EcGraphOptions {
+  /** emit the moment sums of every layer (the sensitivity statistics) */
+  readonly moments: boolean;
+  /** emit Σ_n dL/dW for this loss; the graph then takes the targets as B x K floats */
+  readonly lossGradient?: LossKind;
+}
+
+export interface EcGraph {
+  readonly model: Uint8Array;
+  readonly outputs: readonly string[];
+  /** the output layer is the identity: its moments are one row shared by all neurons, m0 = B */
+  readonly sharedOutputRow: boolean;
+}
+
+type Attribute = OnnxTypes.IAttributeProto;
+
+/** Nodes and initializers of a graph being built; every node gets a fresh output name. */
+class GraphBuilder {
+  readonly nodes: OnnxTypes.INodeProto[] = [];
+  readonly initializers: OnnxTypes.ITensorProto[] = [];
+  private count = 0;
+
+  node(opType: string, input: string[], attribute: Attribute[] = [], output = `t${this.count}`): string {
+    this.nodes.push({ opType, input, output: [output], attribute, name: `n${this.count++}` });
+    return output;
+  }
+
+  floats(name: string, dims: number[], values: ArrayLike<number>): string {
+    this.initializers.push(rawTensor(name, dims, values, 'float32'));
+    return name;
+  }
+
+  /** A float scalar initializer, one per value. */
+  scalar(value: number): string {
+    return this.cached(`scalar ${value}`, () => this.floats(`c${this.initializers.length}`, [], [value]));
+  }
+
+  /** An int64 vector initializer (axes), one per list. */
+  ints(values: number[]): string {
+    return this.cached(`ints ${values}`, () => {
+      const name = `i${this.initializers.length}`;
+      this.initializers.push(rawTensor(name, [values.length], values, 'int64'));
+      return name;
+    });
+  }
+
+  private readonly constants = new Map<string, string>();
+  private cached(key: string, make: () => string): string {
+    let name = this.constants.get(key);
+    if (name === undefined) {
+      name = make();
+      this.constants.set(key, name);
+    }
+    return name;
+  }
+}
+
+const intAttribute = (name: string, i: number): Attribute => ({ name, i, type: INT });
+const intsAttribute = (name: string, ints: number[]): Attribute => ({ name, ints, type: INTS });
+const floatAttribute = (name: string, f: number): Attribute => ({ name, f, type: FLOAT });
+
+/**
+ * act(z) and act'(z) as nodes, with the conventions of model/activations.ts (relu'(0) = 0,
+ * leaky_relu'(0) = alpha, elu'(0) = 1). `derivative` is undefined for the identity (≡ 1).
+ */
+function activationNodes(
+  graph: GraphBuilder,
+  act: Activation,
+  z: string,
+): { output: string; derivative?: string } {
+  const positive = () => graph.node('Greater', [z, graph.scalar(0)]);
+  switch (act.kind) {
+    case 'identity':
+      return { output: z };
+    case 'relu':
+      return {
+        output: graph.node('Relu', [z]),
+        derivative: graph.node('Cast', [positive()], [intAttribute('to', onnx.TensorProto.DataType.FLOAT)]),
+      };
+    case 'leaky_relu':
+      return {
+        output: graph.node('LeakyRelu', [z], [floatAttribute('alpha', act.alpha)]),
+        derivative: graph.node('Where', [positive(), graph.scalar(1), graph.scalar(act.alpha)]),
+      };
+    case 'tanh': {
+      const output = graph.node('Tanh', [z]);
+      return {
+        output,
+        derivative: graph.node('Sub', [graph.scalar(1), graph.node('Mul', [output, output])]),
+      };
+    }
+    case 'sigmoid': {
+      const output = graph.node('Sigmoid', [z]);
+      return {
+        output,
+        derivative: graph.node('Mul', [output, graph.node('Sub', [graph.scalar(1), output])]),
+      };
+    }
+    case 'gelu': {
+      // Φ(z) = (1 + erf(z/√2)) / 2,  gelu = z Φ(z),  gelu' = Φ(z) + z φ(z),  φ(z) = e^{-z²/2} / √(2π)
+      const cdf = graph.node('Mul', [
+        graph.node('Add', [
+          graph.node('Erf', [graph.node('Mul', [z, graph.scalar(Math.SQRT1_2)])]),
+          graph.scalar(1),
+        ]),
+        graph.scalar(0.5),
+      ]);
+      const density = graph.node('Mul', [
+        graph.node('Exp', [graph.node('Mul', [graph.node('Mul', [z, z]), graph.scalar(-0.5)])]),
+        graph.scalar(1 / Math.sqrt(2 * Math.PI)),
+      ]);
+      return {
+        output: graph.node('Mul', [z, cdf]),
+        derivative: graph.node('Add', [cdf, graph.node('Mul', [z, density])]),
+      };
+    }
+    case 'softplus':
+      return { output: graph.node('Softplus', [z]), derivative: graph.node('Sigmoid', [z]) };
+    case 'elu': {
+      // elu' = alpha e^z = elu(z) + alpha for z < 0, else 1
+      const output = graph.node('Elu', [z], [floatAttribute('alpha', act.alpha)]);
+      const negative = graph.node('Less', [z, graph.scalar(0)]);
+      return {
+        output,
+        derivative: graph.node('Where', [
+          negative,
+          graph.node('Add', [output, graph.scalar(act.alpha)]),
+          graph.scalar(1),
+        ]),
+      };
+    }
+  }
+}
+
+/** d ⊙ d, skipped for ReLU whose derivative is 0 or 1. */
+function squared(graph: GraphBuilder, act: Activation, d: string): string {
+  return act.kind === 'relu' ? d : graph.node('Mul', [d, d]);
+}
+
+/** A tensor of ones shaped like `like` (the derivative of a hidden identity layer). */
+function ones(graph: GraphBuilder, like: string): string {
+  const one: OnnxTypes.ITensorProto = rawTensor('one', [1], [1], 'float32');
+  return graph.node(
+    'ConstantOfShape',
+    [graph.node('Shape', [like])],
+    [{ name: 'value', t: one, type: TENSOR }],
+  );
+}
+
+function floatValueInfo(name: string, dims: (number | string)[]): OnnxTypes.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: onnx.TensorProto.DataType.FLOAT,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+/** The ONNX model of one batch's statistics for `mlp` (its weights as initializers). */
+export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
+  const graph = new GraphBuilder();
+  const L = mlp.layers.length;
+  const sizes = [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
+  const K = sizes[L];
+  const inputs = [floatValueInfo(GRAPH_INPUT, ['batch', sizes[0]])];
+  const outputs: OnnxTypes.IValueInfoProto[] = [];
+  const emit = (value: string, name: string, dims: (number | string)[]) => {
+    graph.node('Identity', [value], [], name);
+    outputs.push(floatValueInfo(name, dims));
+  };
+
+  // forward: the input of every layer and the derivative of every activation
+  const layerInputs: string[] = [];
+  const derivatives: (string | undefined)[] = [];
+  let a = GRAPH_INPUT;
+  for (let l = 0; l < L; l++) {
+    const { weight, bias, activation } = mlp.layers[l];
+    layerInputs.push(a);
+    graph.floats(`W${l}`, [weight.rows, weight.cols], weight.data);
+    graph.floats(`b${l}`, [weight.rows], bias);
+    const z = graph.node('Gemm', [a, `W${l}`, `b${l}`], [intAttribute('transB', 1)]);
+    const { output, derivative } = activationNodes(graph, activation, z);
+    derivatives.push(derivative ?? (l < L - 1 ? ones(graph, z) : undefined));
+    a = output;
+  }
+  const sharedOutputRow = derivatives[L - 1] === undefined;
+
+  if (options.moments) {
+    const moments = (l: number, s: string) => {
+      inputs.push(floatValueInfo(graphShift(l), [sizes[l]]));
+      const centred = graph.node('Sub', [layerInputs[l], graphShift(l)]);
+      const both = graph.node(
+        'Concat',
+        [centred, graph.node('Mul', [centred, centred])],
+        [intAttribute('axis', 1)],
+      );
+      if (s === '') {
+        emit(
+          graph.node('ReduceSum', [both, graph.ints([0])], [intAttribute('keepdims', 1)]),
+          graphMoments(l),
+          [1, 2 * sizes[l]],
+        );
+        return;
+      }
+      emit(graph.node('Gemm', [s, both], [intAttribute('transA', 1)]), graphMoments(l), [
+        sizes[l + 1],
+        2 * sizes[l],
+      ]);
+      emit(graph.node('ReduceSum', [s, graph.ints([0])], [intAttribute('keepdims', 0)]), graphM0(l), [
+        sizes[l + 1],
+      ]);
+    };
+    const acts = mlp.layers.map((layer) => layer.activation);
+    const dOut = derivatives[L - 1];
+    moments(L - 1, dOut === undefined ? '' : squared(graph, acts[L - 1], dOut));
+    let g = '';
+    for (let l = L - 2; l >= 0; l--) {
+      const d = derivatives[l]!;
+      const dUnsqueezed = () => graph.node('Unsqueeze', [d, graph.ints([1])]);
+      let s: string;
+      if (l === L - 2) {
+        const W = mlp.layers[L - 1].weight;
+        const Wrows = () => graph.floats('Wout3d', [1, K, W.cols], W.data);
+        const Wsquared = W.data.map((w) => w * w);
+        let h = Wrows; // (1, K, n): d_{L-1}[n,k] W[k,:], broadcast over the samples (made when used)
+        let weightSensitivity: string; // d_{L-1}² · W², (B x n) or (n)
+        if (dOut === undefined) {
+          const q = new Float32Array(W.cols);
+          for (let k = 0; k < K; k++) for (let j = 0; j < W.cols; j++) q[j] += Wsquared[k * W.cols + j];
+          weightSensitivity = graph.floats('WoutSquaredSum', [W.cols], q);
+        } else {
+          h = () => graph.node('Mul', [graph.node('Unsqueeze', [dOut, graph.ints([2])]), Wrows()]);
+          const WsquaredName = graph.floats('WoutSquared', [K, W.cols], Wsquared);
+          weightSensitivity = graph.node('MatMul', [squared(graph, acts[L - 1], dOut), WsquaredName]);
+        }
+        s = graph.node('Mul', [squared(graph, acts[l], d), weightSensitivity]);
+        if (l > 0) g = graph.node('Mul', [h(), dUnsqueezed()]);
+      } else {
+        const h = graph.node('MatMul', [g, `W${l + 1}`]);
+        const reduce = (t: string) =>
+          graph.node('ReduceSumSquare', [t], [intsAttribute('axes', [1]), intAttribute('keepdims', 0)]);
+        if (l > 0) {
+          g = graph.node('Mul', [h, dUnsqueezed()]);
+          s = reduce(g);
+        } else {
+          s = graph.node('Mul', [squared(graph, acts[l], d), reduce(h)]); // g_0 itself is not needed
+        }
+      }
+      moments(l, s);
+    }
+  }
+
+  if (options.lossGradient !== undefined) {
+    inputs.push(floatValueInfo(GRAPH_TARGETS, ['batch', K]));
+    const y = a;
+    const residual =
+      options.lossGradient === 'ce'
+        ? graph.node('Sub', [graph.node('Softmax', [y], [intAttribute('axis', 1)]), GRAPH_TARGETS])
+        : graph.node('Mul', [graph.node('Sub', [y, GRAPH_TARGETS]), graph.scalar(2 / K)]);
+    let gamma = residual;
+    for (let l = L - 1; l >= 0; l--) {
+      if (l < L - 1) gamma = graph.node('MatMul', [gamma, `W${l + 1}`]);
+      const d = derivatives[l];
+      if (d !== undefined) gamma = graph.node('Mul', [gamma, d]);
+      const gradient = graph.node('Gemm', [gamma, layerInputs[l]], [intAttribute('transA', 1)]);
+      emit(gradient, graphGradient(l), [sizes[l + 1], sizes[l]]);
+    }
+  }
+
+  const model = onnx.ModelProto.create({
+    irVersion: 7,
+    opsetImport: [{ domain: '', version: 13 }],
+    producerName: 'ecprune',
+    graph: {
+      name: 'ec-statistics',
+      node: graph.nodes,
+      initializer: graph.initializers,
+      input: inputs,
+      output: outputs,
+    },
+  });
+  return {
+    model: onnx.ModelProto.encode(model).finish(),
+    outputs: outputs.map((o) => o.name!),
+    sharedOutputRow,
+  };
+}

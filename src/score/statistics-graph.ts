@@ -1,0 +1,165 @@
+/**
+ * The calibration pass of statistics.ts with each batch run as one ONNX graph (ec-graph.ts) on a
+ * backend that runs graphs. Same sums, same shift, same float64 accumulation across batches; only
+ * the per-batch float32 work moves into the graph. statistics.ts picks this path when it applies
+ * (`graphApplies`); its own GEMM-by-GEMM path stays the reference the tests compare against.
+ */
+import type { Batch, Dataset } from '../data/dataset.js';
+import { EcpruneError } from '../errors.js';
+import type { GraphSession, GraphTensor } from '../gemm/gemm.js';
+import { forwardTrace } from '../model/forward.js';
+import type { Matrix } from '../model/matrix.js';
+import type { Mlp } from '../model/mlp.js';
+import { type PhaseTimings, timePhase } from '../timings.js';
+import { type LossKind, targetMatrix } from '../train/loss.js';
+import {
+  ecGraph,
+  GRAPH_INPUT,
+  GRAPH_TARGETS,
+  graphGradient,
+  graphM0,
+  graphMoments,
+  graphShift,
+} from './ec-graph.js';
+import type { CalibrationStatistics, LayerStatistics, StatisticsOptions } from './statistics.js';
+
+/**
+ * Largest B·K·n (floats) of a graph run's (B x K x n) cotangent tensor: batches are run in row
+ * slices below it. Measured on 784-1024-1024-10 (bench/ANALYSIS.md, P1): slices of 500 rows
+ * (20 MB) ran faster than 1000 (41 MB), which no longer fits the caches or glibc's recycled blocks.
+ */
+const COTANGENT_FLOATS = 5_000_000;
+
+/** What the graph pass accumulates into (the caller allocated it). */
+export interface GraphAccumulators {
+  readonly layers: readonly LayerStatistics[];
+  readonly moments: boolean;
+  readonly lossGradient?: LossKind;
+  /** accumulate these layers only */
+  readonly wanted: (l: number) => boolean;
+}
+
+/** Runs the calibration pass as one graph per batch slice; returns the number of samples. */
+export async function collectWithGraph(
+  mlp: Mlp,
+  calibration: Dataset,
+  createSession: (model: Uint8Array) => Promise<GraphSession>,
+  accumulators: GraphAccumulators,
+  options: Pick<StatisticsOptions, 'gemm' | 'onProgress' | 'timings'> & { batchSize: number },
+): Promise<CalibrationStatistics['samples']> {
+  const graph = ecGraph(mlp, { moments: accumulators.moments, lossGradient: accumulators.lossGradient });
+  const session = await createSession(graph.model);
+  try {
+    const sizes = [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
+    const outputs = sizes.at(-1)!;
+    const widestHidden = Math.max(1, ...sizes.slice(1, -1));
+    const sliceRows = Math.max(1, Math.floor(COTANGENT_FLOATS / (outputs * widestHidden)));
+    const shifts: GraphTensor[] = [];
+    let done = 0;
+    for await (const batch of calibration.batches(options.batchSize, { reuseBuffers: true })) {
+      if (done === 0 && accumulators.moments) {
+        shifts.push(...(await firstBatchShift(mlp, batch, accumulators.layers, options)));
+      }
+      const targets = accumulators.lossGradient
+        ? targetsOf(batch, outputs, accumulators.lossGradient, calibration.name)
+        : undefined;
+      for (let start = 0; start < batch.x.rows; start += sliceRows) {
+        const rows = Math.min(sliceRows, batch.x.rows - start);
+        const feeds: Record<string, GraphTensor> = { [GRAPH_INPUT]: rowSlice(batch.x, start, rows) };
+        if (accumulators.moments) shifts.forEach((shift, l) => (feeds[graphShift(l)] = shift));
+        if (targets) feeds[GRAPH_TARGETS] = rowSlice(targets, start, rows);
+        const result = await timePhase(options.timings, 'statistics', () =>
+          session.run(feeds, graph.outputs),
+        );
+        accumulate(result, accumulators, rows, calibration.samples, graph.sharedOutputRow);
+      }
+      done += batch.x.rows;
+      options.onProgress?.(done, calibration.samples);
+    }
+    return done;
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * The shift c of every layer (the mean of its input over the first batch, as in statistics.ts),
+ * stored in the accumulators in float64 and returned as the graph's float32 inputs.
+ */
+async function firstBatchShift(
+  mlp: Mlp,
+  batch: Batch,
+  layers: readonly LayerStatistics[],
+  options: Pick<StatisticsOptions, 'gemm' | 'timings'>,
+): Promise<GraphTensor[]> {
+  const trace = await timePhase(options.timings, 'forward', () => forwardTrace(mlp, batch.x, options.gemm!));
+  return trace.inputs.map((input, l) => {
+    const shift = layers[l].shift;
+    meanOfRows(input, shift);
+    return { data: Float32Array.from(shift), dims: [shift.length] };
+  });
+}
+
+function meanOfRows(m: Matrix, mean: Float64Array): void {
+  const { rows, cols, data } = m;
+  for (let n = 0; n < rows; n++) for (let j = 0; j < cols; j++) mean[j] += data[n * cols + j];
+  for (let j = 0; j < cols; j++) mean[j] /= rows;
+}
+
+function targetsOf(batch: Batch, outputs: number, loss: LossKind, name: string): Matrix {
+  if (batch.y === undefined) {
+    throw new EcpruneError('usage', `${loss} loss needs labels for the calibration set`, name);
+  }
+  return targetMatrix(batch.y, outputs, loss);
+}
+
+function rowSlice(m: Matrix, start: number, rows: number): GraphTensor {
+  return { data: m.data.subarray(start * m.cols, (start + rows) * m.cols), dims: [rows, m.cols] };
+}
+
+/** Adds one graph run's float32 sums to the float64 accumulators. */
+function accumulate(
+  result: Record<string, Float32Array>,
+  accumulators: GraphAccumulators,
+  rows: number,
+  total: number,
+  sharedOutputRow: boolean,
+): void {
+  const last = accumulators.layers.length - 1;
+  accumulators.layers.forEach((stats, l) => {
+    if (!accumulators.wanted(l)) return;
+    if (accumulators.moments) {
+      const shared = sharedOutputRow && l === last;
+      addMoments(stats, result[graphMoments(l)], shared ? undefined : result[graphM0(l)], rows);
+    }
+    if (accumulators.lossGradient) addScaled(stats.lossGradient!, result[graphGradient(l)], 1 / total);
+  });
+}
+
+/**
+ * m1 += M[:, :n_in], m2 += M[:, n_in:], m0 += Σ_n s; when `m0Batch` is undefined, s = 1 for every
+ * neuron and M is one row shared by all of them. Its own function: inlined into a loop body the
+ * same sums measured 7-14× slower (bench/ANALYSIS.md, P7).
+ */
+function addMoments(
+  stats: LayerStatistics,
+  M: Float32Array,
+  m0Batch: Float32Array | undefined,
+  rows: number,
+): void {
+  const { m0, m1, m2 } = stats;
+  const nIn = stats.shift.length;
+  for (let i = 0; i < m0.length; i++) {
+    m0[i] += m0Batch === undefined ? rows : m0Batch[i];
+    const row = m0Batch === undefined ? 0 : i * 2 * nIn;
+    const offset = i * nIn;
+    for (let j = 0; j < nIn; j++) {
+      m1[offset + j] += M[row + j];
+      m2[offset + j] += M[row + nIn + j];
+    }
+  }
+}
+
+function addScaled(sum: Float64Array, values: Float32Array, scale: number): void {
+  for (let i = 0; i < sum.length; i++) sum[i] += values[i] * scale;
+}
