@@ -1,4 +1,6 @@
 import { Command, CommanderError } from 'commander';
+import { defaultGemm, setDefaultGemm } from '../gemm/default.js';
+import { withoutGraphs } from '../gemm/gemm.js';
 import { VERSION } from '../version.js';
 import { convertCommand } from './commands/convert.js';
 import { demoCommand } from './commands/demo.js';
@@ -53,6 +55,11 @@ Examples:
  */
 export async function runCli(argv: string[]): Promise<number> {
   const program = buildProgram();
+  const backend = defaultGemm();
+  // --no-graph: this command's calibration pass runs GEMM by GEMM (restored after: tests run the CLI in-process)
+  program.hook('preAction', (_, action) => {
+    if (action.opts().graph === false) setDefaultGemm(withoutGraphs(backend));
+  });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -61,5 +68,7 @@ export async function runCli(argv: string[]): Promise<number> {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     console.error(describeError(error, argv.includes('--debug')));
     return exitCodeOf(error);
+  } finally {
+    setDefaultGemm(backend);
   }
 }

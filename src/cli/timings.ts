@@ -1,14 +1,29 @@
 import type { PhaseTimings } from '../timings.js';
 
 /**
+ * The phases of `score` and `prune`. With the graph (the default on onnxruntime) forward,
+ * sensitivity and statistics run fused and are booked as `statistics` (`forward` is then the
+ * first batch's pass for the shift); `--no-graph` times them apart.
+ */
+export const CALIBRATION_PHASES = [
+  'load',
+  'forward',
+  'sensitivity',
+  'statistics',
+  'select',
+  'write',
+] as const;
+
+/**
  * The `--timings` clock of a command: `lap(phase)` books the time since the previous lap,
  * library calls add their own phases to `phases`, `print()` writes one JSON line to stderr:
  * {"load":12.1,"forward":80.3,...,"total":401.2} (milliseconds).
  */
-export function startClock() {
+export function startClock(phaseNames: readonly string[] = []) {
   const start = performance.now();
   let last = start;
-  const phases: PhaseTimings = {};
+  // the listed phases are always printed (0 when a run had none), so the line's keys do not vary
+  const phases: PhaseTimings = Object.fromEntries(phaseNames.map((phase) => [phase, 0]));
   return {
     phases,
     lap(phase: string) {

@@ -50,3 +50,11 @@ export function productShape(a: Matrix, b: Matrix, options: GemmOptions = {}): [
   }
   return [m, k, n];
 }
+
+/**
+ * The same backend without `createSession`: the calibration pass then runs GEMM by GEMM, with
+ * `forward`, `sensitivity` and `statistics` timed separately (`--no-graph`).
+ */
+export function withoutGraphs(gemm: Gemm): Gemm {
+  return { name: gemm.name, matmul: (a, b, options) => gemm.matmul(a, b, options) };
+}

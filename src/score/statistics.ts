@@ -91,22 +91,22 @@ export interface StatisticsOptions {
   readonly lossGradient?: LossKind;
   readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
   /**
-   * Run each batch as one ONNX graph when the backend can (`gemm.createSession`) and the options
-   * allow it (exact 'output' sensitivities or none, no probes, no reference): default true. The
-   * results agree with the GEMM-by-GEMM path to float32 rounding (docs/RELIABILITY.md).
-   */
-  readonly graph?: boolean;
-  /**
    * when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it; on
-   * the graph path the three run fused and are booked as `statistics` (`forward` is only the first
-   * batch's pass for the shift)
+   * the graph path (see collectStatistics) the three run fused and are booked as `statistics`
+   * (`forward` is then only the first batch's pass for the shift)
    */
   readonly timings?: PhaseTimings;
 }
 
 export const DEFAULT_BATCH_SIZE = 1000;
 
-/** Streams the calibration set once, in batches; memory depends on the batch size, not on N. */
+/**
+ * Streams the calibration set once, in batches; memory depends on the batch size, not on N.
+ * When the backend runs graphs (`gemm.createSession`: onnxruntime) and the options allow it (exact
+ * 'output' sensitivities or none, no probes, no reference), each batch runs as one ONNX graph
+ * (statistics-graph.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
+ * (test/score/statistics-graph.test.ts); `withoutGraphs(gemm)` forces the second.
+ */
 export async function collectStatistics(
   mlp: Mlp,
   calibration: Dataset,
@@ -139,13 +139,7 @@ export async function collectStatistics(
   const graphFits =
     sensitivity === undefined || (sensitivity.kind === 'output' && sensitivity.probes === undefined);
   const somethingToCollect = sensitivity !== undefined || options.lossGradient !== undefined;
-  if (
-    options.graph !== false &&
-    createSession &&
-    graphFits &&
-    somethingToCollect &&
-    reference === undefined
-  ) {
+  if (createSession && graphFits && somethingToCollect && reference === undefined) {
     const accumulators = {
       layers,
       moments: sensitivity !== undefined,

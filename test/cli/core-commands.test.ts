@@ -5,12 +5,14 @@ import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { inMemoryDataset } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
+import { setDefaultGemm } from '../../src/gemm/default.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readNpy, toFeatureMatrix, writeNpy } from '../../src/io/npy.js';
 import { readNpz } from '../../src/io/npz.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { forward } from '../../src/model/forward.js';
 import { nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
+import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { score } from '../../src/prune.js';
 import { assertClose } from '../core/helpers.js';
 import { cli, FIXTURES, tempDir } from './run.js';
@@ -64,6 +66,42 @@ describe('ecprune prune', () => {
     ]) {
       assert.ok(metadata.includes(key), `metadata ${key}`);
     }
+  });
+
+  it('--no-graph runs the calibration pass GEMM by GEMM: the same pruned weights, the phases timed apart', async () => {
+    const dir = tempDir();
+    const { files } = writeData(dir);
+    const runs = [];
+    const backend = lazyOrtGemm(); // what the ecprune binary installs (the in-process CLI defaults to the TS loop)
+    try {
+      for (const flags of [[], ['--no-graph']]) {
+        const out = path.join(dir, `pruned${flags.length}.onnx`);
+        setDefaultGemm(backend);
+        const run = await cli(
+          'prune',
+          MODEL,
+          '--calib',
+          files.x,
+          '--sparsity',
+          '0.6',
+          '-o',
+          out,
+          '--timings',
+          ...flags,
+        );
+        assert.equal(run.code, 0, run.stderr);
+        const zeros = readOnnx(readFileSync(out), out).mlp.layers.map((l) =>
+          l.weight.data.map((w) => +(w === 0)),
+        );
+        runs.push({ zeros, timings: JSON.parse(run.stderr.trim().split('\n').at(-1)!) });
+      }
+    } finally {
+      setDefaultGemm(tsGemm);
+      await backend.dispose?.();
+    }
+    assert.deepEqual(runs[1].zeros, runs[0].zeros);
+    assert.equal(runs[0].timings.sensitivity, 0, 'fused into statistics with the graph');
+    assert.ok(runs[1].timings.sensitivity > 0, 'timed apart without it');
   });
 
   it('never overwrites an existing output without --force, nor an input even with it', async () => {

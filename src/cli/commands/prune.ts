@@ -25,7 +25,7 @@ import {
   parseSparsity,
 } from '../options.js';
 import { progressBar } from '../progress.js';
-import { startClock } from '../timings.js';
+import { CALIBRATION_PHASES, startClock } from '../timings.js';
 import {
   addVariantOptions,
   describeVariant,
@@ -46,6 +46,10 @@ export function addCalibrationOptions(command: Command): Command {
     .option('--label-column <name>', 'CSV: the column that holds the targets')
     .option('--calib-samples <n>', 'use only the first n calibration samples', parsePositiveInt)
     .option('--batch-size <n>', 'samples per batch; memory grows with it, not with N', parsePositiveInt, 1000)
+    .option(
+      '--no-graph',
+      'run the calibration pass GEMM by GEMM instead of one onnxruntime graph per batch (slower; --timings then splits forward, sensitivity and statistics)',
+    )
     .option('--seed <n>', 'seed of the random method', parsePositiveIntOrZero, 0)
     .addOption(
       new Option(
@@ -161,7 +165,7 @@ export function pruneCommand(): Command {
   return command
     .addHelpText('after', EXAMPLES + VARIANT_EXAMPLES)
     .action(async (modelFile: string, flags) => {
-      const clock = startClock();
+      const clock = startClock(CALIBRATION_PHASES);
       const writeOptions = {
         force: flags.force,
         inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],

@@ -6,7 +6,7 @@ import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
 import { archOption, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';
-import { startClock } from '../timings.js';
+import { CALIBRATION_PHASES, startClock } from '../timings.js';
 import {
   addCalibrationOptions,
   calibrationChoice,
@@ -39,7 +39,7 @@ export function scoreCommand(): Command {
     .option('--quiet', 'no progress bar');
   addCalibrationOptions(command);
   return command.addHelpText('after', EXAMPLES).action(async (modelFile: string, flags) => {
-    const clock = startClock();
+    const clock = startClock(CALIBRATION_PHASES);
     const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
     await checkOutputPath(flags.output, writeOptions);
     const model = await loadModel(modelFile, { arch: flags.arch });
