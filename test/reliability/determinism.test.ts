@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Dataset, firstSamples } from '../../src/data/dataset.js';
 import { setDefaultGemm } from '../../src/gemm/default.js';
-import type { Gemm } from '../../src/gemm/gemm.js';
+import { type Gemm, withoutGraphs } from '../../src/gemm/gemm.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { openNamedDataset } from '../../src/node/datasets.js';
@@ -77,8 +77,8 @@ function relativePerElement(a: ArrayLike<number>, b: ArrayLike<number>): number 
   return worst;
 }
 
-/** The tolerances of docs/RELIABILITY.md: about 6x the largest difference measured. */
-const TOLERANCE = { importance: 1e-5, importancePerElement: 5e-5, delta: 2e-6 };
+/** The tolerances of docs/RELIABILITY.md: 5-6x the largest difference measured. */
+const TOLERANCE = { importance: 1e-5, importancePerElement: 5e-5, delta: 6e-6 };
 
 function assertAgree(a: ScoreResult, b: ScoreResult, what: string): void {
   a.importance.forEach((importance, l) => {
@@ -123,10 +123,11 @@ describe('other batch sizes and GEMM backends agree up to float rounding', () =>
     assertAgree(reference, await run(7), 'batch 7 vs 1000');
   });
 
-  it('onnxruntime against the TS loop (batch 1000), and onnxruntime twice identical', async () => {
+  it('onnxruntime (one graph per batch, and GEMM by GEMM) against the TS loop (batch 1000), and onnxruntime twice identical', async () => {
     const reference = await run(1000);
+    assertAgree(reference, await run(1000, withoutGraphs(ort)), 'onnxruntime GEMM by GEMM vs TS');
     const fast = await run(1000, ort);
-    assertAgree(reference, fast, 'onnxruntime vs TS');
+    assertAgree(reference, fast, 'onnxruntime graph vs TS');
     const again = await run(1000, ort);
     assert.deepEqual(again.importance, fast.importance);
     assert.deepEqual(again.deltaBias, fast.deltaBias);
