@@ -215,7 +215,7 @@ async function scoreInFreshProcess(
 // ---------------------------------------------------------------------------------------------
 // in-process measurements
 
-/** Best GFLOP/s of a size³ product through createOrtGemm(threads) (0 = ORT's default thread count). */
+/** Best GFLOP/s of a size³ product through createOrtGemm(threads). */
 async function ortPeak(size: number, repeats: number, threads = CORES): Promise<number> {
   const gemm = await createOrtGemm(threads);
   const a = matrix(size, size);
@@ -330,10 +330,7 @@ async function main() {
   // the peak is re-measured before every case and at the end: on a shared machine one measurement
   // can land in a busy moment; the report uses the best of all of them
   const peaks = [await ortPeak(2048, 7)];
-  const defaultPeaks = [await ortPeak(2048, 7, 0)];
-  log(
-    `  ${peaks[0].toFixed(1)} GFLOP/s with ${CORES} threads, ${defaultPeaks[0].toFixed(1)} with ORT's default`,
-  );
+  log(`  ${peaks[0].toFixed(1)} GFLOP/s with ${CORES} threads`);
 
   const variants: TorchVariant[] = [];
   const torchPeaks: Record<string, TorchPeak> = {};
@@ -393,7 +390,6 @@ async function main() {
         return !(hopeless(v) && n > 1000);
       });
       peaks.push(await ortPeak(2048, 7));
-      defaultPeaks.push(await ortPeak(2048, 7, 0));
       // repeats interleaved (ecprune, then each PyTorch variant), so that changes in the machine's
       // load hit both alike
       const gemm = await createOrtGemm();
@@ -517,14 +513,9 @@ async function main() {
   }
 
   peaks.push(await ortPeak(2048, 7));
-  defaultPeaks.push(await ortPeak(2048, 7, 0));
   const peak = Math.max(...peaks);
-  const defaultPeak = Math.max(...defaultPeaks);
   log(
     `GEMM peak (onnxruntime, ${CORES} threads), all measurements: ${peaks.map((p) => p.toFixed(1)).join(', ')}`,
-  );
-  log(
-    `GEMM peak (onnxruntime, default threads), all measurements: ${defaultPeaks.map((p) => p.toFixed(1)).join(', ')}`,
   );
   for (const v of variants) {
     if (v.peakOf !== v.label || hopeless(v)) continue;
@@ -553,8 +544,6 @@ async function main() {
     info,
     peak,
     peaks,
-    defaultPeak,
-    defaultPeaks,
     torchPeaks,
     torchVersion,
     cases,
@@ -566,11 +555,7 @@ async function main() {
   const seconds = (Date.now() - startedAt.getTime()) / 1000;
   await writeAtomic(
     jsonOut,
-    JSON.stringify(
-      { startedAt, info, peak, peaks, defaultPeak, defaultPeaks, torchPeaks, cases, sparseMarkdown, seconds },
-      null,
-      1,
-    ),
+    JSON.stringify({ startedAt, info, peak, peaks, torchPeaks, cases, sparseMarkdown, seconds }, null, 1),
   );
   log(`wrote ${path.relative(root, flags.out!)} and ${path.relative(root, jsonOut)}`);
 }
@@ -612,8 +597,6 @@ function renderReport(r: {
   info: ReturnType<typeof machine> & { pageFault: ReturnType<typeof pageFaultCost> };
   peak: number;
   peaks: number[];
-  defaultPeak: number;
-  defaultPeaks: number[];
   torchPeaks: Record<string, TorchPeak>;
   torchVersion?: string;
   cases: CaseResult[];
@@ -644,7 +627,7 @@ function renderReport(r: {
   );
   lines.push(`| Node | ${info.node} |`);
   lines.push(
-    `| onnxruntime-node | ${info.ort} (CPU provider; \`score\` runs with \`createOrtGemm()\`, i.e. ORT's default intra-op thread count; compare the two onnxruntime rows of the GEMM peak table) |`,
+    `| onnxruntime-node | ${info.ort} (CPU provider; \`score\` runs with \`createOrtGemm()\`: ${CORES} intra-op threads (os.availableParallelism()), each calibration batch as one ONNX graph, src/score/ec-graph.ts) |`,
   );
   if (r.torchVersion)
     lines.push(
@@ -671,14 +654,11 @@ function renderReport(r: {
 
   lines.push('## GEMM peak (fp32, 2048³, same run)', '');
   lines.push(
-    `Best of 7 products, measured ${r.peaks.length} times through the run (onnxruntime with ${CORES} threads: ${r.peaks.map((p) => f1(p)).join(', ')} GFLOP/s; with ORT's default thread count: ${r.defaultPeaks.map((p) => f1(p)).join(', ')}; PyTorch: at the start and the end); the table gives the best.`,
+    `Best of 7 products, measured ${r.peaks.length} times through the run (onnxruntime with ${CORES} threads: ${r.peaks.map((p) => f1(p)).join(', ')} GFLOP/s; PyTorch: at the start and the end); the table gives the best.`,
     '',
   );
   lines.push('| backend | GFLOP/s |', '|---|---|');
   lines.push(`| onnxruntime-node, \`createOrtGemm(${CORES})\` (${CORES} intra-op threads) | ${f1(peak)} |`);
-  lines.push(
-    `| onnxruntime-node, \`createOrtGemm()\` (ORT's default thread count: what \`score\` gets in this benchmark and in the CLI) | ${f1(r.defaultPeak)} |`,
-  );
   for (const [label, p] of Object.entries(r.torchPeaks)) {
     lines.push(
       `| ${label} (${p.libraries.map((x) => path.basename(x)).join(', ') || '?'}) | ${f1(p.peak_gflops)} |`,
@@ -692,32 +672,22 @@ function renderReport(r: {
 
   lines.push('## ecprune: time per phase (s, median run)', '');
   lines.push(
-    '`other` = total − phases: reading and converting the .npy batches, building the one-hot cotangents, bookkeeping.',
+    "`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/score/ec-graph.ts), timed as `graph`; `shift` is the first batch's forward pass for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches, building the graph session.",
     '',
   );
   lines.push(
-    '| network | N | total | forward | sensitivity | statistics | select | other | GFLOP | GFLOP/s | % of peak | runs (s) | load avg |',
+    '| network | N | total | shift | graph | select | other | GFLOP | GFLOP/s in the graph | GFLOP/s overall | % of peak | runs (s) | load avg |',
   );
   lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|');
   for (const c of cases) {
     const p = c.ec.phases;
-    const phaseSum = (p.forward ?? 0) + (p.sensitivity ?? 0) + (p.statistics ?? 0) + (p.select ?? 0);
+    // with the graph, `statistics` holds forward + sensitivity + statistics (see src/cli/timings.ts)
+    const graph = (p.sensitivity ?? 0) + (p.statistics ?? 0);
+    const phaseSum = (p.forward ?? 0) + graph + (p.select ?? 0);
     const total = c.ec.median;
     const rate = c.flops.total / (total / 1000) / 1e9;
     lines.push(
-      `| ${c.network} | ${num(c.samples)} | ${s(total)} | ${s(p.forward ?? 0)} | ${s(p.sensitivity ?? 0)} | ${s(p.statistics ?? 0)} | ${s(p.select ?? 0)} | ${s(total - phaseSum)} | ${f1(c.flops.total / 1e9)} | ${f1(rate)} | ${pct(rate / peak)} | ${c.ec.totals.map((t) => (t / 1000).toFixed(2)).join(', ')} | ${Math.min(...c.loads).toFixed(1)}–${Math.max(...c.loads).toFixed(1)} |`,
-    );
-  }
-  lines.push('');
-
-  lines.push('## ecprune: achieved GFLOP/s per phase (phase FLOPs / phase time)', '');
-  lines.push('| network | N | forward | sensitivity | statistics | overall |');
-  lines.push('|---|---:|---:|---:|---:|---:|');
-  for (const c of cases) {
-    const p = c.ec.phases;
-    const rate = (flops: number, ms: number | undefined) => (ms ? f1(flops / (ms / 1000) / 1e9) : '–');
-    lines.push(
-      `| ${c.network} | ${num(c.samples)} | ${rate(c.flops.forward, p.forward)} | ${rate(c.flops.sensitivity, p.sensitivity)} | ${rate(c.flops.statistics, p.statistics)} | ${rate(c.flops.total, c.ec.median)} |`,
+      `| ${c.network} | ${num(c.samples)} | ${s(total)} | ${s(p.forward ?? 0)} | ${s(graph)} | ${s(p.select ?? 0)} | ${s(total - phaseSum)} | ${f1(c.flops.total / 1e9)} | ${f1(c.flops.total / (graph / 1000) / 1e9)} | ${f1(rate)} | ${pct(rate / peak)} | ${c.ec.totals.map((t) => (t / 1000).toFixed(2)).join(', ')} | ${Math.min(...c.loads).toFixed(1)}–${Math.max(...c.loads).toFixed(1)} |`,
     );
   }
   lines.push('');

@@ -14,7 +14,7 @@ import { badInput, EcpruneError, type EcpruneErrorCode } from '../errors.js';
 import type { Activation, ActivationKind } from '../model/activations.js';
 import { matrix, transpose } from '../model/matrix.js';
 import { inputSize, type Layer, type Mlp, outputSize, validateMlp } from '../model/mlp.js';
-import { float16 } from './npy.js';
+import { float16, HOST_LITTLE_ENDIAN } from './npy.js';
 
 const { onnx } = onnxProto;
 type NodeProto = OnnxTypes.INodeProto;
@@ -882,6 +882,11 @@ export function rawTensor(
   type: 'float32' | 'int64',
 ): TensorProto {
   const size = type === 'float32' ? 4 : 8;
+  if (type === 'float32' && HOST_LITTLE_ENDIAN) {
+    // the host's own layout: one bulk copy (a DataView per element took ~0.1 s for 1.9M weights)
+    const rawData = new Uint8Array(Float32Array.from(values).buffer);
+    return { name, dims: [...dims], dataType: FLOAT, rawData };
+  }
   const bytes = new Uint8Array(values.length * size);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < values.length; i++) {

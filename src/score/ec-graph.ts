@@ -13,7 +13,8 @@
  *   layer L-2    the one-hot cotangents make g[n,k,:] = d_{L-1}[n,k] W_{L-1}[k,:] ⊙ d_{L-2}[n,:], a
  *                broadcast instead of a GEMM, and s = d_{L-2}² ⊙ (d_{L-1}² · (W_{L-1} ⊙ W_{L-1}))
  *   layers < L-2 g_l = (g_{l+1} W_{l+1}) ⊙ d_l (B x K x n_l),  s_l = Σ_k g_l²
- *   moments      [Σ s (a-c) | Σ s (a-c)²] = s_lᵀ C_l (one Gemm),  m0_l = Σ_n s_l
+ *   moments      [Σ s (a-c) | Σ s (a-c)²] = s_lᵀ C_l (one Gemm),  m0_l = Σ_n s_l, and the mean of
+ *                every layer input (the runner takes c from the first run's)
  *   loss gradient r = dL/dy (softmax - onehot, or 2 (y - t) / K), γ_{L-1} = r ⊙ d_{L-1},
  *                γ_l = (γ_{l+1} W_{l+1}) ⊙ d_l,  G_l = γ_lᵀ A_{l-1} (summed over the batch)
  */
@@ -35,6 +36,8 @@ export const graphShift = (l: number) => `shift${l}`;
 export const graphMoments = (l: number) => `moments${l}`;
 /** Σ_n s (n_out); absent for an identity output layer (it is B) */
 export const graphM0 = (l: number) => `m0_${l}`;
+/** the mean of layer l's input over the run's samples (n_in): the shift c, from the first run */
+export const graphMean = (l: number) => `mean${l}`;
 /** Σ_n dL/dW (n_out x n_in) */
 export const graphGradient = (l: number) => `gradient${l}`;
 
@@ -47,7 +50,10 @@ export interface EcGraphOptions {
 
 export interface EcGraph {
   readonly model: Uint8Array;
-  readonly outputs: readonly string[];
+  /** the outputs summed over the batch (moments, m0, gradients) */
+  readonly sums: readonly string[];
+  /** the layer-input means (`graphMean`), when the moments are emitted */
+  readonly means: readonly string[];
   /** the output layer is the identity: its moments are one row shared by all neurons, m0 = B */
   readonly sharedOutputRow: boolean;
 }
@@ -207,6 +213,7 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
   const K = sizes[L];
   const inputs = [floatValueInfo(GRAPH_INPUT, ['batch', sizes[0]])];
   const outputs: OnnxTypes.IValueInfoProto[] = [];
+  const means: string[] = [];
   const emit = (value: string, name: string, dims: (number | string)[]) => {
     graph.node('Identity', [value], [], name);
     outputs.push(floatValueInfo(name, dims));
@@ -231,6 +238,13 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
   if (options.moments) {
     const moments = (l: number, s: string) => {
       inputs.push(floatValueInfo(graphShift(l), [sizes[l]]));
+      const mean = graph.node(
+        'ReduceMean',
+        [layerInputs[l]],
+        [intsAttribute('axes', [0]), intAttribute('keepdims', 0)],
+      );
+      emit(mean, graphMean(l), [sizes[l]]);
+      means.push(graphMean(l));
       const centred = graph.node('Sub', [layerInputs[l], graphShift(l)]);
       const both = graph.node(
         'Concat',
@@ -324,7 +338,8 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
   });
   return {
     model: onnx.ModelProto.encode(model).finish(),
-    outputs: outputs.map((o) => o.name!),
+    sums: outputs.map((o) => o.name!).filter((name) => !means.includes(name)),
+    means,
     sharedOutputRow,
   };
 }

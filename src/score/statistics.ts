@@ -148,7 +148,6 @@ export async function collectStatistics(
     };
     const samples = await collectWithGraph(mlp, calibration, createSession, accumulators, {
       ...options,
-      gemm,
       batchSize,
     });
     return { samples, layers };
