@@ -672,7 +672,7 @@ function renderReport(r: {
 
   lines.push('## ecprune: time per phase (s, median run)', '');
   lines.push(
-    "`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/score/ec-graph.ts), timed as `graph`; `shift` is the first batch's forward pass for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches, building the graph session.",
+    '`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/score/ec-graph.ts), timed as `graph`; `shift` is a graph run on the first 64 samples for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches, building the graph session.',
     '',
   );
   lines.push(

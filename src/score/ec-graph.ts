@@ -14,7 +14,7 @@
  *                broadcast instead of a GEMM, and s = d_{L-2}² ⊙ (d_{L-1}² · (W_{L-1} ⊙ W_{L-1}))
  *   layers < L-2 g_l = (g_{l+1} W_{l+1}) ⊙ d_l (B x K x n_l),  s_l = Σ_k g_l²
  *   moments      [Σ s (a-c) | Σ s (a-c)²] = s_lᵀ C_l (one Gemm),  m0_l = Σ_n s_l, and the mean of
- *                every layer input (the runner takes c from the first run's)
+ *                every layer input (the runner takes c from a run on the first 64 samples)
  *   loss gradient r = dL/dy (softmax - onehot, or 2 (y - t) / K), γ_{L-1} = r ⊙ d_{L-1},
  *                γ_l = (γ_{l+1} W_{l+1}) ⊙ d_l,  G_l = γ_lᵀ A_{l-1} (summed over the batch)
  */
@@ -36,7 +36,7 @@ export const graphShift = (l: number) => `shift${l}`;
 export const graphMoments = (l: number) => `moments${l}`;
 /** Σ_n s (n_out); absent for an identity output layer (it is B) */
 export const graphM0 = (l: number) => `m0_${l}`;
-/** the mean of layer l's input over the run's samples (n_in): the shift c, from the first run */
+/** the mean of layer l's input over the run's samples (n_in): the shift c, from a first short run */
 export const graphMean = (l: number) => `mean${l}`;
 /** Σ_n dL/dW (n_out x n_in) */
 export const graphGradient = (l: number) => `gradient${l}`;

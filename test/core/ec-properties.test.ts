@@ -109,39 +109,47 @@ describe('optimal compensation', () => {
     for (let i = 0; i < tanhNet.layers[0].weight.rows; i++) assert.equal(result.importance[0][i * 5 + 2], 0);
   });
 
-  it('the float32 cancellation case: large mean, tiny spread gives the right importance', async () => {
+  it('the float32 cancellation case: large mean, tiny spread gives the right importance (TS loop and onnxruntime graph)', async () => {
     const net = randomMlp([3, 4, 2], { kind: 'relu' }, 4);
     const first = net.layers[0].weight.data;
     for (let i = 0; i < first.length; i++) first[i] = Math.abs(first[i]); // positive inputs: every hidden unit active
     const data = randomMatrix(2000, 3, 5, 1000, 1e-2); // mean 1000, std 0.01: mean²/var = 1e10
-    const statistics = await collectStatistics(net, inMemoryDataset(data), { gemm: tsGemm, batchSize: 500 });
-    const importance = ecScore(net, statistics, {});
-    const sensitivities = await outputSensitivities(net, data, tsGemm);
-    // float64 two-pass reference: w² Σ s (a - ā_s)² / N with ā_s the s-weighted mean
-    const { rows, cols, data: w } = net.layers[0].weight;
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) {
-        let sumS = 0;
-        let sumSA = 0;
-        for (let n = 0; n < data.rows; n++) {
-          const s = sensitivities[0].data[n * rows + i];
-          sumS += s;
-          sumSA += s * data.data[n * cols + j];
-        }
-        let variance = 0;
-        for (let n = 0; n < data.rows; n++) {
-          variance += sensitivities[0].data[n * rows + i] * (data.data[n * cols + j] - sumSA / sumS) ** 2;
-        }
-        const expected = (w[i * cols + j] ** 2 * variance) / data.rows;
-        const actual = importance[0][i * cols + j];
-        assert.ok(
-          Math.abs(actual - expected) <= 1e-3 * expected,
-          `I[0][${i},${j}] = ${actual}, expected ${expected}`,
-        );
-      }
+    const ort = await createOrtGemm();
+    for (const gemm of [tsGemm, ort]) {
+      const statistics = await collectStatistics(net, inMemoryDataset(data), { gemm, batchSize: 500 });
+      await assertCancellationCase(net, data, ecScore(net, statistics, {}));
     }
+    await ort.dispose?.();
   });
 });
+
+/** EC importance of layer 0 against a float64 two-pass computation (test above). */
+async function assertCancellationCase(net: Mlp, data: Matrix, importance: Float64Array[]): Promise<void> {
+  const sensitivities = await outputSensitivities(net, data, tsGemm);
+  // float64 two-pass reference: w² Σ s (a - ā_s)² / N with ā_s the s-weighted mean
+  const { rows, cols, data: w } = net.layers[0].weight;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      let sumS = 0;
+      let sumSA = 0;
+      for (let n = 0; n < data.rows; n++) {
+        const s = sensitivities[0].data[n * rows + i];
+        sumS += s;
+        sumSA += s * data.data[n * cols + j];
+      }
+      let variance = 0;
+      for (let n = 0; n < data.rows; n++) {
+        variance += sensitivities[0].data[n * rows + i] * (data.data[n * cols + j] - sumSA / sumS) ** 2;
+      }
+      const expected = (w[i * cols + j] ** 2 * variance) / data.rows;
+      const actual = importance[0][i * cols + j];
+      assert.ok(
+        Math.abs(actual - expected) <= 1e-3 * expected,
+        `I[0][${i},${j}] = ${actual}, expected ${expected}`,
+      );
+    }
+  }
+}
 
 describe('selection', () => {
   it('prunes exactly k = floor(sparsity n + 0.5) weights, globally and per layer', async () => {
