@@ -12,6 +12,7 @@ import { createOrtWebGemm } from '../../src/gemm/ort-web-gemm.js';
 import { matmulTs, tsGemm } from '../../src/gemm/ts-gemm.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import { prune } from '../../src/prune.js';
+import { ecScore } from '../../src/score/ec.js';
 import { collectStatistics } from '../../src/score/statistics.js';
 import { randomMlp } from '../helpers/random.js';
 
@@ -108,9 +109,15 @@ describe('onnxruntime-web GEMM (wasm, in Node)', () => {
     const options = { batchSize: 128, lossGradient: 'ce' } as const;
     const reference = await collectStatistics(net, data, { ...options, gemm: tsGemm });
     const graph = await collectStatistics(net, data, { ...options, gemm });
+    // m1, m2 are sums about a shift the two paths choose differently: compare what is shift-free
+    const [importance, expectedImportance] = [ecScore(net, graph, {}), ecScore(net, reference, {})];
     graph.layers.forEach((layer, l) => {
-      for (const key of ['m0', 'm2', 'lossGradient'] as const) {
-        const [a, b] = [layer[key]!, reference.layers[l][key]!];
+      const compared = {
+        m0: [layer.m0, reference.layers[l].m0],
+        'EC importance': [importance[l], expectedImportance[l]],
+        lossGradient: [layer.lossGradient!, reference.layers[l].lossGradient!],
+      };
+      for (const [key, [a, b]] of Object.entries(compared)) {
         const scale = Math.max(...b.map(Math.abs));
         const gap = Math.max(...a.map((v, i) => Math.abs(v - b[i])));
         assert.ok(gap <= 2e-5 * scale, `layer ${l} ${key}: ${gap} vs scale ${scale}`);
