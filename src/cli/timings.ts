@@ -1,12 +1,14 @@
 import type { PhaseTimings } from '../timings.js';
 
 /**
- * The phases of `score` and `prune`. With the graph (the default on onnxruntime) forward,
- * sensitivity and statistics run fused and are booked as `statistics` (`forward` is then the
- * first batch's pass for the shift); `--no-graph` times them apart.
+ * The phases of `score` and `prune`. With the graph (the default on onnxruntime) `compile` is
+ * building the graph's onnxruntime session, and forward, sensitivity and statistics run fused and
+ * are booked as `statistics` (`forward` is then the short run for the shift c); `--no-graph`
+ * times them apart.
  */
 export const CALIBRATION_PHASES = [
   'load',
+  'compile',
   'forward',
   'sensitivity',
   'statistics',

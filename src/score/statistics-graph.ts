@@ -47,8 +47,11 @@ export async function collectWithGraph(
   accumulators: GraphAccumulators,
   options: Pick<StatisticsOptions, 'onProgress' | 'timings'> & { batchSize: number },
 ): Promise<CalibrationStatistics['samples']> {
-  const graph = ecGraph(mlp, { moments: accumulators.moments, lossGradient: accumulators.lossGradient });
-  const session = await createSession(graph.model);
+  // building and compiling the graph (onnxruntime prepacks the weights) is booked as `compile`
+  const { graph, session } = await timePhase(options.timings, 'compile', async () => {
+    const graph = ecGraph(mlp, { moments: accumulators.moments, lossGradient: accumulators.lossGradient });
+    return { graph, session: await createSession(graph.model) };
+  });
   try {
     const sizes = [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
     const outputs = sizes.at(-1)!;

@@ -93,7 +93,7 @@ export interface StatisticsOptions {
   /**
    * when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it; on
    * the graph path (see collectStatistics) the three run fused and are booked as `statistics`
-   * (`forward` is then only the first batch's pass for the shift)
+   * (`forward` is then only the short run for the shift), and building the graph as `compile`
    */
   readonly timings?: PhaseTimings;
 }

@@ -50,7 +50,16 @@ describe('ecprune prune', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /pruned 450 of 750 weights/);
     const timings = JSON.parse(run.stderr.trim().split('\n').at(-1)!);
-    for (const phase of ['load', 'forward', 'sensitivity', 'statistics', 'select', 'write', 'total']) {
+    for (const phase of [
+      'load',
+      'compile',
+      'forward',
+      'sensitivity',
+      'statistics',
+      'select',
+      'write',
+      'total',
+    ]) {
       assert.equal(typeof timings[phase], 'number', `timing ${phase}`);
     }
     const pruned = readOnnx(readFileSync(out), out);
