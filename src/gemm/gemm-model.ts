@@ -1,43 +1,54 @@
 /**
- * The one-node ONNX model both onnxruntime backends run (onnxruntime-node in src/node/ort-gemm.ts,
- * onnxruntime-web in src/gemm/ort-web-gemm.ts). Browser-safe: onnx-proto only.
+ * The ONNX models the onnxruntime backends run (onnxruntime-node in src/node/ort-gemm.ts,
+ * onnxruntime-web in src/gemm/ort-web-gemm.ts): the one-node Gemm here, and the helpers the
+ * calibration graph (src/score/ec-graph.ts) is built with. Browser-safe: onnx-proto only.
  */
+import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
 
-/** A one-node ONNX model `Y = Gemm(A, B)` with symbolic dimensions, so one session serves every shape. */
-export function gemmModelBytes(transA: boolean, transB: boolean): Uint8Array {
-  const floatTensor = (name: string, dims: string[]) => ({
+/** A float32 graph input or output; dimensions fixed (numbers) or symbolic (names). */
+export function floatValueInfo(name: string, dims: readonly (number | string)[]): OnnxTypes.IValueInfoProto {
+  return {
     name,
     type: {
       tensorType: {
         elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((dimParam) => ({ dimParam })) },
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
       },
     },
-  });
-  const int = (name: string, i: number) => ({ name, i, type: onnx.AttributeProto.AttributeType.INT });
+  };
+}
+
+/** `graph` as an encoded opset-13 model. */
+export function encodeModel(graph: OnnxTypes.IGraphProto): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 7,
     opsetImport: [{ domain: '', version: 13 }],
     producerName: 'ecprune',
-    graph: {
-      name: 'gemm',
-      node: [
-        {
-          opType: 'Gemm',
-          input: ['A', 'B'],
-          output: ['Y'],
-          attribute: [int('transA', +transA), int('transB', +transB)],
-        },
-      ],
-      input: [
-        floatTensor('A', transA ? ['k', 'm'] : ['m', 'k']),
-        floatTensor('B', transB ? ['n', 'k'] : ['k', 'n']),
-      ],
-      output: [floatTensor('Y', ['m', 'n'])],
-    },
+    graph,
   });
   return onnx.ModelProto.encode(model).finish();
+}
+
+/** A one-node ONNX model `Y = Gemm(A, B)` with symbolic dimensions, so one session serves every shape. */
+export function gemmModelBytes(transA: boolean, transB: boolean): Uint8Array {
+  const int = (name: string, i: number) => ({ name, i, type: onnx.AttributeProto.AttributeType.INT });
+  return encodeModel({
+    name: 'gemm',
+    node: [
+      {
+        opType: 'Gemm',
+        input: ['A', 'B'],
+        output: ['Y'],
+        attribute: [int('transA', +transA), int('transB', +transB)],
+      },
+    ],
+    input: [
+      floatValueInfo('A', transA ? ['k', 'm'] : ['m', 'k']),
+      floatValueInfo('B', transB ? ['n', 'k'] : ['k', 'n']),
+    ],
+    output: [floatValueInfo('Y', ['m', 'n'])],
+  });
 }

@@ -20,6 +20,7 @@
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
+import { encodeModel, floatValueInfo } from '../gemm/gemm-model.js';
 import { rawTensor } from '../io/onnx.js';
 import type { Activation } from '../model/activations.js';
 import type { Mlp } from '../model/mlp.js';
@@ -193,18 +194,6 @@ function ones(graph: GraphBuilder, like: string): string {
   );
 }
 
-function floatValueInfo(name: string, dims: (number | string)[]): OnnxTypes.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
-}
-
 /** The ONNX model of one batch's statistics for `mlp` (its weights as initializers). */
 export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
   const graph = new GraphBuilder();
@@ -324,20 +313,15 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
     }
   }
 
-  const model = onnx.ModelProto.create({
-    irVersion: 7,
-    opsetImport: [{ domain: '', version: 13 }],
-    producerName: 'ecprune',
-    graph: {
-      name: 'ec-statistics',
-      node: graph.nodes,
-      initializer: graph.initializers,
-      input: inputs,
-      output: outputs,
-    },
+  const model = encodeModel({
+    name: 'ec-statistics',
+    node: graph.nodes,
+    initializer: graph.initializers,
+    input: inputs,
+    output: outputs,
   });
   return {
-    model: onnx.ModelProto.encode(model).finish(),
+    model,
     sums: outputs.map((o) => o.name!).filter((name) => !means.includes(name)),
     means,
     sharedOutputRow,
