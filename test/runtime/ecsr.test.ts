@@ -10,6 +10,14 @@ import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { activateInPlace } from '../../src/runtime/activations.js';
 import { float16ToNumber, loadEcsr } from '../../src/runtime/index.js';
+import {
+  nonzeroIndices,
+  scatterThreshold,
+  spmv,
+  spmvScatter,
+  toCsc,
+  toKernelCsr,
+} from '../../src/runtime/kernels.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -64,6 +72,12 @@ function randomInput(batch: number, n: number, seed: number): Float32Array {
   return Float32Array.from({ length: batch * n }, () => 4 * r() - 2);
 }
 
+/** Like randomInput, with a fraction `zeros` of exact zeros at random positions (the rest never 0). */
+function inputWithZeros(n: number, zeros: number, seed: number): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => (r() < zeros ? 0 : 0.05 + 2 * r()) * (r() < 0.5 ? -1 : 1));
+}
+
 function assertClose(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
   for (let i = 0; i < actual.length; i++) {
@@ -98,6 +112,15 @@ function roundToHalf(v: number): number {
   const dHi = HALF_GRID[hi] - a;
   const h = dLo < dHi ? lo : dHi < dLo ? hi : lo % 2 === 0 ? lo : hi;
   return Math.sign(v) * HALF_GRID[h];
+}
+
+function roundedToHalf(mlp: Mlp): Mlp {
+  return {
+    layers: mlp.layers.map((layer) => ({
+      ...layer,
+      weight: { ...layer.weight, data: layer.weight.data.map(roundToHalf) },
+    })),
+  };
 }
 
 /** Byte offsets of each layer record and its arrays, computed from the layout table in docs/FORMAT-ECSR.md. */
@@ -181,6 +204,140 @@ describe('.ecsr runtime agrees with the dense forward pass', () => {
   });
 });
 
+describe('batch 1: column scatter and row gather', () => {
+  const zeroFractions = [0, 0.5, 0.9, 1];
+
+  it('both kernels agree with the dense forward pass of one layer, for every index width', async () => {
+    // n_in, n_out, sparsity, and the column index and row pointer widths the file stores (bytes);
+    // the last layer has more than 65536 outputs: 32-bit row indices in the CSC copy
+    const shapes: [number, number, Sparsity, number, number][] = [
+      [100, 2, 0.5, 1, 1],
+      [300, 40, 0.5, 2, 2],
+      [70000, 3, 0.5, 4, 4],
+      [5, 70000, 0.9, 1, 2],
+    ];
+    for (const [nIn, nOut, sparsity, colWidth, rowWidth] of shapes) {
+      const mlp = prune(randomMlp([nIn, nOut], { kind: 'identity' }, nIn), sparsity, nOut);
+      const [layer] = loadEcsr(writeEcsr(mlp)).layers;
+      assert.deepEqual(
+        [layer.colIdx.BYTES_PER_ELEMENT, layer.rowPtr.BYTES_PER_ELEMENT],
+        [colWidth, rowWidth],
+        `${nOut}x${nIn}: stored index widths`,
+      );
+      const csr = toKernelCsr(layer);
+      const csc = toCsc(csr);
+      const y = new Float32Array(nOut);
+      for (const zeros of zeroFractions) {
+        const x = inputWithZeros(nIn, zeros, nOut);
+        const expected = await dense(mlp, x, 1);
+        const what = `${nOut}x${nIn}, ${zeros} zeros`;
+        spmv(csr, x, y);
+        assertClose(y, expected, 1e-5, `gather ${what}`);
+        y.fill(Number.NaN);
+        const nonzero = new Int32Array(nIn);
+        const count = nonzeroIndices(x, nIn, nonzero);
+        spmvScatter(csc, x, nonzero, count, y, new Float64Array(nOut).fill(Number.NaN));
+        assertClose(y, expected, 1e-5, `scatter ${what}`);
+      }
+    }
+  });
+
+  it('lists the non-zero inputs: ±0 are zero; NaN, infinities and subnormals are not', () => {
+    const values = [0, -0, 1, -1, Number.NaN, Infinity, -Infinity, 1e-45, -1e-45, 3.5, 0, -0];
+    const backing = new Float32Array(values.length + 3);
+    // a view at an offset: the bits must be read from the view's own position
+    const x = backing.subarray(3);
+    x.set(values);
+    backing.fill(7, 0, 3);
+    const nonzero = new Int32Array(values.length);
+    const count = nonzeroIndices(x, values.length, nonzero);
+    const expected = values.flatMap((v, j) => (v === 0 ? [] : [j]));
+    assert.deepEqual(Array.from(nonzero.subarray(0, count)), expected);
+    // only the first n entries are looked at
+    assert.equal(nonzeroIndices(x, 3, nonzero), 1);
+  });
+
+  it('the CSC copy holds the same weights as the CSR, column by column with rows ascending', () => {
+    const mlp = prune(randomMlp([30, 20], { kind: 'relu' }, 4), 'rows', 4);
+    const csc = toCsc(toKernelCsr(loadEcsr(writeEcsr(mlp)).layers[0]));
+    const { data } = mlp.layers[0].weight;
+    for (let j = 0; j < 30; j++) {
+      const rows: number[] = [];
+      for (let i = 0; i < 20; i++) if (data[i * 30 + j] !== 0) rows.push(i);
+      const start = csc.colPtr[j];
+      assert.deepEqual(Array.from(csc.rowIdx.subarray(start, csc.colPtr[j + 1])), rows, `column ${j}`);
+      for (const [k, i] of rows.entries())
+        assert.equal(csc.values[start + k], data[i * 30 + j], `[${i}, ${j}]`);
+    }
+  });
+
+  ACTIVATION_KINDS.forEach((kind, k) => {
+    for (const valueType of ['float32', 'float16'] as const) {
+      it(`${kind}, ${valueType}: inputs with no, half, 90% and only zeros take both paths and match the dense forward`, async () => {
+        const mlp = prune(randomMlp([300, 40, 24, 7], withAlpha(kind, 0.2), 200 + k), 0.5, 3);
+        const bytes = writeEcsr(mlp, { valueType });
+        const model = loadEcsr(bytes);
+        // float16 rounds the weights: the truth is the dense forward of the rounded model
+        const reference = valueType === 'float32' ? mlp : roundedToHalf(mlp);
+        const threshold = scatterThreshold(toKernelCsr(model.layers[0]));
+        for (const zeros of zeroFractions) {
+          const x = inputWithZeros(300, zeros, 10 * k + zeros * 10);
+          // the first layer scatters for the sparse inputs and gathers for the dense ones
+          assert.equal(
+            nonzeroIndices(x, 300, new Int32Array(300)) < threshold,
+            zeros >= 0.5,
+            `threshold ${threshold}, ${zeros} zeros`,
+          );
+          assertClose(
+            model.run(x, 1),
+            await dense(reference, x, 1),
+            1e-5,
+            `${kind} ${valueType} ${zeros} zeros`,
+          );
+        }
+      });
+    }
+  });
+
+  it('alternates sparse and dense inputs and batch sizes on one model (no state leaks between paths)', async () => {
+    const mlp = prune(randomMlp([300, 64, 32, 5], { kind: 'relu' }, 12), 0.5, 12);
+    const model = loadEcsr(writeEcsr(mlp));
+    const calls: [number, number][] = [
+      [1, 0.9],
+      [1, 0],
+      [3, 0.9],
+      [1, 1],
+      [1, 0.9],
+      [1, 0.5],
+      [8, 0],
+      [1, 0.9],
+    ];
+    for (const [c, [batch, zeros]] of calls.entries()) {
+      const x = inputWithZeros(batch * 300, zeros, c);
+      assertClose(
+        model.run(x, batch),
+        await dense(mlp, x, batch),
+        1e-5,
+        `call ${c}: batch ${batch}, ${zeros} zeros`,
+      );
+    }
+  });
+
+  it('more than 65536 inputs and outputs, sparse and dense inputs', async () => {
+    // 32-bit column indices in layers 0 and 2, 32-bit row indices in layer 1's CSC copy
+    const mlp = prune(randomMlp([65537, 6, 65537, 3], { kind: 'relu' }, 5), 0.5, 5);
+    // three hidden units always 0, so that layer 1 always scatters
+    mlp.layers[0].bias.fill(-100, 0, 3);
+    const model = loadEcsr(writeEcsr(mlp));
+    const thresholds = model.layers.map((layer) => scatterThreshold(toKernelCsr(layer)));
+    assert.ok(thresholds[1] > 3, `layer 1 scatters below ${thresholds[1]} non-zero inputs`);
+    for (const zeros of [0, 0.9]) {
+      const x = inputWithZeros(65537, zeros, 1);
+      assertClose(model.run(x, 1), await dense(mlp, x, 1), 1e-5, `${zeros} zeros`);
+    }
+  });
+});
+
 describe('runtime activations', () => {
   it('agree with src/model/activations.ts to 1e-6 on [-30, 30]', () => {
     const z = Float32Array.from({ length: 6001 }, (_, i) => -30 + i * 0.01);
@@ -224,12 +381,7 @@ describe('float16 values', () => {
       const w0 = mlp.layers[0].weight.data;
       w0.set([3e-8, -1e-7, 2 ** -25, 2 ** -24 * 1.5, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 65500, -0.1], 0);
       const bytes = writeEcsr(mlp, { valueType: 'float16' });
-      const rounded: Mlp = {
-        layers: mlp.layers.map((layer) => ({
-          ...layer,
-          weight: { ...layer.weight, data: layer.weight.data.map(roundToHalf) },
-        })),
-      };
+      const rounded = roundedToHalf(mlp);
       assert.deepEqual(readEcsrAsMlp(bytes).layers[0].weight.data, rounded.layers[0].weight.data, kind);
       const model = loadEcsr(bytes);
       assert.equal(model.valueType, 'float16');

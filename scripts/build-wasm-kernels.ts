@@ -1,0 +1,310 @@
+/**
+ * Generates the runtime's WebAssembly batch-1 kernels: writes src/runtime/wasm-kernels.wat (the
+ * text, for reading and review) and src/runtime/wasm-kernels-binary.ts (the assembled bytes as
+ * base64, which is what the runtime loads, so neither users nor CI need the assembler).
+ * Run after editing the templates below: `npx tsx scripts/build-wasm-kernels.ts` (needs the `wabt`
+ * dev dependency). The WAT is generated rather than hand-written because the unrolled loops repeat
+ * one term many times.
+ *
+ * The kernels compute exactly what the JavaScript kernels in src/runtime/kernels.ts compute, in
+ * the same order (double sums, the same partial-sum split and unrolling), so their outputs are
+ * bit-identical; the tests check that. All pointers are byte offsets into the imported memory.
+ */
+import { writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import wabtInit from 'wabt';
+
+type Width = 16 | 32;
+
+const idxLoad = (w: Width, offset: number, ptr: string) =>
+  w === 16
+    ? `(i32.load16_u offset=${offset} (local.get ${ptr}))`
+    : `(i32.load offset=${offset} (local.get ${ptr}))`;
+
+/** values[k + u] · x[colIdx[k + u]] as a double. */
+function gatherTerm(w: Width, u: number): string {
+  const wv = `(f64.promote_f32 (f32.load offset=${4 * u} (local.get $pv)))`;
+  const xv = `(f64.promote_f32 (f32.load (i32.add (local.get $x) (i32.shl ${idxLoad(w, (w / 8) * u, '$pc')} (i32.const 2)))))`;
+  return `(f64.mul ${wv} ${xv})`;
+}
+
+const addTo = (s: string, v: string) => `(local.set ${s} (f64.add (local.get ${s}) ${v}))`;
+const advance = (n: number, w: Width) =>
+  `(local.set $pv (i32.add (local.get $pv) (i32.const ${4 * n})))
+        (local.set $pc (i32.add (local.get $pc) (i32.const ${(w / 8) * n})))`;
+
+/** `spmv`: y[i] = b[i] + Σ values[k] · x[colIdx[k]], the same sums as the JS kernel. */
+function gather(w: Width): string {
+  const eight = [0, 1, 2, 3]
+    .map((s) => addTo(`$s${s}`, `(f64.add ${gatherTerm(w, s)} ${gatherTerm(w, s + 4)})`))
+    .join('\n          ');
+  const four = [0, 1, 2, 3].map((s) => addTo(`$s${s}`, gatherTerm(w, s))).join('\n          ');
+  return `
+  (func (export "gather${w}")
+    (param $rp i32) (param $ci i32) (param $va i32) (param $bi i32) (param $x i32) (param $y i32) (param $n i32)
+    (local $i i32) (local $pv i32) (local $pc i32) (local $pe i32) (local $end i32)
+    (local $s0 f64) (local $s1 f64) (local $s2 f64) (local $s3 f64)
+    (local.set $end (i32.load (local.get $rp)))
+    (local.set $pv (i32.add (local.get $va) (i32.shl (local.get $end) (i32.const 2))))
+    (local.set $pc (i32.add (local.get $ci) (i32.shl (local.get $end) (i32.const ${w === 16 ? 1 : 2}))))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $rp (i32.add (local.get $rp) (i32.const 4)))
+        (local.set $pe (i32.add (local.get $va) (i32.shl (i32.load (local.get $rp)) (i32.const 2))))
+        (local.set $s0 (f64.promote_f32 (f32.load (i32.add (local.get $bi) (i32.shl (local.get $i) (i32.const 2))))))
+        (local.set $s1 (f64.const 0))
+        (local.set $s2 (f64.const 0))
+        (local.set $s3 (f64.const 0))
+        (block $b8 (loop $l8
+          (br_if $b8 (i32.gt_u (i32.add (local.get $pv) (i32.const 32)) (local.get $pe)))
+          ${eight}
+          ${advance(8, w)}
+          (br $l8)))
+        (block $b4 (loop $l4
+          (br_if $b4 (i32.gt_u (i32.add (local.get $pv) (i32.const 16)) (local.get $pe)))
+          ${four}
+          ${advance(4, w)}
+          (br $l4)))
+        (block $b1 (loop $l1
+          (br_if $b1 (i32.ge_u (local.get $pv) (local.get $pe)))
+          ${addTo('$s0', gatherTerm(w, 0))}
+          ${advance(1, w)}
+          (br $l1)))
+        (f32.store (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))
+          (f32.demote_f64 (f64.add (f64.add (local.get $s0) (local.get $s1)) (f64.add (local.get $s2) (local.get $s3)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $rows)))
+  )`;
+}
+
+/** The address of x[colIdx[k + u]]. */
+const xAddr = (w: Width, u: number) =>
+  `(i32.add (local.get $x) (i32.shl ${idxLoad(w, (w / 8) * u, '$pc')} (i32.const 2)))`;
+
+/** f32x4 (x[colIdx[k + u]], ..., x[colIdx[k + u + 3]]). */
+function xQuad(w: Width, u: number): string {
+  let v = `(v128.load32_zero ${xAddr(w, u)})`;
+  for (let lane = 1; lane < 4; lane++) v = `(v128.load32_lane ${lane} ${xAddr(w, u + lane)} ${v})`;
+  return v;
+}
+
+const lo = (v: string) => `(f64x2.promote_low_f32x4 ${v})`;
+const hi = (v: string) =>
+  `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
+const vadd = (a: string, b: string) => `(f64x2.add ${a} ${b})`;
+const vmul = (a: string, b: string) => `(f64x2.mul ${a} ${b})`;
+
+/**
+ * \`gather\` with the partial sums s0, s1 in one f64x2 and s2, s3 in another: the same terms added
+ * in the same order, so the same results bit for bit.
+ */
+function gatherSimd(w: Width): string {
+  const setQuads = (n: number) =>
+    Array.from(
+      { length: n },
+      (_, q) =>
+        `(local.set $w${q} (v128.load offset=${16 * q} (local.get $pv)))
+          (local.set $x${q} ${xQuad(w, 4 * q)})`,
+    ).join('\n          ');
+  return `
+  (func (export "gather${w}")
+    (param $rp i32) (param $ci i32) (param $va i32) (param $bi i32) (param $x i32) (param $y i32) (param $n i32)
+    (local $i i32) (local $pv i32) (local $pc i32) (local $pe i32) (local $end i32)
+    (local $s0 f64) (local $a01 v128) (local $a23 v128)
+    (local $w0 v128) (local $w1 v128) (local $x0 v128) (local $x1 v128)
+    (local.set $end (i32.load (local.get $rp)))
+    (local.set $pv (i32.add (local.get $va) (i32.shl (local.get $end) (i32.const 2))))
+    (local.set $pc (i32.add (local.get $ci) (i32.shl (local.get $end) (i32.const ${w === 16 ? 1 : 2}))))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $rp (i32.add (local.get $rp) (i32.const 4)))
+        (local.set $pe (i32.add (local.get $va) (i32.shl (i32.load (local.get $rp)) (i32.const 2))))
+        (local.set $a01 (f64x2.replace_lane 0 (f64x2.splat (f64.const 0))
+          (f64.promote_f32 (f32.load (i32.add (local.get $bi) (i32.shl (local.get $i) (i32.const 2)))))))
+        (local.set $a23 (f64x2.splat (f64.const 0)))
+        (block $b8 (loop $l8
+          (br_if $b8 (i32.gt_u (i32.add (local.get $pv) (i32.const 32)) (local.get $pe)))
+          ${setQuads(2)}
+          (local.set $a01 ${vadd('(local.get $a01)', vadd(vmul(lo('(local.get $w0)'), lo('(local.get $x0)')), vmul(lo('(local.get $w1)'), lo('(local.get $x1)'))))})
+          (local.set $a23 ${vadd('(local.get $a23)', vadd(vmul(hi('(local.get $w0)'), hi('(local.get $x0)')), vmul(hi('(local.get $w1)'), hi('(local.get $x1)'))))})
+          ${advance(8, w)}
+          (br $l8)))
+        (block $b4 (loop $l4
+          (br_if $b4 (i32.gt_u (i32.add (local.get $pv) (i32.const 16)) (local.get $pe)))
+          ${setQuads(1)}
+          (local.set $a01 ${vadd('(local.get $a01)', vmul(lo('(local.get $w0)'), lo('(local.get $x0)')))})
+          (local.set $a23 ${vadd('(local.get $a23)', vmul(hi('(local.get $w0)'), hi('(local.get $x0)')))})
+          ${advance(4, w)}
+          (br $l4)))
+        (local.set $s0 (f64x2.extract_lane 0 (local.get $a01)))
+        (block $b1 (loop $l1
+          (br_if $b1 (i32.ge_u (local.get $pv) (local.get $pe)))
+          ${addTo('$s0', gatherTerm(w, 0))}
+          ${advance(1, w)}
+          (br $l1)))
+        (f32.store (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))
+          (f32.demote_f64 (f64.add
+            (f64.add (local.get $s0) (f64x2.extract_lane 1 (local.get $a01)))
+            (f64.add (f64x2.extract_lane 0 (local.get $a23)) (f64x2.extract_lane 1 (local.get $a23))))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $rows)))
+  )`;
+}
+
+/** acc[rowIdx[k + u]] += values[k + u] · xj. */
+function scatterTerm(w: Width, u: number): string {
+  return `(local.set $a (i32.add (local.get $acc) (i32.shl ${idxLoad(w, (w / 8) * u, '$pc')} (i32.const 3))))
+          (f64.store (local.get $a) (f64.add (f64.load (local.get $a))
+            (f64.mul (f64.promote_f32 (f32.load offset=${4 * u} (local.get $pv))) (local.get $xj))))`;
+}
+
+/** acc[rowIdx[k + u]] += the product already in lane `lane` of the f64x2 `$p`. */
+function scatterLane(w: Width, u: number, p: string, lane: number): string {
+  return `(local.set $a (i32.add (local.get $acc) (i32.shl ${idxLoad(w, (w / 8) * u, '$pc')} (i32.const 3))))
+          (f64.store (local.get $a) (f64.add (f64.load (local.get $a)) (f64x2.extract_lane ${lane} (local.get ${p}))))`;
+}
+
+/** Four weights: their products with xj computed two at a time, then added one by one. */
+function scatterQuad(w: Width, u: number): string {
+  const wv = `(v128.load offset=${4 * u} (local.get $pv))`;
+  return `(local.set $w0 ${wv})
+          (local.set $p0 (f64x2.mul ${lo('(local.get $w0)')} (local.get $xj2)))
+          (local.set $p1 (f64x2.mul ${hi('(local.get $w0)')} (local.get $xj2)))
+          ${scatterLane(w, u, '$p0', 0)}
+          ${scatterLane(w, u + 1, '$p0', 1)}
+          ${scatterLane(w, u + 2, '$p1', 0)}
+          ${scatterLane(w, u + 3, '$p1', 1)}`;
+}
+
+let simdScatter = false;
+let scatterUnroll = 16;
+
+/** `spmvScatter`: acc = b; acc[row] += values · x[j] over the listed non-zero inputs; y = acc. */
+function scatter(w: Width): string {
+  // the 32-bit variant (more than 65536 outputs) is rare: unrolled less, to keep the module under 4 KB
+  const unroll = w === 16 ? scatterUnroll : 8;
+  const terms = (n: number) =>
+    simdScatter && n % 4 === 0
+      ? Array.from({ length: n / 4 }, (_, q) => scatterQuad(w, 4 * q)).join('\n          ')
+      : Array.from({ length: n }, (_, u) => scatterTerm(w, u)).join('\n          ');
+  return `
+  (func (export "scatter${w}")
+    (param $cp i32) (param $ri i32) (param $va i32) (param $bi i32) (param $x i32) (param $nz i32) (param $count i32)
+    (param $y i32) (param $acc i32) (param $n i32)
+    (local $i i32) (local $t i32) (local $j i32) (local $k i32) (local $pv i32) (local $pc i32) (local $pe i32) (local $a i32)
+    (local $xj f64) (local $xj2 v128) (local $w0 v128) (local $p0 v128) (local $p1 v128)
+    (block $b (loop $l
+      (br_if $b (i32.ge_u (local.get $i) (local.get $n)))
+      (f64.store (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3)))
+        (f64.promote_f32 (f32.load (i32.add (local.get $bi) (i32.shl (local.get $i) (i32.const 2))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (block $done (loop $cols
+      (br_if $done (i32.ge_u (local.get $t) (local.get $count)))
+      (local.set $j (i32.shl (i32.load (i32.add (local.get $nz) (i32.shl (local.get $t) (i32.const 2)))) (i32.const 2)))
+      (local.set $xj (f64.promote_f32 (f32.load (i32.add (local.get $x) (local.get $j)))))
+      (local.set $xj2 (f64x2.splat (local.get $xj)))
+      (local.set $k (i32.load (i32.add (local.get $cp) (local.get $j))))
+      (local.set $pv (i32.add (local.get $va) (i32.shl (local.get $k) (i32.const 2))))
+      (local.set $pc (i32.add (local.get $ri) (i32.shl (local.get $k) (i32.const ${w === 16 ? 1 : 2}))))
+      (local.set $pe (i32.add (local.get $va) (i32.shl (i32.load offset=4 (i32.add (local.get $cp) (local.get $j))) (i32.const 2))))
+      (block $bu (loop $lu
+        (br_if $bu (i32.gt_u (i32.add (local.get $pv) (i32.const ${4 * unroll})) (local.get $pe)))
+          ${terms(unroll)}
+          ${advance(unroll, w)}
+        (br $lu)))
+      (block $b4 (loop $l4
+        (br_if $b4 (i32.gt_u (i32.add (local.get $pv) (i32.const 16)) (local.get $pe)))
+          ${terms(4)}
+          ${advance(4, w)}
+        (br $l4)))
+      (block $b1 (loop $l1
+        (br_if $b1 (i32.ge_u (local.get $pv) (local.get $pe)))
+          ${terms(1)}
+          ${advance(1, w)}
+        (br $l1)))
+      (local.set $t (i32.add (local.get $t) (i32.const 1)))
+      (br $cols)))
+    (local.set $i (i32.const 0))
+    (block $b (loop $l
+      (br_if $b (i32.ge_u (local.get $i) (local.get $n)))
+      (f32.store (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))
+        (f32.demote_f64 (f64.load (i32.add (local.get $acc) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+  )`;
+}
+
+/** `nonzeroIndices`: writes the positions j < n with x[j] ≠ ±0 (NaN counts) to nz, returns how many. */
+const NONZERO = `
+  (func (export "nonzero") (param $x i32) (param $n i32) (param $nz i32) (result i32)
+    (local $j i32) (local $count i32)
+    (block $b (loop $l
+      (br_if $b (i32.ge_u (local.get $j) (local.get $n)))
+      (i32.store (i32.add (local.get $nz) (i32.shl (local.get $count) (i32.const 2))) (local.get $j))
+      (local.set $count (i32.add (local.get $count)
+        (i32.ne (i32.and (i32.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2)))) (i32.const 0x7fffffff)) (i32.const 0))))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br $l)))
+    (local.get $count)
+  )`;
+
+/**
+ * Variants, all computing the same sums in the same order (the shipped one is `OPTIONS`, the
+ * measurements are in src/runtime/wasm-kernels.ts): `simd` vectorises the gather, `simdScatter`
+ * the scatter's conversions and products, `scatterUnroll` is the 16-bit scatter's unrolling.
+ */
+export interface KernelOptions {
+  readonly simd?: boolean;
+  readonly simdScatter?: boolean;
+  readonly scatterUnroll?: 8 | 16;
+}
+
+export function kernelsWat(options: KernelOptions = {}): string {
+  const g = options.simd ? gatherSimd : gather;
+  simdScatter = options.simdScatter ?? false;
+  scatterUnroll = options.scatterUnroll ?? 16;
+  return `;; Generated by scripts/build-wasm-kernels.ts: edit that, not this file.
+(module
+  (import "env" "memory" (memory 0))
+${g(16)}
+${g(32)}
+${scatter(16)}
+${scatter(32)}
+${NONZERO}
+)
+`;
+}
+
+export async function assemble(wat: string): Promise<Uint8Array> {
+  const wabt = await wabtInit();
+  const module = wabt.parseWat('wasm-kernels.wat', wat, { simd: true });
+  module.validate();
+  const { buffer } = module.toBinary({});
+  module.destroy();
+  return buffer;
+}
+
+async function main(): Promise<void> {
+  const wat = kernelsWat(OPTIONS);
+  const buffer = await assemble(wat);
+  const base64 = Buffer.from(buffer).toString('base64');
+  const root = new URL('../src/runtime/', import.meta.url);
+  writeFileSync(new URL('wasm-kernels.wat', root), wat);
+  writeFileSync(
+    new URL('wasm-kernels-binary.ts', root),
+    `// Generated by scripts/build-wasm-kernels.ts from its WAT templates (text: wasm-kernels.wat). Do not edit.
+/** The batch-1 kernels' WebAssembly module, ${buffer.length} bytes, base64. */
+export const WASM_KERNELS_BASE64 =
+  '${base64}';
+`,
+  );
+  console.log(`wasm-kernels: ${buffer.length} bytes`);
+}
+
+/** The variant the runtime ships. */
+const OPTIONS: KernelOptions = { simd: true, simdScatter: true };
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
