@@ -38,7 +38,7 @@ function maxAbs(values: ArrayLike<number>): number {
 
 /**
  * The raw sums Σ s a and Σ s a² from the shifted moments (m1 + c m0, m2 + 2c m1 + c² m0): free of
- * the shift c, which the two paths choose differently (the graph: the mean of the first 64
+ * the shift c, which the two paths choose differently (the graph: the mean of the first 256
  * samples).
  */
 function rawMoments(stats: CalibrationStatistics['layers'][number]) {
