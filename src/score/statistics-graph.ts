@@ -24,11 +24,12 @@ import {
 import type { CalibrationStatistics, LayerStatistics, StatisticsOptions } from './statistics.js';
 
 /**
- * Largest B·K·n (floats) of a graph run's (B x K x n) cotangent tensor: batches are run in row
- * slices below it. Measured on 784-1024-1024-10 (bench/ANALYSIS.md, P1): slices of 500 rows
- * (20 MB) ran faster than 1000 (41 MB), which no longer fits the caches or glibc's recycled blocks.
+ * Largest B·K·n (floats) of a graph run's (B x K x n) cotangent tensor, 20 MiB: batches are run in
+ * row slices below it. Measured on 784-1024-1024-10 (bench/ANALYSIS.md, P1): slices of 500 rows
+ * (20 MB) ran faster than 1000 (41 MB). 20 MiB rather than 5·10⁶ floats lets that network's
+ * batches of 1,000 run as 512 + 488 rows: two runs, where 488 + 488 + 24 took three.
  */
-const COTANGENT_FLOATS = 5_000_000;
+const COTANGENT_FLOATS = 5 * 2 ** 20;
 
 /** What the graph pass accumulates into (the caller allocated it). */
 export interface GraphAccumulators {

@@ -122,7 +122,7 @@ describe('calibration statistics as one graph per batch', () => {
   });
 
   test('batches are run in row slices when the cotangent tensor would be large', async () => {
-    // 12 outputs x 600 hidden: slices of 694 rows, so a batch of 1000 runs as 694 + 306
+    // 12 outputs x 600 hidden: slices of 728 rows, so a batch of 1000 runs as 728 + 272
     const mlp = randomMlp([5, 600, 12], { kind: 'relu' }, 6);
     const wide = inMemoryDataset(randomMatrix(1500, 5, 7));
     const reference = await collectStatistics(mlp, wide, { batchSize: 1000, gemm: tsGemm });
