@@ -9,7 +9,7 @@ import { EcpruneError } from '../errors.js';
 import type { GraphSession, GraphTensor } from '../gemm/gemm.js';
 import type { Matrix } from '../model/matrix.js';
 import type { Mlp } from '../model/mlp.js';
-import { type PhaseTimings, timePhase } from '../timings.js';
+import { timePhase } from '../timings.js';
 import { type LossKind, targetMatrix } from '../train/loss.js';
 import {
   ecGraph,
@@ -73,7 +73,7 @@ export async function collectWithGraph(
             const first = () => firstShifts(session, feeds, accumulators.layers);
             shifts.push(...(await timePhase(options.timings, 'forward', first)));
           }
-          shifts.forEach((shift, l) => (feeds[graphShift(l)] = shift));
+          for (const [l, shift] of shifts.entries()) feeds[graphShift(l)] = shift;
         }
         const result = await timePhase(options.timings, 'statistics', () => session.run(feeds, graph.sums));
         accumulate(result, accumulators, rows, calibration.samples, graph.sharedOutputRow);
