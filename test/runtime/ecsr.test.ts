@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { createRandom } from '../../src/data/random.js';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readEcsrAsMlp, writeEcsr } from '../../src/io/ecsr.js';
@@ -22,14 +23,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = (seed: number): (() => number) => createRandom(seed).next;
 
 const withAlpha = (kind: Activation['kind'], alpha: number): Activation =>
   kind === 'leaky_relu' || kind === 'elu' ? { kind, alpha } : ({ kind } as Activation);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { writeEcsr } from '../../src/io/ecsr.js';
 import { ACTIVATION_KINDS, type Activation } from '../../src/model/activations.js';
@@ -24,14 +25,7 @@ import {
 } from '../../src/runtime/wasm-kernels.js';
 import { WASM_KERNELS_BASE64 } from '../../src/runtime/wasm-kernels-binary.js';
 
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = (seed: number): (() => number) => createRandom(seed).next;
 
 const withAlpha = (kind: Activation['kind']): Activation =>
   kind === 'leaky_relu' || kind === 'elu' ? { kind, alpha: 0.2 } : ({ kind } as Activation);
