@@ -1,10 +1,12 @@
 /**
  * The ONNX models the onnxruntime backends run (onnxruntime-node in src/node/ort-gemm.ts,
- * onnxruntime-web in src/gemm/ort-web-gemm.ts): the one-node Gemm here, and the helpers the
- * calibration graph (src/score/ec-graph.ts) is built with. Browser-safe: onnx-proto only.
+ * onnxruntime-web in src/gemm/ort-web-gemm.ts): the one-node Gemm here, the helpers the
+ * calibration graph (src/score/ec-graph.ts) is built with, and their sessions as GraphSessions.
+ * Browser-safe: onnx-proto only.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
+import type { GraphSession } from './gemm.js';
 
 const { onnx } = onnxProto;
 
@@ -30,6 +32,28 @@ export function encodeModel(graph: OnnxTypes.IGraphProto): Uint8Array {
     graph,
   });
   return onnx.ModelProto.encode(model).finish();
+}
+
+/** What both onnxruntime packages' InferenceSession offer (their types differ only by package). */
+interface OrtSession<T> {
+  run(feeds: Record<string, T>, fetches: string[]): Promise<Record<string, { readonly data: unknown }>>;
+  release(): Promise<void>;
+}
+
+/** An onnxruntime session as a GraphSession; `tensor` makes the package's float32 tensor. */
+export function graphSession<T>(
+  session: OrtSession<T>,
+  tensor: (data: Float32Array, dims: readonly number[]) => T,
+): GraphSession {
+  return {
+    async run(feeds, outputs) {
+      const tensors: Record<string, T> = {};
+      for (const [name, { data, dims }] of Object.entries(feeds)) tensors[name] = tensor(data, dims);
+      const result = await session.run(tensors, [...outputs]);
+      return Object.fromEntries(outputs.map((name) => [name, result[name].data as Float32Array]));
+    },
+    release: () => session.release(),
+  };
 }
 
 /** A one-node ONNX model `Y = Gemm(A, B)` with symbolic dimensions, so one session serves every shape. */

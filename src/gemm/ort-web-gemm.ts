@@ -6,7 +6,7 @@
 import { type Matrix, matrix } from '../model/matrix.js';
 import type { Gemm, GemmOptions, GraphSession } from './gemm.js';
 import { productShape } from './gemm.js';
-import { gemmModelBytes } from './gemm-model.js';
+import { gemmModelBytes, graphSession } from './gemm-model.js';
 import { matmulTs, tsGemm } from './ts-gemm.js';
 
 type Ort = typeof import('onnxruntime-web/wasm');
@@ -70,18 +70,8 @@ export async function createOrtWebGemm(options: OrtWebGemmOptions = {}): Promise
       return matrix(m, n, result.Y.data as Float32Array);
     },
     async createSession(model: Uint8Array): Promise<GraphSession> {
-      const graph = await ort.InferenceSession.create(model, sessionOptions);
-      return {
-        async run(feeds, outputs) {
-          const tensors: Record<string, import('onnxruntime-web/wasm').Tensor> = {};
-          for (const [name, { data, dims }] of Object.entries(feeds)) {
-            tensors[name] = new ort.Tensor('float32', data, dims);
-          }
-          const result = await graph.run(tensors, outputs as string[]);
-          return Object.fromEntries(outputs.map((name) => [name, result[name].data as Float32Array]));
-        },
-        release: () => graph.release(),
-      };
+      const session = await ort.InferenceSession.create(model, sessionOptions);
+      return graphSession(session, (data, dims) => new ort.Tensor('float32', data, dims));
     },
     async dispose() {
       for (const s of sessions.values()) await (await s).release();

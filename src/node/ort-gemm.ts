@@ -2,7 +2,7 @@ import os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { Gemm, GemmOptions, GraphSession } from '../gemm/gemm.js';
 import { productShape } from '../gemm/gemm.js';
-import { gemmModelBytes } from '../gemm/gemm-model.js';
+import { gemmModelBytes, graphSession } from '../gemm/gemm-model.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 
 /**
@@ -46,18 +46,8 @@ export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Pro
       return matrix(m, n, result.Y.data as Float32Array);
     },
     async createSession(model: Uint8Array): Promise<GraphSession> {
-      const graph = await ort.InferenceSession.create(model, sessionOptions);
-      return {
-        async run(feeds, outputs) {
-          const tensors: Record<string, ort.Tensor> = {};
-          for (const [name, { data, dims }] of Object.entries(feeds)) {
-            tensors[name] = new ort.Tensor('float32', data, dims);
-          }
-          const result = await graph.run(tensors, outputs as string[]);
-          return Object.fromEntries(outputs.map((name) => [name, result[name].data as Float32Array]));
-        },
-        release: () => graph.release(),
-      };
+      const session = await ort.InferenceSession.create(model, sessionOptions);
+      return graphSession(session, (data, dims) => new ort.Tensor('float32', data, dims));
     },
     async dispose() {
       for (const s of sessions.values()) await (await s).release();

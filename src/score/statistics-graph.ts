@@ -1,16 +1,16 @@
 /**
  * The calibration pass of statistics.ts with each batch run as one ONNX graph (ec-graph.ts) on a
- * backend that runs graphs. Same sums, same shift, same float64 accumulation across batches; only
- * the per-batch float32 work moves into the graph. statistics.ts picks this path when it applies
- * (`graphApplies`); its own GEMM-by-GEMM path stays the reference the tests compare against.
+ * backend that runs graphs. The same sums and the same float64 accumulation across batches (about
+ * a shift c from the first 256 samples rather than the first batch); only the per-batch float32
+ * work moves into the graph. `collectStatistics` picks this path when it applies; its own
+ * GEMM-by-GEMM path stays the reference the tests compare against.
  */
-import type { Batch, Dataset } from '../data/dataset.js';
-import { EcpruneError } from '../errors.js';
+import type { Dataset } from '../data/dataset.js';
 import type { GraphSession, GraphTensor } from '../gemm/gemm.js';
-import type { Matrix } from '../model/matrix.js';
+import { type Matrix, rowSlice } from '../model/matrix.js';
 import type { Mlp } from '../model/mlp.js';
 import { timePhase } from '../timings.js';
-import { type LossKind, targetMatrix } from '../train/loss.js';
+import { type LossKind, requireTargets, targetMatrix } from '../train/loss.js';
 import {
   ecGraph,
   GRAPH_INPUT,
@@ -61,13 +61,12 @@ export async function collectWithGraph(
     const shifts: GraphTensor[] = [];
     let done = 0;
     for await (const batch of calibration.batches(options.batchSize, { reuseBuffers: true })) {
-      const targets = accumulators.lossGradient
-        ? targetsOf(batch, outputs, accumulators.lossGradient, calibration.name)
-        : undefined;
+      const loss = accumulators.lossGradient;
+      const targets = loss && targetMatrix(requireTargets(batch.y, loss, calibration.name), outputs, loss);
       for (let start = 0; start < batch.x.rows; start += sliceRows) {
         const rows = Math.min(sliceRows, batch.x.rows - start);
-        const feeds: Record<string, GraphTensor> = { [GRAPH_INPUT]: rowSlice(batch.x, start, rows) };
-        if (targets) feeds[GRAPH_TARGETS] = rowSlice(targets, start, rows);
+        const feeds: Record<string, GraphTensor> = { [GRAPH_INPUT]: rowsTensor(batch.x, start, rows) };
+        if (targets) feeds[GRAPH_TARGETS] = rowsTensor(targets, start, rows);
         if (accumulators.moments) {
           if (shifts.length === 0) {
             const first = () => firstShifts(session, feeds, accumulators.layers);
@@ -125,15 +124,10 @@ async function firstShifts(
   });
 }
 
-function targetsOf(batch: Batch, outputs: number, loss: LossKind, name: string): Matrix {
-  if (batch.y === undefined) {
-    throw new EcpruneError('usage', `${loss} loss needs labels for the calibration set`, name);
-  }
-  return targetMatrix(batch.y, outputs, loss);
-}
-
-function rowSlice(m: Matrix, start: number, rows: number): GraphTensor {
-  return { data: m.data.subarray(start * m.cols, (start + rows) * m.cols), dims: [rows, m.cols] };
+/** Rows [start, start + rows) of `m` as a graph input (a view, no copy). */
+function rowsTensor(m: Matrix, start: number, rows: number): GraphTensor {
+  const { data, cols } = rowSlice(m, start, start + rows);
+  return { data, dims: [rows, cols] };
 }
 
 /** Adds one graph run's float32 sums to the float64 accumulators. */

@@ -9,7 +9,7 @@ import { type ForwardTrace, forwardTrace, preActivation } from '../model/forward
 import type { Matrix } from '../model/matrix.js';
 import { inputSize, type Mlp, outputSize } from '../model/mlp.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
-import { type LossKind, lossFor, lossGradient } from '../train/loss.js';
+import { type LossKind, lossFor, lossGradient, requireTargets } from '../train/loss.js';
 import { collectWithGraph } from './statistics-graph.js';
 
 /**
@@ -176,14 +176,8 @@ export async function collectStatistics(
       if (timings) timings.sensitivity -= (timings.statistics ?? 0) - statisticsBefore;
     }
     if (options.lossGradient) {
-      if (batch.y === undefined) {
-        throw new EcpruneError(
-          'usage',
-          `${options.lossGradient} loss needs labels for the calibration set`,
-          calibration.name,
-        );
-      }
-      await accumulateLossGradient(mlp, trace, batch.y, options.lossGradient, total, gemm, layers);
+      const targets = requireTargets(batch.y, options.lossGradient, calibration.name);
+      await accumulateLossGradient(mlp, trace, targets, options.lossGradient, total, gemm, layers);
     }
     done += batch.x.rows;
     options.onProgress?.(done, total);

@@ -40,14 +40,22 @@ function targetValue(targets: Targets, n: number, k: number, outputs: number): n
   return targets.kind === 'classes' ? +(targets.values[n] === k) : targets.values.data[n * outputs + k];
 }
 
+/** A batch's targets, which a loss gradient needs: a usage error naming the data set if there are none. */
+export function requireTargets(targets: Targets | undefined, loss: LossKind, dataName: string): Targets {
+  if (targets === undefined) {
+    throw new EcpruneError('usage', `${loss} loss needs labels for the calibration set`, dataName);
+  }
+  return targets;
+}
+
 /**
  * The targets of a batch as B x K floats, one-hot for class ids (what a graph computing dL/dy
  * takes), after the same checks as `lossGradient`.
  */
 export function targetMatrix(targets: Targets, outputs: number, loss: LossKind): Matrix {
   checkTargets({ cols: outputs }, targets, loss);
-  const rows = targets.kind === 'classes' ? targets.values.length : targets.values.rows;
   if (targets.kind === 'values') return targets.values;
+  const rows = targets.values.length;
   const data = new Float32Array(rows * outputs);
   for (let n = 0; n < rows; n++) data[n * outputs + targets.values[n]] = 1;
   return { rows, cols: outputs, data };
