@@ -23,11 +23,14 @@ export function floatValueInfo(name: string, dims: readonly (number | string)[])
   };
 }
 
+/** The opset of the models built here (Gemm; ReduceMean/ReduceSumSquare axes as attributes, ReduceSum's as an input). */
+export const MODEL_OPSET = 13;
+
 /** `graph` as an encoded opset-13 model. */
 export function encodeModel(graph: OnnxTypes.IGraphProto): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 7,
-    opsetImport: [{ domain: '', version: 13 }],
+    opsetImport: [{ domain: '', version: MODEL_OPSET }],
     producerName: 'ecprune',
     graph,
   });

@@ -914,7 +914,7 @@ function sparseTensor(name: string, dims: readonly number[], values: Float32Arra
 }
 
 /** Collects nodes and initializers, keeping tensor names and node names unique. */
-class GraphWriter {
+export class GraphWriter {
   readonly nodes: NodeProto[] = [];
   readonly initializers: TensorProto[] = [];
   readonly sparseInitializers: SparseTensorProto[] = [];
@@ -976,7 +976,7 @@ const intAttr = (name: string, i: number): AttributeProto => ({
 });
 
 /** Writes `act` after the tensor `input`, reusing the template's node names when they fit; returns the output. */
-function writeActivation(
+export function writeActivation(
   graph: GraphWriter,
   act: Activation,
   names: readonly string[],

@@ -20,14 +20,14 @@
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
-import { encodeModel, floatValueInfo } from '../gemm/gemm-model.js';
-import { rawTensor } from '../io/onnx.js';
+import { encodeModel, floatValueInfo, MODEL_OPSET } from '../gemm/gemm-model.js';
+import { GraphWriter, rawTensor, writeActivation } from '../io/onnx.js';
 import type { Activation } from '../model/activations.js';
 import type { Mlp } from '../model/mlp.js';
 import type { LossKind } from '../train/loss.js';
 
 const { onnx } = onnxProto;
-const { INT, INTS, FLOAT, TENSOR } = onnx.AttributeProto.AttributeType;
+const { INT, INTS, TENSOR } = onnx.AttributeProto.AttributeType;
 
 /** Tensor names shared by the builder and the runner. */
 export const GRAPH_INPUT = 'x';
@@ -61,160 +61,122 @@ export interface EcGraph {
 
 type Attribute = OnnxTypes.IAttributeProto;
 
-/** Nodes and initializers of a graph being built; every node gets a fresh output name. */
-class GraphBuilder {
-  readonly nodes: OnnxTypes.INodeProto[] = [];
-  readonly initializers: OnnxTypes.ITensorProto[] = [];
-  private count = 0;
+/**
+ * The graph as this builder writes it: nodes named after their op, constants as initializers, on
+ * io/onnx.ts's GraphWriter (which keeps every name unique).
+ */
+interface Builder {
+  node(opType: string, inputs: string[], attribute?: Attribute[]): string;
+  floats(name: string, dims: number[], values: Float32Array): string;
+  scalar(value: number): string;
+  ints(values: number[]): string;
+  /** `value` as the graph output `name` */
+  output(value: string, name: string): void;
+}
 
-  node(opType: string, input: string[], attribute: Attribute[] = [], output = `t${this.count}`): string {
-    this.nodes.push({ opType, input, output: [output], attribute, name: `n${this.count++}` });
-    return output;
-  }
-
-  floats(name: string, dims: number[], values: ArrayLike<number>): string {
-    this.initializers.push(rawTensor(name, dims, values, 'float32'));
-    return name;
-  }
-
-  /** A float scalar initializer, one per value. */
-  scalar(value: number): string {
-    return this.cached(`scalar ${value}`, () => this.floats(`c${this.initializers.length}`, [], [value]));
-  }
-
-  /** An int64 vector initializer (axes), one per list. */
-  ints(values: number[]): string {
-    return this.cached(`ints ${values}`, () => {
-      const name = `i${this.initializers.length}`;
-      this.initializers.push(rawTensor(name, [values.length], values, 'int64'));
-      return name;
-    });
-  }
-
-  private readonly constants = new Map<string, string>();
-  private cached(key: string, make: () => string): string {
-    let name = this.constants.get(key);
-    if (name === undefined) {
-      name = make();
-      this.constants.set(key, name);
-    }
-    return name;
-  }
+function builder(writer: GraphWriter): Builder {
+  return {
+    node: (opType, inputs, attribute = []) => writer.node(opType, opType, inputs, attribute),
+    floats: (name, dims, values) => writer.floats(name, dims, values),
+    scalar: (value) => writer.floats('c', [], Float32Array.of(value)),
+    ints: (values) => writer.ints('axes', values),
+    output(value, name) {
+      writer.node('Identity', name, [value]);
+      writer.finish(name);
+    },
+  };
 }
 
 const intAttribute = (name: string, i: number): Attribute => ({ name, i, type: INT });
 const intsAttribute = (name: string, ints: number[]): Attribute => ({ name, ints, type: INTS });
-const floatAttribute = (name: string, f: number): Attribute => ({ name, f, type: FLOAT });
 
 /**
- * act(z) and act'(z) as nodes, with the conventions of model/activations.ts (relu'(0) = 0,
- * leaky_relu'(0) = alpha, elu'(0) = 1). `derivative` is undefined for the identity (≡ 1).
+ * act'(z) as nodes, given z and act(z), with the conventions of model/activations.ts
+ * (relu'(0) = 0, leaky_relu'(0) = alpha, elu'(0) = 1); undefined for the identity (≡ 1).
  */
-function activationNodes(
-  graph: GraphBuilder,
-  act: Activation,
-  z: string,
-): { output: string; derivative?: string } {
+function derivativeNodes(graph: Builder, act: Activation, z: string, output: string): string | undefined {
   const positive = () => graph.node('Greater', [z, graph.scalar(0)]);
   switch (act.kind) {
     case 'identity':
-      return { output: z };
+      return undefined;
     case 'relu':
-      return {
-        output: graph.node('Relu', [z]),
-        derivative: graph.node('Cast', [positive()], [intAttribute('to', onnx.TensorProto.DataType.FLOAT)]),
-      };
+      return graph.node('Cast', [positive()], [intAttribute('to', onnx.TensorProto.DataType.FLOAT)]);
     case 'leaky_relu':
-      return {
-        output: graph.node('LeakyRelu', [z], [floatAttribute('alpha', act.alpha)]),
-        derivative: graph.node('Where', [positive(), graph.scalar(1), graph.scalar(act.alpha)]),
-      };
-    case 'tanh': {
-      const output = graph.node('Tanh', [z]);
-      return {
-        output,
-        derivative: graph.node('Sub', [graph.scalar(1), graph.node('Mul', [output, output])]),
-      };
-    }
-    case 'sigmoid': {
-      const output = graph.node('Sigmoid', [z]);
-      return {
-        output,
-        derivative: graph.node('Mul', [output, graph.node('Sub', [graph.scalar(1), output])]),
-      };
-    }
+      return graph.node('Where', [positive(), graph.scalar(1), graph.scalar(act.alpha)]);
+    case 'tanh':
+      return graph.node('Sub', [graph.scalar(1), graph.node('Mul', [output, output])]);
+    case 'sigmoid':
+      return graph.node('Mul', [output, graph.node('Sub', [graph.scalar(1), output])]);
     case 'gelu': {
-      // Φ(z) = (1 + erf(z/√2)) / 2,  gelu = z Φ(z),  gelu' = Φ(z) + z φ(z),  φ(z) = e^{-z²/2} / √(2π)
-      const cdf = graph.node('Mul', [
-        graph.node('Add', [
-          graph.node('Erf', [graph.node('Mul', [z, graph.scalar(Math.SQRT1_2)])]),
-          graph.scalar(1),
-        ]),
-        graph.scalar(0.5),
-      ]);
+      // gelu' = Φ(z) + z φ(z),  Φ(z) = (1 + erf(z/√2)) / 2,  φ(z) = e^{-z²/2} / √(2π)
+      const erf = graph.node('Erf', [graph.node('Mul', [z, graph.scalar(Math.SQRT1_2)])]);
+      const cdf = graph.node('Mul', [graph.node('Add', [erf, graph.scalar(1)]), graph.scalar(0.5)]);
       const density = graph.node('Mul', [
         graph.node('Exp', [graph.node('Mul', [graph.node('Mul', [z, z]), graph.scalar(-0.5)])]),
         graph.scalar(1 / Math.sqrt(2 * Math.PI)),
       ]);
-      return {
-        output: graph.node('Mul', [z, cdf]),
-        derivative: graph.node('Add', [cdf, graph.node('Mul', [z, density])]),
-      };
+      return graph.node('Add', [cdf, graph.node('Mul', [z, density])]);
     }
     case 'softplus':
-      return { output: graph.node('Softplus', [z]), derivative: graph.node('Sigmoid', [z]) };
+      return graph.node('Sigmoid', [z]);
     case 'elu': {
       // elu' = alpha e^z = elu(z) + alpha for z < 0, else 1
-      const output = graph.node('Elu', [z], [floatAttribute('alpha', act.alpha)]);
       const negative = graph.node('Less', [z, graph.scalar(0)]);
-      return {
-        output,
-        derivative: graph.node('Where', [
-          negative,
-          graph.node('Add', [output, graph.scalar(act.alpha)]),
-          graph.scalar(1),
-        ]),
-      };
+      return graph.node('Where', [
+        negative,
+        graph.node('Add', [output, graph.scalar(act.alpha)]),
+        graph.scalar(1),
+      ]);
     }
   }
 }
 
 /** d ⊙ d, skipped for ReLU whose derivative is 0 or 1. */
-function squared(graph: GraphBuilder, act: Activation, d: string): string {
+function squared(graph: Builder, act: Activation, d: string): string {
   return act.kind === 'relu' ? d : graph.node('Mul', [d, d]);
 }
 
 /** A float tensor of ones with the shape held by the int64 tensor `shape`. */
-function ones(graph: GraphBuilder, shape: string): string {
+function ones(graph: Builder, shape: string): string {
   const one: OnnxTypes.ITensorProto = rawTensor('one', [1], [1], 'float32');
   return graph.node('ConstantOfShape', [shape], [{ name: 'value', t: one, type: TENSOR }]);
 }
 
 /** The ONNX model of one batch's statistics for `mlp` (its weights as initializers). */
 export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
-  const graph = new GraphBuilder();
   const L = mlp.layers.length;
   const sizes = [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
   const K = sizes[L];
+  const fixedNames = [GRAPH_INPUT, GRAPH_TARGETS].concat(
+    ...mlp.layers.map((_, l) => [graphShift(l), graphMoments(l), graphM0(l), graphMean(l), graphGradient(l)]),
+  );
+  const writer = new GraphWriter(fixedNames, false);
+  const graph = builder(writer);
   const inputs = [floatValueInfo(GRAPH_INPUT, ['batch', sizes[0]])];
   const outputs: OnnxTypes.IValueInfoProto[] = [];
   const means: string[] = [];
   const emit = (value: string, name: string, dims: (number | string)[]) => {
-    graph.node('Identity', [value], [], name);
+    graph.output(value, name);
     outputs.push(floatValueInfo(name, dims));
   };
 
   // forward: the input of every layer and the derivative of every activation
   const layerInputs: string[] = [];
+  const weights: string[] = [];
   const derivatives: (string | undefined)[] = [];
   let a = GRAPH_INPUT;
   for (let l = 0; l < L; l++) {
     const { weight, bias, activation } = mlp.layers[l];
     layerInputs.push(a);
-    graph.floats(`W${l}`, [weight.rows, weight.cols], weight.data);
-    graph.floats(`b${l}`, [weight.rows], bias);
-    const z = graph.node('Gemm', [a, `W${l}`, `b${l}`], [intAttribute('transB', 1)]);
-    const { output, derivative } = activationNodes(graph, activation, z);
+    const W = graph.floats(`W${l}`, [weight.rows, weight.cols], weight.data);
+    weights.push(W);
+    const z = graph.node(
+      'Gemm',
+      [a, W, graph.floats(`b${l}`, [weight.rows], bias)],
+      [intAttribute('transB', 1)],
+    );
+    const output = writeActivation(writer, activation, [], `layer${l}`, z, MODEL_OPSET);
+    const derivative = derivativeNodes(graph, activation, z, output);
     derivatives.push(derivative ?? (l < L - 1 ? ones(graph, graph.node('Shape', [z])) : undefined));
     a = output;
   }
@@ -284,7 +246,7 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
         s = graph.node('Mul', [squared(graph, acts[l], d), weightSensitivity]);
         if (l > 0) g = graph.node('Mul', [h(), dUnsqueezed()]);
       } else {
-        const h = graph.node('MatMul', [g, `W${l + 1}`]);
+        const h = graph.node('MatMul', [g, weights[l + 1]]);
         const reduce = (t: string) =>
           graph.node('ReduceSumSquare', [t], [intsAttribute('axes', [1]), intAttribute('keepdims', 0)]);
         if (l > 0) {
@@ -307,7 +269,7 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
         : graph.node('Mul', [graph.node('Sub', [y, GRAPH_TARGETS]), graph.scalar(2 / K)]);
     let gamma = residual;
     for (let l = L - 1; l >= 0; l--) {
-      if (l < L - 1) gamma = graph.node('MatMul', [gamma, `W${l + 1}`]);
+      if (l < L - 1) gamma = graph.node('MatMul', [gamma, weights[l + 1]]);
       const d = derivatives[l];
       if (d !== undefined) gamma = graph.node('Mul', [gamma, d]);
       const gradient = graph.node('Gemm', [gamma, layerInputs[l]], [intAttribute('transA', 1)]);
@@ -317,8 +279,8 @@ export function ecGraph(mlp: Mlp, options: EcGraphOptions): EcGraph {
 
   const model = encodeModel({
     name: 'ec-statistics',
-    node: graph.nodes,
-    initializer: graph.initializers,
+    node: writer.nodes,
+    initializer: writer.initializers,
     input: inputs,
     output: outputs,
   });
