@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { createRandom } from '../../src/data/random.js';
 import { EcpruneError } from '../../src/errors.js';
-import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readEcsrAsMlp, writeEcsr } from '../../src/io/ecsr.js';
 import { ACTIVATION_KINDS, type Activation, applyActivation } from '../../src/model/activations.js';
-import { forward } from '../../src/model/forward.js';
 import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { activateInPlace } from '../../src/runtime/activations.js';
@@ -19,14 +16,10 @@ import {
   toCsc,
   toKernelCsr,
 } from '../../src/runtime/kernels.js';
+import { assertClose, dense, inputWithZeros, rng, withAlpha } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
-
-const rng = (seed: number): (() => number) => createRandom(seed).next;
-
-const withAlpha = (kind: Activation['kind'], alpha: number): Activation =>
-  kind === 'leaky_relu' || kind === 'elu' ? { kind, alpha } : ({ kind } as Activation);
 
 /** Uniform weights with variance ~2/n_in, so pre-activations stay O(1) through the layers. */
 function randomMlp(sizes: number[], act: Activation, seed: number): Mlp {
@@ -64,27 +57,6 @@ function prune(mlp: Mlp, sparsity: Sparsity, seed: number): Mlp {
 function randomInput(batch: number, n: number, seed: number): Float32Array {
   const r = rng(seed);
   return Float32Array.from({ length: batch * n }, () => 4 * r() - 2);
-}
-
-/** Like randomInput, with a fraction `zeros` of exact zeros at random positions (the rest never 0). */
-function inputWithZeros(n: number, zeros: number, seed: number): Float32Array {
-  const r = rng(seed);
-  return Float32Array.from({ length: n }, () => (r() < zeros ? 0 : 0.05 + 2 * r()) * (r() < 0.5 ? -1 : 1));
-}
-
-function assertClose(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    // relative above 1: float32 sums of a few hundred terms differ by a few ulps of their size
-    if (!(err <= tol * Math.max(1, Math.abs(expected[i])))) {
-      assert.fail(`${what}: [${i}] = ${actual[i]}, expected ${expected[i]} (error ${err})`);
-    }
-  }
-}
-
-async function dense(mlp: Mlp, x: Float32Array, batch: number): Promise<Float32Array> {
-  return (await forward(mlp, matrix(batch, x.length / batch, x.slice()), tsGemm)).data;
 }
 
 /** float16 rounding by a second method: nearest value of the enumerated float16 grid, ties to even bits. */

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createRandom } from '../../src/data/random.js';
-import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { writeEcsr } from '../../src/io/ecsr.js';
 import { ACTIVATION_KINDS, type Activation } from '../../src/model/activations.js';
-import { forward } from '../../src/model/forward.js';
 import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { activateInPlace } from '../../src/runtime/activations.js';
@@ -24,11 +21,7 @@ import {
   wasmScatterThreshold,
 } from '../../src/runtime/wasm-kernels.js';
 import { WASM_KERNELS_BASE64 } from '../../src/runtime/wasm-kernels-binary.js';
-
-const rng = (seed: number): (() => number) => createRandom(seed).next;
-
-const withAlpha = (kind: Activation['kind']): Activation =>
-  kind === 'leaky_relu' || kind === 'elu' ? { kind, alpha: 0.2 } : ({ kind } as Activation);
+import { assertClose, dense, inputWithZeros, rng, withAlpha } from './helpers.js';
 
 /** Random MLP with a share `keep` of its weights non-zero (at random positions). */
 function sparseMlp(sizes: number[], keep: number, act: Activation, seed: number): Mlp {
@@ -47,32 +40,12 @@ function sparseMlp(sizes: number[], keep: number, act: Activation, seed: number)
   };
 }
 
-/** n inputs, a share `zeros` of them exactly ±0, the rest in ±[0.05, 2). */
-function inputWithZeros(n: number, zeros: number, seed: number): Float32Array {
-  const r = rng(seed);
-  return Float32Array.from({ length: n }, () => (r() < zeros ? 0 : 0.05 + 2 * r()) * (r() < 0.5 ? -1 : 1));
-}
-
-async function dense(mlp: Mlp, x: Float32Array): Promise<Float32Array> {
-  return (await forward(mlp, matrix(1, x.length, x.slice()), tsGemm)).data;
-}
-
 /** Equal element by element, NaN equal to NaN (the kernels compute the same sums in the same order). */
 function assertSame(actual: Float32Array, expected: Float32Array, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
   for (let i = 0; i < actual.length; i++) {
     if (!Object.is(actual[i], expected[i]) && !(actual[i] === 0 && expected[i] === 0)) {
       assert.fail(`${what}: [${i}] = ${actual[i]}, the JavaScript kernels give ${expected[i]}`);
-    }
-  }
-}
-
-function assertClose(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    if (!(err <= tol * Math.max(1, Math.abs(expected[i])))) {
-      assert.fail(`${what}: [${i}] = ${actual[i]}, expected ${expected[i]} (error ${err})`);
     }
   }
 }
@@ -156,7 +129,7 @@ describe('WebAssembly batch-1 kernels', () => {
   it('every activation, float32 and float16 values: loadEcsr matches its JavaScript fallback bit for bit', async () => {
     for (const [k, kind] of ACTIVATION_KINDS.entries()) {
       for (const valueType of ['float32', 'float16'] as const) {
-        const mlp = sparseMlp([300, 64, 48, 6], 0.1, withAlpha(kind), 40 + k);
+        const mlp = sparseMlp([300, 64, 48, 6], 0.1, withAlpha(kind, 0.2), 40 + k);
         const bytes = writeEcsr(mlp, { valueType });
         const fast = loadEcsr(bytes);
         const fallback = withoutWebAssembly(() => loadEcsr(bytes));
