@@ -33,52 +33,6 @@ const advance = (n: number, w: Width) =>
   `(local.set $pv (i32.add (local.get $pv) (i32.const ${4 * n})))
         (local.set $pc (i32.add (local.get $pc) (i32.const ${(w / 8) * n})))`;
 
-/** `spmv`: y[i] = b[i] + Σ values[k] · x[colIdx[k]], the same sums as the JS kernel. */
-function gather(w: Width): string {
-  const eight = [0, 1, 2, 3]
-    .map((s) => addTo(`$s${s}`, `(f64.add ${gatherTerm(w, s)} ${gatherTerm(w, s + 4)})`))
-    .join('\n          ');
-  const four = [0, 1, 2, 3].map((s) => addTo(`$s${s}`, gatherTerm(w, s))).join('\n          ');
-  return `
-  (func (export "gather${w}")
-    (param $rp i32) (param $ci i32) (param $va i32) (param $bi i32) (param $x i32) (param $y i32) (param $n i32)
-    (local $i i32) (local $pv i32) (local $pc i32) (local $pe i32) (local $end i32)
-    (local $s0 f64) (local $s1 f64) (local $s2 f64) (local $s3 f64)
-    (local.set $end (i32.load (local.get $rp)))
-    (local.set $pv (i32.add (local.get $va) (i32.shl (local.get $end) (i32.const 2))))
-    (local.set $pc (i32.add (local.get $ci) (i32.shl (local.get $end) (i32.const ${w === 16 ? 1 : 2}))))
-    (block $done
-      (loop $rows
-        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-        (local.set $rp (i32.add (local.get $rp) (i32.const 4)))
-        (local.set $pe (i32.add (local.get $va) (i32.shl (i32.load (local.get $rp)) (i32.const 2))))
-        (local.set $s0 (f64.promote_f32 (f32.load (i32.add (local.get $bi) (i32.shl (local.get $i) (i32.const 2))))))
-        (local.set $s1 (f64.const 0))
-        (local.set $s2 (f64.const 0))
-        (local.set $s3 (f64.const 0))
-        (block $b8 (loop $l8
-          (br_if $b8 (i32.gt_u (i32.add (local.get $pv) (i32.const 32)) (local.get $pe)))
-          ${eight}
-          ${advance(8, w)}
-          (br $l8)))
-        (block $b4 (loop $l4
-          (br_if $b4 (i32.gt_u (i32.add (local.get $pv) (i32.const 16)) (local.get $pe)))
-          ${four}
-          ${advance(4, w)}
-          (br $l4)))
-        (block $b1 (loop $l1
-          (br_if $b1 (i32.ge_u (local.get $pv) (local.get $pe)))
-          ${addTo('$s0', gatherTerm(w, 0))}
-          ${advance(1, w)}
-          (br $l1)))
-        (f32.store (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))
-          (f32.demote_f64 (f64.add (f64.add (local.get $s0) (local.get $s1)) (f64.add (local.get $s2) (local.get $s3)))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $rows)))
-  )`;
-}
-
-/** The address of x[colIdx[k + u]]. */
 const xAddr = (w: Width, u: number) =>
   `(i32.add (local.get $x) (i32.shl ${idxLoad(w, (w / 8) * u, '$pc')} (i32.const 2)))`;
 
@@ -96,10 +50,12 @@ const vadd = (a: string, b: string) => `(f64x2.add ${a} ${b})`;
 const vmul = (a: string, b: string) => `(f64x2.mul ${a} ${b})`;
 
 /**
- * \`gather\` with the partial sums s0, s1 in one f64x2 and s2, s3 in another: the same terms added
- * in the same order, so the same results bit for bit.
+ * `spmv`: y[i] = b[i] + Σ values[k] · x[colIdx[k]], with the JS kernel's partial sums s0, s1 in
+ * one f64x2 and s2, s3 in another: the same terms added in the same order, so the same results bit
+ * for bit. (A scalar version measured 1.3× slower, a scalar scatter ~10 % slower, the 16-bit
+ * scatter unrolled by 8 3–4 % slower: src/runtime/wasm-kernels.ts.)
  */
-function gatherSimd(w: Width): string {
+function gather(w: Width): string {
   const setQuads = (n: number) =>
     Array.from(
       { length: n },
@@ -178,15 +134,12 @@ function scatterQuad(w: Width, u: number): string {
           ${scatterLane(w, u + 3, '$p1', 1)}`;
 }
 
-let simdScatter = false;
-let scatterUnroll = 16;
-
 /** `spmvScatter`: acc = b; acc[row] += values · x[j] over the listed non-zero inputs; y = acc. */
 function scatter(w: Width): string {
   // the 32-bit variant (more than 65536 outputs) is rare: unrolled less, to keep the module under 4 KB
-  const unroll = w === 16 ? scatterUnroll : 8;
+  const unroll = w === 16 ? 16 : 8;
   const terms = (n: number) =>
-    simdScatter && n % 4 === 0
+    n % 4 === 0
       ? Array.from({ length: n / 4 }, (_, q) => scatterQuad(w, 4 * q)).join('\n          ')
       : Array.from({ length: n }, (_, u) => scatterTerm(w, u)).join('\n          ');
   return `
@@ -251,26 +204,12 @@ const NONZERO = `
     (local.get $count)
   )`;
 
-/**
- * Variants, all computing the same sums in the same order (the shipped one is `OPTIONS`, the
- * measurements are in src/runtime/wasm-kernels.ts): `simd` vectorises the gather, `simdScatter`
- * the scatter's conversions and products, `scatterUnroll` is the 16-bit scatter's unrolling.
- */
-export interface KernelOptions {
-  readonly simd?: boolean;
-  readonly simdScatter?: boolean;
-  readonly scatterUnroll?: 8 | 16;
-}
-
-export function kernelsWat(options: KernelOptions = {}): string {
-  const g = options.simd ? gatherSimd : gather;
-  simdScatter = options.simdScatter ?? false;
-  scatterUnroll = options.scatterUnroll ?? 16;
+export function kernelsWat(): string {
   return `;; Generated by scripts/build-wasm-kernels.ts: edit that, not this file.
 (module
   (import "env" "memory" (memory 0))
-${g(16)}
-${g(32)}
+${gather(16)}
+${gather(32)}
 ${scatter(16)}
 ${scatter(32)}
 ${NONZERO}
@@ -288,7 +227,7 @@ export async function assemble(wat: string): Promise<Uint8Array> {
 }
 
 async function main(): Promise<void> {
-  const wat = kernelsWat(OPTIONS);
+  const wat = kernelsWat();
   const buffer = await assemble(wat);
   const base64 = Buffer.from(buffer).toString('base64');
   const root = new URL('../src/runtime/', import.meta.url);
@@ -303,8 +242,5 @@ export const WASM_KERNELS_BASE64 =
   );
   console.log(`wasm-kernels: ${buffer.length} bytes`);
 }
-
-/** The variant the runtime ships. */
-const OPTIONS: KernelOptions = { simd: true, simdScatter: true };
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
