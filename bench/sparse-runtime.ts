@@ -86,8 +86,14 @@ function prunedReluMlp(sizes: readonly number[], sparsity: number, seed: number)
   };
 }
 
-/** What a timing block runs: batch-1 calls on one kind of pooled input in turn, or batch calls. */
-type Workload = 'random' | 'mnist' | 'batch';
+/** Batch size of the middle column of the throughput table. */
+const MID_BATCH = 32;
+
+/**
+ * What a timing block runs: batch-1 calls on one kind of pooled input in turn, or calls on the
+ * batch input (`batch`), or on its first MID_BATCH samples (`midBatch`).
+ */
+type Workload = 'random' | 'mnist' | 'midBatch' | 'batch';
 
 /** Row-major pools of `POOL` batch-1 inputs of each kind, and the batch input. */
 interface Inputs {
@@ -166,6 +172,7 @@ function localEngine(
   const calls = {
     random: cycling(pools.random),
     mnist: cycling(pools.mnist),
+    midBatch: () => run(inputs.batch.subarray(0, MID_BATCH * nIn), MID_BATCH),
     batch: () => run(inputs.batch, inputs.batchSize),
   };
   const concatenated = async (pool: readonly Float32Array[]) => {
@@ -179,6 +186,7 @@ function localEngine(
     outputs: async () => ({
       random: await concatenated(pools.random),
       mnist: await concatenated(pools.mnist),
+      midBatch: await calls.midBatch(),
       batch: await calls.batch(),
     }),
     release,
@@ -223,6 +231,7 @@ const cycling = (pool) => {
 const calls = {
   random: cycling(pools.random),
   mnist: cycling(pools.mnist),
+  midBatch: () => model.run(inputs.batch.subarray(0, ${MID_BATCH} * model.inputSize), ${MID_BATCH}),
   batch: () => model.run(inputs.batch, inputs.batchSize),
 };
 const concatenated = (pool) => {
@@ -248,7 +257,12 @@ parentPort.on('message', (request) => {
   parentPort.postMessage(
     request.op === 'time'
       ? medianCallMs(calls[request.workload], request.ms, request.minRuns, request.warmMs)
-      : { random: concatenated(pools.random), mnist: concatenated(pools.mnist), batch: calls.batch() },
+      : {
+          random: concatenated(pools.random),
+          mnist: concatenated(pools.mnist),
+          midBatch: calls.midBatch(),
+          batch: calls.batch(),
+        },
   );
 });
 `;
@@ -275,7 +289,8 @@ function bundledRuntimeWorker(webAssembly: boolean): Promise<string> {
                 namespace: 'no-wasm',
               }));
               b.onLoad({ filter: /.*/, namespace: 'no-wasm' }, () => ({
-                contents: "export const WASM_KERNELS_BASE64 = '';",
+                contents:
+                  "export const WASM_KERNELS_BASE64 = ''; export const WASM_BATCH_KERNELS_BASE64 = '';",
                 loader: 'js',
               }));
             },
@@ -350,11 +365,12 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
   const loads = [os.loadavg()[0]];
   const digits = await mnistDigits(POOL);
   const kinds = ['random', 'mnist'] as const;
-  const workloads = [...kinds, 'batch'] as const;
+  const workloads = [...kinds, 'midBatch', 'batch'] as const;
 
   const sizeRows: string[] = [];
   const speedRows: string[] = [];
   const zeroRows: string[] = [];
+  const throughputRows: string[] = [];
   for (const sizes of models) {
     if (sizes[0] !== 784)
       throw new Error(`MNIST inputs need 784 inputs, the model ${sizes.join('-')} has ${sizes[0]}`);
@@ -413,11 +429,14 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
         minMs,
         200,
       );
-      const batchMs = await blockMedians(
-        fast.map((e) => [e, 'batch'] as const),
+      const loadBefore = os.loadavg();
+      const batchTimes = await blockMedians(
+        (['midBatch', 'batch'] as const).flatMap((w) => fast.map((e) => [e, w] as const)),
         minMs,
         10,
       );
+      const midBatchMs = batchTimes.slice(0, fast.length);
+      const batchMs = batchTimes.slice(fast.length);
       // the TS baseline is ~100x slower: one block, few runs
       const denseLatency = await blockMedians(
         kinds.map((k) => [denseTs, k] as const),
@@ -452,6 +471,23 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
         throughput: (1000 * batch) / denseBatchMs,
         maxDiff: 0,
       });
+      const load = [loadBefore, os.loadavg()].map((l) => l.map((v) => fixed(v, 2)).join(' ')).join(' → ');
+      // samples/s at batch 1 (random inputs), MID_BATCH and `batch`, every engine timed in the same blocks
+      const perSecond = fast.map((_, e) => [
+        1000 / latencies[e],
+        (1000 * MID_BATCH) / midBatchMs[e],
+        (1000 * batch) / batchMs[e],
+      ]);
+      const ortIndex = fast.findIndex((e) => e.name.startsWith('onnxruntime-node'));
+      const [o1, o2] = [perSecond[ortIndex], perSecond[ortIndex + 1] ?? perSecond[ortIndex]];
+      for (const [e, engine] of fast.entries()) {
+        const cells = perSecond[e].map(
+          (v, c) => `${Math.round(v)} | ${fixed(v / o1[c], 2)}× | ${fixed(v / o2[c], 2)}×`,
+        );
+        throughputRows.push(
+          `| ${label} | ${fixed(100 * sparsity, 0)}% | ${engine.name} | ${cells.join(' | ')} | ${load} |`,
+        );
+      }
       const [ort1, ort2] = [results[4], results[5] ?? results[4]];
       const vs = (base: number, v: number) => `${fixed(base / v, 2)}×`;
       for (const res of results) {
@@ -485,14 +521,13 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
       ' latency depends on the share of zeros entering each layer (table below). Max abs diff: over the batch-256' +
       ` outputs and the batch-1 outputs of all ${2 * POOL} inputs.`,
     '- The runtime is timed three times. "clean worker": in a worker thread started without tsx, running the runtime' +
-      ' bundled as plain JavaScript, as an application runs it (batch 1 on the WebAssembly kernels).' +
-      ' "clean worker, JavaScript kernels only": the same with the WebAssembly module left out of the bundle, so' +
-      ' that batch 1 takes the fallback, the JavaScript kernels (what runs where WebAssembly is unavailable).' +
+      ' bundled as plain JavaScript, as an application runs it (every batch size on the WebAssembly kernels).' +
+      ' "clean worker, JavaScript kernels only": the same with the WebAssembly modules left out of the bundle, so' +
+      ' that every batch size takes the fallback, the JavaScript kernels (what runs where WebAssembly is unavailable).' +
       ' "in this tsx process": in the benchmark\'s own' +
       " thread, where tsx's loader has detached ArrayBuffers while loading CommonJS packages; after any detach, V8" +
       " checks every typed-array access for it, which slows the JavaScript kernels (not WebAssembly, nor onnxruntime's" +
-      ' native code): batches > 1, which run on JavaScript kernels. An application that detaches buffers (transfers' +
-      ' to workers, WebAssembly memory growth) sees that row.',
+      ' native code). Batch 1 and batches run on WebAssembly in both of them, so they should agree.',
     '',
     '### File size',
     '',
@@ -505,6 +540,17 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
     `| model | sparsity | engine | batch-1 latency, random (µs) | vs ORT-1 | vs ${ort2Name} | batch-1 latency, MNIST (µs) | vs ORT-1 | vs ${ort2Name} | batch-${batch} samples/s (random) | throughput vs ORT-1 | max abs diff vs tsGemm |`,
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...speedRows,
+    '',
+    `### Throughput at batch 1, ${MID_BATCH} and ${batch}`,
+    '',
+    `Samples per second on random inputs, every engine timed in the same interleaved blocks (best of 3 block` +
+      ` medians); batch 1 from the latency blocks above. Batches > 1 run the WebAssembly batch kernel in the clean` +
+      ` worker and in this tsx process, the JavaScript panel kernel in the "JavaScript kernels only" row. Load: the 1, 5 and 15-minute load averages` +
+      ` (what \`uptime\` prints) before and after the batch blocks of the model, on ${cores} cores.`,
+    '',
+    `| model | sparsity | engine | batch 1 (samples/s) | vs ORT-1 | vs ${ort2Name} | batch ${MID_BATCH} | vs ORT-1 | vs ${ort2Name} | batch ${batch} | vs ORT-1 | vs ${ort2Name} | load before → after |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...throughputRows,
     '',
     '### Zeros entering each layer (input, then each hidden layer)',
     '',

@@ -80,11 +80,12 @@ class EcsrModel implements SparseModel {
   private nonzero = new Int32Array(0);
   private sums = new Float64Array(0);
   /**
-   * Batch 1 on the WebAssembly kernels (wasm-kernels.ts): the same sums as the JavaScript kernels,
-   * bit for bit, at a fraction of the cost per weight. Made on the first batch-1 run (undefined
-   * until then), so that loading allocates only in proportion to the file: a forged header's huge
-   * layer widths cost nothing until someone runs the model. `null` where WebAssembly is
-   * unavailable or refuses the module; batch 1 then runs the JavaScript kernels below.
+   * The WebAssembly kernels (wasm-kernels.ts): batch 1 with the same sums as the JavaScript
+   * kernels, bit for bit, batches in float32 SIMD, at a fraction of the cost per weight. Made on
+   * the first run (undefined until then), so that loading allocates only in proportion to the
+   * file: a forged header's huge layer widths cost nothing until someone runs the model. `null`
+   * where WebAssembly is unavailable or refuses the module; the model then runs the JavaScript
+   * kernels below.
    */
   private wasm: WasmForward | null | undefined;
 
@@ -119,12 +120,14 @@ class EcsrModel implements SparseModel {
       );
     }
     const output = new Float32Array(batch * this.outputSize);
+    if (batch === 0) return output;
+    // batch 1 with its own cost model: the WebAssembly kernels' relative costs differ from the JS ones
+    this.wasm ??= createWasmForward(this.kernels.map(({ csr, activation }) => ({ csr, activation }))) ?? null;
     if (batch === 1) {
-      // with its own cost model: the WebAssembly kernels' relative costs differ from the JS ones
-      this.wasm ??=
-        createWasmForward(this.kernels.map(({ csr, activation }) => ({ csr, activation }))) ?? null;
       if (this.wasm !== null) this.wasm.run(input, output);
       else this.runOne(input, output);
+    } else if (this.wasm?.runsBatches) {
+      this.wasm.runBatch(input, output, batch);
     } else {
       for (let b0 = 0; b0 < batch; b0 += PANEL) this.runPanel(input, output, b0, Math.min(PANEL, batch - b0));
     }

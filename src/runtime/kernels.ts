@@ -4,7 +4,8 @@
  *
  * Batch 1 runs on the WebAssembly versions of `spmv`, `spmvScatter` and `nonzeroIndices`
  * (wasm-kernels.ts: the same sums bit for bit, ~2× faster) wherever WebAssembly is available; the
- * ones here are its fallback and the tests' second implementation. Batches > 1 run `spmmPanel`.
+ * ones here are its fallback and the tests' second implementation. Batches > 1 run the
+ * WebAssembly batch kernel, or `spmmPanel` where it is unavailable.
  *
  * Chosen by measurement (Node 20, x64, 2-core AMD EPYC VM shared with other jobs; the timings
  * below are the best of interleaved runs):

@@ -1,6 +1,13 @@
 /**
- * The batch-1 forward pass on WebAssembly kernels (scripts/build-wasm-kernels.ts generates them;
- * text in wasm-kernels.wat). They compute exactly what `spmv`, `spmvScatter` and `nonzeroIndices`
+ * The forward pass on WebAssembly kernels (scripts/build-wasm-kernels.ts generates them; text in
+ * wasm-kernels.wat and wasm-batch-kernels.wat).
+ *
+ * Batches > 1 (`runBatch`): the batch is cut into panels of WASM_PANEL samples, transposed to
+ * feature-major in WebAssembly, and each layer runs `panel16`/`panel32`, which holds 16 samples in
+ * four f32x4 sums per stored weight. Float32 sums (like onnxruntime's dense GEMM), so the results
+ * agree with the JavaScript `spmmPanel` (double sums) to float32 rounding, not bit for bit.
+ *
+ * Batch 1 (`run`): They compute exactly what `spmv`, `spmvScatter` and `nonzeroIndices`
  * in kernels.ts compute, in the same order (double sums, the same partial sums), so the outputs are
  * bit-identical to the JavaScript path; what changes is the cost per stored weight: no bounds, map
  * or detach checks per access, and SIMD128 where it keeps the order of the sums: the gather keeps
@@ -20,14 +27,15 @@
  * CSC copies, filled on first use: pages never touched cost no physical memory), its scratch
  * vectors and its input. The memory never grows: growing detaches its ArrayBuffer, which would
  * put V8's detach check on every typed-array access in the isolate and slow the JavaScript
- * kernels (batches > 1) by ~1.5×. The module is ~3.6 KB, under the 4 KB that Chrome allows to
- * compile synchronously on the main thread, so `loadEcsr` stays synchronous. Where WebAssembly is
- * missing or refuses the module (e.g. a Content-Security-Policy without 'wasm-unsafe-eval'),
- * `createWasmForward` returns undefined and the model runs the JavaScript kernels.
+ * kernels (the fallback) by ~1.5×. The modules are ~3.6 KB and ~2.3 KB, each under the 4 KB that
+ * Chrome allows to compile synchronously on the main thread, so `loadEcsr` stays synchronous.
+ * Where WebAssembly is missing or refuses the batch-1 module (e.g. a Content-Security-Policy
+ * without 'wasm-unsafe-eval'), `createWasmForward` returns undefined and the model runs the
+ * JavaScript kernels; where only the batch module is refused, batches run the JavaScript kernels.
  */
 import { activateInPlace, type SparseActivation } from './activations.js';
 import { type KernelCsr, toCsc } from './kernels.js';
-import { WASM_KERNELS_BASE64 } from './wasm-kernels-binary.js';
+import { WASM_BATCH_KERNELS_BASE64, WASM_KERNELS_BASE64 } from './wasm-kernels-binary.js';
 
 type Gather = (rp: number, ci: number, va: number, bi: number, x: number, y: number, n: number) => void;
 type Scatter = (
@@ -42,6 +50,32 @@ type Scatter = (
   acc: number,
   n: number,
 ) => void;
+
+type Panel = (
+  rp: number,
+  ci: number,
+  va: number,
+  bi: number,
+  x: number,
+  y: number,
+  n: number,
+  width: number,
+  shift: number,
+  relu: number,
+) => void;
+
+interface BatchKernelExports {
+  readonly panel16: Panel;
+  readonly panel32: Panel;
+  readonly transpose: (
+    src: number,
+    srcStride: number,
+    dst: number,
+    dstStride: number,
+    rows: number,
+    cols: number,
+  ) => void;
+}
 
 interface KernelExports {
   readonly gather16: Gather;
@@ -98,6 +132,7 @@ interface WasmLayer {
   readonly scatterBelow: number;
   readonly gather: Gather;
   readonly scatter: Scatter;
+  readonly panel: Panel | undefined;
   /** Byte offsets: CSR row pointers, column indices, values, bias; CSC column pointers, row indices, values. */
   readonly rp: number;
   readonly ci: number;
@@ -109,21 +144,33 @@ interface WasmLayer {
   cscReady: boolean;
 }
 
-let compiled: WebAssembly.Module | null | undefined;
+/** The built-in modules once compiled, by their base64 text (null: refused). */
+const compiled = new Map<string, WebAssembly.Module | null>();
 
-/** The compiled kernels, or null where WebAssembly is missing or refuses them (compiled once). */
-function kernelsModule(bytes?: Uint8Array<ArrayBuffer>): WebAssembly.Module | null {
-  if (bytes === undefined && compiled !== undefined) return compiled;
+/**
+ * A compiled module, or null where WebAssembly is missing or refuses it: `bytes` when given (tests),
+ * else the built-in `base64` module, compiled once. Two modules rather than one so that each stays
+ * under the 4 KB that Chrome compiles synchronously on the main thread.
+ */
+function compileModule(base64: string, bytes?: Uint8Array<ArrayBuffer>): WebAssembly.Module | null {
+  if (bytes === undefined && compiled.has(base64)) return compiled.get(base64) ?? null;
   let module: WebAssembly.Module | null = null;
   try {
-    const binary = bytes ?? Uint8Array.from(atob(WASM_KERNELS_BASE64), (c) => c.charCodeAt(0));
-    module = new WebAssembly.Module(binary);
+    module = new WebAssembly.Module(bytes ?? Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
   } catch {
     module = null;
   }
-  if (bytes === undefined) compiled = module;
+  if (bytes === undefined) compiled.set(base64, module);
   return module;
 }
+
+/**
+ * Samples per feature-major panel of the batch kernel: two panels of the widest layer stay in L2
+ * (1024 units: 512 KiB). 32 measured as fast as 64 at batch 256.
+ */
+export const WASM_PANEL = 64;
+/** log2 of a panel row's bytes: the kernel finds column j's samples at j << PANEL_SHIFT, a shift rather than a multiply. */
+const PANEL_SHIFT = Math.log2(4 * WASM_PANEL);
 
 const PAGE = 65536;
 
@@ -145,18 +192,26 @@ class Layout {
 export function createWasmForward(
   layers: readonly WasmLayerSource[],
   moduleBytes?: Uint8Array<ArrayBuffer>,
+  batchModuleBytes?: Uint8Array<ArrayBuffer>,
 ): WasmForward | undefined {
   if (typeof WebAssembly !== 'object' || WebAssembly === null) return undefined;
-  const module = kernelsModule(moduleBytes);
+  const module = compileModule(WASM_KERNELS_BASE64, moduleBytes);
   if (module === null) return undefined;
+  const batchModule = compileModule(WASM_BATCH_KERNELS_BASE64, batchModuleBytes);
   const layout = new Layout();
   const inputSize = layers[0].csr.nIn;
+  const outputSize = layers[layers.length - 1].csr.nOut;
   const widest = Math.max(...layers.map((l) => l.csr.nOut));
   const acc = layout.take(8 * widest);
   const xIn = layout.take(4 * inputSize);
   const ping = layout.take(4 * widest);
   const pong = layout.take(4 * widest);
   const nz = layout.take(4 * Math.max(...layers.map((l) => l.csr.nIn)));
+  // the batch kernel's two panels (the input's panel is one of them) and the batch rows as given
+  const panelFloats = Math.max(widest, inputSize) * WASM_PANEL;
+  const panelA = batchModule === null ? 0 : layout.take(4 * panelFloats);
+  const panelB = batchModule === null ? 0 : layout.take(4 * panelFloats);
+  const rows = batchModule === null ? 0 : layout.take(4 * Math.max(inputSize, outputSize) * WASM_PANEL);
   const thresholds = layers.map((l) => l.scatterBelow ?? wasmScatterThreshold(l.csr));
   const placed = layers.map(({ csr }, l) => {
     const nnz = csr.rowPtr[csr.nOut];
@@ -181,6 +236,15 @@ export function createWasmForward(
   } catch {
     return undefined;
   }
+  let batchExports: BatchKernelExports | undefined;
+  try {
+    if (batchModule !== null) {
+      batchExports = new WebAssembly.Instance(batchModule, { env: { memory } })
+        .exports as unknown as BatchKernelExports;
+    }
+  } catch {
+    batchExports = undefined;
+  }
   const buffer = memory.buffer;
   const wasmLayers = layers.map(({ csr, activation }, l): WasmLayer => {
     const at = placed[l];
@@ -199,11 +263,21 @@ export function createWasmForward(
       scatterBelow: thresholds[l],
       gather: wide ? exports.gather32 : exports.gather16,
       scatter: rowsWide ? exports.scatter32 : exports.scatter16,
+      panel: wide ? batchExports?.panel32 : batchExports?.panel16,
       ...at,
       cscReady: false,
     };
   });
-  return new WasmForward(buffer, exports, wasmLayers, { xIn, ping, pong, nz, acc });
+  const batch = batchExports === undefined ? undefined : { exports: batchExports, panelA, panelB, rows };
+  return new WasmForward(buffer, exports, wasmLayers, { xIn, ping, pong, nz, acc }, batch);
+}
+
+/** The batch kernels and where their panels are. */
+interface WasmBatch {
+  readonly exports: BatchKernelExports;
+  readonly panelA: number;
+  readonly panelB: number;
+  readonly rows: number;
 }
 
 export class WasmForward {
@@ -216,10 +290,62 @@ export class WasmForward {
     private readonly exports: KernelExports,
     private readonly layers: readonly WasmLayer[],
     private readonly at: { xIn: number; ping: number; pong: number; nz: number; acc: number },
+    private readonly batch: WasmBatch | undefined,
   ) {
     this.f32 = new Float32Array(buffer);
     this.pingView = this.f32.subarray(at.ping >> 2);
     this.pongView = this.f32.subarray(at.pong >> 2);
+  }
+
+  /** Whether batches run here (false: the batch module was refused; the caller runs its own kernels). */
+  get runsBatches(): boolean {
+    return this.batch !== undefined;
+  }
+
+  /**
+   * `batch` samples, row-major in `input` and `output`, in panels of `WASM_PANEL` samples: each
+   * copied in, transposed to feature-major (width padded to a multiple of 4 with zeros), run through
+   * every layer and transposed back. Only when `runsBatches`.
+   */
+  runBatch(input: Float32Array, output: Float32Array, batch: number): void {
+    const { layers, f32 } = this;
+    const { exports, panelA, panelB, rows } = this.batch as WasmBatch;
+    const nIn = layers[0].csr.nIn;
+    const nOut = layers[layers.length - 1].csr.nOut;
+    for (let b0 = 0; b0 < batch; b0 += WASM_PANEL) {
+      const count = Math.min(WASM_PANEL, batch - b0);
+      const width = (count + 3) & ~3;
+
+      f32.set(input.subarray(b0 * nIn, (b0 + count) * nIn), rows >> 2);
+      exports.transpose(rows, nIn, panelA, WASM_PANEL, count, nIn);
+      // padding samples: zeros, so that they never produce subnormals or NaN (they are not read back)
+      if (count < width) {
+        for (let j = 0; j < nIn; j++)
+          f32.fill(0, (panelA >> 2) + j * WASM_PANEL + count, (panelA >> 2) + j * WASM_PANEL + width);
+      }
+      let x = panelA;
+      let y = panelB;
+      for (const layer of layers) {
+        const relu = layer.activation.kind === 'relu';
+        (layer.panel as Panel)(
+          layer.rp,
+          layer.ci,
+          layer.va,
+          layer.bi,
+          x,
+          y,
+          layer.csr.nOut,
+          width,
+          PANEL_SHIFT,
+          relu ? 1 : 0,
+        );
+
+        if (!relu) activateInPlace(layer.activation, f32.subarray(y >> 2), layer.csr.nOut * WASM_PANEL);
+        [x, y] = [y, x];
+      }
+      exports.transpose(x, WASM_PANEL, rows, nOut, nOut, count);
+      output.set(f32.subarray(rows >> 2, (rows >> 2) + count * nOut), b0 * nOut);
+    }
   }
 
   /** Whether layer `l`'s CSC copy has been built (on its first scatter). */

@@ -20,7 +20,7 @@ import {
   type WasmLayerSource,
   wasmScatterThreshold,
 } from '../../src/runtime/wasm-kernels.js';
-import { WASM_KERNELS_BASE64 } from '../../src/runtime/wasm-kernels-binary.js';
+import { WASM_BATCH_KERNELS_BASE64, WASM_KERNELS_BASE64 } from '../../src/runtime/wasm-kernels-binary.js';
 import { assertClose, dense, inputWithZeros, rng, withAlpha } from './helpers.js';
 
 /** Random MLP with a share `keep` of its weights non-zero (at random positions). */
@@ -132,10 +132,12 @@ describe('WebAssembly batch-1 kernels', () => {
         const mlp = sparseMlp([300, 64, 48, 6], 0.1, withAlpha(kind, 0.2), 40 + k);
         const bytes = writeEcsr(mlp, { valueType });
         const fast = loadEcsr(bytes);
-        const fallback = withoutWebAssembly(() => loadEcsr(bytes));
+        // the WebAssembly pass is made on the first run: the fallback must run without it
+        const fallback = loadEcsr(bytes);
         for (const zeros of [0, 0.6, 1]) {
           const x = inputWithZeros(300, zeros, k);
-          assertSame(fast.run(x, 1), fallback.run(x, 1), `${kind} ${valueType} ${zeros}`);
+          const expected = withoutWebAssembly(() => fallback.run(x, 1));
+          assertSame(fast.run(x, 1), expected, `${kind} ${valueType} ${zeros}`);
           if (valueType === 'float32')
             assertClose(fast.run(x, 1), await dense(mlp, x), 1e-5, `${kind} ${zeros}`);
         }
@@ -195,11 +197,90 @@ describe('WebAssembly batch-1 kernels', () => {
       undefined,
     );
     const mlp = sparseMlp([50, 30, 3], 0.3, { kind: 'sigmoid' }, 4);
-    const model = withoutWebAssembly(() => loadEcsr(writeEcsr(mlp)));
+    const model = loadEcsr(writeEcsr(mlp));
     for (const zeros of [0, 0.9]) {
       const x = inputWithZeros(50, zeros, 6);
-      assertClose(model.run(x, 1), await dense(mlp, x), 1e-5, `fallback, ${zeros} zeros`);
+      const y = withoutWebAssembly(() => model.run(x, 1));
+      assertClose(y, await dense(mlp, x), 1e-5, `fallback, ${zeros} zeros`);
     }
+  });
+});
+
+/** The model's outputs for `batch` samples on the WebAssembly kernels and on the JavaScript ones. */
+function bothPaths(bytes: Uint8Array, x: Float32Array, batch: number): [Float32Array, Float32Array] {
+  const fast = loadEcsr(bytes).run(x, batch);
+  const model = loadEcsr(bytes);
+  return [fast, withoutWebAssembly(() => model.run(x, batch))];
+}
+
+/** assertClose, with NaN only where the expected value is NaN. */
+function assertCloseOrNaN(actual: Float32Array, expected: Float32Array, tol: number, what: string): void {
+  for (let i = 0; i < expected.length; i++) {
+    assert.equal(Number.isNaN(actual[i]), Number.isNaN(expected[i]), `${what}: NaN at [${i}]`);
+  }
+  const finite = (a: Float32Array) => a.map((v, i) => (Number.isNaN(expected[i]) ? 0 : v));
+  assertClose(finite(actual), finite(expected), tol, what);
+}
+
+describe('WebAssembly batch kernel', () => {
+  it('the module is under the 4 KB that browsers compile synchronously on the main thread', () => {
+    assert.ok(atob(WASM_BATCH_KERNELS_BASE64).length <= 4096);
+  });
+
+  // u8, u16 and u32 stored column indices; batches below, at and across the 64-sample panels,
+  // with and without the 4-sample padding
+  const shapes: [string, number[], number, number[]][] = [
+    ['u8 columns', [200, 70, 33, 5], 0.3, [2, 3, 16, 64, 67, 130]],
+    ['u16 columns', [700, 120, 300, 9], 0.1, [5, 64, 129]],
+    ['u32 columns', [70000, 3, 40, 4], 0.002, [2, 67]],
+  ];
+  for (const [what, sizes, keep, batches] of shapes) {
+    it(`${what}: batches agree with the JavaScript panel kernel and the dense forward to float32 rounding`, async () => {
+      const mlp = sparseMlp(sizes, keep, { kind: 'relu' }, sizes[1]);
+      const bytes = writeEcsr(mlp);
+      for (const batch of batches) {
+        const x = inputWithZeros(batch * sizes[0], 0.3, batch);
+        const [fast, fallback] = bothPaths(bytes, x, batch);
+        assertClose(fast, fallback, 1e-5, `${what}, batch ${batch}, against the JavaScript kernel`);
+        assertClose(fast, await dense(mlp, x, batch), 1e-5, `${what}, batch ${batch}, against tsGemm`);
+      }
+    });
+  }
+
+  it('every activation, float32 and float16 values', async () => {
+    for (const [k, kind] of ACTIVATION_KINDS.entries()) {
+      for (const valueType of ['float32', 'float16'] as const) {
+        const mlp = sparseMlp([300, 64, 48, 6], 0.1, withAlpha(kind, 0.2), 40 + k);
+        const x = inputWithZeros(37 * 300, 0.5, k);
+        const [fast, fallback] = bothPaths(writeEcsr(mlp, { valueType }), x, 37);
+        assertClose(fast, fallback, 1e-5, `${kind} ${valueType}`);
+        if (valueType === 'float32') assertClose(fast, await dense(mlp, x, 37), 1e-5, kind);
+      }
+    }
+  });
+
+  it('NaN and infinite inputs stay in their samples and reach the outputs as in the JavaScript kernel', () => {
+    for (const kind of ['identity', 'relu'] as const) {
+      const bytes = writeEcsr(sparseMlp([64, 40, 5], 0.5, { kind }, 8));
+      const x = inputWithZeros(9 * 64, 0.5, 2);
+      x[64 + 3] = Number.NaN;
+      x[5 * 64 + 7] = Number.POSITIVE_INFINITY;
+      const [fast, fallback] = bothPaths(bytes, x, 9);
+      assertCloseOrNaN(fast, fallback, 1e-5, kind);
+    }
+  });
+
+  it('batches fall back to the JavaScript kernel when the batch module is refused', () => {
+    const layers = kernelLayers(writeEcsr(sparseMlp([30, 20, 4], 0.5, { kind: 'relu' }, 3)));
+    const refused = new Uint8Array([0, 0x61, 0x73, 0x6d, 9, 0, 0, 0]);
+    const pass = createWasmForward(layers, undefined, refused);
+    assert.ok(pass);
+    assert.equal(pass.runsBatches, false);
+    assert.equal(createWasmForward(layers)?.runsBatches, true);
+    const x = inputWithZeros(30, 0.2, 1);
+    const y = new Float32Array(4);
+    pass.run(x, y);
+    assertSame(y, jsForward(layers, x), 'batch 1 with the batch module refused');
   });
 });
 
