@@ -9,21 +9,30 @@ import { matrix } from '../model/matrix.js';
 import { type Layer, type Mlp, validateMlp } from '../model/mlp.js';
 import {
   ACTIVATION_CODES,
+  CODEBOOK_BITS,
   ECSR_FLAG_METADATA,
   ECSR_HEADER_BYTES,
   ECSR_LAYER_HEADER_BYTES,
   ECSR_MAGIC,
   ECSR_VALUE_TYPES,
   ECSR_VERSION,
+  ECSR_VERSION_QUANTIZED,
   type EcsrValueType,
   hasAlpha,
+  huffmanEncode,
   loadEcsr,
   pad4,
+  type QuantizedValues,
 } from '../runtime/index.js';
 
 export interface WriteEcsrOptions {
-  /** float16 halves the size of the weights; biases always stay float32. Default float32. */
-  readonly valueType?: EcsrValueType;
+  /** float16 halves the size of the weights; biases always stay float32. Default float32 (version 1). */
+  readonly valueType?: 'float32' | 'float16';
+  /**
+   * Quantised values of every layer (src/quantize), in the order of the layer's non-zero weights:
+   * writes version 2, all layers int8 or all codebooks. `valueType` must then be left out.
+   */
+  readonly quantized?: readonly QuantizedValues[];
   /** Stored as a UTF-8 JSON object (source file, pruning settings, ...). */
   readonly metadata?: Record<string, string>;
 }
@@ -86,21 +95,170 @@ function toCsr(layer: Layer, l: number, valueType: EcsrValueType) {
   return { rowPtr, colIdx, values };
 }
 
-/** Writes `mlp` as `.ecsr` bytes. Zero weights are not stored. */
+/** The metadata block's JSON bytes, checked. */
+function metadataBytesOf(metadata: Record<string, string> | undefined): Uint8Array | undefined {
+  if (metadata === undefined) return undefined;
+  for (const [key, value] of Object.entries(metadata)) {
+    if (typeof value !== 'string') throw new EcpruneError('usage', `metadata '${key}' must be a string`);
+  }
+  return new TextEncoder().encode(JSON.stringify(metadata));
+}
+
+/** Growing little-endian byte output, for the version-2 records whose size is known only once coded. */
+class ByteSink {
+  private chunks: Uint8Array[] = [];
+  length = 0;
+  bytes(b: Uint8Array): void {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+  private typed(view: (d: DataView) => void, size: number): void {
+    const b = new Uint8Array(size);
+    view(new DataView(b.buffer));
+    this.bytes(b);
+  }
+  u8(v: number): void {
+    this.bytes(Uint8Array.of(v));
+  }
+  u16(v: number): void {
+    this.typed((d) => d.setUint16(0, v, true), 2);
+  }
+  u32(v: number): void {
+    this.typed((d) => d.setUint32(0, v, true), 4);
+  }
+  f32s(values: ArrayLike<number>): void {
+    this.typed((d) => {
+      for (let i = 0; i < values.length; i++) d.setFloat32(4 * i, values[i], true);
+    }, 4 * values.length);
+  }
+  pad(): void {
+    this.bytes(new Uint8Array(pad4(this.length) - this.length));
+  }
+  result(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+}
+
+/**
+ * The three symbol streams of a version-2 layer: row lengths (LEB128 bytes), column gaps (runs of
+ * 255 plus a last byte), value symbols (int8 code + 128, or the codebook index).
+ */
+export function quantizedStreams(
+  layer: Layer,
+  q: QuantizedValues,
+): { rowLengths: Uint8Array; gaps: Uint8Array; values: Uint8Array } {
+  const { rows, cols, data } = layer.weight;
+  const rowLengths: number[] = [];
+  const gaps: number[] = [];
+  for (let i = 0; i < rows; i++) {
+    let length = 0;
+    let previous = -1;
+    for (let j = 0; j < cols; j++) {
+      if (data[i * cols + j] === 0) continue;
+      length++;
+      let gap = j - previous - 1;
+      for (; gap >= 255; gap -= 255) gaps.push(255);
+      gaps.push(gap);
+      previous = j;
+    }
+    for (; length >= 0x80; length = Math.floor(length / 128)) rowLengths.push(0x80 | (length & 0x7f));
+    rowLengths.push(length);
+  }
+  const values = q.kind === 'int8' ? Uint8Array.from(q.codes, (c) => c + 128) : q.indices.slice();
+  return { rowLengths: Uint8Array.from(rowLengths), gaps: Uint8Array.from(gaps), values };
+}
+
+/** Checks that `q` fits layer `l` (one value per non-zero weight, tables of the right size, finite). */
+function checkQuantized(layer: Layer, q: QuantizedValues, l: number): void {
+  const fail = (message: string) => {
+    throw new EcpruneError('usage', message, undefined, `layer ${l}`);
+  };
+  const nnz = layer.weight.data.reduce((n, w) => n + (w !== 0 ? 1 : 0), 0);
+  if (q.kind === 'int8') {
+    if (q.codes.length !== nnz) fail(`${q.codes.length} int8 codes for ${nnz} non-zero weights`);
+    if (q.scales.length !== layer.weight.rows)
+      fail(`${q.scales.length} scales for ${layer.weight.rows} rows`);
+    if (q.codes.some((c) => c === -128)) fail('int8 code -128 (codes are -127..127)');
+    if (!q.scales.every(Number.isFinite)) fail('a scale is not finite');
+  } else {
+    if (!Number.isInteger(q.bits) || q.bits < CODEBOOK_BITS.min || q.bits > CODEBOOK_BITS.max) {
+      fail(`codebook bits ${q.bits} (expected ${CODEBOOK_BITS.min} to ${CODEBOOK_BITS.max})`);
+    }
+    if (q.centroids.length !== 2 ** q.bits) fail(`${q.centroids.length} centroids for ${q.bits} bits`);
+    if (q.indices.length !== nnz) fail(`${q.indices.length} codebook indices for ${nnz} non-zero weights`);
+    if (q.indices.some((v) => v >= q.centroids.length)) fail('a codebook index is beyond the codebook');
+    if (!q.centroids.every(Number.isFinite)) fail('a centroid is not finite');
+  }
+}
+
+/** Version 2 (docs/FORMAT-ECSR.md): quantised values and entropy-coded streams. */
+function writeQuantizedEcsr(
+  mlp: Mlp,
+  quantized: readonly QuantizedValues[],
+  metadata?: Uint8Array,
+): Uint8Array {
+  if (quantized.length !== mlp.layers.length) {
+    throw new EcpruneError('usage', `${quantized.length} quantised layers for ${mlp.layers.length} layers`);
+  }
+  const kind = quantized[0].kind;
+  if (quantized.some((q) => q.kind !== kind)) {
+    throw new EcpruneError('usage', 'every layer of a .ecsr file has the same value type (int8 or codebook)');
+  }
+  const out = new ByteSink();
+  out.bytes(new TextEncoder().encode(ECSR_MAGIC));
+  out.u16(ECSR_VERSION_QUANTIZED);
+  out.u16(metadata ? ECSR_FLAG_METADATA : 0);
+  out.u32(mlp.layers.length);
+  out.bytes(Uint8Array.of(ECSR_VALUE_TYPES[kind], 0, 0, 0));
+  if (metadata) {
+    out.u32(metadata.length);
+    out.bytes(metadata);
+    out.pad();
+  }
+  mlp.layers.forEach((layer, l) => {
+    const q = quantized[l];
+    checkQuantized(layer, q, l);
+    const act = layer.activation;
+    out.u32(layer.weight.rows);
+    out.u32(layer.weight.cols);
+    out.u32(q.kind === 'int8' ? q.codes.length : q.indices.length);
+    out.u8(ACTIVATION_CODES.indexOf(act.kind));
+    out.u8(q.kind === 'int8' ? 8 : q.bits);
+    out.u16(0);
+    if (act.kind === 'leaky_relu' || act.kind === 'elu') out.f32s([act.alpha]);
+    out.f32s(layer.bias);
+    out.f32s(q.kind === 'int8' ? q.scales : q.centroids);
+    const { rowLengths, gaps, values } = quantizedStreams(layer, q);
+    for (const stream of [rowLengths, gaps, values]) out.bytes(huffmanEncode(stream));
+    out.pad();
+  });
+  return out.result();
+}
+
+/**
+ * Writes `mlp` as `.ecsr` bytes. Zero weights are not stored. With `quantized`, version 2 with
+ * the given quantised values; otherwise version 1 with float32 or float16 values.
+ */
 export function writeEcsr(mlp: Mlp, options: WriteEcsrOptions = {}): Uint8Array {
   validateMlp(mlp);
-  const valueType = options.valueType ?? 'float32';
-  if (!Object.hasOwn(ECSR_VALUE_TYPES, valueType)) {
+  const metadataBytes = metadataBytesOf(options.metadata);
+  if (options.quantized !== undefined) {
+    if (options.valueType !== undefined) {
+      throw new EcpruneError('usage', 'quantised values replace the value type: give one or the other');
+    }
+    return writeQuantizedEcsr(mlp, options.quantized, metadataBytes);
+  }
+  const valueType: EcsrValueType = options.valueType ?? 'float32';
+  if (valueType !== 'float32' && valueType !== 'float16') {
     throw new EcpruneError('usage', `unknown .ecsr value type '${valueType}'`);
   }
   const valueSize = valueType === 'float32' ? 4 : 2;
-  let metadataBytes: Uint8Array | undefined;
-  if (options.metadata !== undefined) {
-    for (const [key, value] of Object.entries(options.metadata)) {
-      if (typeof value !== 'string') throw new EcpruneError('usage', `metadata '${key}' must be a string`);
-    }
-    metadataBytes = new TextEncoder().encode(JSON.stringify(options.metadata));
-  }
 
   const parts = mlp.layers.map((layer, l) => toCsr(layer, l, valueType));
   let size = ECSR_HEADER_BYTES + (metadataBytes ? 4 + pad4(metadataBytes.length) : 0);

@@ -4,16 +4,39 @@
  * EcpruneError, and the library wraps these messages with the file name.
  */
 import { ACTIVATION_CODES, hasAlpha, type SparseActivation } from './activations.js';
+import { huffmanDecode } from './huffman.js';
 import type { CsrMatrix, IndexArray } from './kernels.js';
 
 export const ECSR_MAGIC = 'ECSR';
+/** Version 1: float32 or float16 values, plain CSR arrays. */
 export const ECSR_VERSION = 1;
+/** Version 2: quantised values (int8 per row, or a codebook per layer), entropy-coded with the column gaps. */
+export const ECSR_VERSION_QUANTIZED = 2;
 export const ECSR_HEADER_BYTES = 16;
 /** Layer record header without alpha; leaky_relu and elu add a float32 alpha. */
 export const ECSR_LAYER_HEADER_BYTES = 16;
 export const ECSR_FLAG_METADATA = 1;
-export const ECSR_VALUE_TYPES = { float32: 1, float16: 2 } as const;
+export const ECSR_VALUE_TYPES = { float32: 1, float16: 2, int8: 3, codebook: 4 } as const;
 export type EcsrValueType = keyof typeof ECSR_VALUE_TYPES;
+/** The value types of each version. */
+const VERSION_OF: Record<EcsrValueType, number> = { float32: 1, float16: 1, int8: 2, codebook: 2 };
+
+/**
+ * A layer's quantised weights, in the order of its stored (non-zero) weights, row by row (CSR
+ * order). int8: weight = codes[k] · scales[row], codes in −127..127. codebook: weight =
+ * centroids[indices[k]], 2^bits centroids (bits 2..8).
+ */
+export type QuantizedValues =
+  | { readonly kind: 'int8'; readonly scales: Float32Array; readonly codes: Int8Array }
+  | {
+      readonly kind: 'codebook';
+      readonly bits: number;
+      readonly centroids: Float32Array;
+      readonly indices: Uint8Array;
+    };
+
+/** Codebook sizes the format allows: 2^2 .. 2^8 entries. */
+export const CODEBOOK_BITS = { min: 2, max: 8 } as const;
 
 /** A layer as stored: CSR weights, bias, activation. The arrays may be views into the file bytes. */
 export interface SparseLayer extends CsrMatrix {
@@ -275,6 +298,119 @@ function readLayer(
   return { nOut, nIn, nnz, activation, rowPtr, colIdx, values, bias };
 }
 
+/** Decodes one coded stream at the reader's position and moves past it. */
+function codedStream(r: Reader, what: string): Uint8Array {
+  const { symbols, end } = huffmanDecode(r.bytes, r.offset, what);
+  r.offset = end;
+  return symbols;
+}
+
+/**
+ * A version-2 record (docs/FORMAT-ECSR.md): the shape, the activation, the bias, the scales or the
+ * codebook, then three coded streams (row lengths, column gaps, value symbols), decoded here into
+ * the same CSR arrays as version 1, with dequantised float32 values.
+ */
+function readQuantizedLayer(
+  r: Reader,
+  l: number,
+  valueType: EcsrValueType,
+  previousOut: number | undefined,
+): SparseLayer {
+  const where = `layer ${l}: `;
+  const nOut = r.u32();
+  const nIn = r.u32();
+  const nnz = r.u32();
+  const code = r.u8();
+  const bits = r.u8();
+  const reserved = r.u16();
+  if (nOut === 0 || nIn === 0) throw new Error(`${where}invalid shape ${nOut}x${nIn}`);
+  if (previousOut !== undefined && nIn !== previousOut) {
+    throw new Error(`${where}takes ${nIn} inputs but layer ${l - 1} has ${previousOut} outputs`);
+  }
+  if (nnz > nOut * nIn) throw new Error(`${where}nnz ${nnz} exceeds ${nOut}x${nIn} = ${nOut * nIn}`);
+  const kind = ACTIVATION_CODES[code];
+  if (kind === undefined) throw new Error(`${where}unknown activation code ${code}`);
+  const int8 = valueType === 'int8';
+  if (int8 ? bits !== 8 : bits < CODEBOOK_BITS.min || bits > CODEBOOK_BITS.max) {
+    throw new Error(`${where}invalid bits ${bits} (${int8 ? '8 for int8' : '2 to 8 for a codebook'})`);
+  }
+  if (reserved !== 0) throw new Error(`${where}reserved bytes are ${reserved}, expected 0`);
+  let activation: SparseActivation;
+  if (hasAlpha(kind)) {
+    const alpha = r.f32();
+    if (!Number.isFinite(alpha)) throw new Error(`${where}${kind} alpha is ${alpha}, not a finite number`);
+    activation = { kind, alpha: shortestFloat32(alpha) };
+  } else {
+    activation = { kind } as SparseActivation;
+  }
+  const tableSize = int8 ? nOut : 2 ** bits;
+  r.need(4 * (nOut + tableSize), `the ${nOut}x${nIn} layer's bias and ${int8 ? 'scales' : 'codebook'}`);
+  const bias = r.array('f32', nOut, 'bias') as Float32Array;
+  const table = r.array('f32', tableSize, int8 ? 'scales' : 'codebook') as Float32Array;
+  checkFinite(bias, 'bias', where);
+  checkFinite(table, int8 ? 'scales' : 'codebook', where);
+
+  // each stream checks its symbol count against its size before allocating
+  const rowLengths = codedStream(r, `${where}row lengths`);
+  const gaps = codedStream(r, `${where}column gaps`);
+  const symbols = codedStream(r, `${where}values`);
+  r.skipPadding();
+  if (symbols.length !== nnz)
+    throw new Error(`${where}${symbols.length} value symbols, expected nnz = ${nnz}`);
+
+  const rowPtr = new Uint32Array(nOut + 1);
+  const colIdx = nIn <= 0x10000 ? new Uint16Array(nnz) : new Uint32Array(nnz);
+  const values = new Float32Array(nnz);
+  let p = 0; // position in rowLengths
+  let g = 0; // position in gaps
+  let k = 0;
+  for (let i = 0; i < nOut; i++) {
+    // LEB128: 7 bits per byte, low bits first
+    let length = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (p >= rowLengths.length) throw new Error(`${where}the row lengths end before row ${i}`);
+      if (shift > 28) throw new Error(`${where}row ${i}: the row length is too long a number`);
+      const byte = rowLengths[p++];
+      length += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) break;
+    }
+    if (length > nIn || k + length > nnz) {
+      throw new Error(`${where}row ${i} has ${length} weights: more than n_in ${nIn} or the nnz ${nnz} left`);
+    }
+    let column = -1;
+    for (let e = 0; e < length; e++, k++) {
+      // a gap is a run of 255s plus a last byte below 255: column = previous + 1 + gap
+      let gap = 0;
+      for (;;) {
+        if (g >= gaps.length) throw new Error(`${where}the column gaps end in row ${i}`);
+        const byte = gaps[g++];
+        gap += byte;
+        if (byte < 255) break;
+        if (gap > nIn) throw new Error(`${where}row ${i}: a column gap passes n_in ${nIn}`);
+      }
+      column += 1 + gap;
+      if (column >= nIn)
+        throw new Error(`${where}row ${i}: column ${column} is out of range (n_in = ${nIn})`);
+      colIdx[k] = column;
+      const symbol = symbols[k];
+      if (int8) {
+        if (symbol === 0) throw new Error(`${where}value ${k} is the int8 code -128 (codes are -127..127)`);
+        values[k] = (symbol - 128) * table[i];
+      } else {
+        if (symbol >= tableSize)
+          throw new Error(`${where}value ${k} is codebook index ${symbol} of ${tableSize}`);
+        values[k] = table[symbol];
+      }
+    }
+    rowPtr[i + 1] = k;
+  }
+  if (k !== nnz) throw new Error(`${where}the rows hold ${k} weights, expected nnz = ${nnz}`);
+  if (p !== rowLengths.length || g !== gaps.length) {
+    throw new Error(`${where}unused symbols after the last row (row lengths or column gaps)`);
+  }
+  return { nOut, nIn, nnz, activation, rowPtr, colIdx, values, bias };
+}
+
 export function parseEcsr(input: ArrayBuffer | Uint8Array): ParsedEcsr {
   let bytes = input instanceof Uint8Array ? input : new Uint8Array(input);
   // Views need the file's start 4-aligned in its buffer; otherwise copy once so that they can be taken.
@@ -288,8 +424,10 @@ export function parseEcsr(input: ArrayBuffer | Uint8Array): ParsedEcsr {
   }
   r.offset = 4;
   const version = r.u16();
-  if (version !== ECSR_VERSION) {
-    throw new Error(`unsupported .ecsr version ${version} (this runtime reads ${ECSR_VERSION})`);
+  if (version !== ECSR_VERSION && version !== ECSR_VERSION_QUANTIZED) {
+    throw new Error(
+      `unsupported .ecsr version ${version} (this runtime reads ${ECSR_VERSION} and ${ECSR_VERSION_QUANTIZED})`,
+    );
   }
   const flags = r.u16();
   if ((flags & ~ECSR_FLAG_METADATA) !== 0) throw new Error(`unknown .ecsr flags 0x${flags.toString(16)}`);
@@ -299,8 +437,10 @@ export function parseEcsr(input: ArrayBuffer | Uint8Array): ParsedEcsr {
   const valueType = (Object.keys(ECSR_VALUE_TYPES) as EcsrValueType[]).find(
     (t) => ECSR_VALUE_TYPES[t] === typeCode,
   );
-  if (valueType === undefined) {
-    throw new Error(`unknown value type ${typeCode} (expected 1 = float32 or 2 = float16)`);
+  if (valueType === undefined || VERSION_OF[valueType] !== version) {
+    throw new Error(
+      `unknown value type ${typeCode} for version ${version} (expected ${version === 1 ? '1 = float32 or 2 = float16' : '3 = int8 or 4 = codebook'})`,
+    );
   }
   for (let i = 0; i < 3; i++) if (r.u8() !== 0) throw new Error(`header reserved byte ${13 + i} is not 0`);
 
@@ -310,7 +450,12 @@ export function parseEcsr(input: ArrayBuffer | Uint8Array): ParsedEcsr {
     layerIndex = l;
     // each record needs at least its header: a huge corrupt layer count fails here, not in a loop
     r.need(ECSR_LAYER_HEADER_BYTES, `the record header (the file announces ${layerCount} layers)`);
-    layers.push(readLayer(r, l, valueType, layers[l - 1]?.nOut));
+    const previousOut = layers[l - 1]?.nOut;
+    layers.push(
+      version === ECSR_VERSION
+        ? readLayer(r, l, valueType, previousOut)
+        : readQuantizedLayer(r, l, valueType, previousOut),
+    );
   }
   if (r.offset !== r.length) {
     throw new Error(`${r.length - r.offset} unexpected bytes after the last layer (offset ${r.offset})`);

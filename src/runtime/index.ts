@@ -20,17 +20,21 @@ import { createWasmForward, type WasmForward } from './wasm-kernels.js';
 
 export { ACTIVATION_CODES, hasAlpha, type SparseActivation } from './activations.js';
 export {
+  CODEBOOK_BITS,
   ECSR_FLAG_METADATA,
   ECSR_HEADER_BYTES,
   ECSR_LAYER_HEADER_BYTES,
   ECSR_MAGIC,
   ECSR_VALUE_TYPES,
   ECSR_VERSION,
+  ECSR_VERSION_QUANTIZED,
   type EcsrValueType,
   float16ToNumber,
   pad4,
+  type QuantizedValues,
   type SparseLayer,
 } from './format.js';
+export { huffmanEncode } from './huffman.js';
 export type { IndexArray } from './kernels.js';
 
 export interface SparseModel {

@@ -6,7 +6,9 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { forward } from '../../src/model/forward.js';
-import { loadEcsr } from '../../src/runtime/index.js';
+import { dequantizeMlp, quantizeCodebook, quantizeInt8 } from '../../src/quantize/quantize.js';
+import { loadEcsr, type QuantizedValues } from '../../src/runtime/index.js';
+import { keepMasksOf } from '../../src/train/train.js';
 import { assertClose } from '../core/helpers.js';
 import { cli, FIXTURES, tempDir } from './run.js';
 
@@ -27,4 +29,31 @@ it('export --format csr writes a .ecsr that the runtime runs with the pruned mod
   const runtime = loadEcsr(readFileSync(sparse));
   const expected = await forward(readOnnx(readFileSync(pruned)).mlp, x, tsGemm);
   assertClose(runtime.run(x.data, x.rows), expected.data, 'runtime vs dense forward', 1e-5);
+});
+
+it('export --values int8 and codebook:<bits> write version 2 files that run as the dequantised model', async () => {
+  const dir = tempDir();
+  const model = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.onnx');
+  const calib = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.input.npy');
+  const pruned = path.join(dir, 'pruned.onnx');
+  assert.equal((await cli('prune', model, '--calib', calib, '--sparsity', '0.8', '-o', pruned)).code, 0);
+  const mlp = readOnnx(readFileSync(pruned)).mlp;
+  const masks = keepMasksOf(mlp);
+  const x = toFeatureMatrix(readNpy(readFileSync(calib)));
+  const cases: [string, QuantizedValues[]][] = [
+    ['int8', mlp.layers.map((l, i) => quantizeInt8(l.weight, masks[i]))],
+    ['codebook:3', mlp.layers.map((l, i) => quantizeCodebook(l.weight, masks[i], { bits: 3, seed: i }))],
+  ];
+  for (const [values, quantized] of cases) {
+    const out = path.join(dir, `${values.replace(':', '-')}.ecsr`);
+    const run = await cli('export', pruned, '--format', 'csr', '--values', values, '-o', out);
+    assert.equal(run.code, 0, run.stderr);
+    const runtime = loadEcsr(readFileSync(out));
+    assert.equal(runtime.valueType, values === 'int8' ? 'int8' : 'codebook');
+    const expected = await forward(dequantizeMlp(mlp, masks, quantized), x, tsGemm);
+    assertClose(runtime.run(x.data, x.rows), expected.data, `${values}: runtime vs dequantised model`, 1e-5);
+  }
+  const bad = await cli('export', pruned, '--values', 'codebook:9', '-o', path.join(dir, 'bad.ecsr'));
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /codebook:<bits> with bits 2 to 8/);
 });

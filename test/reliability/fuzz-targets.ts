@@ -260,9 +260,24 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
           weight: { ...l.weight, data: l.weight.data.map((w, i) => (i % 2 ? 0 : w)) },
         })),
       };
+      // version 2: quantised values in entropy-coded streams, int8 and a 3-bit codebook
+      const q = await optional(() => import('../../src/quantize/quantize.js'));
+      const masks = sparse.layers.map((l) => Uint8Array.from(l.weight.data, (w) => +(w !== 0)));
+      const quantized = q
+        ? [
+            io.writeEcsr(sparse, {
+              quantized: sparse.layers.map((l, i) => q.quantizeInt8(l.weight, masks[i])),
+            }),
+            io.writeEcsr(sparse, {
+              quantized: sparse.layers.map((l, i) => q.quantizeCodebook(l.weight, masks[i], { bits: 3 })),
+              metadata: { source: 'fuzz' },
+            }),
+          ]
+        : [];
       return [
         io.writeEcsr(sparse),
         io.writeEcsr(sparse, { valueType: 'float16', metadata: { source: 'fuzz' } }),
+        ...quantized,
       ];
     },
     load: async () => {

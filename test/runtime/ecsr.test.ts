@@ -483,9 +483,19 @@ describe('corrupt files are rejected', () => {
     ));
   it('unsupported version', () =>
     rejects(
-      corrupt((_, v) => v.setUint16(4, 2, true)),
-      /unsupported .ecsr version 2/,
+      corrupt((_, v) => v.setUint16(4, 3, true)),
+      /unsupported .ecsr version 3/,
     ));
+  it('a version-2 value type in a version-1 file, and a version-1 value type in a version-2 file', () => {
+    rejects(
+      corrupt((b) => (b[12] = 3)),
+      /unknown value type 3 for version 1/,
+    );
+    rejects(
+      corrupt((_, v) => v.setUint16(4, 2, true)),
+      /unknown value type 1 for version 2/,
+    );
+  });
   it('unknown flags', () =>
     rejects(
       corrupt((_, v) => v.setUint16(6, 3, true)),
