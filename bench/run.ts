@@ -27,6 +27,7 @@ import { openDataFile } from '../src/node/datasets.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
 import { score } from '../src/prune.js';
 import type { PhaseTimings } from '../src/timings.js';
+import { benchCompression } from './compression.js';
 import {
   agreement,
   ecFlops,
@@ -537,6 +538,15 @@ async function main() {
     if (code !== 'ERR_MODULE_NOT_FOUND')
       sparseMarkdown = `(bench/sparse-runtime.ts failed: ${(error as Error).message})`;
   }
+  log('compression (bench/compression.ts)');
+  let compressionMarkdown: string;
+  try {
+    compressionMarkdown = await benchCompression(
+      QUICK ? { epochs: 2, finetuneEpochs: 1, centroidEpochs: 1 } : {},
+    );
+  } catch (error) {
+    compressionMarkdown = `(bench/compression.ts failed: ${(error as Error).message})`;
+  }
 
   const torchVersion = Object.values(torchPeaks)[0]?.torch;
   const report = renderReport({
@@ -548,6 +558,7 @@ async function main() {
     torchVersion,
     cases,
     sparseMarkdown,
+    compressionMarkdown,
     seconds: (Date.now() - startedAt.getTime()) / 1000,
   });
   await writeAtomic(flags.out!, report);
@@ -555,7 +566,11 @@ async function main() {
   const seconds = (Date.now() - startedAt.getTime()) / 1000;
   await writeAtomic(
     jsonOut,
-    JSON.stringify({ startedAt, info, peak, peaks, torchPeaks, cases, sparseMarkdown, seconds }, null, 1),
+    JSON.stringify(
+      { startedAt, info, peak, peaks, torchPeaks, cases, sparseMarkdown, compressionMarkdown, seconds },
+      null,
+      1,
+    ),
   );
   log(`wrote ${path.relative(root, flags.out!)} and ${path.relative(root, jsonOut)}`);
 }
@@ -601,6 +616,7 @@ function renderReport(r: {
   torchVersion?: string;
   cases: CaseResult[];
   sparseMarkdown?: string;
+  compressionMarkdown?: string;
   seconds: number;
 }): string {
   const { info, peak, cases } = r;
@@ -838,6 +854,7 @@ function renderReport(r: {
   if (r.sparseMarkdown) {
     lines.push('## Sparse runtime (bench/sparse-runtime.ts)', '', r.sparseMarkdown.trim(), '');
   }
+  if (r.compressionMarkdown) lines.push(r.compressionMarkdown.trim(), '');
   return `${lines.join('\n')}\n`;
 }
 
