@@ -213,20 +213,17 @@ function readMetadata(r: Reader): Record<string, string> {
   return parsed as Record<string, string>;
 }
 
-function readLayer(
-  r: Reader,
-  l: number,
-  valueType: EcsrValueType,
-  previousOut: number | undefined,
-): SparseLayer {
+/**
+ * The start of a record in both versions: shape and nnz (checked), the activation code (checked)
+ * and the three bytes at offsets 13–15, whose meaning depends on the version.
+ */
+function readRecordStart(r: Reader, l: number, previousOut: number | undefined) {
   const where = `layer ${l}: `;
   const nOut = r.u32();
   const nIn = r.u32();
   const nnz = r.u32();
   const code = r.u8();
-  const colWidth = r.u8();
-  const rowWidth = r.u8();
-  const reserved = r.u8();
+  const bytes = [r.u8(), r.u8(), r.u8()] as const;
   if (nOut === 0 || nIn === 0) throw new Error(`${where}invalid shape ${nOut}x${nIn}`);
   if (previousOut !== undefined && nIn !== previousOut) {
     throw new Error(`${where}takes ${nIn} inputs but layer ${l - 1} has ${previousOut} outputs`);
@@ -234,6 +231,25 @@ function readLayer(
   if (nnz > nOut * nIn) throw new Error(`${where}nnz ${nnz} exceeds ${nOut}x${nIn} = ${nOut * nIn}`);
   const kind = ACTIVATION_CODES[code];
   if (kind === undefined) throw new Error(`${where}unknown activation code ${code}`);
+  return { where, nOut, nIn, nnz, kind, bytes };
+}
+
+/** The activation of `kind`, reading its float32 alpha when it takes one. */
+function readActivation(r: Reader, kind: SparseActivation['kind'], where: string): SparseActivation {
+  if (!hasAlpha(kind)) return { kind } as SparseActivation;
+  const alpha = r.f32();
+  if (!Number.isFinite(alpha)) throw new Error(`${where}${kind} alpha is ${alpha}, not a finite number`);
+  return { kind, alpha: shortestFloat32(alpha) };
+}
+
+function readLayer(
+  r: Reader,
+  l: number,
+  valueType: EcsrValueType,
+  previousOut: number | undefined,
+): SparseLayer {
+  const { where, nOut, nIn, nnz, kind, bytes } = readRecordStart(r, l, previousOut);
+  const [colWidth, rowWidth, reserved] = bytes;
   const colKind = WIDTH_KIND[colWidth];
   const rowKind = WIDTH_KIND[rowWidth];
   if (colKind === undefined) {
@@ -246,14 +262,7 @@ function readLayer(
     throw new Error(`${where}row pointer width ${rowWidth} cannot hold nnz ${nnz}`);
   }
   if (reserved !== 0) throw new Error(`${where}reserved byte is ${reserved}, expected 0`);
-  let activation: SparseActivation;
-  if (hasAlpha(kind)) {
-    const alpha = r.f32();
-    if (!Number.isFinite(alpha)) throw new Error(`${where}${kind} alpha is ${alpha}, not a finite number`);
-    activation = { kind, alpha: shortestFloat32(alpha) };
-  } else {
-    activation = { kind } as SparseActivation;
-  }
+  const activation = readActivation(r, kind, where);
 
   // one size check for the whole record, so a corrupt nnz is reported before anything is allocated
   const valueSize = valueType === 'float32' ? 4 : 2;
@@ -316,33 +325,14 @@ function readQuantizedLayer(
   valueType: EcsrValueType,
   previousOut: number | undefined,
 ): SparseLayer {
-  const where = `layer ${l}: `;
-  const nOut = r.u32();
-  const nIn = r.u32();
-  const nnz = r.u32();
-  const code = r.u8();
-  const bits = r.u8();
-  const reserved = r.u16();
-  if (nOut === 0 || nIn === 0) throw new Error(`${where}invalid shape ${nOut}x${nIn}`);
-  if (previousOut !== undefined && nIn !== previousOut) {
-    throw new Error(`${where}takes ${nIn} inputs but layer ${l - 1} has ${previousOut} outputs`);
-  }
-  if (nnz > nOut * nIn) throw new Error(`${where}nnz ${nnz} exceeds ${nOut}x${nIn} = ${nOut * nIn}`);
-  const kind = ACTIVATION_CODES[code];
-  if (kind === undefined) throw new Error(`${where}unknown activation code ${code}`);
+  const { where, nOut, nIn, nnz, kind, bytes } = readRecordStart(r, l, previousOut);
+  const [bits, reservedLow, reservedHigh] = bytes;
   const int8 = valueType === 'int8';
   if (int8 ? bits !== 8 : bits < CODEBOOK_BITS.min || bits > CODEBOOK_BITS.max) {
     throw new Error(`${where}invalid bits ${bits} (${int8 ? '8 for int8' : '2 to 8 for a codebook'})`);
   }
-  if (reserved !== 0) throw new Error(`${where}reserved bytes are ${reserved}, expected 0`);
-  let activation: SparseActivation;
-  if (hasAlpha(kind)) {
-    const alpha = r.f32();
-    if (!Number.isFinite(alpha)) throw new Error(`${where}${kind} alpha is ${alpha}, not a finite number`);
-    activation = { kind, alpha: shortestFloat32(alpha) };
-  } else {
-    activation = { kind } as SparseActivation;
-  }
+  if (reservedLow !== 0 || reservedHigh !== 0) throw new Error(`${where}reserved bytes are not 0`);
+  const activation = readActivation(r, kind, where);
   const tableSize = int8 ? nOut : 2 ** bits;
   r.need(4 * (nOut + tableSize), `the ${nOut}x${nIn} layer's bias and ${int8 ? 'scales' : 'codebook'}`);
   const bias = r.array('f32', nOut, 'bias') as Float32Array;
