@@ -12,9 +12,10 @@
  * else (os.system, builtins.eval, an unknown opcode) is refused with an error naming it; nothing in
  * the file is ever executed. The legacy format (torch < 1.6, not a zip) is refused with a hint.
  */
-import { type Unzipped, unzipSync, zipSync } from 'fflate';
+import { zipSync } from 'fflate';
 import { badInput, EcpruneError } from '../errors.js';
 import { decodeElements, elementType, toFloat32 } from './npy.js';
+import { unzipChecked, zipMemberNames } from './npz.js';
 import { decodeBfloat16, isRecord } from './safetensors.js';
 
 /** The torch dtypes of floating-point tensors, which a checkpoint's weights are stored in. */
@@ -408,22 +409,16 @@ function unpickle(bytes: Uint8Array, file: string | undefined): Value {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/** Whether `bytes` is a zip holding a `data.pkl`: a torch.save checkpoint rather than an .npz. */
-export function isTorchZip(bytes: Uint8Array): boolean {
-  if (bytes[0] !== 0x50 || bytes[1] !== 0x4b) return false;
-  let found = false;
-  try {
-    unzipSync(bytes, {
-      filter: (member) => {
-        if (/^[^/]*\/data\.pkl$/.test(member.name)) found = true;
-        return false;
-      },
-    });
-  } catch {
-    return false;
-  }
-  return found;
+/**
+ * Whether the zip `bytes` is a torch.save checkpoint (it holds a `data.pkl`) rather than an .npz;
+ * undefined when its directory cannot be read.
+ */
+export function isTorchZip(bytes: Uint8Array): boolean | undefined {
+  return zipMemberNames(bytes)?.some((name) => PICKLE_RECORD.test(name));
 }
+
+/** `<archive>/data.pkl`: the archive folder is named after the file torch.save wrote. */
+const PICKLE_RECORD = /^[^/]*\/data\.pkl$/;
 
 /** The magic number that starts a legacy (torch < 1.6) checkpoint, as pickled: LONG1 of 10 bytes. */
 const LEGACY_MAGIC = [0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
@@ -440,13 +435,8 @@ export function readTorch(
       file,
     );
   }
-  let records: Unzipped;
-  try {
-    records = unzipSync(bytes);
-  } catch (error) {
-    throw badInput(`is not a torch.save zip: ${(error as Error).message}`, file);
-  }
-  const pickleName = Object.keys(records).find((name) => /^[^/]*\/data\.pkl$/.test(name));
+  const records = unzipChecked(bytes, file, 'torch.save');
+  const pickleName = Object.keys(records).find((name) => PICKLE_RECORD.test(name));
   if (pickleName === undefined)
     throw badInput('is a zip without <archive>/data.pkl: not a torch.save checkpoint', file);
   const prefix = pickleName.slice(0, -'data.pkl'.length);
@@ -515,6 +505,14 @@ function gather(
   const { size, stride, offset } = tensor;
   const count = size.reduce((n, d) => n * d, 1);
   if (count === 0) return new Float32Array(0);
+  // more elements than its storage: an expanded view (stride 0), which no saved parameter is
+  if (count > storage.length) {
+    throw badInput(
+      `size [${size.join(', ')}] has more elements than the ${storage.length} of its storage`,
+      file,
+      where,
+    );
+  }
   const last = offset + size.reduce((n, d, i) => n + (d - 1) * stride[i], 0);
   if (last >= storage.length) {
     throw badInput(

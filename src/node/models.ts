@@ -84,12 +84,16 @@ export function formatFromExtension(file: string): ModelFormat {
 /**
  * The format of a model file from its first bytes, undefined when they say nothing: safetensors
  * starts with a little-endian header length (< 2^48, so bytes 6-7 are zero) and then '{'; a zip
- * with 'PK' (a torch.save checkpoint when it holds a data.pkl, else an .npz); a model.json with '{' (after optional whitespace); an ONNX protobuf with the tag
+ * with 'PK' (a torch.save checkpoint when it holds a data.pkl, else an .npz; a zip whose directory
+ * is unreadable says nothing); a model.json with '{' (after optional whitespace); an ONNX protobuf with the tag
  * of field 1 (ir_version), which ONNX writers put first.
  */
 export function sniffFormat(bytes: Uint8Array): ModelFormat | undefined {
   if (bytes.length >= 9 && bytes[6] === 0 && bytes[7] === 0 && bytes[8] === 0x7b) return 'safetensors';
-  if (bytes[0] === 0x50 && bytes[1] === 0x4b) return isTorchZip(bytes) ? 'pytorch' : 'npz';
+  if (bytes[0] === 0x50 && bytes[1] === 0x4b) {
+    const torch = isTorchZip(bytes);
+    return torch === undefined ? undefined : torch ? 'pytorch' : 'npz';
+  }
   const first = bytes.find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);
   if (first === 0x7b) return 'tfjs';
   return bytes[0] === 0x08 ? 'onnx' : undefined;

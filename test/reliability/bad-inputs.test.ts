@@ -604,6 +604,38 @@ const ROWS: Row[] = [
   },
   {
     command: 'inspect',
+    what: '.pt whose pickle calls os.system (GLOBAL + REDUCE)',
+    argv: (i) => ['inspect', i.torchMalicious, '--arch', 'relu'],
+    code: 2,
+    message: () =>
+      says('malicious.pt', 'data.pkl, byte', 'imports posix.system', 'refused (nothing in the file is run)'),
+  },
+  {
+    command: 'prune',
+    what: '.pt whose pickle calls os.system (GLOBAL + REDUCE)',
+    argv: (i, out) => [
+      'prune',
+      i.torchMalicious,
+      '--arch',
+      'relu',
+      '--calib',
+      i.x,
+      '--quiet',
+      '-o',
+      path.join(out, 'p.pt'),
+    ],
+    code: 2,
+    message: () => says('malicious.pt', 'imports posix.system'),
+  },
+  {
+    command: 'inspect',
+    what: 'legacy (torch < 1.6) .pt',
+    argv: (i) => ['inspect', i.torchLegacy, '--arch', 'tanh'],
+    code: 2,
+    message: () => says('legacy.pt', 'torch 1.6 or later'),
+  },
+  {
+    command: 'inspect',
     what: 'truncated TF.js model.json',
     argv: (i) => ['inspect', i.tfjsTruncated],
     code: 2,
