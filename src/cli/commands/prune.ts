@@ -18,6 +18,7 @@ import {
 } from '../data.js';
 import {
   archOption,
+  MODEL_FILES,
   parseLoss,
   parseNonNegativeInt,
   parsePositiveInt,
@@ -131,8 +132,8 @@ Examples:
 export function pruneCommand(): Command {
   const command = new Command('prune')
     .description('remove the least important weights and compensate them through the biases (EC pruning)')
-    .argument('<model>', 'the trained model (.onnx)')
-    .requiredOption('-o, --output <file>', 'where to write the pruned model (.onnx)')
+    .argument('<model>', `the trained model (${MODEL_FILES})`)
+    .requiredOption('-o, --output <file>', 'where to write the pruned model (its format from the extension)')
     .option(
       '--method <name>',
       'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
