@@ -40,6 +40,7 @@ export {
   type PruneOptions,
   type PruneResult,
   prune,
+  pruneMetadata,
   type ScoreOptions,
   type ScoreResult,
   score,

@@ -23,6 +23,7 @@ import {
 import { readTfjs, TFJS_SHARD_NAME, type TfjsTemplate, writeTfjs } from '../io/tfjs.js';
 import { isTorchZip, readTorch, type TorchDtype, writeTorch } from '../io/torch.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
+import { VERSION } from '../version.js';
 import {
   checkOutputPath,
   ensureParentDir,
@@ -200,7 +201,8 @@ export async function checkModelOutput(file: string, options: WriteOptions = {})
 export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {}): Promise<void> {
   const format = formatFromExtension(file);
   const like = options.like?.format === format ? options.like : undefined;
-  const metadata = options.metadata ?? {};
+  // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)
+  const metadata = { ecprune_version: VERSION, ...options.metadata };
   const write: WriteOptions = {
     force: options.force,
     inputs: [...(options.inputs ?? []), ...(options.like?.files ?? [])],

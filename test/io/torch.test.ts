@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { evaluate } from '../../src/evaluate.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readNpy } from '../../src/io/npy.js';
 import { writeNpz } from '../../src/io/npz.js';
@@ -16,7 +17,9 @@ import { readTorch, writeTorch } from '../../src/io/torch.js';
 import { forward } from '../../src/model/forward.js';
 import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
+import { openDataFile } from '../../src/node/datasets.js';
 import { loadModel, saveModel, sniffFormat } from '../../src/node/models.js';
+import { prune, pruneMetadata } from '../../src/prune.js';
 import { cli } from '../cli/run.js';
 import { failsWith } from '../helpers/errors.js';
 
@@ -158,6 +161,40 @@ describe('writing', () => {
       }
     });
   }
+
+  it('the library writes the metadata the CLI writes (pruneMetadata), and evaluate shows only what applies', async () => {
+    const file = fixture('relu_f32.pt');
+    const calib = fixture('relu_f32.input.npy');
+    const viaCli = path.join(tmp, 'cli.pt');
+    assert.equal(
+      (
+        await cli(
+          'prune',
+          file,
+          '--arch',
+          'relu',
+          '--calib',
+          calib,
+          '--sparsity',
+          '0.5',
+          '-o',
+          viaCli,
+          '--quiet',
+        )
+      ).code,
+      0,
+    );
+    const model = await loadModel(file, { arch: 'relu' });
+    const calibration = await openDataFile(calib);
+    const result = await prune(model.mlp, calibration, { sparsity: 0.5 });
+    const viaLibrary = path.join(tmp, 'library.pt');
+    await saveModel(viaLibrary, result.model, { like: model, metadata: pruneMetadata(result, calibration) });
+    assert.deepEqual(
+      (await loadModel(viaLibrary)).pytorch!.metadata,
+      (await loadModel(viaCli)).pytorch!.metadata,
+    );
+    assert.deepEqual(Object.keys(await evaluate(result.model, calibration)), ['samples']);
+  });
 
   it('saveModel writes the pruned model under the names and dtypes it was read with', async () => {
     const model = await loadModel(fixture('tanh_f16.pt'), { arch: 'tanh' });

@@ -3,10 +3,9 @@ import type { Dataset } from '../../data/dataset.js';
 import type { Mlp } from '../../model/mlp.js';
 import { layerSizes, weightCount } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
-import type { prune } from '../../prune.js';
+import { type prune, pruneMetadata } from '../../prune.js';
 import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
 import { finetune } from '../../train/train.js';
-import { VERSION } from '../../version.js';
 import {
   checkDataFitsModel,
   checkPruneMemory,
@@ -208,12 +207,7 @@ export function pruneCommand(): Command {
         like: model,
         onnxSparse: flags.onnxSparse,
         metadata: {
-          ecprune_version: VERSION,
-          ecprune_method: describeVariant(flags),
-          ecprune_sparsity: String(result.sparsity),
-          ecprune_scope: result.scope,
-          ecprune_calibration_samples: String(result.statistics.samples),
-          ecprune_calibration: calibration.name,
+          ...pruneMetadata(result, calibration, describeVariant(flags)),
           ...(epochs > 0 ? { ecprune_finetune_epochs: String(epochs) } : {}),
         },
       });
