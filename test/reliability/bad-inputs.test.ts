@@ -193,14 +193,14 @@ const ROWS: Row[] = [
   {
     command: 'prune',
     what: 'labels out of range',
-    argv: pruneCalib((i) => i.x, '--labels', inputs.yOutOfRange),
+    argv: pruneCalib((i) => i.x, '--calib-labels', inputs.yOutOfRange),
     code: 2,
     message: () => says('y-out-of-range.npy', 'row 9', 'class id 3 is out of range', '3 outputs'),
   },
   {
     command: 'prune',
     what: 'float labels for ce',
-    argv: pruneCalib((i) => i.x, '--labels', inputs.yFloat, '--method', 'gradmag', '--loss', 'ce'),
+    argv: pruneCalib((i) => i.x, '--calib-labels', inputs.yFloat, '--method', 'gradmag', '--loss', 'ce'),
     code: 2,
     message: () => says('y-float.npy', 'row 4', 'cross-entropy', 'class ids', '0.5'),
   },
@@ -343,7 +343,7 @@ const ROWS: Row[] = [
     what: 'gradmag without labels',
     argv: (i, out) => prune(i, out, '--method', 'gradmag'),
     code: 2,
-    message: () => says('x.npy', 'needs labels', '--labels'),
+    message: () => says('x.npy', 'needs labels', '--calib-labels'),
   },
   {
     command: 'prune',
