@@ -55,7 +55,7 @@ export async function score(
     if (calibration.targetKind === undefined) {
       throw new EcpruneError(
         'usage',
-        `method '${method}' needs labels for the calibration set (--labels)`,
+        `method '${method}' needs labels for the calibration set (--calib-labels)`,
         calibration.name,
       );
     }
