@@ -193,18 +193,10 @@ function unpickle(bytes: Uint8Array, file: string | undefined): Value {
         stack.push(items);
         break;
       }
-      case 0x61: {
-        // APPEND
-        const item = pop(at);
-        const list = pop(at);
-        if (!Array.isArray(list)) throw fail('appends to something that is not a list', at);
-        list.push(item);
-        stack.push(list);
-        break;
-      }
+      case 0x61: // APPEND
       case 0x65: {
         // APPENDS
-        const items = popMark(at);
+        const items = op === 0x61 ? [pop(at)] : popMark(at);
         const list = pop(at);
         if (!Array.isArray(list)) throw fail('appends to something that is not a list', at);
         list.push(...items);
