@@ -133,6 +133,27 @@ try {
   if (!(Math.abs(sparsity - 0.9) < 0.01))
     throw new Error(`the pruned model's sparsity is ${sparsity}, not 0.9`);
   console.log(`npx ecprune inspect pruned.onnx: sparsity ${sparsity}`);
+
+  // a PyTorch checkpoint, as torch.save wrote it (test/fixtures/torch)
+  for (const file of ['relu_f32.pt', 'relu_f32.input.npy']) {
+    copyFileSync(path.join(ROOT, 'test', 'fixtures', 'torch', file), path.join(project, file));
+  }
+  const args = [
+    '--arch',
+    'relu',
+    '--calib',
+    'relu_f32.input.npy',
+    '--sparsity',
+    '0.5',
+    '-o',
+    'pruned.pt',
+    '--quiet',
+  ];
+  run('npx', ['ecprune', 'prune', 'relu_f32.pt', ...args], project);
+  const pt = JSON.parse(run('npx', ['ecprune', 'inspect', 'pruned.pt', '--json'], project).stdout);
+  if (!(Math.abs(pt.sparsity - 0.5) < 0.02))
+    throw new Error(`pruned.pt has sparsity ${pt.sparsity}, not 0.5`);
+  console.log(`npx ecprune prune relu_f32.pt --arch relu ...: pruned.pt at sparsity ${pt.sparsity}`);
 } finally {
   if (flags.keep) console.log(`kept ${work}`);
   else rmSync(work, { recursive: true, force: true });
