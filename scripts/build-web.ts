@@ -132,7 +132,39 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     `built ${path.relative(process.cwd(), outdir) || '.'}: app.js ${mb(bundleBytes)}, ${mb(totalBytes)} with the wasm and the demo`,
   );
   if (values.serve) {
-    const { url } = await serveStatic(outdir, Number(values.port));
+    const { server, url } = await serveStatic(outdir, Number(values.port));
     console.log(`serving ${url} (Ctrl-C to stop)`);
+    stopWithAncestors(() => server.close(() => process.exit(0)));
   }
+}
+
+/**
+ * Calls `stop` once any process above this one has gone. `npm run serve:web` runs npm → sh → tsx
+ * → this script; a SIGTERM to npm ends npm and sh but not tsx, which would keep the server (and
+ * its port) alive with no parent. The ancestors come from /proc (Linux); elsewhere only the
+ * direct parent is watched.
+ */
+function stopWithAncestors(stop: () => void): void {
+  const ancestors: number[] = [];
+  for (let pid = process.ppid; pid > 1 && ancestors.length < 8; ) {
+    ancestors.push(pid);
+    try {
+      // /proc/<pid>/stat: "pid (command) state ppid ..."; the command may hold spaces and ')'
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    } catch {
+      break;
+    }
+  }
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  setInterval(() => {
+    if (!ancestors.every(alive)) stop();
+  }, 500).unref();
 }

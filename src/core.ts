@@ -24,6 +24,7 @@ export { readIdx } from './io/idx.js';
 export { type NpyArray, readNpy, toFeatureMatrix, toTargets, writeNpy } from './io/npy.js';
 export { readNpz, writeNpz } from './io/npz.js';
 export { type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from './io/onnx.js';
+export { readTorch, type TorchDtype, type TorchTensor, writeTorch } from './io/torch.js';
 export { type Activation, formatActivation, parseActivation } from './model/activations.js';
 export { forward } from './model/forward.js';
 export { fromRows, type Matrix, matrix } from './model/matrix.js';
@@ -40,6 +41,7 @@ export {
   type PruneOptions,
   type PruneResult,
   prune,
+  pruneMetadata,
   type ScoreOptions,
   type ScoreResult,
   score,

@@ -16,6 +16,7 @@ export interface EvaluateOptions {
   readonly gemm?: Gemm;
 }
 
+/** Each measure is present only when it applies: loss and meanLoss with targets, accuracy with class labels, outputMse with a reference. */
 export interface Evaluation {
   readonly samples: number;
   readonly loss?: LossKind;
@@ -65,11 +66,11 @@ export async function evaluate(mlp: Mlp, data: Dataset, options: EvaluateOptions
     samples += batch.x.rows;
   }
   const outputs = mlp.layers[mlp.layers.length - 1].weight.rows;
+  // only the measures that apply, so a printed result shows no `undefined` fields
   return {
     samples,
-    loss: data.targetKind ? loss : undefined,
-    meanLoss: data.targetKind ? lossSum / samples : undefined,
-    accuracy: data.targetKind === 'classes' ? correct / samples : undefined,
-    outputMse: options.reference ? outputErrorSum / (samples * outputs) : undefined,
+    ...(data.targetKind && { loss, meanLoss: lossSum / samples }),
+    ...(data.targetKind === 'classes' && { accuracy: correct / samples }),
+    ...(options.reference && { outputMse: outputErrorSum / (samples * outputs) }),
   };
 }

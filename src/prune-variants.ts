@@ -177,7 +177,7 @@ function statisticsOptions(run: Run, extra: Partial<StatisticsOptions> = {}): St
     if (calibration.targetKind === undefined) {
       throw new EcpruneError(
         'usage',
-        'the method needs labels for the calibration set (--labels)',
+        'the method needs labels for the calibration set (--calib-labels)',
         calibration.name,
       );
     }

@@ -11,6 +11,7 @@ import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } fro
 import { type PhaseTimings, timePhase } from './timings.js';
 import type { LossKind } from './train/loss.js';
 import { lossFor } from './train/loss.js';
+import { VERSION } from './version.js';
 
 export interface ScoreOptions {
   /** criterion; default `ec` */
@@ -54,7 +55,7 @@ export async function score(
     if (calibration.targetKind === undefined) {
       throw new EcpruneError(
         'usage',
-        `method '${method}' needs labels for the calibration set (--labels)`,
+        `method '${method}' needs labels for the calibration set (--calib-labels)`,
         calibration.name,
       );
     }
@@ -88,6 +89,26 @@ export interface PruneResult extends ScoreResult {
   readonly keepMasks: KeepMask[];
   readonly sparsity: number;
   readonly scope: Scope;
+}
+
+/**
+ * The metadata ecprune stores in a pruned model (ONNX metadata_props, safetensors and TF.js
+ * metadata, a record in a .pt), as the CLI writes it: pass it to saveModel's `metadata`.
+ * `method` defaults to the result's (the CLI passes its variant name, e.g. `ec+refit5`).
+ */
+export function pruneMetadata(
+  result: PruneResult,
+  calibration: Pick<Dataset, 'name'>,
+  method: string = result.method,
+): Record<string, string> {
+  return {
+    ecprune_version: VERSION,
+    ecprune_method: method,
+    ecprune_sparsity: String(result.sparsity),
+    ecprune_scope: result.scope,
+    ecprune_calibration_samples: String(result.statistics.samples),
+    ecprune_calibration: calibration.name,
+  };
 }
 
 /**

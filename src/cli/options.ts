@@ -59,14 +59,17 @@ export function listOf<T>(parse: (text: string) => T): (text: string) => T[] {
   };
 }
 
+/** The model files every command reads (and, by extension, writes). */
+export const MODEL_FILES = '.onnx, TF.js model.json, .safetensors, PyTorch .pt/.pth or .npz';
+
 /**
  * `--arch <spec>` for every command that loads a model: the layer widths and activations of a
- * weight-only model (.safetensors without ecprune metadata, .npz). Checked here, passed on as text.
+ * weight-only model (.safetensors / .pt without ecprune metadata, .npz). Checked here, passed on as text.
  */
 export function archOption(): Option {
   return new Option(
     '--arch <spec>',
-    "widths and activations of a weight-only model (.safetensors, .npz): '784,300,10:relu', 'relu', 'leaky_relu:0.1', 'relu/sigmoid'",
+    "widths and activations of a weight-only model (.safetensors, PyTorch .pt, .npz): '784,300,10:relu', 'relu', 'leaky_relu:0.1', 'relu/sigmoid'",
   ).argParser((text: string) => {
     try {
       parseArch(text);

@@ -17,7 +17,7 @@ import { describeError, exitCodeOf } from './errors.js';
 function buildProgram(): Command {
   const program = new Command('ecprune')
     .description(
-      'Elimination-compensation pruning of fully-connected networks: every removed weight is\ncompensated by an optimal shift of the bias it feeds.',
+      'Elimination-compensation pruning of fully-connected networks: every removed weight is compensated by an optimal shift of the bias it feeds.',
     )
     .version(VERSION)
     .option('--debug', 'print stack traces of errors')

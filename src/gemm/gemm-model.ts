@@ -10,7 +10,7 @@ import type { GraphSession } from './gemm.js';
 
 const { onnx } = onnxProto;
 
-/** A float32 graph input or output; dimensions fixed (numbers) or symbolic (names). */
+/** A float32 graph input or output; dimensions fixed (numbers) or symbolic (names). @internal */
 export function floatValueInfo(name: string, dims: readonly (number | string)[]): OnnxTypes.IValueInfoProto {
   return {
     name,
@@ -26,7 +26,7 @@ export function floatValueInfo(name: string, dims: readonly (number | string)[])
 /** The opset of the models built here (Gemm; ReduceMean/ReduceSumSquare axes as attributes, ReduceSum's as an input). */
 export const MODEL_OPSET = 13;
 
-/** `graph` as an encoded opset-13 model. */
+/** `graph` as an encoded opset-13 model. @internal (onnx-proto types stay out of the published .d.ts) */
 export function encodeModel(graph: OnnxTypes.IGraphProto): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 7,

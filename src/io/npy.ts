@@ -270,6 +270,8 @@ export function toFeatureMatrix(array: NpyArray, file?: string): Matrix {
  * Targets from an array. `kind` forces the reading; without it the rule is:
  * - an integer or bool dtype with shape [N] or [N, 1] → class ids;
  * - a float dtype with shape [N] whose values are all whole numbers ≥ 0 → class ids (labels saved as float);
+ * - shape [N, C] (C ≥ 2) whose rows are one-hot (C - 1 zeros and a one) → the class ids of the ones
+ *   (one-hot labels read as values would silently make the task a regression);
  * - anything else → real-valued targets, N x K float32 (shape [N] → N x 1).
  * Class ids must be whole numbers in [0, 2^31); the error names the first row that is not.
  */
@@ -277,6 +279,13 @@ export function toTargets(array: NpyArray, file?: string, kind?: Targets['kind']
   const { rows } = featureShape(array.shape, file);
   const columnShaped = array.shape.length === 1 || (array.shape.length === 2 && array.shape[1] === 1);
   const integerDtype = /^[<>|=]?[biu]/.test(array.dtype);
+  if (kind !== 'values' && isOneHot(array)) {
+    const classes = array.shape[1];
+    const ids = new Int32Array(rows);
+    for (let row = 0; row < rows; row++)
+      ids[row] = array.data.subarray(row * classes, (row + 1) * classes).indexOf(1);
+    return { kind: 'classes', values: ids };
+  }
   const resolved =
     kind ??
     ((integerDtype && columnShaped) || (array.shape.length === 1 && array.data.every(isClassId))
@@ -297,6 +306,22 @@ export function toTargets(array: NpyArray, file?: string, kind?: Targets['kind']
     ids[row] = value;
   }
   return { kind: 'classes', values: ids };
+}
+
+/** Shape [N, C ≥ 2], every row C - 1 zeros and a one. */
+function isOneHot(array: NpyArray): boolean {
+  if (array.shape.length !== 2 || array.shape[1] < 2 || array.shape[0] === 0) return false;
+  const classes = array.shape[1];
+  for (let row = 0; row < array.shape[0]; row++) {
+    let ones = 0;
+    for (let c = 0; c < classes; c++) {
+      const value = array.data[row * classes + c];
+      if (value === 1) ones++;
+      else if (value !== 0) return false;
+    }
+    if (ones !== 1) return false;
+  }
+  return true;
 }
 
 function isClassId(value: number): boolean {

@@ -1,5 +1,5 @@
 /** NumPy `.npz` archives: a zip of `.npy` members, stored (`np.savez`) or deflated (`np.savez_compressed`). */
-import { type UnzipOptions, type Unzipped, unzipSync, type Zippable, zipSync } from 'fflate';
+import { type Unzipped, unzipSync, type Zippable, zipSync } from 'fflate';
 import { badInput, EcpruneError } from '../errors.js';
 import { type NpyArray, type NpyData, readNpy, writeNpy } from './npy.js';
 
@@ -12,26 +12,8 @@ export const NPZ_MAX_BYTES = 4 * 2 ** 30;
  * inflated (see `zipMembers`), and the total inflated size against `maxBytes`.
  */
 export function readNpz(bytes: Uint8Array, file?: string, maxBytes = NPZ_MAX_BYTES): Map<string, NpyArray> {
-  const members = zipMembers(bytes, file);
-  const total = members.reduce((sum, member) => sum + member.originalSize, 0);
-  if (total > maxBytes) {
-    throw new EcpruneError(
-      'limit',
-      `the arrays would take ${total} bytes once inflated (limit ${maxBytes})`,
-      file,
-    );
-  }
-  for (const { name, compression, size, originalSize } of members) {
-    if (compression === 0 ? originalSize !== size : !(originalSize <= DEFLATE_MAX_RATIO * size + 1024)) {
-      const how = compression === 0 ? 'stored' : 'compressed';
-      throw badInput(
-        `not a readable .npz (zip) archive: member ${JSON.stringify(name)} claims ${originalSize} bytes from ${size} ${how} bytes`,
-        file,
-      );
-    }
-  }
   const arrays = new Map<string, NpyArray>();
-  for (const [member, data] of Object.entries(unzip(bytes, file))) {
+  for (const [member, data] of Object.entries(unzipChecked(bytes, file, '.npz', maxBytes))) {
     if (!member.endsWith('.npy')) continue;
     const name = member.slice(0, -'.npy'.length);
     try {
@@ -44,11 +26,49 @@ export function readNpz(bytes: Uint8Array, file?: string, maxBytes = NPZ_MAX_BYT
   return arrays;
 }
 
-function unzip(bytes: Uint8Array, file: string | undefined, options?: UnzipOptions): Unzipped {
+/**
+ * Every member of a zip (`kind` names the format in errors: '.npz', 'torch.save'), its structure
+ * checked before anything is inflated (see `zipMembers`) and the total inflated size against
+ * `maxBytes`: fflate's unzipSync trusts the directory's counts and sizes.
+ */
+export function unzipChecked(
+  bytes: Uint8Array,
+  file: string | undefined,
+  kind: string,
+  maxBytes = NPZ_MAX_BYTES,
+): Unzipped {
+  const members = zipMembers(bytes, file, kind);
+  const total = members.reduce((sum, member) => sum + member.originalSize, 0);
+  if (total > maxBytes) {
+    throw new EcpruneError(
+      'limit',
+      `the arrays would take ${total} bytes once inflated (limit ${maxBytes})`,
+      file,
+    );
+  }
+  for (const { name, compression, size, originalSize } of members) {
+    if (compression === 0 ? originalSize !== size : !(originalSize <= DEFLATE_MAX_RATIO * size + 1024)) {
+      const how = compression === 0 ? 'stored' : 'compressed';
+      throw badInput(
+        `not a readable ${kind} (zip) archive: member ${JSON.stringify(name)} claims ${originalSize} bytes from ${size} ${how} bytes`,
+        file,
+      );
+    }
+  }
   try {
-    return unzipSync(bytes, options);
+    return unzipSync(bytes);
   } catch (error) {
-    throw badInput(`not a readable .npz (zip) archive: ${(error as Error).message}`, file);
+    throw badInput(`not a readable ${kind} (zip) archive: ${(error as Error).message}`, file);
+  }
+}
+
+/** The members' names from the zip's central directory (nothing inflated), or undefined when it is not a readable zip. */
+export function zipMemberNames(bytes: Uint8Array): string[] | undefined {
+  try {
+    return zipMembers(bytes, undefined, 'zip').map((member) => member.name);
+  } catch (error) {
+    if (error instanceof EcpruneError) return undefined;
+    throw error;
   }
 }
 
@@ -72,8 +92,8 @@ const LOCAL_HEADER_BYTES = 30;
  * entry and its data inside the file, and each size against what its compression can produce (a
  * forged size would otherwise be allocated). Compression other than stored or deflate is refused.
  */
-function zipMembers(d: Uint8Array, file?: string): ZipMember[] {
-  const fail = (detail: string) => badInput(`not a readable .npz (zip) archive: ${detail}`, file);
+function zipMembers(d: Uint8Array, file: string | undefined, kind: string): ZipMember[] {
+  const fail = (detail: string) => badInput(`not a readable ${kind} (zip) archive: ${detail}`, file);
   const b2 = (at: number) => (at + 2 <= d.length ? d[at] | (d[at + 1] << 8) : Number.NaN);
   const b4 = (at: number) =>
     at >= 0 && at + 4 <= d.length

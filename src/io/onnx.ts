@@ -874,7 +874,10 @@ function defaultTemplate(mlp: Mlp): OnnxTemplate {
   };
 }
 
-/** A tensor of `values` in little-endian raw_data: float32, or int64 (the Reshape shape, sparse indices). */
+/**
+ * A tensor of `values` in little-endian raw_data: float32, or int64 (the Reshape shape, sparse indices).
+ * @internal (not in the published types, which must not name onnx-proto's: they need a global `Long`)
+ */
 export function rawTensor(
   name: string,
   dims: readonly number[],
@@ -913,7 +916,7 @@ function sparseTensor(name: string, dims: readonly number[], values: Float32Arra
   };
 }
 
-/** Collects nodes and initializers, keeping tensor names and node names unique. */
+/** Collects nodes and initializers, keeping tensor names and node names unique. @internal */
 export class GraphWriter {
   readonly nodes: NodeProto[] = [];
   readonly initializers: TensorProto[] = [];
@@ -975,7 +978,7 @@ const intAttr = (name: string, i: number): AttributeProto => ({
   type: onnx.AttributeProto.AttributeType.INT,
 });
 
-/** Writes `act` after the tensor `input`, reusing the template's node names when they fit; returns the output. */
+/** Writes `act` after the tensor `input`, reusing the template's node names when they fit; returns the output. @internal */
 export function writeActivation(
   graph: GraphWriter,
   act: Activation,

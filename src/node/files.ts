@@ -204,7 +204,11 @@ export function installCleanupHandlers(): void {
   ] as const) {
     process.on(signal, () => {
       removePendingTempFiles();
-      if (process.listenerCount(signal) === 1) process.exit(code);
+      if (process.listenerCount(signal) === 1) {
+        // one line, so that the exit code is not the only trace (outputs are renamed into place whole)
+        process.stderr.write(`ecprune: interrupted (${signal}); no partial output written\n`);
+        process.exit(code);
+      }
     });
   }
 }

@@ -1,6 +1,7 @@
 /**
  * Models on disk: the format is chosen by the file's content on input (ONNX protobuf, TF.js
- * model.json, safetensors, .npz; by the extension when the content is not recognised) and by the
+ * model.json, safetensors, PyTorch checkpoint, .npz; by the extension when the content is not
+ * recognised) and by the
  * extension on output. Everything format-specific lives
  * in src/io; this file only reads and writes bytes and dispatches.
  */
@@ -20,7 +21,9 @@ import {
   writeSafetensors,
 } from '../io/safetensors.js';
 import { readTfjs, TFJS_SHARD_NAME, type TfjsTemplate, writeTfjs } from '../io/tfjs.js';
+import { isTorchZip, readTorch, type TorchDtype, writeTorch } from '../io/torch.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
+import { VERSION } from '../version.js';
 import {
   checkOutputPath,
   ensureParentDir,
@@ -31,7 +34,7 @@ import {
   writeOutputAtomic,
 } from './files.js';
 
-export type ModelFormat = 'onnx' | 'tfjs' | 'safetensors' | 'npz';
+export type ModelFormat = 'onnx' | 'tfjs' | 'safetensors' | 'pytorch' | 'npz';
 
 export interface LoadedModel {
   readonly mlp: Mlp;
@@ -48,12 +51,20 @@ export interface LoadedModel {
     readonly keys: readonly StateDictLayerKeys[];
     readonly metadata: Record<string, string>;
   };
+  /** the state_dict's key names, each tensor's dtype, and the metadata ecprune stored */
+  readonly pytorch?: {
+    readonly keys: readonly StateDictLayerKeys[];
+    readonly dtypes: ReadonlyMap<string, TorchDtype>;
+    readonly metadata: Record<string, string>;
+  };
 }
 
 const EXTENSIONS: Record<string, ModelFormat> = {
   '.onnx': 'onnx',
   '.json': 'tfjs',
   '.safetensors': 'safetensors',
+  '.pt': 'pytorch',
+  '.pth': 'pytorch',
   '.npz': 'npz',
 };
 
@@ -74,19 +85,23 @@ export function formatFromExtension(file: string): ModelFormat {
 /**
  * The format of a model file from its first bytes, undefined when they say nothing: safetensors
  * starts with a little-endian header length (< 2^48, so bytes 6-7 are zero) and then '{'; a zip
- * (.npz) with 'PK'; a model.json with '{' (after optional whitespace); an ONNX protobuf with the tag
+ * with 'PK' (a torch.save checkpoint when it holds a data.pkl, else an .npz; a zip whose directory
+ * is unreadable says nothing); a model.json with '{' (after optional whitespace); an ONNX protobuf with the tag
  * of field 1 (ir_version), which ONNX writers put first.
  */
 export function sniffFormat(bytes: Uint8Array): ModelFormat | undefined {
   if (bytes.length >= 9 && bytes[6] === 0 && bytes[7] === 0 && bytes[8] === 0x7b) return 'safetensors';
-  if (bytes[0] === 0x50 && bytes[1] === 0x4b) return 'npz';
+  if (bytes[0] === 0x50 && bytes[1] === 0x4b) {
+    const torch = isTorchZip(bytes);
+    return torch === undefined ? undefined : torch ? 'pytorch' : 'npz';
+  }
   const first = bytes.find((byte) => byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d);
   if (first === 0x7b) return 'tfjs';
   return bytes[0] === 0x08 ? 'onnx' : undefined;
 }
 
 export interface LoadOptions {
-  /** the architecture of a weight-only model (safetensors, .npz), e.g. `784,300,10:relu`; see src/io/arch.ts */
+  /** the architecture of a weight-only model (safetensors, PyTorch .pt, .npz), e.g. `784,300,10:relu`; see src/io/arch.ts */
   readonly arch?: string;
 }
 
@@ -99,7 +114,7 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
   if (arch !== undefined && (format === 'onnx' || format === 'tfjs')) {
     throw new EcpruneError(
       'usage',
-      `--arch is for weight-only models (.safetensors, .npz); this ${format} model states its own activations`,
+      `--arch is for weight-only models (.safetensors, .pt, .npz); this ${format} model states its own activations`,
       file,
     );
   }
@@ -112,6 +127,8 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
       return loadTfjs(file, bytes);
     case 'safetensors':
       return loadSafetensors(file, bytes, arch);
+    case 'pytorch':
+      return loadTorch(file, bytes, arch);
     case 'npz':
       return { mlp: readNpzModel(bytes, arch, file), format, file, files: [file] };
   }
@@ -123,6 +140,15 @@ function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined
   const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
   const { mlp, keys } = mlpFromStateDict(readSafetensors(bytes, file), chosen, file);
   return { mlp, format: 'safetensors', file, files: [file], safetensors: { keys, metadata } };
+}
+
+function loadTorch(file: string, bytes: Uint8Array, arch: Arch | undefined): LoadedModel {
+  const { tensors, metadata } = readTorch(bytes, file);
+  const stored = metadata[ARCH_METADATA_KEY];
+  const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
+  const { mlp, keys } = mlpFromStateDict(tensors, chosen, file);
+  const dtypes = new Map([...tensors].map(([name, tensor]) => [name, tensor.dtype]));
+  return { mlp, format: 'pytorch', file, files: [file], pytorch: { keys, dtypes, metadata } };
 }
 
 /** A model.json and its shards, which are read relative to the model.json's folder. */
@@ -151,7 +177,7 @@ function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
 export interface SaveOptions extends WriteOptions {
   /** the model this one was derived from: its structure and names are kept when the output has its format */
   readonly like?: LoadedModel;
-  /** key/value metadata stored in the file (ONNX metadata_props, safetensors __metadata__, TF.js userDefinedMetadata; not .npz) */
+  /** key/value metadata stored in the file (ONNX metadata_props, safetensors __metadata__, TF.js userDefinedMetadata, a record in a .pt; not .npz) */
   readonly metadata?: Record<string, string>;
   /** ONNX: store weights as sparse_initializer */
   readonly onnxSparse?: boolean;
@@ -175,7 +201,8 @@ export async function checkModelOutput(file: string, options: WriteOptions = {})
 export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {}): Promise<void> {
   const format = formatFromExtension(file);
   const like = options.like?.format === format ? options.like : undefined;
-  const metadata = options.metadata ?? {};
+  // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)
+  const metadata = { ecprune_version: VERSION, ...options.metadata };
   const write: WriteOptions = {
     force: options.force,
     inputs: [...(options.inputs ?? []), ...(options.like?.files ?? [])],
@@ -199,6 +226,18 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
         writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
         write,
       );
+    }
+    case 'pytorch': {
+      // each tensor in the dtype it was read in (a bias added by compensation in its weight's)
+      const dtypes = like?.pytorch?.dtypes;
+      const stateDict = new Map(
+        [...stateDictFromMlp(mlp, like?.pytorch?.keys)].map(([name, tensor]) => {
+          const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight'));
+          return [name, { ...tensor, dtype }];
+        }),
+      );
+      const fileMetadata = { ...like?.pytorch?.metadata, ...metadata, [ARCH_METADATA_KEY]: formatArch(mlp) };
+      return writeOutputAtomic(file, writeTorch(stateDict, fileMetadata), write);
     }
     case 'npz':
       return writeOutputAtomic(file, writeNpzModel(mlp), write);

@@ -1,8 +1,13 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
-import * as ort from 'onnxruntime-node';
+import path from 'node:path';
+import type * as Ort from 'onnxruntime-node';
 import type { Gemm, GemmOptions, GraphSession } from '../gemm/gemm.js';
 import { productShape } from '../gemm/gemm.js';
 import { gemmModelBytes, graphSession } from '../gemm/gemm-model.js';
+import { createOrtWebGemm, ORT_WEB_FILES } from '../gemm/ort-web-gemm.js';
+import { matmulTs, tsGemm } from '../gemm/ts-gemm.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 
 /**
@@ -14,13 +19,15 @@ import { type Matrix, matrix } from '../model/matrix.js';
  * worker and ran every GEMM on one core (2048³: 114-184 vs 239-313 GFLOP/s with 2 threads).
  */
 export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Promise<Gemm> {
-  const sessionOptions: ort.InferenceSession.SessionOptions = {
+  // an optional dependency: imported on first use, so ecprune loads where it did not install
+  const ort: typeof Ort = await import('onnxruntime-node');
+  const sessionOptions: Ort.InferenceSession.SessionOptions = {
     intraOpNumThreads: threads > 0 ? threads : os.availableParallelism(),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3, // errors only: its warnings (unused initializers, ...) are not for our users
   };
-  const sessions = new Map<string, Promise<ort.InferenceSession>>();
+  const sessions = new Map<string, Promise<Ort.InferenceSession>>();
   const session = (transA: boolean, transB: boolean) => {
     const key = `${+transA}${+transB}`;
     let s = sessions.get(key);
@@ -30,7 +37,6 @@ export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Pro
     }
     return s;
   };
-  const { matmulTs } = await import('../gemm/ts-gemm.js');
   return {
     name: 'onnxruntime-node',
     async matmul(a: Matrix, b: Matrix, options: GemmOptions = {}) {
@@ -56,21 +62,89 @@ export async function createOrtGemm(threads = 0, smallFlops = 64 * 64 * 64): Pro
   };
 }
 
-/** An onnxruntime-node GEMM created on first use (so commands that never multiply pay nothing). */
-export function lazyOrtGemm(): Gemm {
+/** Why a backend could not start, in one line (an import error's first line names the package). */
+function firstLine(error: unknown): string {
+  return String(error instanceof Error ? error.message : error).split('\n')[0];
+}
+
+/**
+ * The fastest backend that starts here: onnxruntime-node, else onnxruntime-web's WebAssembly
+ * build, else the TS loop. Both onnxruntime packages are optional dependencies (onnxruntime-node's
+ * install script fails offline, and npm then leaves it out), so each fallback says so in one line.
+ */
+export async function createNodeGemm(onFallback: (line: string) => void): Promise<Gemm> {
+  let nodeError: unknown;
+  try {
+    return await createOrtGemm();
+  } catch (error) {
+    nodeError = error;
+  }
+  const reason =
+    (nodeError as { code?: string }).code === 'ERR_MODULE_NOT_FOUND'
+      ? 'onnxruntime-node is not installed (npm leaves it out where its install script fails)'
+      : `onnxruntime-node did not load (${firstLine(nodeError)})`;
+  let wasmBinary: Uint8Array;
+  try {
+    // the require condition of onnxruntime-web/wasm is a file in its dist/, next to the .wasm
+    const dist = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-web/wasm'));
+    wasmBinary = readFileSync(path.join(dist, ORT_WEB_FILES[0]));
+  } catch {
+    onFallback(
+      `ecprune: ${reason} and onnxruntime-web is not installed; running on the TypeScript GEMM (slower)`,
+    );
+    return tsGemm;
+  }
+  let webError: unknown;
+  const web = await createOrtWebGemm({ wasmBinary, onFallback: (error) => (webError = error) });
+  onFallback(
+    web === tsGemm
+      ? `ecprune: ${reason} and onnxruntime-web did not start (${firstLine(webError)}); running on the TypeScript GEMM (slower)`
+      : `ecprune: ${reason}; running on onnxruntime-web (WebAssembly, slower)`,
+  );
+  return web;
+}
+
+/** Whether `specifier` resolves from here (the package is installed), without loading it. */
+function installed(specifier: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(specifier);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The Node default backend (createNodeGemm) started on first use, so commands that never multiply
+ * pay nothing and a fallback line appears only when a computation needs the backend.
+ */
+export function lazyOrtGemm(onFallback = (line: string) => console.error(line)): Gemm {
   let backend: Promise<Gemm> | undefined;
+  let startedName: string | undefined;
   const started = () => {
-    backend ??= createOrtGemm();
+    backend ??= createNodeGemm(onFallback).then((gemm) => {
+      startedName = gemm.name;
+      return gemm;
+    });
     return backend;
   };
+  // the calibration pass asks before starting whether whole graphs can run: only onnxruntime can
+  const runsGraphs = installed('onnxruntime-node') || installed('onnxruntime-web/wasm');
+  const createSession = async (model: Uint8Array) => {
+    const gemm = await started();
+    if (gemm.createSession === undefined) {
+      throw new Error(`${gemm.name} runs no ONNX graphs; rerun with --no-graph`);
+    }
+    return gemm.createSession(model);
+  };
   return {
-    name: 'onnxruntime-node',
+    get name() {
+      return startedName ?? 'onnxruntime (not started yet)';
+    },
     async matmul(a, b, options) {
       return (await started()).matmul(a, b, options);
     },
-    async createSession(model) {
-      return (await started()).createSession!(model);
-    },
+    ...(runsGraphs ? { createSession } : {}),
     async dispose() {
       if (backend) await (await backend).dispose?.();
       backend = undefined;

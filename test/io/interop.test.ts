@@ -60,6 +60,7 @@ const EXTENSION: Record<ModelFormat, string> = {
   onnx: '.onnx',
   tfjs: '.json',
   safetensors: '.safetensors',
+  pytorch: '.pt',
   npz: '.npz',
 };
 
@@ -305,6 +306,7 @@ describe('ecprune convert', () => {
     { format: 'onnx', file: path.join(ONNX_FIXTURES, 'mlp_activations.onnx') },
     { format: 'tfjs', file: path.join(FIXTURES, 'tfjs_activation_layers/model.json') },
     { format: 'safetensors', file: path.join(FIXTURES, 'torch_layers_bf16.safetensors') },
+    { format: 'pytorch', file: path.join(FIXTURES, '..', 'torch', 'relu_f32.pt'), arch: '6,8,8,3:relu' },
     { format: 'npz', file: path.join(FIXTURES, 'numpy_elu.npz'), arch: '6,9,7,3:elu' },
   ];
   for (const source of SOURCES) {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -9,10 +9,10 @@ import { EcpruneError } from '../../src/errors.js';
 import { writeNpy } from '../../src/io/npy.js';
 import { readNpz, writeNpz } from '../../src/io/npz.js';
 import { failsWith } from '../helpers/errors.js';
+import { PYTHON, pythonMissing } from '../helpers/python.js';
 
 // Files written by NumPy 1.24: test/fixtures/data/make_data_fixtures.py
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/data/${name}`, import.meta.url));
-const PYTHON = '/usr/bin/python3';
 
 /** Compression method of each member (0 stored, 8 deflated), from the zip's directory. */
 function compressionMethods(bytes: Uint8Array): Record<string, number> {
@@ -114,7 +114,8 @@ describe('writeNpz', () => {
   });
 
   it('is read back by NumPy', (t) => {
-    if (!existsSync(PYTHON)) return t.skip(`${PYTHON} (with numpy) is not installed`);
+    const missing = pythonMissing('numpy');
+    if (missing) return t.skip(missing);
     const dir = mkdtempSync(path.join(tmpdir(), 'ecprune-npz-'));
     try {
       for (const compress of [false, true]) {

@@ -183,6 +183,25 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
     check: (result) => checkMlp(result as MlpLike),
   },
   {
+    name: 'pytorch',
+    ext: 'pt',
+    // the checkpoints torch wrote, and the pickle that would run a command (mutations of a refusal)
+    seeds: async () => filesIn('torch', /\.pt$/),
+    load: async () => {
+      const io = await optional(() => import('../../src/io/torch.js'));
+      const safetensors = await optional(() => import('../../src/io/safetensors.js'));
+      const arch = await optional(() => import('../../src/io/arch.js'));
+      if (!io || !safetensors || !arch) return undefined;
+      return (bytes) =>
+        safetensors.mlpFromStateDict(
+          io.readTorch(bytes, 'fuzz.pt').tensors,
+          arch.parseArch('relu'),
+          'fuzz.pt',
+        ).mlp;
+    },
+    check: (result) => checkMlp(result as MlpLike),
+  },
+  {
     name: 'tfjs',
     ext: 'json',
     seeds: async () => [

@@ -213,6 +213,9 @@ export function writeInputs(dir: string) {
       'truncated.safetensors',
       readFileSync(path.join(FIXTURES, 'interop', 'torch_relu_f32.safetensors')).subarray(0, 300),
     ),
+    // a torch.save-shaped zip whose data.pkl calls os.system (GLOBAL + REDUCE), made by Python's pickle
+    torchMalicious: write('malicious.pt', readFileSync(path.join(FIXTURES, 'torch', 'malicious.pt'))),
+    torchLegacy: write('legacy.pt', readFileSync(path.join(FIXTURES, 'torch', 'legacy.pt'))),
     tfjsTruncated: (() => {
       const folder = file('tfjs');
       mkdirSync(folder, { recursive: true });

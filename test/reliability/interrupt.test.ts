@@ -119,6 +119,7 @@ describe('interrupting the CLI', () => {
 
     assert.equal(signal, null, 'killed by the signal instead of exiting');
     assert.equal(code, 130, stderr);
+    assert.match(stderr, /^ecprune: interrupted \(SIGINT\); no partial output written\n$/m);
     assert.deepEqual(readdirSync(out), [], 'a file was left in the output folder');
     assert.deepEqual(
       readdirSync(dir).sort(),

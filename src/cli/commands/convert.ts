@@ -2,11 +2,11 @@ import { Command } from 'commander';
 import { layerSizes } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import { VERSION } from '../../version.js';
-import { archOption } from '../options.js';
+import { archOption, MODEL_FILES } from '../options.js';
 
 const EXAMPLES = `
 The input format is read from the content, the output format from the extension:
-  .onnx  ONNX   .json  TF.js LayersModel (weights written next to it)   .safetensors   .npz (W0, b0, ...)
+  .onnx  ONNX   .json  TF.js LayersModel (weights written next to it)   .safetensors   .pt/.pth (torch.save state_dict)   .npz (W0, b0, ...)
 
 Examples:
   $ ecprune convert model.onnx -o web/model.json
@@ -16,8 +16,8 @@ Examples:
 export function convertCommand(): Command {
   return new Command('convert')
     .description('convert a model between ONNX, TF.js, safetensors (PyTorch state_dict) and .npz')
-    .argument('<model>', 'the model: .onnx, TF.js model.json, .safetensors or .npz')
-    .requiredOption('-o, --output <file>', 'where to write it (.onnx, .json, .safetensors, .npz)')
+    .argument('<model>', `the model: ${MODEL_FILES}`)
+    .requiredOption('-o, --output <file>', 'where to write it (.onnx, .json, .safetensors, .pt, .npz)')
     .addOption(archOption())
     .option('--force', 'overwrite the output if it exists')
     .addHelpText('after', EXAMPLES)

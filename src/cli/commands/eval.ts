@@ -4,7 +4,7 @@ import { evaluate } from '../../evaluate.js';
 import { inputSize, type Mlp, outputSize } from '../../model/mlp.js';
 import { loadModel } from '../../node/models.js';
 import { checkDataFitsModel, checkTargetsFit, type DataChoice, openData, targetsName } from '../data.js';
-import { archOption, parseLoss, parsePositiveInt } from '../options.js';
+import { archOption, MODEL_FILES, parseLoss, parsePositiveInt } from '../options.js';
 
 const EXAMPLES = `
 Examples:
@@ -26,7 +26,7 @@ function checkSameInterface(mlp: Mlp, modelFile: string, reference: Mlp, referen
 export function evalCommand(): Command {
   return new Command('eval')
     .description('accuracy and loss on labelled data, and output error against the dense model')
-    .argument('<model>', 'the model to evaluate (.onnx)')
+    .argument('<model>', `the model to evaluate (${MODEL_FILES})`)
     .option('--data <file>', 'inputs: .npy, .npz, .csv or IDX')
     .option('--dataset <name>', 'a built-in data set (its test split) instead of --data')
     .option('--labels <file>', 'targets: class ids (accuracy + cross-entropy) or values (MSE)')

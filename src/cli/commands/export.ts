@@ -8,7 +8,7 @@ import { quantizeCodebook, quantizeInt8 } from '../../quantize/quantize.js';
 import { CODEBOOK_BITS } from '../../runtime/index.js';
 import { keepMasksOf } from '../../train/train.js';
 import { VERSION } from '../../version.js';
-import { archOption } from '../options.js';
+import { archOption, MODEL_FILES } from '../options.js';
 
 const EXAMPLES = `
 The .ecsr format (docs/FORMAT-ECSR.md) stores each layer as compressed sparse rows with the
@@ -43,7 +43,7 @@ function parseValues(text: string): ValueChoice {
 export function exportCommand(): Command {
   return new Command('export')
     .description('write a pruned model as a compact sparse file for the ecprune runtime')
-    .argument('<model>', 'the pruned model (.onnx, TF.js model.json, .safetensors, .npz)')
+    .argument('<model>', `the pruned model (${MODEL_FILES})`)
     .requiredOption('-o, --output <file>', 'where to write the sparse model (.ecsr)')
     .addOption(new Option('--format <format>', 'the sparse format').choices(['csr']).default('csr'))
     .option(

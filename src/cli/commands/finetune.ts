@@ -4,6 +4,7 @@ import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import { finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import { checkDataFitsModel, checkTargetsFit, inputFiles, openData, targetsName } from '../data.js';
+import { MODEL_FILES } from '../options.js';
 import {
   addTrainingDataOptions,
   addTrainingOptions,
@@ -22,8 +23,11 @@ Examples:
 export function finetuneCommand(): Command {
   const command = new Command('finetune')
     .description('train a pruned network further, keeping its pruned weights at zero')
-    .argument('<model>', 'the pruned model (.onnx)')
-    .requiredOption('-o, --output <file>', 'where to write the fine-tuned model (.onnx)')
+    .argument('<model>', `the pruned model (${MODEL_FILES})`)
+    .requiredOption(
+      '-o, --output <file>',
+      'where to write the fine-tuned model (its format from the extension)',
+    )
     .option('--force', 'overwrite the output if it exists')
     .option('--quiet', 'no progress bar');
   addTrainingDataOptions(command);

@@ -2,12 +2,12 @@ import { Command } from 'commander';
 import { formatActivation } from '../../model/activations.js';
 import { nonzeroWeightCount, weightCount } from '../../model/mlp.js';
 import { loadModel } from '../../node/models.js';
-import { archOption } from '../options.js';
+import { archOption, MODEL_FILES } from '../options.js';
 
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description('layers, shapes, activations, parameters and sparsity of a model')
-    .argument('<model>', 'the model (.onnx)')
+    .argument('<model>', `the model (${MODEL_FILES})`)
     .addOption(archOption())
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\nExample:\n  $ ecprune inspect pruned.onnx')

@@ -3,10 +3,9 @@ import type { Dataset } from '../../data/dataset.js';
 import type { Mlp } from '../../model/mlp.js';
 import { layerSizes, weightCount } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
-import type { prune } from '../../prune.js';
+import { type prune, pruneMetadata } from '../../prune.js';
 import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
 import { finetune } from '../../train/train.js';
-import { VERSION } from '../../version.js';
 import {
   checkDataFitsModel,
   checkPruneMemory,
@@ -18,6 +17,7 @@ import {
 } from '../data.js';
 import {
   archOption,
+  MODEL_FILES,
   parseLoss,
   parseNonNegativeInt,
   parsePositiveInt,
@@ -36,27 +36,39 @@ import {
 
 /** Options every command that reads calibration data shares. */
 export function addCalibrationOptions(command: Command): Command {
-  return command
-    .option('--calib <file>', 'calibration inputs: .npy, .npz, .csv or IDX (a slice of the training data)')
-    .option(
-      '--dataset <name>',
-      'a built-in data set instead of --calib: mnist, fashion-mnist, diffusion-sorption',
-    )
-    .option('--labels <file>', 'targets of the calibration samples (class ids or values); needed by gradmag')
-    .option('--label-column <name>', 'CSV: the column that holds the targets')
-    .option('--calib-samples <n>', 'use only the first n calibration samples', parsePositiveInt)
-    .option('--batch-size <n>', 'samples per batch; memory grows with it, not with N', parsePositiveInt, 1000)
-    .option(
-      '--no-graph',
-      'run the calibration pass GEMM by GEMM instead of one onnxruntime graph per batch (slower; --timings then splits forward, sensitivity and statistics)',
-    )
-    .option('--seed <n>', 'seed of the random method', parsePositiveIntOrZero, 0)
-    .addOption(
-      new Option(
-        '--loss <kind>',
-        'loss for gradmag: ce (class ids) or mse; default from the labels',
-      ).argParser(parseLoss),
-    );
+  return (
+    command
+      .option('--calib <file>', 'calibration inputs: .npy, .npz, .csv or IDX (a slice of the training data)')
+      .option(
+        '--dataset <name>',
+        'a built-in data set instead of --calib: mnist, fashion-mnist, diffusion-sorption',
+      )
+      .option(
+        '--calib-labels <file>',
+        'targets of the calibration samples (class ids or values); needed by gradmag',
+      )
+      // the earlier name; --labels goes with --data everywhere else (eval, train, finetune, sweep)
+      .addOption(new Option('--labels <file>').hideHelp())
+      .option('--label-column <name>', 'CSV: the column that holds the targets')
+      .option('--calib-samples <n>', 'use only the first n calibration samples', parsePositiveInt)
+      .option(
+        '--batch-size <n>',
+        'samples per batch; memory grows with it, not with N',
+        parsePositiveInt,
+        1000,
+      )
+      .option(
+        '--no-graph',
+        'run the calibration pass GEMM by GEMM instead of one onnxruntime graph per batch (slower; --timings then splits forward, sensitivity and statistics)',
+      )
+      .option('--seed <n>', 'seed of the random method', parsePositiveIntOrZero, 0)
+      .addOption(
+        new Option(
+          '--loss <kind>',
+          'loss for gradmag: ce (class ids) or mse; default from the labels',
+        ).argParser(parseLoss),
+      )
+  );
 }
 
 /** What the memory estimate of a calibration command depends on besides the model and the data. */
@@ -101,6 +113,7 @@ function parsePositiveIntOrZero(text: string): number {
 export interface CalibrationFlags {
   calib?: string;
   dataset?: string;
+  calibLabels?: string;
   labels?: string;
   labelColumn?: string;
   calibSamples?: number;
@@ -114,7 +127,7 @@ export interface CalibrationFlags {
 export function calibrationChoice(flags: CalibrationFlags): DataChoice {
   return {
     file: flags.calib,
-    labels: flags.labels,
+    labels: flags.calibLabels ?? flags.labels,
     dataset: flags.dataset,
     split: 'train',
     samples: flags.calibSamples,
@@ -126,13 +139,13 @@ const EXAMPLES = `
 Examples:
   $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 -o pruned.onnx
   $ ecprune prune model.onnx --dataset mnist --calib-samples 2000 --method magnitude -o mag.onnx
-  $ ecprune prune model.onnx --calib x.npy --labels y.npy --method gradmag --scope layer -o out.onnx`;
+  $ ecprune prune model.onnx --calib x.npy --calib-labels y.npy --method gradmag --scope layer -o out.onnx`;
 
 export function pruneCommand(): Command {
   const command = new Command('prune')
     .description('remove the least important weights and compensate them through the biases (EC pruning)')
-    .argument('<model>', 'the trained model (.onnx)')
-    .requiredOption('-o, --output <file>', 'where to write the pruned model (.onnx)')
+    .argument('<model>', `the trained model (${MODEL_FILES})`)
+    .requiredOption('-o, --output <file>', 'where to write the pruned model (its format from the extension)')
     .option(
       '--method <name>',
       'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
@@ -207,12 +220,7 @@ export function pruneCommand(): Command {
         like: model,
         onnxSparse: flags.onnxSparse,
         metadata: {
-          ecprune_version: VERSION,
-          ecprune_method: describeVariant(flags),
-          ecprune_sparsity: String(result.sparsity),
-          ecprune_scope: result.scope,
-          ecprune_calibration_samples: String(result.statistics.samples),
-          ecprune_calibration: calibration.name,
+          ...pruneMetadata(result, calibration, describeVariant(flags)),
           ...(epochs > 0 ? { ecprune_finetune_epochs: String(epochs) } : {}),
         },
       });

@@ -4,7 +4,7 @@ import { checkOutputPath, ensureParentDir, writeOutputAtomic } from '../../node/
 import { loadModel } from '../../node/models.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
-import { archOption, parseMethod } from '../options.js';
+import { archOption, MODEL_FILES, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';
 import { CALIBRATION_PHASES, startClock } from '../timings.js';
 import {
@@ -25,7 +25,7 @@ Examples:
 export function scoreCommand(): Command {
   const command = new Command('score')
     .description('score every weight (importance and optimal bias shift) without pruning')
-    .argument('<model>', 'the trained model (.onnx)')
+    .argument('<model>', `the trained model (${MODEL_FILES})`)
     .requiredOption('-o, --output <file>', 'where to write the scores (.npz)')
     .option(
       '--method <name>',

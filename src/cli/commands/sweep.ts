@@ -21,7 +21,14 @@ import {
 import type { LossKind } from '../../train/loss.js';
 import { denseWeightCount } from '../../train/train.js';
 import { checkDataFitsModel, checkTargetsFit, inputFiles, openData } from '../data.js';
-import { listOf, parseNonNegativeInt, parsePositiveInt, parseScope, parseSparsity } from '../options.js';
+import {
+  listOf,
+  MODEL_FILES,
+  parseNonNegativeInt,
+  parsePositiveInt,
+  parseScope,
+  parseSparsity,
+} from '../options.js';
 import { type Progress, progressBar } from '../progress.js';
 import {
   addArchitectureOptions,
@@ -93,7 +100,7 @@ Examples:
 export function sweepCommand(): Command {
   const command = new Command('sweep')
     .description('compare pruning methods over sparsities; print the table and write a report folder')
-    .argument('[model]', 'the trained model (.onnx); omit it with --dataset to train one')
+    .argument('[model]', `the trained model (${MODEL_FILES}); omit it with --dataset to train one`)
     .requiredOption(
       '-o, --output <dir>',
       'the report folder (results.json, results.csv, report.html, charts/)',

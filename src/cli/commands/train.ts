@@ -16,7 +16,7 @@ import type { EpochInfo, TrainOptions } from '../../train/train.js';
 import { trainMlp } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import { inputFiles, openData } from '../data.js';
-import { listOf, parseLoss, parseNonNegativeInt, parsePositiveInt } from '../options.js';
+import { listOf, MODEL_FILES, parseLoss, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { progressBar } from '../progress.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ export function trainingDataChoice(flags: TrainingDataFlags) {
 export function trainCommand(): Command {
   const command = new Command('train')
     .description('train a fully-connected network (Adam) and write it as ONNX')
-    .requiredOption('-o, --output <file>', 'where to write the model (.onnx)')
+    .requiredOption('-o, --output <file>', `where to write the model (${MODEL_FILES})`)
     .option('--force', 'overwrite the output if it exists')
     .option('--quiet', 'no progress bar');
   addTrainingDataOptions(command);
