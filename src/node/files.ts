@@ -6,7 +6,7 @@
  * existing file is only replaced with `force`, and an input is never replaced at all.
  */
 import { randomBytes } from 'node:crypto';
-import { constants, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, realpathSync, unlinkSync } from 'node:fs';
 import {
   access,
   type FileHandle,
@@ -19,7 +19,7 @@ import {
   unlink,
 } from 'node:fs/promises';
 import path from 'node:path';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, quote } from '../errors.js';
 
 const REASONS: Record<string, string> = {
   ENOENT: 'no such file or folder',
@@ -49,6 +49,56 @@ export async function readInputFile(file: string): Promise<Uint8Array> {
     return await readFile(file);
   } catch (error) {
     throw isFsError(error) ? ioError(error, file) : error;
+  }
+}
+
+/** A file a model refers to, as read by `readReferencedFile`. */
+export interface ReferencedFile {
+  readonly bytes: Uint8Array;
+  /** the path after following links, the same for every name of the file */
+  readonly realPath: string;
+}
+
+/**
+ * Reads `relative`, a file that `referrer` (a model file) names relative to its own folder: after
+ * following links it must be a regular file inside that folder (so a model cannot make ecprune
+ * read `/proc/self/environ`, a device or a FIFO), and at most `maxBytes + 1` bytes are read, so a
+ * caller that knows how long the file should be can refuse a longer one without reading it all.
+ */
+export function readReferencedFile(referrer: string, relative: string, maxBytes: number): ReferencedFile {
+  const folder = path.dirname(referrer);
+  const target = path.resolve(folder, relative);
+  const outside = (why: string) =>
+    new EcpruneError('input', `refers to ${quote(relative)}, which ${why}: refusing to read it`, referrer);
+  let realPath: string;
+  let descriptor: number;
+  try {
+    const realFolder = realpathSync(folder);
+    realPath = realpathSync(target);
+    const inside = path.relative(realFolder, realPath);
+    if (inside === '' || inside.startsWith(`..${path.sep}`) || inside === '..' || path.isAbsolute(inside)) {
+      throw outside(`resolves to ${quote(realPath)}, outside the model's folder`);
+    }
+    // non-blocking, so that opening a FIFO does not wait for a writer; no link at the last step
+    descriptor = openSync(realPath, constants.O_RDONLY | constants.O_NONBLOCK | (constants.O_NOFOLLOW ?? 0));
+  } catch (error) {
+    throw isFsError(error) ? ioError(error, target) : error;
+  }
+  try {
+    const info = fstatSync(descriptor);
+    if (!info.isFile()) throw outside('is not a regular file');
+    const bytes = new Uint8Array(Math.min(info.size, maxBytes + 1));
+    let filled = 0;
+    while (filled < bytes.length) {
+      const count = readSync(descriptor, bytes, filled, bytes.length - filled, null);
+      if (count === 0) break;
+      filled += count;
+    }
+    return { bytes: bytes.subarray(0, filled), realPath };
+  } catch (error) {
+    throw isFsError(error) ? ioError(error, target) : error;
+  } finally {
+    closeSync(descriptor);
   }
 }
 

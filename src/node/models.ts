@@ -4,9 +4,9 @@
  * extension on output. Everything format-specific lives
  * in src/io; this file only reads and writes bytes and dispatches.
  */
-import { readFileSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, quote } from '../errors.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
@@ -24,9 +24,8 @@ import { type Mlp, validateMlp } from '../model/mlp.js';
 import {
   checkOutputPath,
   ensureParentDir,
-  ioError,
-  isFsError,
   readInputFile,
+  readReferencedFile,
   type WriteOptions,
   writeOutputAtomic,
 } from './files.js';
@@ -125,24 +124,22 @@ function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined
   return { mlp, format: 'safetensors', file, files: [file], safetensors: { keys, metadata } };
 }
 
-/** A model.json and its shards, which are read relative to the model.json's folder. */
+/**
+ * A model.json and its shards, which must be regular files inside the model.json's folder (after
+ * following links), each read once and no longer than the manifest declares (see `manifestWeights`).
+ */
 function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
   const files = [file];
-  const readShard = (shard: string): Uint8Array => {
-    if (path.isAbsolute(shard) || /^[a-z][a-z0-9+.-]*:/i.test(shard)) {
-      throw new EcpruneError(
-        'unsupported',
-        `weight shard '${shard}' is not a path relative to the model.json`,
-        file,
-      );
+  const read = new Map<string, string>([[realpathSync(file), file]]);
+  const readShard = (shard: string, maxBytes: number): Uint8Array => {
+    const { bytes: shardBytes, realPath } = readReferencedFile(file, shard, maxBytes);
+    const earlier = read.get(realPath);
+    if (earlier !== undefined) {
+      throw badInput(`weight shard ${quote(shard)} is the same file as ${quote(earlier)}`, file);
     }
-    const shardFile = path.join(path.dirname(file), shard);
-    files.push(shardFile);
-    try {
-      return readFileSync(shardFile);
-    } catch (error) {
-      throw isFsError(error) ? ioError(error, shardFile) : error;
-    }
+    read.set(realPath, shard);
+    files.push(path.join(path.dirname(file), shard));
+    return shardBytes;
   };
   const { mlp, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
   return { mlp, format: 'tfjs', file, files, tfjs: template };

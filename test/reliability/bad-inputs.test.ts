@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cli, tempDir } from '../cli/run.js';
@@ -17,7 +17,10 @@ after(() => rmSync(root, { recursive: true, force: true }));
 const inputsDir = path.join(root, 'inputs');
 const inputs = writeInputs(inputsDir);
 
-/** Every file under `dir` with a hash of its bytes (folders listed too, so new files show up). */
+/**
+ * Every file under `dir` with a hash of its bytes (folders listed too, so new files show up;
+ * symlinks by their target and FIFOs by their kind, as the hostile inputs hold both).
+ */
 function snapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (folder: string) => {
@@ -26,7 +29,9 @@ function snapshot(dir: string): Map<string, string> {
       if (entry.isDirectory()) {
         out.set(`${file}/`, 'folder');
         walk(file);
-      } else out.set(file, createHash('sha256').update(readFileSync(file)).digest('hex'));
+      } else if (entry.isSymbolicLink()) out.set(file, `link to ${readlinkSync(file)}`);
+      else if (!entry.isFile()) out.set(file, 'special');
+      else out.set(file, createHash('sha256').update(readFileSync(file)).digest('hex'));
     }
   };
   walk(dir);
@@ -616,6 +621,49 @@ const ROWS: Row[] = [
     code: 2,
     message: () => says('tfjs-short-shard/model.json', 'truncated'),
   },
+  // ---- TF.js shards stay inside the model's folder (docs/RELIABILITY.md, containment)
+  ...(
+    [
+      [
+        'a shard path with .. (reaching a valid shard outside)',
+        'tfjsDotDot',
+        'tfjs-dotdot',
+        "not a file inside the model's folder",
+      ],
+      ['an absolute shard path', 'tfjsAbsolute', 'tfjs-absolute', "not a file inside the model's folder"],
+      [
+        'a shard that is a symlink to a file outside',
+        'tfjsLinkOut',
+        'tfjs-link-out',
+        "outside the model's folder",
+      ],
+      [
+        'a shard that is a symlink to /dev/zero',
+        'tfjsDevZero',
+        'tfjs-dev-zero',
+        "outside the model's folder",
+      ],
+      ['a shard that is a FIFO', 'tfjsFifo', 'tfjs-fifo', 'is not a regular file'],
+      ['one shard listed 1,500 times', 'tfjsRepeated', 'tfjs-repeated', 'listed more than once'],
+      ['one shard spelled two ways', 'tfjsSpelledTwice', 'tfjs-spelled-twice', 'listed more than once'],
+      ['a shard that is a symlink to another shard', 'tfjsAlias', 'tfjs-alias', 'is the same file as'],
+      ['the model.json as its own shard', 'tfjsSelf', 'tfjs-self', 'is the same file as'],
+      [
+        'a shard longer than its manifest',
+        'tfjsLongShard',
+        'tfjs-long-shard',
+        'longer than the manifest declares',
+      ],
+    ] as const
+  ).map(
+    ([what, input, folder, problem]): Row => ({
+      command: 'inspect',
+      what: `TF.js: ${what}`,
+      argv: (i) => ['inspect', i[input]],
+      code: 2,
+      message: () => says(`${folder}/model.json`, problem),
+    }),
+  ),
   {
     command: 'inspect',
     what: 'unknown option',

@@ -2,7 +2,8 @@
  * Good and bad input files for the reliability tests, built in a temp folder from the committed
  * fixtures: a model, calibration data and labels that work, and one file per way of being wrong.
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import onnxProto from 'onnx-proto';
@@ -231,8 +232,67 @@ export function writeInputs(dir: string) {
       writeFileSync(path.join(folder, 'group1-shard1of1.bin'), shard.subarray(0, shard.length - 10));
       return path.join(folder, 'model.json');
     })(),
+    ...hostileTfjs(dir),
   };
   return paths;
+}
+
+/**
+ * TF.js models whose manifests reach for files they must not read, each in its own folder next to
+ * `secret/group1-shard1of1.bin`, a valid shard (so a reader that follows the path succeeds).
+ */
+function hostileTfjs(dir: string) {
+  const source = path.join(FIXTURES, 'interop', 'tfjs_dense');
+  const shard = readFileSync(path.join(source, 'group1-shard1of1.bin'));
+  const json = JSON.parse(readFileSync(path.join(source, 'model.json'), 'utf8'));
+  mkdirSync(path.join(dir, 'secret'), { recursive: true });
+  writeFileSync(path.join(dir, 'secret', 'group1-shard1of1.bin'), shard);
+  /** A folder with a model.json listing `paths` and the given files (bytes, or a symlink target). */
+  const model = (
+    name: string,
+    paths: string[],
+    files: Record<string, Uint8Array | { link: string }> = {},
+  ) => {
+    const folder = path.join(dir, name);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(
+      path.join(folder, 'model.json'),
+      JSON.stringify({ ...json, weightsManifest: [{ ...json.weightsManifest[0], paths }] }),
+    );
+    for (const [file, content] of Object.entries(files)) {
+      if (content instanceof Uint8Array) writeFileSync(path.join(folder, file), content);
+      else symlinkSync(content.link, path.join(folder, file));
+    }
+    return path.join(folder, 'model.json');
+  };
+  const half = shard.length / 2;
+  return {
+    tfjsDotDot: model('tfjs-dotdot', ['../secret/group1-shard1of1.bin']),
+    tfjsAbsolute: model('tfjs-absolute', [path.join(dir, 'secret', 'group1-shard1of1.bin')]),
+    tfjsLinkOut: model('tfjs-link-out', ['group1-shard1of1.bin'], {
+      'group1-shard1of1.bin': { link: path.join('..', 'secret', 'group1-shard1of1.bin') },
+    }),
+    tfjsDevZero: model('tfjs-dev-zero', ['group1-shard1of1.bin'], {
+      'group1-shard1of1.bin': { link: '/dev/zero' },
+    }),
+    tfjsFifo: (() => {
+      const file = model('tfjs-fifo', ['group1-shard1of1.bin']);
+      execFileSync('mkfifo', [path.join(path.dirname(file), 'group1-shard1of1.bin')]);
+      return file;
+    })(),
+    tfjsRepeated: model('tfjs-repeated', Array(1500).fill('group1-shard1of1.bin'), {
+      'group1-shard1of1.bin': shard,
+    }),
+    tfjsSpelledTwice: model('tfjs-spelled-twice', ['a.bin', './a.bin'], { 'a.bin': shard.subarray(0, half) }),
+    tfjsAlias: model('tfjs-alias', ['a.bin', 'b.bin'], {
+      'a.bin': shard.subarray(0, half),
+      'b.bin': { link: 'a.bin' },
+    }),
+    tfjsSelf: model('tfjs-self', ['model.json']),
+    tfjsLongShard: model('tfjs-long-shard', ['group1-shard1of1.bin'], {
+      'group1-shard1of1.bin': Buffer.concat([shard, Buffer.alloc(10)]),
+    }),
+  };
 }
 
 export type Inputs = ReturnType<typeof writeInputs>;
