@@ -239,6 +239,20 @@ const ROWS: Row[] = [
   },
   {
     command: 'prune',
+    what: '.npy header with two descr keys',
+    argv: pruneCalib((i) => i.npyTwoDescr),
+    code: 2,
+    message: () => says('two-descr.npy', 'unreadable .npy header', 'key "descr" is given twice'),
+  },
+  {
+    command: 'prune',
+    what: '900 KB .npy header (short error, no backtracking)',
+    argv: pruneCalib((i) => i.npyLongHeader),
+    code: 2,
+    message: () => says('long-header.npy', 'unreadable .npy header', 'bad shape dimension'),
+  },
+  {
+    command: 'prune',
     what: 'truncated .npy',
     argv: pruneCalib((i) => i.npyTruncated),
     code: 2,
@@ -942,6 +956,10 @@ describe('bad input: one line naming the file and the problem, exit 2, inputs un
       assert.equal(run.code, row.code, `exit code; stderr: ${run.stderr}`);
       assert.ok(!stderr.includes('\n'), `more than one line on stderr:\n${run.stderr}`);
       assert.match(stderr, /^ecprune: /);
+      assert.ok(
+        stderr.length < 600,
+        `a long error line (${stderr.length} characters): ${stderr.slice(0, 600)}`,
+      );
       assert.doesNotMatch(stderr, /\n\s+at |internal error/, 'a stack trace or an internal error');
       assert.match(stderr, row.message(inputs, out));
     });

@@ -117,6 +117,23 @@ export function writeInputs(dir: string) {
       'complex.npy',
       concat(npyHeader("{'descr': '<c8', 'fortran_order': False, 'shape': (4, 3), }"), new Uint8Array(96)),
     ),
+    // NumPy reads a repeated key's last value: the first ('<f4') would read these float64 values as garbage
+    npyTwoDescr: write(
+      'two-descr.npy',
+      concat(
+        npyHeader("{'descr': '<f4', 'descr': '<f8', 'fortran_order': False, 'shape': (64, 12), }"),
+        new Uint8Array(Float64Array.from(x).buffer),
+      ),
+    ),
+    // a 900 KB format-2.0 header of unclosed shapes: quadratic for a backtracking regex
+    npyLongHeader: (() => {
+      const dict = `{'descr': '<f4', 'fortran_order': False, ${"'shape': (".repeat(90_000)}`;
+      const header = new Uint8Array(12 + dict.length);
+      header.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0]);
+      new DataView(header.buffer).setUint32(8, dict.length, true);
+      header.set(new TextEncoder().encode(dict), 12);
+      return write('long-header.npy', header);
+    })(),
     npyNotNpy: write('not-really.npy', 'x,y\n1,2\n'),
     csvText: write('text.csv', `${csvRows.join('\n')}\n`),
     csvRagged: write('ragged.csv', '1,2,3\n4,5\n'),
