@@ -113,7 +113,7 @@ function kerasActivation(value: unknown, file: string | undefined, where: string
   if (activation === undefined) {
     throw new EcpruneError(
       'unsupported',
-      `activation ${JSON.stringify(name)} is not supported (${Object.keys(KERAS_ACTIVATIONS).join(', ')})`,
+      `activation ${quote(name)} is not supported (${Object.keys(KERAS_ACTIVATIONS).join(', ')})`,
       file,
       where,
     );
@@ -343,7 +343,7 @@ export function readTfjs(modelJson: string | object, readShard: ShardReader, fil
     if (Array.isArray(shape) && layers.length === 0) {
       inputDims = shape.slice(1);
       if (!inputDims.every((d) => Number.isSafeInteger(d) && d > 0)) {
-        throw badInput(`input shape ${JSON.stringify(shape)} is not fixed`, file, where);
+        throw badInput(`input shape ${quote(shape)} is not fixed`, file, where);
       }
     }
     if (layer.class_name === 'Flatten') flattened = true;
@@ -374,7 +374,7 @@ export function readTfjs(modelJson: string | object, readShard: ShardReader, fil
     }
     const units = config.units;
     if (!Number.isSafeInteger(units) || (units as number) < 1)
-      throw badInput(`units ${JSON.stringify(units)} is not a positive integer`, file, where);
+      throw badInput(`units ${quote(units)} is not a positive integer`, file, where);
     const kernelName = findWeight(weights, name, 0);
     if (kernelName === undefined)
       throw badInput(`the weightsManifest has no kernel '${name}/kernel'`, file, where);

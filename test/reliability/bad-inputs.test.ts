@@ -623,6 +623,27 @@ const ROWS: Row[] = [
   },
   {
     command: 'inspect',
+    what: 'a safetensors shape nested 100,000 deep',
+    argv: (i) => ['inspect', i.safetensorsDeepShape, '--arch', '4,3:relu'],
+    code: 2,
+    message: () => says('deep-shape.safetensors', 'tensor "a"', 'invalid shape [[[['),
+  },
+  {
+    command: 'inspect',
+    what: 'a safetensors header of 150,000 empty tensors',
+    argv: (i) => ['inspect', i.safetensorsManyTensors, '--arch', '4,3:relu'],
+    code: 2,
+    message: () => says('many-tensors.safetensors', 'room for 150000 tensors', 'over the 100000'),
+  },
+  {
+    command: 'inspect',
+    what: 'a TF.js shape nested 100,000 deep',
+    argv: (i) => ['inspect', i.tfjsDeepShape],
+    code: 2,
+    message: () => says('tfjs-deep-shape/model.json', 'invalid shape [[[['),
+  },
+  {
+    command: 'inspect',
     what: 'truncated TF.js model.json',
     argv: (i) => ['inspect', i.tfjsTruncated],
     code: 2,

@@ -47,6 +47,18 @@ function concat(...parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** A JSON array nested 100,000 deep (JSON.parse copes; any recursive walk of it overflows the stack). */
+const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+
+/** A safetensors file: the header text, then `dataBytes` zero bytes. */
+function safetensors(header: string, dataBytes: number): Uint8Array {
+  const text = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + text.length + dataBytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
+  out.set(text, 8);
+  return out;
+}
+
 /** Writes every input file into `dir`; returns their paths by name. */
 export function writeInputs(dir: string) {
   mkdirSync(dir, { recursive: true });
@@ -133,6 +145,27 @@ export function writeInputs(dir: string) {
       new DataView(header.buffer).setUint32(8, dict.length, true);
       header.set(new TextEncoder().encode(dict), 12);
       return write('long-header.npy', header);
+    })(),
+    safetensorsDeepShape: write(
+      'deep-shape.safetensors',
+      safetensors(`{"a":{"dtype":"F32","shape":${deep},"data_offsets":[0,4]}}`, 4),
+    ),
+    // 150,000 empty tensors: JSON.parse alone would take seconds and gigabytes at a million
+    safetensorsManyTensors: write(
+      'many-tensors.safetensors',
+      safetensors(
+        `{${Array.from({ length: 150_000 }, (_, i) => `"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`).join(',')}}`,
+        0,
+      ),
+    ),
+    tfjsDeepShape: (() => {
+      const folder = file('tfjs-deep-shape');
+      mkdirSync(folder, { recursive: true });
+      const source = path.join(FIXTURES, 'interop', 'tfjs_dense');
+      copyFileSync(path.join(source, 'group1-shard1of1.bin'), path.join(folder, 'group1-shard1of1.bin'));
+      const json = readFileSync(path.join(source, 'model.json'), 'utf8');
+      writeFileSync(path.join(folder, 'model.json'), json.replace(/"shape": ?\[6, ?8\]/, `"shape":${deep}`));
+      return path.join(folder, 'model.json');
     })(),
     npyNotNpy: write('not-really.npy', 'x,y\n1,2\n'),
     csvText: write('text.csv', `${csvRows.join('\n')}\n`),
