@@ -706,6 +706,27 @@ const ROWS: Row[] = [
     code: 2,
     message: () => says("unknown option '--frobnicate'"),
   },
+  {
+    command: 'prune',
+    what: 'an option value with a line break',
+    argv: (i, out) => [...prune(i, out), '--sparsity', '0.5\nx'],
+    code: 2,
+    message: () => says("'--sparsity <s>' argument '0.5\\nx' is invalid"),
+  },
+  {
+    command: 'prune',
+    what: 'an option value with terminal escape bytes',
+    argv: (i, out) => [...prune(i, out), '--method', '\u001b[31mred\u0007'],
+    code: 2,
+    message: () => says("unknown method '\\u001b[31mred\\u0007'"),
+  },
+  {
+    command: 'prune',
+    what: 'a misspelt option (commander suggests on a second line)',
+    argv: (i, out) => [...prune(i, out), '--methd', 'ec'],
+    code: 2,
+    message: () => says("unknown option '--methd' (Did you mean --method?)"),
+  },
   // ---- convert
   {
     command: 'convert',
