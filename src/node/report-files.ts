@@ -3,7 +3,7 @@
  * charts/<name>.png. Each file is written atomically; a folder that already holds files is only
  * written into with `force`.
  */
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { EcpruneError } from '../errors.js';
@@ -12,7 +12,7 @@ import { reportHtml } from '../report/html.js';
 import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
 import { markdownTable } from '../report/table.js';
 import type { SweepRow } from '../sweep.js';
-import { ioError, isFsError, writeOutputAtomic } from './files.js';
+import { checkOutputPath, ioError, isFsError, writeOutputAtomic } from './files.js';
 
 export interface ReportFolderOptions {
   /** write into a folder that is not empty, replacing files of the same names */
@@ -37,14 +37,34 @@ export function svgToPng(svg: string): Uint8Array {
   return resvg.render().asPng();
 }
 
-export async function checkReportFolder(folder: string, force = false): Promise<void> {
+/**
+ * Before any work: the folder is empty (or `force`), holds none of the inputs (its chart names are
+ * only known at the end, so an input anywhere in it is refused), and can be created and written.
+ */
+export async function checkReportFolder(folder: string, options: ReportFolderOptions = {}): Promise<void> {
   const entries = await readdir(folder).catch((error) => {
-    if (isFsError(error) && error.code === 'ENOENT') return [];
+    if (isFsError(error) && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return [];
     throw isFsError(error) ? ioError(error, folder) : error;
   });
-  if (entries.length > 0 && !force) {
+  if (entries.length > 0 && !options.force) {
     throw new EcpruneError('usage', 'the report folder is not empty (use --force to write into it)', folder);
   }
+  const realFolder = await realpath(folder).catch(() => undefined);
+  for (const input of options.inputs ?? []) {
+    const realInput = await realpath(input).catch(() => undefined);
+    if (
+      realFolder !== undefined &&
+      realInput !== undefined &&
+      !path.relative(realFolder, realInput).startsWith('..')
+    ) {
+      throw new EcpruneError(
+        'usage',
+        `holds an input (${input}): refusing to write the report over it`,
+        folder,
+      );
+    }
+  }
+  await checkOutputPath(path.join(folder, REPORT_FILES[0]), { force: true });
 }
 
 export async function isReportFolder(folder: string): Promise<boolean> {
@@ -59,7 +79,7 @@ export async function writeReportFolder(
   info: ReportInfo,
   options: ReportFolderOptions = {},
 ): Promise<string> {
-  await checkReportFolder(folder, options.force);
+  await checkReportFolder(folder, options);
   const chartsFolder = path.join(folder, 'charts');
   try {
     await mkdir(chartsFolder, { recursive: true });

@@ -55,6 +55,7 @@ interface Row {
   readonly todo?: string;
 }
 
+const shardOf = (modelJson: string) => path.join(path.dirname(modelJson), 'group1-shard1of1.bin');
 const prune = (i: Inputs, out: string, ...more: string[]) => [
   'prune',
   i.model,
@@ -727,6 +728,30 @@ const ROWS: Row[] = [
     code: 2,
     message: () => says("unknown option '--methd' (Did you mean --method?)"),
   },
+  // ---- an input (a TF.js model's shard included) is never an output, not even with --force
+  {
+    command: 'export',
+    what: "--force -o the model's own TF.js shard",
+    argv: (i) => ['export', i.tfjsGood, '--force', '-o', shardOf(i.tfjsGood)],
+    code: 2,
+    message: (i) => says(shardOf(i.tfjsGood), 'is also an input'),
+  },
+  {
+    command: 'score',
+    what: "--force -o the model's own TF.js shard",
+    argv: (i) => [
+      'score',
+      i.tfjsGood,
+      '--calib',
+      i.tfjsGoodCalib,
+      '--quiet',
+      '--force',
+      '-o',
+      shardOf(i.tfjsGood),
+    ],
+    code: 2,
+    message: (i) => says(shardOf(i.tfjsGood), 'is also an input'),
+  },
   // ---- convert
   {
     command: 'convert',
@@ -1005,6 +1030,38 @@ describe('bad input: one line naming the file and the problem, exit 2, inputs un
       assert.doesNotMatch(stderr, /\n\s+at |internal error/, 'a stack trace or an internal error');
       assert.match(stderr, row.message(inputs, out));
     });
+  });
+
+  it('sweep --force refuses a report folder that holds an input (--train), before any work', async () => {
+    const report = path.join(root, 'sweep-train', 'report');
+    mkdirSync(report, { recursive: true });
+    const train = path.join(report, 'results.csv');
+    const rows = Array.from({ length: 64 }, (_, r) =>
+      Array.from({ length: 12 }, (_, c) => String((r * 7 + c) % 5)).join(','),
+    );
+    writeFileSync(train, `${rows.join('\n')}\n`);
+    const before = snapshot(report);
+    const argv = ['sweep', inputs.model, '--calib', inputs.x, '--data', inputs.x, '--labels', inputs.y];
+    const run = await cli(
+      ...argv,
+      '--train',
+      train,
+      '--train-labels',
+      inputs.y,
+      '--methods',
+      'magnitude',
+      '--sparsities',
+      '0.5',
+      '--finetune-epochs',
+      '1',
+      '--quiet',
+      '--force',
+      '-o',
+      report,
+    );
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr.trim(), says('report', 'holds an input', 'results.csv'));
+    assert.deepEqual(snapshot(report), before);
   });
 
   it('--debug adds the stack trace', async () => {

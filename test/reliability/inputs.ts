@@ -158,6 +158,14 @@ export function writeInputs(dir: string) {
         0,
       ),
     ),
+    tfjsGood: (() => {
+      const folder = file('tfjs-good');
+      mkdirSync(folder, { recursive: true });
+      for (const name of ['model.json', 'group1-shard1of1.bin'])
+        copyFileSync(path.join(FIXTURES, 'interop', 'tfjs_dense', name), path.join(folder, name));
+      return path.join(folder, 'model.json');
+    })(),
+    tfjsGoodCalib: path.join(FIXTURES, 'interop', 'tfjs_dense.input.npy'),
     tfjsDeepShape: (() => {
       const folder = file('tfjs-deep-shape');
       mkdirSync(folder, { recursive: true });

@@ -32,6 +32,9 @@ export function exportCommand(): Command {
       const write = { force: flags.force, inputs: [modelFile] };
       await checkOutputPath(flags.output, write);
       const model = await loadModel(modelFile, { arch: flags.arch });
+      // a TF.js model's shards are inputs too: known once it is read
+      write.inputs.push(...model.files);
+      await checkOutputPath(flags.output, write);
       const bytes = writeEcsr(model.mlp, {
         valueType: flags.values,
         metadata: { ecprune_version: VERSION, source: modelFile },

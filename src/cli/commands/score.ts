@@ -43,6 +43,9 @@ export function scoreCommand(): Command {
     const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
     await checkOutputPath(flags.output, writeOptions);
     const model = await loadModel(modelFile, { arch: flags.arch });
+    // a TF.js model's shards are inputs too: known once it is read
+    writeOptions.inputs.push(...model.files);
+    await checkOutputPath(flags.output, writeOptions);
     const memory = { what: 'scoring', file: modelFile, gradmag: flags.method === 'gradmag' };
     checkCalibrationMemory(model.mlp, flags, memory);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
