@@ -10,8 +10,11 @@ import { closeSync, constants, fstatSync, openSync, readSync, realpathSync, unli
 import {
   access,
   type FileHandle,
+  link,
+  lstat,
   mkdir,
   open,
+  readdir,
   readFile,
   realpath,
   rename,
@@ -137,12 +140,22 @@ export async function checkOutputPath(file: string, options: WriteOptions = {}):
       throw new EcpruneError('usage', `is also an input (${input}): refusing to overwrite it`, file);
     }
   }
-  // Checked before writing rather than made atomic: a file created by someone else between this
-  // check and the rename is replaced. Good enough for a CLI; not a lock.
-  const existing = await stat(file).catch(() => undefined);
+  const nameBytes = Buffer.byteLength(path.basename(file));
+  if (nameBytes > MAX_NAME_BYTES) {
+    throw new EcpruneError(
+      'usage',
+      `the name is ${nameBytes} bytes, over the ${MAX_NAME_BYTES} a file name may have`,
+      file,
+    );
+  }
+  const existing = await lstat(file).catch(() => undefined);
   if (existing?.isDirectory()) throw new EcpruneError('io', 'cannot write: it is a folder', file);
   if (!options.force && existing !== undefined) {
     throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
+  }
+  // a symlink, device or FIFO would be replaced by a regular file (as root, even /dev/null)
+  if (existing !== undefined && !existing.isFile()) {
+    throw new EcpruneError('usage', 'is not a regular file: refusing to replace it, even with --force', file);
   }
   await checkWritableFolder(file);
 }
@@ -169,16 +182,53 @@ async function checkWritableFolder(file: string): Promise<void> {
   }
 }
 
+/** The longest file name (in bytes) of the common file systems (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units). */
+const MAX_NAME_BYTES = 255;
+
+/**
+ * The temp file for `file`: `.<name>.tmp-<pid>-<random>` in the same folder, the name shortened
+ * (by whole characters) so that the temp name fits in `MAX_NAME_BYTES` too.
+ */
+function tempName(file: string): string {
+  const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let name = path.basename(file);
+  while (Buffer.byteLength(`.${name}${suffix}`) > MAX_NAME_BYTES) name = name.slice(0, -1);
+  return path.join(path.dirname(file), `.${name}${suffix}`);
+}
+
+/**
+ * Removes the temp files a killed run (SIGKILL, power loss: nothing can catch those) left for
+ * `file`: same name pattern, a process id that no longer runs.
+ */
+async function removeStaleTemps(file: string): Promise<void> {
+  const folder = path.dirname(file);
+  const prefix = `.${path.basename(file)}`.slice(0, 40);
+  const entries = await readdir(folder).catch(() => [] as string[]);
+  for (const entry of entries) {
+    const match = /\.tmp-(\d+)-[0-9a-f]{8}$/.exec(entry);
+    if (match === null || !entry.startsWith(prefix) || isRunning(Number(match[1]))) continue;
+    await unlink(path.join(folder, entry)).catch(() => undefined);
+  }
+}
+
+function isRunning(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
 export async function writeOutputAtomic(
   file: string,
   content: OutputContent,
   options: WriteOptions = {},
 ): Promise<void> {
   await checkOutputPath(file, options);
-  const temp = path.join(
-    path.dirname(file),
-    `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
+  await removeStaleTemps(file);
+  const temp = tempName(file);
   installCleanupHandlers();
   pendingTemps.add(temp);
   let handle: FileHandle | undefined;
@@ -191,15 +241,49 @@ export async function writeOutputAtomic(
     await handle.sync();
     await handle.close();
     handle = undefined;
-    await rename(temp, file);
+    await moveIntoPlace(temp, file, options.force === true);
     pendingTemps.delete(temp);
   } catch (error) {
     await handle?.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
     pendingTemps.delete(temp);
+    if (isFsError(error) && error.code === 'EEXIST' && !options.force) {
+      throw new EcpruneError(
+        'usage',
+        'already exists (use --force to overwrite): another run wrote it meanwhile',
+        file,
+      );
+    }
     throw isFsError(error) ? ioError(error, file, 'write') : error;
   }
   await syncFolder(path.dirname(file));
+}
+
+/**
+ * Without `force`, a hard link to the final name, which fails if anything appeared there since
+ * the check (two runs writing one output: the second is refused, never silently replaces the
+ * first); then the temp name is removed. With `force`, a rename (atomic replace), after checking
+ * again that what it replaces is a regular file. File systems without hard links get the rename.
+ */
+async function moveIntoPlace(temp: string, file: string, force: boolean): Promise<void> {
+  if (force) {
+    const existing = await lstat(file).catch(() => undefined);
+    if (existing !== undefined && !existing.isFile()) {
+      throw new EcpruneError(
+        'usage',
+        'is not a regular file: refusing to replace it, even with --force',
+        file,
+      );
+    }
+    return rename(temp, file);
+  }
+  try {
+    await link(temp, file);
+  } catch (error) {
+    if (!isFsError(error) || !['EPERM', 'ENOTSUP', 'ENOSYS', 'EXDEV'].includes(error.code!)) throw error;
+    return rename(temp, file);
+  }
+  await unlink(temp);
 }
 
 /** Same file by identity (device + inode), or by resolved real path where inodes are not reported. */
