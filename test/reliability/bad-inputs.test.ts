@@ -624,6 +624,20 @@ const ROWS: Row[] = [
   },
   {
     command: 'inspect',
+    what: 'ONNX LeakyRelu with alpha NaN',
+    argv: (i) => ['inspect', i.onnxLeakyNan],
+    code: 2,
+    message: () => says('leaky-nan.onnx', 'activation leaky_relu has alpha NaN', 'finite'),
+  },
+  {
+    command: 'inspect',
+    what: 'TF.js LeakyReLU with negative_slope 1e999',
+    argv: (i) => ['inspect', i.tfjsSlopeInfinite],
+    code: 2,
+    message: () => says('tfjs-slope-infinite/model.json', 'activation leaky_relu has alpha Infinity'),
+  },
+  {
+    command: 'inspect',
     what: 'a safetensors shape nested 100,000 deep',
     argv: (i) => ['inspect', i.safetensorsDeepShape, '--arch', '4,3:relu'],
     code: 2,

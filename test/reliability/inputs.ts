@@ -253,6 +253,25 @@ export function writeInputs(dir: string) {
         weight.dims = [20, 5];
       }),
     ),
+    onnxLeakyNan: write(
+      'leaky-nan.onnx',
+      editOnnx((m) => {
+        const leaky = m.graph!.node!.find((n) => n.opType === 'LeakyRelu')!;
+        leaky.attribute = [{ name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: Number.NaN }];
+      }),
+    ),
+    tfjsSlopeInfinite: (() => {
+      const folder = file('tfjs-slope-infinite');
+      mkdirSync(folder, { recursive: true });
+      const source = path.join(FIXTURES, 'interop', 'tfjs_activation_layers');
+      copyFileSync(path.join(source, 'group1-shard1of1.bin'), path.join(folder, 'group1-shard1of1.bin'));
+      const json = readFileSync(path.join(source, 'model.json'), 'utf8');
+      writeFileSync(
+        path.join(folder, 'model.json'),
+        json.replace('"negative_slope": 0.2', '"negative_slope": 1e999'),
+      );
+      return path.join(folder, 'model.json');
+    })(),
     onnxNoGraph: write('no-graph.onnx', onnx.ModelProto.encode({ irVersion: 8 }).finish()),
     smallModel: (() => {
       copyFileSync(path.join(FIXTURES, 'onnx', 'mlp_matmul_add.onnx'), file('other.onnx'));
