@@ -366,7 +366,13 @@ export function toTargets(array: NpyArray, file?: string, kind?: Targets['kind']
   const ids = new Int32Array(rows);
   for (let row = 0; row < rows; row++) {
     const value = array.data[row];
-    if (!isClassId(value)) throw badInput(`class id ${value} is not a whole number >= 0`, file, `row ${row}`);
+    if (!isClassId(value)) {
+      const problem =
+        Number.isInteger(value) && value > 0
+          ? 'is too large (at most 2^31 - 1)'
+          : 'is not a whole number >= 0';
+      throw badInput(`class id ${value} ${problem}`, file, `row ${row}`);
+    }
     ids[row] = value;
   }
   return { kind: 'classes', values: ids };

@@ -140,6 +140,15 @@ function zipMembers(d: Uint8Array, file?: string): ZipMember[] {
         file,
       );
     }
+    // bit 0 of the general-purpose flags (central and local header): the member is encrypted, and
+    // its bytes would otherwise be read as plaintext garbage (NumPy refuses it too)
+    if ((b2(offset + 8) | b2(local + 6)) & 1) {
+      throw new EcpruneError(
+        'unsupported',
+        `member ${quote(name)} is encrypted; save the arrays without a password`,
+        file,
+      );
+    }
     members.push({ name, compression, size, originalSize });
     offset = extra + extraLength + commentLength;
   }

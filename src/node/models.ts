@@ -160,7 +160,16 @@ export interface SaveOptions extends WriteOptions {
  */
 export async function checkModelOutput(file: string, options: WriteOptions = {}): Promise<void> {
   await checkOutputPath(file, options);
-  formatFromExtension(file);
+  // a TF.js output is two files: an existing shard is refused now, not after the work
+  if (formatFromExtension(file) === 'tfjs') await checkOutputPath(tfjsShardFile(file), options);
+}
+
+/** The shard written next to a TF.js `file`: `group1-shard1of1.bin` for a `model.json`, else `<name>.weights.bin`. */
+function tfjsShardFile(file: string): string {
+  const name = path.basename(file);
+  const shard =
+    name === 'model.json' ? TFJS_SHARD_NAME : `${name.slice(0, -path.extname(name).length)}.weights.bin`;
+  return path.join(path.dirname(file), shard);
 }
 
 /**
@@ -200,9 +209,7 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
     case 'npz':
       return writeOutputAtomic(file, writeNpzModel(mlp), write);
     case 'tfjs': {
-      const name = path.basename(file);
-      const shardName =
-        name === 'model.json' ? TFJS_SHARD_NAME : `${name.slice(0, -path.extname(name).length)}.weights.bin`;
+      const shardName = path.basename(tfjsShardFile(file));
       const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
       // refused up front: a model.json refused after its shards were written would leave them behind
       await checkModelOutput(file, write);

@@ -254,6 +254,20 @@ const ROWS: Row[] = [
   },
   {
     command: 'prune',
+    what: 'an encrypted .npz member',
+    argv: pruneCalib((i) => i.npzEncrypted),
+    code: 2,
+    message: () => says('encrypted.npz', 'member "x.npy" is encrypted'),
+  },
+  {
+    command: 'prune',
+    what: 'class id 2^40',
+    argv: (i, out) => [...prune(i, out), '--labels', i.yHuge],
+    code: 2,
+    message: () => says('y-huge.npy', 'row 7', 'class id 1099511627776 is too large'),
+  },
+  {
+    command: 'prune',
     what: 'truncated .npy',
     argv: pruneCalib((i) => i.npyTruncated),
     code: 2,
@@ -741,6 +755,15 @@ const ROWS: Row[] = [
     argv: (i, out) => [...prune(i, out), '--methd', 'ec'],
     code: 2,
     message: () => says("unknown option '--methd' (Did you mean --method?)"),
+  },
+  {
+    command: 'prune',
+    what: 'a TF.js output whose shard exists (refused before pruning)',
+    argv: (i, out) => ['prune', i.model, '--calib', i.nan, '--quiet', '-o', path.join(out, 'model.json')],
+    code: 2,
+    // the calibration data is bad too: the shard is refused first, so the check comes before the data
+    message: (_, out) => says(path.join(out, 'group1-shard1of1.bin'), 'already exists'),
+    existing: ['group1-shard1of1.bin'],
   },
   // ---- an input (a TF.js model's shard included) is never an output, not even with --force
   {

@@ -175,6 +175,21 @@ export function writeInputs(dir: string) {
       writeFileSync(path.join(folder, 'model.json'), json.replace(/"shape": ?\[6, ?8\]/, `"shape":${deep}`));
       return path.join(folder, 'model.json');
     })(),
+    yHuge: write(
+      'y-huge.npy',
+      concat(
+        npyHeader(`{'descr': '<i8', 'fortran_order': False, 'shape': (${SAMPLES},), }`),
+        new Uint8Array(BigInt64Array.from({ length: SAMPLES }, (_, i) => (i === 7 ? 2n ** 40n : 1n)).buffer),
+      ),
+    ),
+    npzEncrypted: (() => {
+      const bytes = writeNpz({ x: { shape: [SAMPLES, FEATURES], data: x } });
+      const view = new DataView(bytes.buffer);
+      const central = bytes.findIndex((_, i) => view.getUint32(i, true) === 0x02014b50);
+      view.setUint16(6, 1, true); // local header flags
+      view.setUint16(central + 8, 1, true); // central directory flags
+      return write('encrypted.npz', bytes);
+    })(),
     npyNotNpy: write('not-really.npy', 'x,y\n1,2\n'),
     csvText: write('text.csv', `${csvRows.join('\n')}\n`),
     csvRagged: write('ragged.csv', '1,2,3\n4,5\n'),
