@@ -18,6 +18,7 @@ import {
   readFile,
   realpath,
   rename,
+  rm,
   stat,
   unlink,
 } from 'node:fs/promises';
@@ -105,12 +106,28 @@ export function readReferencedFile(referrer: string, relative: string, maxBytes:
   }
 }
 
-export async function ensureParentDir(file: string): Promise<void> {
+/** Creates the missing folders of `file`'s path; returns the first one it created, if any. */
+export async function ensureParentDir(file: string): Promise<string | undefined> {
   const folder = path.dirname(path.resolve(file));
   try {
-    await mkdir(folder, { recursive: true });
+    return await mkdir(folder, { recursive: true });
   } catch (error) {
     throw isFsError(error) ? ioError(error, folder, 'create folder') : error;
+  }
+}
+
+/**
+ * Runs `write` (which writes `file`, and for a multi-file output its companions) after creating
+ * the missing folders of `file`'s path, and removes those folders again if it fails: a failed run
+ * (a full disk) leaves no folder behind either.
+ */
+export async function withParentDir<T>(file: string, write: () => Promise<T>): Promise<T> {
+  const created = await ensureParentDir(file);
+  try {
+    return await write();
+  } catch (error) {
+    if (created !== undefined) await rm(created, { recursive: true, force: true });
+    throw error;
   }
 }
 

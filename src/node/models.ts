@@ -5,6 +5,7 @@
  * in src/io; this file only reads and writes bytes and dispatches.
  */
 import { realpathSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { badInput, EcpruneError, quote } from '../errors.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
@@ -23,10 +24,10 @@ import { readTfjs, TFJS_SHARD_NAME, type TfjsTemplate, writeTfjs } from '../io/t
 import { type Mlp, validateMlp } from '../model/mlp.js';
 import {
   checkOutputPath,
-  ensureParentDir,
   readInputFile,
   readReferencedFile,
   type WriteOptions,
+  withParentDir,
   writeOutputAtomic,
 } from './files.js';
 
@@ -186,36 +187,48 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
     force: options.force,
     inputs: [...(options.inputs ?? []), ...(options.like?.files ?? [])],
   };
-  await ensureParentDir(file);
-  switch (format) {
-    case 'onnx':
-      return writeOutputAtomic(
-        file,
-        writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
-        write,
-      );
-    case 'safetensors': {
-      const fileMetadata = {
-        ...like?.safetensors?.metadata,
-        ...metadata,
-        [ARCH_METADATA_KEY]: formatArch(mlp),
-      };
-      return writeOutputAtomic(
-        file,
-        writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
-        write,
-      );
+  return withParentDir(file, async () => {
+    switch (format) {
+      case 'onnx':
+        return writeOutputAtomic(
+          file,
+          writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
+          write,
+        );
+      case 'safetensors': {
+        const fileMetadata = {
+          ...like?.safetensors?.metadata,
+          ...metadata,
+          [ARCH_METADATA_KEY]: formatArch(mlp),
+        };
+        return writeOutputAtomic(
+          file,
+          writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
+          write,
+        );
+      }
+      case 'npz':
+        return writeOutputAtomic(file, writeNpzModel(mlp), write);
+      case 'tfjs': {
+        const shardName = path.basename(tfjsShardFile(file));
+        const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
+        // refused up front: a model.json refused after its shards were written would leave them behind
+        await checkModelOutput(file, write);
+        // the shards are written first (a model.json never refers to a missing shard) and removed
+        // again when the model.json cannot be written, so a failure leaves neither
+        const written: string[] = [];
+        try {
+          for (const [shard, bytes] of shards) {
+            const shardFile = path.join(path.dirname(file), shard);
+            await writeOutputAtomic(shardFile, bytes, write);
+            written.push(shardFile);
+          }
+          return await writeOutputAtomic(file, modelJson, write);
+        } catch (error) {
+          for (const shardFile of written) await unlink(shardFile).catch(() => undefined);
+          throw error;
+        }
+      }
     }
-    case 'npz':
-      return writeOutputAtomic(file, writeNpzModel(mlp), write);
-    case 'tfjs': {
-      const shardName = path.basename(tfjsShardFile(file));
-      const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
-      // refused up front: a model.json refused after its shards were written would leave them behind
-      await checkModelOutput(file, write);
-      for (const [shard, bytes] of shards)
-        await writeOutputAtomic(path.join(path.dirname(file), shard), bytes, write);
-      return writeOutputAtomic(file, modelJson, write);
-    }
-  }
+  });
 }

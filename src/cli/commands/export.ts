@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { writeEcsr } from '../../io/ecsr.js';
 import { nonzeroWeightCount, weightCount } from '../../model/mlp.js';
-import { checkOutputPath, ensureParentDir, writeOutputAtomic } from '../../node/files.js';
+import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { VERSION } from '../../version.js';
 import { archOption } from '../options.js';
@@ -39,8 +39,7 @@ export function exportCommand(): Command {
         valueType: flags.values,
         metadata: { ecprune_version: VERSION, source: modelFile },
       });
-      await ensureParentDir(flags.output);
-      await writeOutputAtomic(flags.output, bytes, write);
+      await withParentDir(flags.output, () => writeOutputAtomic(flags.output, bytes, write));
       const dense = 4 * (weightCount(model.mlp) + model.mlp.layers.reduce((n, l) => n + l.bias.length, 0));
       console.log(
         `${nonzeroWeightCount(model.mlp).toLocaleString('en')} non-zero weights: wrote ${flags.output} ` +

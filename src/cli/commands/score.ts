@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
-import { checkOutputPath, ensureParentDir, writeOutputAtomic } from '../../node/files.js';
+import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
@@ -68,8 +68,7 @@ export function scoreCommand(): Command {
       arrays[`importance_${l}`] = { shape, data: Float32Array.from(result.importance[l]) };
       arrays[`delta_${l}`] = { shape, data: Float32Array.from(result.deltaBias![l]) };
     });
-    await ensureParentDir(flags.output);
-    await writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions);
+    await withParentDir(flags.output, () => writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions));
     clock.lap('write');
     console.log(
       `${result.method} scores of ${model.mlp.layers.length} layers from ${result.statistics.samples} samples: wrote ${flags.output}`,
