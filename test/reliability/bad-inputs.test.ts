@@ -55,6 +55,17 @@ interface Row {
   readonly todo?: string;
 }
 
+const train = (i: Inputs, out: string, ...more: string[]) => [
+  'train',
+  '--data',
+  i.x,
+  '--labels',
+  i.y,
+  '--quiet',
+  '-o',
+  path.join(out, 't.onnx'),
+  ...more,
+];
 const shardOf = (modelJson: string) => path.join(path.dirname(modelJson), 'group1-shard1of1.bin');
 const prune = (i: Inputs, out: string, ...more: string[]) => [
   'prune',
@@ -846,36 +857,14 @@ const ROWS: Row[] = [
   {
     command: 'train',
     what: '--layers not starting at the feature count',
-    argv: (i, out) => [
-      'train',
-      '--data',
-      i.x,
-      '--labels',
-      i.y,
-      '--layers',
-      '5,3',
-      '--quiet',
-      '-o',
-      path.join(out, 't.onnx'),
-    ],
+    argv: (i, out) => train(i, out, '--layers', '5,3'),
     code: 2,
     message: () => says('x.npy', '--layers starts with 5 inputs', '12 features'),
   },
   {
     command: 'train',
     what: '--layers 12,200000000,3 (memory estimate, not an allocation failure)',
-    argv: (i, out) => [
-      'train',
-      '--data',
-      i.x,
-      '--labels',
-      i.y,
-      '--layers',
-      '12,200000000,3',
-      '--quiet',
-      '-o',
-      path.join(out, 't.onnx'),
-    ],
+    argv: (i, out) => train(i, out, '--layers', '12,200000000,3'),
     code: 2,
     message: () => says('x.npy', 'training 12-200000000-3 needs about', 'GiB of memory (have'),
   },

@@ -59,6 +59,16 @@ function safetensors(header: string, dataBytes: number): Uint8Array {
   return out;
 }
 
+/** A copy of a TF.js fixture (`source` under interop/) in `dir/name`, its model.json edited. */
+function tfjsEdited(dir: string, name: string, source: string, edit: (json: string) => string): string {
+  const folder = path.join(dir, name);
+  mkdirSync(folder, { recursive: true });
+  const from = path.join(FIXTURES, 'interop', source);
+  copyFileSync(path.join(from, 'group1-shard1of1.bin'), path.join(folder, 'group1-shard1of1.bin'));
+  writeFileSync(path.join(folder, 'model.json'), edit(readFileSync(path.join(from, 'model.json'), 'utf8')));
+  return path.join(folder, 'model.json');
+}
+
 /** Writes every input file into `dir`; returns their paths by name. */
 export function writeInputs(dir: string) {
   mkdirSync(dir, { recursive: true });
@@ -166,15 +176,9 @@ export function writeInputs(dir: string) {
       return path.join(folder, 'model.json');
     })(),
     tfjsGoodCalib: path.join(FIXTURES, 'interop', 'tfjs_dense.input.npy'),
-    tfjsDeepShape: (() => {
-      const folder = file('tfjs-deep-shape');
-      mkdirSync(folder, { recursive: true });
-      const source = path.join(FIXTURES, 'interop', 'tfjs_dense');
-      copyFileSync(path.join(source, 'group1-shard1of1.bin'), path.join(folder, 'group1-shard1of1.bin'));
-      const json = readFileSync(path.join(source, 'model.json'), 'utf8');
-      writeFileSync(path.join(folder, 'model.json'), json.replace(/"shape": ?\[6, ?8\]/, `"shape":${deep}`));
-      return path.join(folder, 'model.json');
-    })(),
+    tfjsDeepShape: tfjsEdited(dir, 'tfjs-deep-shape', 'tfjs_dense', (json) =>
+      json.replace(/"shape": ?\[6, ?8\]/, `"shape":${deep}`),
+    ),
     yHuge: write(
       'y-huge.npy',
       concat(
@@ -275,18 +279,9 @@ export function writeInputs(dir: string) {
         leaky.attribute = [{ name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: Number.NaN }];
       }),
     ),
-    tfjsSlopeInfinite: (() => {
-      const folder = file('tfjs-slope-infinite');
-      mkdirSync(folder, { recursive: true });
-      const source = path.join(FIXTURES, 'interop', 'tfjs_activation_layers');
-      copyFileSync(path.join(source, 'group1-shard1of1.bin'), path.join(folder, 'group1-shard1of1.bin'));
-      const json = readFileSync(path.join(source, 'model.json'), 'utf8');
-      writeFileSync(
-        path.join(folder, 'model.json'),
-        json.replace('"negative_slope": 0.2', '"negative_slope": 1e999'),
-      );
-      return path.join(folder, 'model.json');
-    })(),
+    tfjsSlopeInfinite: tfjsEdited(dir, 'tfjs-slope-infinite', 'tfjs_activation_layers', (json) =>
+      json.replace('"negative_slope": 0.2', '"negative_slope": 1e999'),
+    ),
     onnxNoGraph: write('no-graph.onnx', onnx.ModelProto.encode({ irVersion: 8 }).finish()),
     smallModel: (() => {
       copyFileSync(path.join(FIXTURES, 'onnx', 'mlp_matmul_add.onnx'), file('other.onnx'));
