@@ -346,7 +346,20 @@ export function readTfjs(modelJson: string | object, readShard: ShardReader, fil
         throw badInput(`input shape ${quote(shape)} is not fixed`, file, where);
       }
     }
-    if (layer.class_name === 'Flatten') flattened = true;
+    if (layer.class_name === 'Flatten') {
+      // channels_first reorders the axes before flattening: reading it as a plain flatten would
+      // give other outputs than TF.js (only a no-op when at most one axis has more than one entry)
+      const multiAxis = inputDims === undefined || inputDims.filter((d) => d > 1).length > 1;
+      if (config.data_format === 'channels_first' && multiAxis) {
+        throw new EcpruneError(
+          'unsupported',
+          "Flatten with data_format 'channels_first' is not supported",
+          file,
+          where,
+        );
+      }
+      flattened = true;
+    }
     if (SKIPPED.has(String(layer.class_name))) return;
     const separate = activationLayer(layer, file, where);
     if (separate !== undefined) {

@@ -663,6 +663,14 @@ const ROWS: Row[] = [
   },
   {
     command: 'inspect',
+    what: "TF.js Flatten with data_format 'channels_first' over a 2 x 3 input",
+    argv: (i) => ['inspect', i.tfjsChannelsFirst],
+    code: 2,
+    message: () =>
+      says('tfjs-channels-first/model.json', "layer 'flatten'", "'channels_first' is not supported"),
+  },
+  {
+    command: 'inspect',
     what: 'a safetensors shape nested 100,000 deep',
     argv: (i) => ['inspect', i.safetensorsDeepShape, '--arch', '4,3:relu'],
     code: 2,

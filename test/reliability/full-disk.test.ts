@@ -54,6 +54,32 @@ describe('full disk', { skip }, () => {
     assert.deepEqual(readdirSync(disk), ['filler']);
   });
 
+  it('sweep -o on a read-only file system is refused before the study', async () => {
+    const readOnly = path.join(root, 'read-only');
+    mkdirSync(readOnly);
+    assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=65536', 'tmpfs', readOnly]).status, 0);
+    try {
+      // the calibration data holds NaN: refused only once read, so the folder check must come first
+      const run = await cli(
+        'sweep',
+        inputs.model,
+        '--calib',
+        inputs.nan,
+        '--data',
+        inputs.x,
+        '--labels',
+        inputs.y,
+        '--quiet',
+        '-o',
+        path.join(readOnly, 'report'),
+      );
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /report\/results\.json: cannot write: read-only file system/);
+    } finally {
+      spawnSync('umount', [readOnly]);
+    }
+  });
+
   it('a sweep whose report does not fit leaves no report folder', async () => {
     fill(3); // room for the results files, not for the charts and report.html
     const run = await cli(

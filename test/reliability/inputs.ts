@@ -279,6 +279,9 @@ export function writeInputs(dir: string) {
         leaky.attribute = [{ name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: Number.NaN }];
       }),
     ),
+    tfjsChannelsFirst: tfjsEdited(dir, 'tfjs-channels-first', 'tfjs_dense', (json) =>
+      json.replace('"data_format": "channels_last"', '"data_format": "channels_first"'),
+    ),
     tfjsSlopeInfinite: tfjsEdited(dir, 'tfjs-slope-infinite', 'tfjs_activation_layers', (json) =>
       json.replace('"negative_slope": 0.2', '"negative_slope": 1e999'),
     ),
