@@ -35,3 +35,40 @@ export class EcpruneError extends Error {
 export function badInput(detail: string, file?: string, where?: string): EcpruneError {
   return new EcpruneError('input', detail, file, where);
 }
+
+/** The most characters of a file's content an error message quotes. */
+const QUOTE_LIMIT = 80;
+
+/**
+ * `value` (a name, a shape, any JSON value taken from a file) as it is quoted in an error message:
+ * JSON-escaped, and cut after `limit` characters with `…`, so that a hostile file can make neither
+ * a long message nor a deep recursion (nesting is followed only while there is room to print it).
+ */
+export function quote(value: unknown, limit = QUOTE_LIMIT): string {
+  let out = '';
+  const put = (item: unknown): void => {
+    if (out.length > limit) return;
+    if (Array.isArray(item)) {
+      out += '[';
+      for (let i = 0; i < item.length && out.length <= limit; i++) {
+        if (i > 0) out += ', ';
+        put(item[i]);
+      }
+      out += ']';
+    } else if (typeof item === 'object' && item !== null) {
+      out += '{';
+      let first = true;
+      for (const key in item) {
+        if (out.length > limit) break;
+        if (!first) out += ', ';
+        first = false;
+        out += `${JSON.stringify(key.slice(0, limit + 1))}: `;
+        put((item as Record<string, unknown>)[key]);
+      }
+      out += '}';
+    } else if (typeof item === 'string') out += JSON.stringify(item.slice(0, limit + 1));
+    else out += String(item);
+  };
+  put(value);
+  return out.length > limit ? `${out.slice(0, limit)}…` : out;
+}

@@ -8,13 +8,19 @@ export function exitCodeOf(error: unknown): number {
   return 1;
 }
 
+/** The longest line an error prints: messages quote at most a short piece of any input (`quote`), so this only guards the rest. */
+const MAX_LINE = 1000;
+
 /**
  * `text` on one line: line breaks, tabs and other control characters (which messages quoting a
- * corrupt file's names or text can contain) are written as escapes (`\n`, `\u0000`).
+ * corrupt file's names or text, or an option's value, can contain) are written as escapes (`\n`,
+ * `\u001b`), and a text longer than `MAX_LINE` is cut.
  */
 export function oneLine(text: string): string {
+  const cut =
+    text.length > MAX_LINE ? `${text.slice(0, MAX_LINE)}… (${text.length - MAX_LINE} more characters)` : text;
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
-  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => {
+  return cut.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => {
     if (c === '\n') return '\\n';
     if (c === '\r') return '\\r';
     if (c === '\t') return '\\t';

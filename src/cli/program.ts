@@ -12,7 +12,7 @@ import { pruneCommand } from './commands/prune.js';
 import { scoreCommand } from './commands/score.js';
 import { sweepCommand } from './commands/sweep.js';
 import { trainCommand } from './commands/train.js';
-import { describeError, exitCodeOf } from './errors.js';
+import { describeError, exitCodeOf, oneLine } from './errors.js';
 
 function buildProgram(): Command {
   const program = new Command('ecprune')
@@ -22,7 +22,19 @@ function buildProgram(): Command {
     .version(VERSION)
     .option('--debug', 'print stack traces of errors')
     // one line per error, like every other ecprune error
-    .configureOutput({ outputError: (text, write) => write(`ecprune: ${text.replace(/^error: /, '')}`) })
+    // (commander's own second line, "(Did you mean ...?)", joins the first; a value's line breaks and
+    // control characters are escaped by oneLine)
+    .configureOutput({
+      outputError: (text, write) =>
+        write(
+          `ecprune: ${oneLine(
+            text
+              .replace(/^error: /, '')
+              .trimEnd()
+              .replace(/\n\(Did you mean/, ' (Did you mean'),
+          )}\n`,
+        ),
+    })
     .addHelpText(
       'after',
       `

@@ -3,7 +3,9 @@
  *
  * - The delimiter is taken from the first line: tab if it has one, else `;` if it has one, else `,`
  *   (so `;`-separated files with decimal commas are not split at the commas).
- * - The first line is a header when any of its cells is not a number.
+ * - The first line is a header when none of its cells looks like a value: a number, a special
+ *   value NumPy or pandas write (`nan`, `inf`, `Infinity`), a hex number, or an empty cell. So a
+ *   first data row holding `nan` is read as data (and refused as non-finite), not silently dropped.
  * - Blank lines and lines starting with `#` (NumPy's `savetxt` comments) are skipped.
  * - A cell may be wrapped in double quotes; quoted delimiters are not supported.
  * Errors name the line (1-based, counting every line of the file) and the column (1-based).
@@ -29,6 +31,9 @@ export interface CsvTable {
 }
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+/** Cells that are values (even unreadable ones), never column names. */
+const VALUE_LIKE = /^([+-]?(nan|inf|infinity|0x[0-9a-f]*)|)$/i;
+const isValueLike = (cell: string) => NUMBER.test(cell) || VALUE_LIKE.test(cell);
 
 export function readCsv(text: string, file?: string, options: CsvOptions = {}): CsvTable {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
@@ -41,7 +46,7 @@ export function readCsv(text: string, file?: string, options: CsvOptions = {}): 
   });
   if (rows.length === 0) throw badInput('no data in the CSV file', file);
 
-  const header = rows[0].cells.some((cell) => !NUMBER.test(cell)) ? rows.shift()!.cells : undefined;
+  const header = rows[0].cells.some(isValueLike) ? undefined : rows.shift()!.cells;
   if (rows.length === 0) throw badInput('the CSV file has a header but no data rows', file);
   const width = (header ?? rows[0].cells).length;
   const label =

@@ -7,7 +7,7 @@
  */
 
 import { checkFinite, type Targets } from '../data/dataset.js';
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, quote } from '../errors.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 
 /** The typed arrays values are decoded into (64-bit integers become float64, float16 becomes float32). */
@@ -190,23 +190,96 @@ export function parseNpyHeader(bytes: Uint8Array, file?: string): NpyHeader {
   const text = new TextDecoder(bytes[6] === 3 ? 'utf-8' : 'latin1').decode(
     bytes.subarray(8 + lengthBytes, dataOffset),
   );
-  const descr = /'descr'\s*:\s*'([^']*)'/.exec(text);
-  const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(text);
-  const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(text);
-  if (/'descr'\s*:\s*\[/.test(text)) {
-    throw new EcpruneError('unsupported', 'structured (record) dtypes are not supported', file);
+  const { descr, fortran_order: fortranOrder, shape } = headerDict(text, file);
+  const dataBytes = dataByteLength(shape, elementType(descr, file), file);
+  return { dtype: descr, shape, fortranOrder, dataOffset, dataBytes };
+}
+
+interface HeaderDict {
+  descr: string;
+  fortran_order: boolean;
+  shape: number[];
+}
+
+/**
+ * The header's Python dict literal, `{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }`,
+ * read in one pass (no backtracking, so a hostile megabyte header costs a millisecond). As NumPy,
+ * it needs exactly these three keys; a key given twice is refused (NumPy would take the last).
+ */
+function headerDict(text: string, file?: string): HeaderDict {
+  let at = 0;
+  const fail = (problem: string): never => {
+    throw badInput(`unreadable .npy header: ${problem} at character ${at} of ${quote(text.trim())}`, file);
+  };
+  const skipSpace = () => {
+    while (at < text.length && ' \t\r\n'.includes(text[at])) at++;
+  };
+  const expect = (char: string) => {
+    skipSpace();
+    if (text[at] !== char) fail(`expected '${char}'`);
+    at++;
+  };
+  const string = (): string => {
+    const delimiter = text[at];
+    if (delimiter !== "'" && delimiter !== '"') fail('expected a quoted string');
+    const end = text.indexOf(delimiter, at + 1);
+    if (end < 0) fail('unterminated string');
+    const value = text.slice(at + 1, end);
+    at = end + 1;
+    return value;
+  };
+  const word = (): string => {
+    const start = at;
+    while (at < text.length && /[A-Za-z0-9]/.test(text[at])) at++;
+    return text.slice(start, at);
+  };
+  const value = (key: string): string | boolean | number[] => {
+    skipSpace();
+    if (key === 'descr') {
+      if (text[at] === '[')
+        throw new EcpruneError('unsupported', 'structured (record) dtypes are not supported', file);
+      return string();
+    }
+    if (key === 'fortran_order') {
+      const flag = word();
+      if (flag !== 'True' && flag !== 'False') fail('expected True or False');
+      return flag === 'True';
+    }
+    expect('(');
+    const dims: number[] = [];
+    for (;;) {
+      skipSpace();
+      if (text[at] === ')') break;
+      const dim = word();
+      if (!/^\d+L?$/.test(dim) || dim.length > 17) fail(`bad shape dimension ${quote(dim)}`);
+      dims.push(Number.parseInt(dim, 10));
+      skipSpace();
+      if (text[at] === ',') at++;
+      else if (text[at] !== ')') fail("expected ',' or ')' in the shape");
+    }
+    at++;
+    return dims;
+  };
+  const found: Partial<Record<keyof HeaderDict, unknown>> = {};
+  expect('{');
+  for (;;) {
+    skipSpace();
+    if (text[at] === '}') break;
+    const key = string();
+    if (key !== 'descr' && key !== 'fortran_order' && key !== 'shape') fail(`unexpected key ${quote(key)}`);
+    if (key in found) fail(`key ${quote(key)} is given twice`);
+    expect(':');
+    found[key as keyof HeaderDict] = value(key);
+    skipSpace();
+    if (text[at] === ',') at++;
+    else if (text[at] !== '}') fail("expected ',' or '}'");
   }
-  if (!descr || !fortran || !shapeText)
-    throw badInput(`unreadable .npy header ${JSON.stringify(text.trim())}`, file);
-  const dims = shapeText[1]
-    .split(',')
-    .map((dim) => dim.trim())
-    .filter((dim) => dim !== '');
-  if (dims.some((dim) => !/^\d+L?$/.test(dim)))
-    throw badInput(`bad shape ${JSON.stringify(`(${shapeText[1]})`)} in .npy header`, file);
-  const shape = dims.map((dim) => Number.parseInt(dim, 10));
-  const dataBytes = dataByteLength(shape, elementType(descr[1], file), file);
-  return { dtype: descr[1], shape, fortranOrder: fortran[1] === 'True', dataOffset, dataBytes };
+  at++;
+  skipSpace();
+  if (at < text.length) fail('text after the dict');
+  for (const key of ['descr', 'fortran_order', 'shape'] as const)
+    if (!(key in found)) fail(`no key '${key}'`);
+  return found as HeaderDict;
 }
 
 /** Whether the element order in the file differs from C order (Fortran order with 2+ non-trivial axes). */
@@ -302,7 +375,13 @@ export function toTargets(array: NpyArray, file?: string, kind?: Targets['kind']
   const ids = new Int32Array(rows);
   for (let row = 0; row < rows; row++) {
     const value = array.data[row];
-    if (!isClassId(value)) throw badInput(`class id ${value} is not a whole number >= 0`, file, `row ${row}`);
+    if (!isClassId(value)) {
+      const problem =
+        Number.isInteger(value) && value > 0
+          ? 'is too large (at most 2^31 - 1)'
+          : 'is not a whole number >= 0';
+      throw badInput(`class id ${value} ${problem}`, file, `row ${row}`);
+    }
     ids[row] = value;
   }
   return { kind: 'classes', values: ids };

@@ -1,6 +1,6 @@
 /** NumPy `.npz` archives: a zip of `.npy` members, stored (`np.savez`) or deflated (`np.savez_compressed`). */
 import { type Unzipped, unzipSync, type Zippable, zipSync } from 'fflate';
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, quote } from '../errors.js';
 import { type NpyArray, type NpyData, readNpy, writeNpy } from './npy.js';
 
 /** Refuse archives whose members would inflate to more than this (typed arrays stop near 4 GiB anyway). */
@@ -50,7 +50,7 @@ export function unzipChecked(
     if (compression === 0 ? originalSize !== size : !(originalSize <= DEFLATE_MAX_RATIO * size + 1024)) {
       const how = compression === 0 ? 'stored' : 'compressed';
       throw badInput(
-        `not a readable ${kind} (zip) archive: member ${JSON.stringify(name)} claims ${originalSize} bytes from ${size} ${how} bytes`,
+        `not a readable ${kind} (zip) archive: member ${quote(name)} claims ${originalSize} bytes from ${size} ${how} bytes`,
         file,
       );
     }
@@ -151,12 +151,21 @@ function zipMembers(d: Uint8Array, file: string | undefined, kind: string): ZipM
     const name = new TextDecoder().decode(d.subarray(nameStart, extra));
     const dataStart = local + LOCAL_HEADER_BYTES + b2(local + 26) + b2(local + 28);
     if (b4(local) !== 0x4034b50 || !(dataStart + size <= d.length)) {
-      throw fail(`member ${JSON.stringify(name)} lies outside the file`);
+      throw fail(`member ${quote(name)} lies outside the file`);
     }
     if (compression !== 0 && compression !== 8) {
       throw new EcpruneError(
         'unsupported',
-        `member ${JSON.stringify(name)} uses zip compression method ${compression} (NumPy writes stored or deflate)`,
+        `member ${quote(name)} uses zip compression method ${compression} (NumPy writes stored or deflate)`,
+        file,
+      );
+    }
+    // bit 0 of the general-purpose flags (central and local header): the member is encrypted, and
+    // its bytes would otherwise be read as plaintext garbage (NumPy refuses it too)
+    if ((b2(offset + 8) | b2(local + 6)) & 1) {
+      throw new EcpruneError(
+        'unsupported',
+        `member ${quote(name)} is encrypted; save the arrays without a password`,
         file,
       );
     }

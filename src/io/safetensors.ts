@@ -10,7 +10,7 @@
  * or with a prefix such as `layers.0.weight`) holds weights only: the activations come from the
  * architecture string (`--arch`, see arch.ts) or from the file's `__metadata__.ecprune_arch`.
  */
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, quote } from '../errors.js';
 import type { Activation } from '../model/activations.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
 import { type Arch, archActivations, checkArchSizes } from './arch.js';
@@ -28,6 +28,12 @@ export const ARCH_METADATA_KEY = 'ecprune_arch';
 
 /** The Rust reference implementation refuses headers over 100 MB; so does ecprune. */
 const MAX_HEADER_BYTES = 100_000_000;
+/**
+ * An MLP's state_dict has two tensors per layer; a header with room for more than this many is
+ * refused before JSON.parse, which needs ~15 µs and ~1.8 KB per key of one object (1.4 million
+ * empty tensors took 22 s and 2.6 GB to parse).
+ */
+const MAX_TENSORS = 100_000;
 
 /** How each accepted dtype is decoded. */
 const DTYPES: Record<string, { size: number; decode(bytes: Uint8Array, count: number): Float32Array }> = {
@@ -75,9 +81,19 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file?: string): Safete
     );
   }
   const dataOffset = 8 + Number(length);
+  const header = bytes.subarray(8, dataOffset);
+  // every tensor is an object, so its '{' bounds the count from above (one linear scan)
+  let objects = 0;
+  for (let at = header.indexOf(0x7b); at >= 0; at = header.indexOf(0x7b, at + 1)) objects++;
+  if (objects - 1 > MAX_TENSORS) {
+    throw badInput(
+      `the header has room for ${objects - 1} tensors, over the ${MAX_TENSORS} ecprune reads`,
+      file,
+    );
+  }
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, dataOffset)));
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(header));
   } catch (error) {
     throw badInput(`the header is not valid JSON: ${(error as Error).message}`, file);
   }
@@ -89,12 +105,13 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file?: string): Safete
     if (name === '__metadata__') {
       if (!isRecord(value)) throw badInput('__metadata__ is not an object', file);
       for (const [key, text] of Object.entries(value)) {
-        if (typeof text !== 'string') throw badInput(`__metadata__ value '${key}' is not a string`, file);
+        if (typeof text !== 'string')
+          throw badInput(`__metadata__ value ${quote(key)} is not a string`, file);
         metadata[key] = text;
       }
       continue;
     }
-    const where = `tensor '${name}'`;
+    const where = `tensor ${quote(name)}`;
     if (!isRecord(value)) throw badInput('is not an object', file, where);
     const { dtype, shape, data_offsets: offsets } = value;
     if (typeof dtype !== 'string') throw badInput('has no dtype', file, where);
@@ -108,14 +125,14 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file?: string): Safete
       );
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw badInput(`invalid shape ${JSON.stringify(shape)}`, file, where);
+      throw badInput(`invalid shape ${quote(shape)}`, file, where);
     }
     if (
       !Array.isArray(offsets) ||
       offsets.length !== 2 ||
       !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)
     ) {
-      throw badInput(`invalid data_offsets ${JSON.stringify(offsets)}`, file, where);
+      throw badInput(`invalid data_offsets ${quote(offsets)}`, file, where);
     }
     const [begin, end] = offsets as number[];
     if (begin > end || end > dataBytes) {
@@ -145,7 +162,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, file?: string): Safete
       throw badInput(
         `data_offsets [${entry.begin}, ${entry.end}] ${problem}`,
         file,
-        `tensor '${entry.name}'`,
+        `tensor ${quote(entry.name)}`,
       );
     }
     covered = entry.end;

@@ -18,7 +18,7 @@
  * Written models are float32, in one shard; a model read from TF.js keeps its topology, layer
  * names, weight names and activation placement (`TfjsTemplate`).
  */
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, quote } from '../errors.js';
 import { type Activation, formatActivation } from '../model/activations.js';
 import { matrix, transpose } from '../model/matrix.js';
 import { inputSize, type Layer, type Mlp, validateMlp } from '../model/mlp.js';
@@ -113,7 +113,7 @@ function kerasActivation(value: unknown, file: string | undefined, where: string
   if (activation === undefined) {
     throw new EcpruneError(
       'unsupported',
-      `activation ${JSON.stringify(name)} is not supported (${Object.keys(KERAS_ACTIVATIONS).join(', ')})`,
+      `activation ${quote(name)} is not supported (${Object.keys(KERAS_ACTIVATIONS).join(', ')})`,
       file,
       where,
     );
@@ -161,15 +161,66 @@ interface StoredWeight {
 
 const BYTES_PER: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2 };
 
-/** Every weight of the manifest, by name, as the bytes it occupies in its group's shards. */
-function manifestWeights(
-  json: Json,
-  readShard: (path: string) => Uint8Array,
-  file?: string,
-): Map<string, StoredWeight> {
+/**
+ * Reads one weight shard: `path` as the manifest writes it (relative to the model.json, checked by
+ * `checkShardPath`), `maxBytes` the most the manifest leaves for it (a reader should refuse a
+ * longer file without reading it all).
+ */
+export type ShardReader = (path: string, maxBytes: number) => Uint8Array;
+
+/**
+ * A shard path must name a file inside the model's folder: relative, no `..` segment, no URL, no
+ * drive or backslash (Windows separators), no NUL. Returns the path normalised (`./a//b` is `a/b`)
+ * so that two spellings of one file are seen as the same path.
+ */
+export function checkShardPath(shard: string, file?: string, where?: string): string {
+  const segments = shard.split('/').filter((segment) => segment !== '' && segment !== '.');
+  if (
+    shard.startsWith('/') ||
+    /^[a-z][a-z0-9+.-]*:/i.test(shard) ||
+    /[\\\0]/.test(shard) ||
+    segments.length === 0 ||
+    segments.includes('..')
+  ) {
+    throw new EcpruneError(
+      'input',
+      `weight shard ${quote(shard)} is not a file inside the model's folder (shard paths must be relative, without '..')`,
+      file,
+      where,
+    );
+  }
+  return segments.join('/');
+}
+
+/** Bytes per element of the stored (possibly quantised) dtype of a weight entry. */
+function storedSize(entry: Json, file: string | undefined, where: string): number {
+  const { shape, dtype, quantization } = entry;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw badInput(`invalid shape ${quote(shape)}`, file, where);
+  }
+  if (quantization !== undefined && !isRecord(quantization))
+    throw badInput('invalid quantization', file, where);
+  const stored = quantization?.dtype ?? dtype;
+  const size = typeof stored === 'string' ? BYTES_PER[stored] : undefined;
+  if (size === undefined) {
+    throw new EcpruneError('unsupported', `dtype ${quote(stored)} is not supported`, file, where);
+  }
+  const bytes = shapeSize(shape) * size;
+  if (!Number.isSafeInteger(bytes)) throw badInput(`shape ${quote(shape)} is impossibly large`, file, where);
+  return bytes;
+}
+
+/**
+ * Every weight of the manifest, by name, as the bytes it occupies in its group's shards. The
+ * shards of a group together must hold exactly the bytes its weights declare (a shard longer or
+ * shorter is an error), each shard path is read at most once, and the shards are read with the
+ * bytes still declared as their limit, so the total read is bounded by the manifest.
+ */
+function manifestWeights(json: Json, readShard: ShardReader, file?: string): Map<string, StoredWeight> {
   const manifest = json.weightsManifest;
   if (!Array.isArray(manifest)) throw badInput('has no weightsManifest', file);
   const weights = new Map<string, StoredWeight>();
+  const seen = new Set<string>();
   manifest.forEach((group: unknown, g) => {
     const where = `weightsManifest group ${g}`;
     if (!isRecord(group) || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
@@ -177,51 +228,56 @@ function manifestWeights(
     }
     if (!group.paths.every((p) => typeof p === 'string'))
       throw badInput('paths must be strings', file, where);
-    const shards = (group.paths as string[]).map(readShard);
-    const data = new Uint8Array(shards.reduce((n, shard) => n + shard.length, 0));
+    const entries = (group.weights as unknown[]).map((entry) => {
+      if (!isRecord(entry) || typeof entry.name !== 'string')
+        throw badInput('a weight entry has no name', file, where);
+      return { entry, name: entry.name, bytes: storedSize(entry, file, `weight ${quote(entry.name)}`) };
+    });
+    const declared = entries.reduce((n, { bytes }) => n + bytes, 0);
+    if (!Number.isSafeInteger(declared)) throw badInput('the weights are impossibly large', file, where);
+    const shards: Uint8Array[] = [];
+    let read = 0;
+    for (const shard of group.paths as string[]) {
+      const normalised = checkShardPath(shard, file, where);
+      if (seen.has(normalised)) {
+        throw badInput(`weight shard ${quote(shard)} is listed more than once`, file, where);
+      }
+      seen.add(normalised);
+      const bytes = readShard(shard, declared - read);
+      if (bytes.length > declared - read) {
+        throw badInput(
+          `weight shard ${quote(shard)} is longer than the manifest declares (the group's weights take ${declared} bytes)`,
+          file,
+          where,
+        );
+      }
+      shards.push(bytes);
+      read += bytes.length;
+    }
+    if (read < declared) {
+      throw badInput(
+        `truncated: the weights take ${declared} bytes, but the shards ${quote(group.paths.join(', '))} hold ${read}`,
+        file,
+        where,
+      );
+    }
+    const data = new Uint8Array(declared);
     let at = 0;
     for (const shard of shards) {
       data.set(shard, at);
       at += shard.length;
     }
     let offset = 0;
-    for (const entry of group.weights as unknown[]) {
-      if (!isRecord(entry) || typeof entry.name !== 'string')
-        throw badInput('a weight entry has no name', file, where);
-      const weightWhere = `weight '${entry.name}'`;
-      const { shape, dtype, quantization } = entry;
-      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-        throw badInput(`invalid shape ${JSON.stringify(shape)}`, file, weightWhere);
-      }
-      if (quantization !== undefined && !isRecord(quantization))
-        throw badInput('invalid quantization', file, weightWhere);
-      const stored = quantization?.dtype ?? dtype;
-      const size = typeof stored === 'string' ? BYTES_PER[stored] : undefined;
-      if (size === undefined) {
-        throw new EcpruneError(
-          'unsupported',
-          `dtype ${JSON.stringify(stored)} is not supported`,
-          file,
-          weightWhere,
-        );
-      }
-      const end = offset + shapeSize(shape) * size;
-      if (end > data.length) {
-        throw badInput(
-          `truncated: the weight ends at byte ${end} of the shards ${group.paths.join(', ')}, which hold ${data.length}`,
-          file,
-          weightWhere,
-        );
-      }
-      if (!weights.has(entry.name)) {
-        weights.set(entry.name, {
-          shape,
-          dtype: String(dtype),
-          quantization,
-          bytes: data.subarray(offset, end),
+    for (const { entry, name, bytes } of entries) {
+      if (!weights.has(name)) {
+        weights.set(name, {
+          shape: entry.shape as number[],
+          dtype: String(entry.dtype),
+          quantization: entry.quantization as Json | undefined,
+          bytes: data.subarray(offset, offset + bytes),
         });
       }
-      offset = end;
+      offset += bytes;
     }
   });
   return weights;
@@ -263,11 +319,7 @@ function findWeight(weights: Map<string, StoredWeight>, layer: string, role: 0 |
  * Reads a model.json (text or parsed) and its shards; `readShard` gets each path of the manifest
  * as written there (relative to the model.json) and returns the shard's bytes.
  */
-export function readTfjs(
-  modelJson: string | object,
-  readShard: (path: string) => Uint8Array,
-  file?: string,
-): TfjsModel {
+export function readTfjs(modelJson: string | object, readShard: ShardReader, file?: string): TfjsModel {
   let json: unknown = modelJson;
   if (typeof modelJson === 'string') {
     try {
@@ -291,10 +343,23 @@ export function readTfjs(
     if (Array.isArray(shape) && layers.length === 0) {
       inputDims = shape.slice(1);
       if (!inputDims.every((d) => Number.isSafeInteger(d) && d > 0)) {
-        throw badInput(`input shape ${JSON.stringify(shape)} is not fixed`, file, where);
+        throw badInput(`input shape ${quote(shape)} is not fixed`, file, where);
       }
     }
-    if (layer.class_name === 'Flatten') flattened = true;
+    if (layer.class_name === 'Flatten') {
+      // channels_first reorders the axes before flattening: reading it as a plain flatten would
+      // give other outputs than TF.js (only a no-op when at most one axis has more than one entry)
+      const multiAxis = inputDims === undefined || inputDims.filter((d) => d > 1).length > 1;
+      if (config.data_format === 'channels_first' && multiAxis) {
+        throw new EcpruneError(
+          'unsupported',
+          "Flatten with data_format 'channels_first' is not supported",
+          file,
+          where,
+        );
+      }
+      flattened = true;
+    }
     if (SKIPPED.has(String(layer.class_name))) return;
     const separate = activationLayer(layer, file, where);
     if (separate !== undefined) {
@@ -322,7 +387,7 @@ export function readTfjs(
     }
     const units = config.units;
     if (!Number.isSafeInteger(units) || (units as number) < 1)
-      throw badInput(`units ${JSON.stringify(units)} is not a positive integer`, file, where);
+      throw badInput(`units ${quote(units)} is not a positive integer`, file, where);
     const kernelName = findWeight(weights, name, 0);
     if (kernelName === undefined)
       throw badInput(`the weightsManifest has no kernel '${name}/kernel'`, file, where);

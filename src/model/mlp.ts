@@ -99,6 +99,16 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
         );
       }
     }
+    // a NaN or infinite slope makes every output NaN or ±Infinity: a useless model, not an error later
+    const { activation } = layer;
+    if ('alpha' in activation && !Number.isFinite(activation.alpha)) {
+      throw new EcpruneError(
+        'input',
+        `activation ${activation.kind} has alpha ${activation.alpha}: it must be a finite number`,
+        file,
+        where,
+      );
+    }
   });
   return mlp;
 }

@@ -5,9 +5,10 @@
  * extension on output. Everything format-specific lives
  * in src/io; this file only reads and writes bytes and dispatches.
  */
-import { readFileSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, quote } from '../errors.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
@@ -26,11 +27,10 @@ import { type Mlp, validateMlp } from '../model/mlp.js';
 import { VERSION } from '../version.js';
 import {
   checkOutputPath,
-  ensureParentDir,
-  ioError,
-  isFsError,
   readInputFile,
+  readReferencedFile,
   type WriteOptions,
+  withParentDir,
   writeOutputAtomic,
 } from './files.js';
 
@@ -151,24 +151,22 @@ function loadTorch(file: string, bytes: Uint8Array, arch: Arch | undefined): Loa
   return { mlp, format: 'pytorch', file, files: [file], pytorch: { keys, dtypes, metadata } };
 }
 
-/** A model.json and its shards, which are read relative to the model.json's folder. */
+/**
+ * A model.json and its shards, which must be regular files inside the model.json's folder (after
+ * following links), each read once and no longer than the manifest declares (see `manifestWeights`).
+ */
 function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
   const files = [file];
-  const readShard = (shard: string): Uint8Array => {
-    if (path.isAbsolute(shard) || /^[a-z][a-z0-9+.-]*:/i.test(shard)) {
-      throw new EcpruneError(
-        'unsupported',
-        `weight shard '${shard}' is not a path relative to the model.json`,
-        file,
-      );
+  const read = new Map<string, string>([[realpathSync(file), file]]);
+  const readShard = (shard: string, maxBytes: number): Uint8Array => {
+    const { bytes: shardBytes, realPath } = readReferencedFile(file, shard, maxBytes);
+    const earlier = read.get(realPath);
+    if (earlier !== undefined) {
+      throw badInput(`weight shard ${quote(shard)} is the same file as ${quote(earlier)}`, file);
     }
-    const shardFile = path.join(path.dirname(file), shard);
-    files.push(shardFile);
-    try {
-      return readFileSync(shardFile);
-    } catch (error) {
-      throw isFsError(error) ? ioError(error, shardFile) : error;
-    }
+    read.set(realPath, shard);
+    files.push(path.join(path.dirname(file), shard));
+    return shardBytes;
   };
   const { mlp, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
   return { mlp, format: 'tfjs', file, files, tfjs: template };
@@ -189,7 +187,16 @@ export interface SaveOptions extends WriteOptions {
  */
 export async function checkModelOutput(file: string, options: WriteOptions = {}): Promise<void> {
   await checkOutputPath(file, options);
-  formatFromExtension(file);
+  // a TF.js output is two files: an existing shard is refused now, not after the work
+  if (formatFromExtension(file) === 'tfjs') await checkOutputPath(tfjsShardFile(file), options);
+}
+
+/** The shard written next to a TF.js `file`: `group1-shard1of1.bin` for a `model.json`, else `<name>.weights.bin`. */
+function tfjsShardFile(file: string): string {
+  const name = path.basename(file);
+  const shard =
+    name === 'model.json' ? TFJS_SHARD_NAME : `${name.slice(0, -path.extname(name).length)}.weights.bin`;
+  return path.join(path.dirname(file), shard);
 }
 
 /**
@@ -207,50 +214,60 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
     force: options.force,
     inputs: [...(options.inputs ?? []), ...(options.like?.files ?? [])],
   };
-  await ensureParentDir(file);
-  switch (format) {
-    case 'onnx':
-      return writeOutputAtomic(
-        file,
-        writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
-        write,
-      );
-    case 'safetensors': {
-      const fileMetadata = {
-        ...like?.safetensors?.metadata,
-        ...metadata,
-        [ARCH_METADATA_KEY]: formatArch(mlp),
-      };
-      return writeOutputAtomic(
-        file,
-        writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
-        write,
-      );
+  return withParentDir(file, async () => {
+    switch (format) {
+      case 'onnx':
+        return writeOutputAtomic(
+          file,
+          writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
+          write,
+        );
+      case 'safetensors': {
+        const fileMetadata = {
+          ...like?.safetensors?.metadata,
+          ...metadata,
+          [ARCH_METADATA_KEY]: formatArch(mlp),
+        };
+        return writeOutputAtomic(
+          file,
+          writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
+          write,
+        );
+      }
+      case 'pytorch': {
+        // each tensor in the dtype it was read in (a bias added by compensation in its weight's)
+        const dtypes = like?.pytorch?.dtypes;
+        const stateDict = new Map(
+          [...stateDictFromMlp(mlp, like?.pytorch?.keys)].map(([name, tensor]) => {
+            const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight'));
+            return [name, { ...tensor, dtype }];
+          }),
+        );
+        const fileMetadata = { ...like?.pytorch?.metadata, ...metadata, [ARCH_METADATA_KEY]: formatArch(mlp) };
+        return writeOutputAtomic(file, writeTorch(stateDict, fileMetadata), write);
+      }
+      case 'npz':
+        return writeOutputAtomic(file, writeNpzModel(mlp), write);
+      case 'tfjs': {
+        const shardName = path.basename(tfjsShardFile(file));
+        const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
+        // refused up front: a model.json refused after its shards were written would leave them behind
+        await checkModelOutput(file, write);
+        // the shards are written first (a model.json never refers to a missing shard) and removed
+        // again when the model.json cannot be written, so a failure leaves neither
+        const written: string[] = [];
+        try {
+          for (const [shard, bytes] of shards) {
+            const shardFile = path.join(path.dirname(file), shard);
+            await writeOutputAtomic(shardFile, bytes, write);
+            written.push(shardFile);
+          }
+          return await writeOutputAtomic(file, modelJson, write);
+        } catch (error) {
+          for (const shardFile of written) await unlink(shardFile).catch(() => undefined);
+          throw error;
+        }
+      }
     }
-    case 'pytorch': {
-      // each tensor in the dtype it was read in (a bias added by compensation in its weight's)
-      const dtypes = like?.pytorch?.dtypes;
-      const stateDict = new Map(
-        [...stateDictFromMlp(mlp, like?.pytorch?.keys)].map(([name, tensor]) => {
-          const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight'));
-          return [name, { ...tensor, dtype }];
-        }),
-      );
-      const fileMetadata = { ...like?.pytorch?.metadata, ...metadata, [ARCH_METADATA_KEY]: formatArch(mlp) };
-      return writeOutputAtomic(file, writeTorch(stateDict, fileMetadata), write);
-    }
-    case 'npz':
-      return writeOutputAtomic(file, writeNpzModel(mlp), write);
-    case 'tfjs': {
-      const name = path.basename(file);
-      const shardName =
-        name === 'model.json' ? TFJS_SHARD_NAME : `${name.slice(0, -path.extname(name).length)}.weights.bin`;
-      const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
-      // refused up front: a model.json refused after its shards were written would leave them behind
-      await checkModelOutput(file, write);
-      for (const [shard, bytes] of shards)
-        await writeOutputAtomic(path.join(path.dirname(file), shard), bytes, write);
-      return writeOutputAtomic(file, modelJson, write);
-    }
-  }
+  });
 }

@@ -10,6 +10,13 @@ import { createOrtWebGemm, ORT_WEB_FILES } from '../gemm/ort-web-gemm.js';
 import { matmulTs, tsGemm } from '../gemm/ts-gemm.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 
+// onnxruntime-node 1.30 starts a telemetry system when it creates its environment (at the first
+// session): a debug log `mat-debug-<pid>.log` and a `.ses` file in the temp folder, a device id and
+// an event database under ~/.cache/Microsoft/DeveloperTools, and HTTPS uploads wherever it finds a
+// CA bundle. Its switch is read at that moment, so setting it here, before any session, turns all
+// of that off (test/reliability/no-stray-files.test.ts).
+process.env.ORT_DISABLE_TELEMETRY = '1';
+
 /**
  * GEMM on onnxruntime-node's CPU provider (MLAS kernels): ~25-40x the pure-TS loop on a 2-core
  * machine. Products too small to amortise the ~36 µs call overhead go to the TS loop.

@@ -3,7 +3,8 @@
  * charts/<name>.png. Each file is written atomically; a folder that already holds files is only
  * written into with `force`.
  */
-import { mkdir, readdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { EcpruneError } from '../errors.js';
@@ -12,7 +13,7 @@ import { reportHtml } from '../report/html.js';
 import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
 import { markdownTable } from '../report/table.js';
 import type { SweepRow } from '../sweep.js';
-import { ioError, isFsError, writeOutputAtomic } from './files.js';
+import { checkOutputPath, ensureParentDir, ioError, isFsError, writeOutputAtomic } from './files.js';
 
 export interface ReportFolderOptions {
   /** write into a folder that is not empty, replacing files of the same names */
@@ -37,14 +38,34 @@ export function svgToPng(svg: string): Uint8Array {
   return resvg.render().asPng();
 }
 
-export async function checkReportFolder(folder: string, force = false): Promise<void> {
+/**
+ * Before any work: the folder is empty (or `force`), holds none of the inputs (its chart names are
+ * only known at the end, so an input anywhere in it is refused), and can be created and written.
+ */
+export async function checkReportFolder(folder: string, options: ReportFolderOptions = {}): Promise<void> {
   const entries = await readdir(folder).catch((error) => {
-    if (isFsError(error) && error.code === 'ENOENT') return [];
+    if (isFsError(error) && (error.code === 'ENOENT' || error.code === 'ENOTDIR')) return [];
     throw isFsError(error) ? ioError(error, folder) : error;
   });
-  if (entries.length > 0 && !force) {
+  if (entries.length > 0 && !options.force) {
     throw new EcpruneError('usage', 'the report folder is not empty (use --force to write into it)', folder);
   }
+  const realFolder = await realpath(folder).catch(() => undefined);
+  for (const input of options.inputs ?? []) {
+    const realInput = await realpath(input).catch(() => undefined);
+    if (
+      realFolder !== undefined &&
+      realInput !== undefined &&
+      !path.relative(realFolder, realInput).startsWith('..')
+    ) {
+      throw new EcpruneError(
+        'usage',
+        `holds an input (${input}): refusing to write the report over it`,
+        folder,
+      );
+    }
+  }
+  await checkOutputPath(path.join(folder, REPORT_FILES[0]), { force: true });
 }
 
 export async function isReportFolder(folder: string): Promise<boolean> {
@@ -52,14 +73,51 @@ export async function isReportFolder(folder: string): Promise<boolean> {
   return REPORT_FILES.every((file) => entries.includes(file));
 }
 
-/** Renders and writes the whole report; returns the path of report.html. */
+/**
+ * Renders and writes the whole report; returns the path of report.html. A folder that does not
+ * exist yet is written as a temp folder next to it and renamed into place when complete, so a
+ * failed run (disk full, an error while rendering) leaves no half report and no folder it created;
+ * an existing folder (empty, or with `force`) is written file by file, each atomically.
+ */
 export async function writeReportFolder(
   folder: string,
   rows: readonly SweepRow[],
   info: ReportInfo,
   options: ReportFolderOptions = {},
 ): Promise<string> {
-  await checkReportFolder(folder, options.force);
+  await checkReportFolder(folder, options);
+  const exists = await stat(folder).then(
+    () => true,
+    () => false,
+  );
+  if (exists) {
+    await writeReportFiles(folder, rows, info, options);
+    return path.join(folder, 'report.html');
+  }
+  const created = await ensureParentDir(folder);
+  const temp = path.join(
+    path.dirname(folder),
+    `.${path.basename(folder)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+  try {
+    await writeReportFiles(temp, rows, info, {});
+    await rename(temp, folder).catch((error) => {
+      throw isFsError(error) ? ioError(error, folder, 'write') : error;
+    });
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    if (created !== undefined) await rm(created, { recursive: true, force: true });
+    throw error;
+  }
+  return path.join(folder, 'report.html');
+}
+
+async function writeReportFiles(
+  folder: string,
+  rows: readonly SweepRow[],
+  info: ReportInfo,
+  options: ReportFolderOptions,
+): Promise<void> {
   const chartsFolder = path.join(folder, 'charts');
   try {
     await mkdir(chartsFolder, { recursive: true });
@@ -78,5 +136,4 @@ export async function writeReportFolder(
     await write(path.join('charts', `${chart.name}.png`), svgToPng(chart.svg));
   }
   await write('report.html', reportHtml({ rows, info, charts }));
-  return path.join(folder, 'report.html');
 }

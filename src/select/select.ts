@@ -20,9 +20,12 @@ export function checkScope(scope: string): Scope {
   return scope;
 }
 
-/** k = floor(sparsity · n + 0.5) weights are pruned. */
+/**
+ * k = floor(sparsity · n + 0.5) weights are pruned, but never all n: a sparsity below 1 such as
+ * 0.99999999 would round up to every weight, and a model without weights is never what was asked.
+ */
 export function pruneCount(sparsity: number, weights: number): number {
-  return Math.floor(checkSparsity(sparsity) * weights + 0.5);
+  return Math.min(Math.floor(checkSparsity(sparsity) * weights + 0.5), Math.max(weights - 1, 0));
 }
 
 /**

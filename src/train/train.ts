@@ -339,6 +339,19 @@ export function finetune(
 }
 
 /** Weights of a dense MLP with these widths (biases not counted: pruning does not remove them). */
+/**
+ * Bytes of memory training a network of layer `sizes` needs besides its data, for the memory
+ * check of `train` and `finetune` (like `estimatePruneMemory` for `prune`). Per parameter: the
+ * float32 value, its gradient and a GEMM result copy (12), Adam's float64 m and v (16), the
+ * initial / cloned model and the mask (5), the output's encoding (4), rounded up to 40; per batch
+ * B (float32): 3·B·Σ widths for the forward trace, 4·B·max width for the backward pass.
+ */
+export function estimateTrainMemory(sizes: readonly number[], batchSize: number): number {
+  const parameters = denseWeightCount(sizes) + sizes.slice(1).reduce((sum, n) => sum + n, 0);
+  const sumWidths = sizes.reduce((sum, n) => sum + n, 0);
+  return 40 * parameters + 4 * batchSize * (3 * sumWidths + 4 * Math.max(...sizes));
+}
+
 export function denseWeightCount(sizes: readonly number[]): number {
   let count = 0;
   for (let l = 0; l + 1 < sizes.length; l++) count += sizes[l] * sizes[l + 1];

@@ -152,7 +152,9 @@ async function assertCancellationCase(net: Mlp, data: Matrix, importance: Float6
 }
 
 describe('selection', () => {
-  it('prunes exactly k = floor(sparsity n + 0.5) weights, globally and per layer', async () => {
+  it('prunes exactly k = min(floor(sparsity n + 0.5), n - 1) weights, globally and per layer', async () => {
+    // never all n: a sparsity below 1 must leave a weight (0.99 of 35 rounds to 35)
+    const k = (sparsity: number, n: number) => Math.min(Math.floor(sparsity * n + 0.5), n - 1);
     const data = inMemoryDataset(x, {
       kind: 'classes',
       values: Int32Array.from({ length: x.rows }, (_, n) => n % 3),
@@ -162,12 +164,12 @@ describe('selection', () => {
       for (const sparsity of [0, 0.1, 0.33, 0.5, 0.9, 0.99]) {
         const global = await prune(tanhNet, data, { method, sparsity, gemm: tsGemm });
         const pruned = global.keepMasks.reduce((sum, m) => sum + m.filter((k) => k === 0).length, 0);
-        assert.equal(pruned, Math.floor(sparsity * total + 0.5), `${method} global ${sparsity}`);
+        assert.equal(pruned, k(sparsity, total), `${method} global ${sparsity}`);
         const perLayer = await prune(tanhNet, data, { method, sparsity, scope: 'layer', gemm: tsGemm });
         perLayer.keepMasks.forEach((m, l) => {
           assert.equal(
             m.filter((k) => k === 0).length,
-            Math.floor(sparsity * m.length + 0.5),
+            k(sparsity, m.length),
             `${method} layer ${l} ${sparsity}`,
           );
         });

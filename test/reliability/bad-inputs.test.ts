@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { cli, tempDir } from '../cli/run.js';
@@ -17,7 +17,10 @@ after(() => rmSync(root, { recursive: true, force: true }));
 const inputsDir = path.join(root, 'inputs');
 const inputs = writeInputs(inputsDir);
 
-/** Every file under `dir` with a hash of its bytes (folders listed too, so new files show up). */
+/**
+ * Every file under `dir` with a hash of its bytes (folders listed too, so new files show up;
+ * symlinks by their target and FIFOs by their kind, as the hostile inputs hold both).
+ */
 function snapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (folder: string) => {
@@ -26,7 +29,9 @@ function snapshot(dir: string): Map<string, string> {
       if (entry.isDirectory()) {
         out.set(`${file}/`, 'folder');
         walk(file);
-      } else out.set(file, createHash('sha256').update(readFileSync(file)).digest('hex'));
+      } else if (entry.isSymbolicLink()) out.set(file, `link to ${readlinkSync(file)}`);
+      else if (!entry.isFile()) out.set(file, 'special');
+      else out.set(file, createHash('sha256').update(readFileSync(file)).digest('hex'));
     }
   };
   walk(dir);
@@ -50,6 +55,18 @@ interface Row {
   readonly todo?: string;
 }
 
+const train = (i: Inputs, out: string, ...more: string[]) => [
+  'train',
+  '--data',
+  i.x,
+  '--labels',
+  i.y,
+  '--quiet',
+  '-o',
+  path.join(out, 't.onnx'),
+  ...more,
+];
+const shardOf = (modelJson: string) => path.join(path.dirname(modelJson), 'group1-shard1of1.bin');
 const prune = (i: Inputs, out: string, ...more: string[]) => [
   'prune',
   i.model,
@@ -231,6 +248,34 @@ const ROWS: Row[] = [
     argv: pruneCalib((i) => i.terabytes),
     code: 2,
     message: () => says('terabytes.npy', 'truncated', '48000000000000 bytes', 'holds 48'),
+  },
+  {
+    command: 'prune',
+    what: '.npy header with two descr keys',
+    argv: pruneCalib((i) => i.npyTwoDescr),
+    code: 2,
+    message: () => says('two-descr.npy', 'unreadable .npy header', 'key "descr" is given twice'),
+  },
+  {
+    command: 'prune',
+    what: '900 KB .npy header (short error, no backtracking)',
+    argv: pruneCalib((i) => i.npyLongHeader),
+    code: 2,
+    message: () => says('long-header.npy', 'unreadable .npy header', 'bad shape dimension'),
+  },
+  {
+    command: 'prune',
+    what: 'an encrypted .npz member',
+    argv: pruneCalib((i) => i.npzEncrypted),
+    code: 2,
+    message: () => says('encrypted.npz', 'member "x.npy" is encrypted'),
+  },
+  {
+    command: 'prune',
+    what: 'class id 2^40',
+    argv: (i, out) => [...prune(i, out), '--labels', i.yHuge],
+    code: 2,
+    message: () => says('y-huge.npy', 'row 7', 'class id 1099511627776 is too large'),
   },
   {
     command: 'prune',
@@ -636,6 +681,49 @@ const ROWS: Row[] = [
   },
   {
     command: 'inspect',
+    what: 'ONNX LeakyRelu with alpha NaN',
+    argv: (i) => ['inspect', i.onnxLeakyNan],
+    code: 2,
+    message: () => says('leaky-nan.onnx', 'activation leaky_relu has alpha NaN', 'finite'),
+  },
+  {
+    command: 'inspect',
+    what: 'TF.js LeakyReLU with negative_slope 1e999',
+    argv: (i) => ['inspect', i.tfjsSlopeInfinite],
+    code: 2,
+    message: () => says('tfjs-slope-infinite/model.json', 'activation leaky_relu has alpha Infinity'),
+  },
+  {
+    command: 'inspect',
+    what: "TF.js Flatten with data_format 'channels_first' over a 2 x 3 input",
+    argv: (i) => ['inspect', i.tfjsChannelsFirst],
+    code: 2,
+    message: () =>
+      says('tfjs-channels-first/model.json', "layer 'flatten'", "'channels_first' is not supported"),
+  },
+  {
+    command: 'inspect',
+    what: 'a safetensors shape nested 100,000 deep',
+    argv: (i) => ['inspect', i.safetensorsDeepShape, '--arch', '4,3:relu'],
+    code: 2,
+    message: () => says('deep-shape.safetensors', 'tensor "a"', 'invalid shape [[[['),
+  },
+  {
+    command: 'inspect',
+    what: 'a safetensors header of 150,000 empty tensors',
+    argv: (i) => ['inspect', i.safetensorsManyTensors, '--arch', '4,3:relu'],
+    code: 2,
+    message: () => says('many-tensors.safetensors', 'room for 150000 tensors', 'over the 100000'),
+  },
+  {
+    command: 'inspect',
+    what: 'a TF.js shape nested 100,000 deep',
+    argv: (i) => ['inspect', i.tfjsDeepShape],
+    code: 2,
+    message: () => says('tfjs-deep-shape/model.json', 'invalid shape [[[['),
+  },
+  {
+    command: 'inspect',
     what: 'truncated TF.js model.json',
     argv: (i) => ['inspect', i.tfjsTruncated],
     code: 2,
@@ -648,12 +736,109 @@ const ROWS: Row[] = [
     code: 2,
     message: () => says('tfjs-short-shard/model.json', 'truncated'),
   },
+  // ---- TF.js shards stay inside the model's folder (docs/RELIABILITY.md, containment)
+  ...(
+    [
+      [
+        'a shard path with .. (reaching a valid shard outside)',
+        'tfjsDotDot',
+        'tfjs-dotdot',
+        "not a file inside the model's folder",
+      ],
+      ['an absolute shard path', 'tfjsAbsolute', 'tfjs-absolute', "not a file inside the model's folder"],
+      [
+        'a shard that is a symlink to a file outside',
+        'tfjsLinkOut',
+        'tfjs-link-out',
+        "outside the model's folder",
+      ],
+      [
+        'a shard that is a symlink to /dev/zero',
+        'tfjsDevZero',
+        'tfjs-dev-zero',
+        "outside the model's folder",
+      ],
+      ['a shard that is a FIFO', 'tfjsFifo', 'tfjs-fifo', 'is not a regular file'],
+      ['one shard listed 1,500 times', 'tfjsRepeated', 'tfjs-repeated', 'listed more than once'],
+      ['one shard spelled two ways', 'tfjsSpelledTwice', 'tfjs-spelled-twice', 'listed more than once'],
+      ['a shard that is a symlink to another shard', 'tfjsAlias', 'tfjs-alias', 'is the same file as'],
+      ['the model.json as its own shard', 'tfjsSelf', 'tfjs-self', 'is the same file as'],
+      [
+        'a shard longer than its manifest',
+        'tfjsLongShard',
+        'tfjs-long-shard',
+        'longer than the manifest declares',
+      ],
+    ] as const
+  ).map(
+    ([what, input, folder, problem]): Row => ({
+      command: 'inspect',
+      what: `TF.js: ${what}`,
+      argv: (i) => ['inspect', i[input]],
+      code: 2,
+      message: () => says(`${folder}/model.json`, problem),
+    }),
+  ),
   {
     command: 'inspect',
     what: 'unknown option',
     argv: (i) => ['inspect', i.model, '--frobnicate'],
     code: 2,
     message: () => says("unknown option '--frobnicate'"),
+  },
+  {
+    command: 'prune',
+    what: 'an option value with a line break',
+    argv: (i, out) => [...prune(i, out), '--sparsity', '0.5\nx'],
+    code: 2,
+    message: () => says("'--sparsity <s>' argument '0.5\\nx' is invalid"),
+  },
+  {
+    command: 'prune',
+    what: 'an option value with terminal escape bytes',
+    argv: (i, out) => [...prune(i, out), '--method', '\u001b[31mred\u0007'],
+    code: 2,
+    message: () => says("unknown method '\\u001b[31mred\\u0007'"),
+  },
+  {
+    command: 'prune',
+    what: 'a misspelt option (commander suggests on a second line)',
+    argv: (i, out) => [...prune(i, out), '--methd', 'ec'],
+    code: 2,
+    message: () => says("unknown option '--methd' (Did you mean --method?)"),
+  },
+  {
+    command: 'prune',
+    what: 'a TF.js output whose shard exists (refused before pruning)',
+    argv: (i, out) => ['prune', i.model, '--calib', i.nan, '--quiet', '-o', path.join(out, 'model.json')],
+    code: 2,
+    // the calibration data is bad too: the shard is refused first, so the check comes before the data
+    message: (_, out) => says(path.join(out, 'group1-shard1of1.bin'), 'already exists'),
+    existing: ['group1-shard1of1.bin'],
+  },
+  // ---- an input (a TF.js model's shard included) is never an output, not even with --force
+  {
+    command: 'export',
+    what: "--force -o the model's own TF.js shard",
+    argv: (i) => ['export', i.tfjsGood, '--force', '-o', shardOf(i.tfjsGood)],
+    code: 2,
+    message: (i) => says(shardOf(i.tfjsGood), 'is also an input'),
+  },
+  {
+    command: 'score',
+    what: "--force -o the model's own TF.js shard",
+    argv: (i) => [
+      'score',
+      i.tfjsGood,
+      '--calib',
+      i.tfjsGoodCalib,
+      '--quiet',
+      '--force',
+      '-o',
+      shardOf(i.tfjsGood),
+    ],
+    code: 2,
+    message: (i) => says(shardOf(i.tfjsGood), 'is also an input'),
   },
   // ---- convert
   {
@@ -712,20 +897,34 @@ const ROWS: Row[] = [
   {
     command: 'train',
     what: '--layers not starting at the feature count',
+    argv: (i, out) => train(i, out, '--layers', '5,3'),
+    code: 2,
+    message: () => says('x.npy', '--layers starts with 5 inputs', '12 features'),
+  },
+  {
+    command: 'train',
+    what: '--layers 12,200000000,3 (memory estimate, not an allocation failure)',
+    argv: (i, out) => train(i, out, '--layers', '12,200000000,3'),
+    code: 2,
+    message: () => says('x.npy', 'training 12-200000000-3 needs about', 'GiB of memory (have'),
+  },
+  {
+    command: 'finetune',
+    what: 'more memory than ECPRUNE_MEMORY_LIMIT',
     argv: (i, out) => [
-      'train',
+      'finetune',
+      i.model,
       '--data',
       i.x,
       '--labels',
       i.y,
-      '--layers',
-      '5,3',
       '--quiet',
       '-o',
-      path.join(out, 't.onnx'),
+      path.join(out, 'f.onnx'),
     ],
+    env: { ECPRUNE_MEMORY_LIMIT: '1000' },
     code: 2,
-    message: () => says('x.npy', '--layers starts with 5 inputs', '12 features'),
+    message: () => says('model.onnx', 'fine-tuning 12-', 'needs about', 'ECPRUNE_MEMORY_LIMIT'),
   },
   {
     command: 'finetune',
@@ -926,9 +1125,45 @@ describe('bad input: one line naming the file and the problem, exit 2, inputs un
       assert.equal(run.code, row.code, `exit code; stderr: ${run.stderr}`);
       assert.ok(!stderr.includes('\n'), `more than one line on stderr:\n${run.stderr}`);
       assert.match(stderr, /^ecprune: /);
+      assert.ok(
+        stderr.length < 600,
+        `a long error line (${stderr.length} characters): ${stderr.slice(0, 600)}`,
+      );
       assert.doesNotMatch(stderr, /\n\s+at |internal error/, 'a stack trace or an internal error');
       assert.match(stderr, row.message(inputs, out));
     });
+  });
+
+  it('sweep --force refuses a report folder that holds an input (--train), before any work', async () => {
+    const report = path.join(root, 'sweep-train', 'report');
+    mkdirSync(report, { recursive: true });
+    const train = path.join(report, 'results.csv');
+    const rows = Array.from({ length: 64 }, (_, r) =>
+      Array.from({ length: 12 }, (_, c) => String((r * 7 + c) % 5)).join(','),
+    );
+    writeFileSync(train, `${rows.join('\n')}\n`);
+    const before = snapshot(report);
+    const argv = ['sweep', inputs.model, '--calib', inputs.x, '--data', inputs.x, '--labels', inputs.y];
+    const run = await cli(
+      ...argv,
+      '--train',
+      train,
+      '--train-labels',
+      inputs.y,
+      '--methods',
+      'magnitude',
+      '--sparsities',
+      '0.5',
+      '--finetune-epochs',
+      '1',
+      '--quiet',
+      '--force',
+      '-o',
+      report,
+    );
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr.trim(), says('report', 'holds an input', 'results.csv'));
+    assert.deepEqual(snapshot(report), before);
   });
 
   it('--debug adds the stack trace', async () => {

@@ -226,6 +226,9 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
             ? 'tfjs_activation_layers'
             : 'tfjs_dense';
         const readShard = (shard: string) => {
+          // the containment rule: a path out of the folder never reaches a reader (a plain Error fails the fuzz)
+          if (shard.startsWith('/') || shard.includes('\\') || shard.split('/').includes('..'))
+            throw new Error(`the reader was asked for '${shard}', outside the model's folder`);
           const found = shards.get(`${folder}/${shard}`);
           // what loadModel's reader throws for a shard that is not there
           if (found === undefined)

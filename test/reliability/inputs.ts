@@ -2,7 +2,8 @@
  * Good and bad input files for the reliability tests, built in a temp folder from the committed
  * fixtures: a model, calibration data and labels that work, and one file per way of being wrong.
  */
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import onnxProto from 'onnx-proto';
@@ -44,6 +45,28 @@ function concat(...parts: Uint8Array[]): Uint8Array {
     at += part.length;
   }
   return out;
+}
+
+/** A JSON array nested 100,000 deep (JSON.parse copes; any recursive walk of it overflows the stack). */
+const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+
+/** A safetensors file: the header text, then `dataBytes` zero bytes. */
+function safetensors(header: string, dataBytes: number): Uint8Array {
+  const text = new TextEncoder().encode(header);
+  const out = new Uint8Array(8 + text.length + dataBytes);
+  new DataView(out.buffer).setBigUint64(0, BigInt(text.length), true);
+  out.set(text, 8);
+  return out;
+}
+
+/** A copy of a TF.js fixture (`source` under interop/) in `dir/name`, its model.json edited. */
+function tfjsEdited(dir: string, name: string, source: string, edit: (json: string) => string): string {
+  const folder = path.join(dir, name);
+  mkdirSync(folder, { recursive: true });
+  const from = path.join(FIXTURES, 'interop', source);
+  copyFileSync(path.join(from, 'group1-shard1of1.bin'), path.join(folder, 'group1-shard1of1.bin'));
+  writeFileSync(path.join(folder, 'model.json'), edit(readFileSync(path.join(from, 'model.json'), 'utf8')));
+  return path.join(folder, 'model.json');
 }
 
 /** Writes every input file into `dir`; returns their paths by name. */
@@ -116,6 +139,61 @@ export function writeInputs(dir: string) {
       'complex.npy',
       concat(npyHeader("{'descr': '<c8', 'fortran_order': False, 'shape': (4, 3), }"), new Uint8Array(96)),
     ),
+    // NumPy reads a repeated key's last value: the first ('<f4') would read these float64 values as garbage
+    npyTwoDescr: write(
+      'two-descr.npy',
+      concat(
+        npyHeader("{'descr': '<f4', 'descr': '<f8', 'fortran_order': False, 'shape': (64, 12), }"),
+        new Uint8Array(Float64Array.from(x).buffer),
+      ),
+    ),
+    // a 900 KB format-2.0 header of unclosed shapes: quadratic for a backtracking regex
+    npyLongHeader: (() => {
+      const dict = `{'descr': '<f4', 'fortran_order': False, ${"'shape': (".repeat(90_000)}`;
+      const header = new Uint8Array(12 + dict.length);
+      header.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0]);
+      new DataView(header.buffer).setUint32(8, dict.length, true);
+      header.set(new TextEncoder().encode(dict), 12);
+      return write('long-header.npy', header);
+    })(),
+    safetensorsDeepShape: write(
+      'deep-shape.safetensors',
+      safetensors(`{"a":{"dtype":"F32","shape":${deep},"data_offsets":[0,4]}}`, 4),
+    ),
+    // 150,000 empty tensors: JSON.parse alone would take seconds and gigabytes at a million
+    safetensorsManyTensors: write(
+      'many-tensors.safetensors',
+      safetensors(
+        `{${Array.from({ length: 150_000 }, (_, i) => `"t${i}":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}`).join(',')}}`,
+        0,
+      ),
+    ),
+    tfjsGood: (() => {
+      const folder = file('tfjs-good');
+      mkdirSync(folder, { recursive: true });
+      for (const name of ['model.json', 'group1-shard1of1.bin'])
+        copyFileSync(path.join(FIXTURES, 'interop', 'tfjs_dense', name), path.join(folder, name));
+      return path.join(folder, 'model.json');
+    })(),
+    tfjsGoodCalib: path.join(FIXTURES, 'interop', 'tfjs_dense.input.npy'),
+    tfjsDeepShape: tfjsEdited(dir, 'tfjs-deep-shape', 'tfjs_dense', (json) =>
+      json.replace(/"shape": ?\[6, ?8\]/, `"shape":${deep}`),
+    ),
+    yHuge: write(
+      'y-huge.npy',
+      concat(
+        npyHeader(`{'descr': '<i8', 'fortran_order': False, 'shape': (${SAMPLES},), }`),
+        new Uint8Array(BigInt64Array.from({ length: SAMPLES }, (_, i) => (i === 7 ? 2n ** 40n : 1n)).buffer),
+      ),
+    ),
+    npzEncrypted: (() => {
+      const bytes = writeNpz({ x: { shape: [SAMPLES, FEATURES], data: x } });
+      const view = new DataView(bytes.buffer);
+      const central = bytes.findIndex((_, i) => view.getUint32(i, true) === 0x02014b50);
+      view.setUint16(6, 1, true); // local header flags
+      view.setUint16(central + 8, 1, true); // central directory flags
+      return write('encrypted.npz', bytes);
+    })(),
     npyNotNpy: write('not-really.npy', 'x,y\n1,2\n'),
     csvText: write('text.csv', `${csvRows.join('\n')}\n`),
     csvRagged: write('ragged.csv', '1,2,3\n4,5\n'),
@@ -194,6 +272,19 @@ export function writeInputs(dir: string) {
         weight.dims = [20, 5];
       }),
     ),
+    onnxLeakyNan: write(
+      'leaky-nan.onnx',
+      editOnnx((m) => {
+        const leaky = m.graph!.node!.find((n) => n.opType === 'LeakyRelu')!;
+        leaky.attribute = [{ name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: Number.NaN }];
+      }),
+    ),
+    tfjsChannelsFirst: tfjsEdited(dir, 'tfjs-channels-first', 'tfjs_dense', (json) =>
+      json.replace('"data_format": "channels_last"', '"data_format": "channels_first"'),
+    ),
+    tfjsSlopeInfinite: tfjsEdited(dir, 'tfjs-slope-infinite', 'tfjs_activation_layers', (json) =>
+      json.replace('"negative_slope": 0.2', '"negative_slope": 1e999'),
+    ),
     onnxNoGraph: write('no-graph.onnx', onnx.ModelProto.encode({ irVersion: 8 }).finish()),
     smallModel: (() => {
       copyFileSync(path.join(FIXTURES, 'onnx', 'mlp_matmul_add.onnx'), file('other.onnx'));
@@ -234,8 +325,67 @@ export function writeInputs(dir: string) {
       writeFileSync(path.join(folder, 'group1-shard1of1.bin'), shard.subarray(0, shard.length - 10));
       return path.join(folder, 'model.json');
     })(),
+    ...hostileTfjs(dir),
   };
   return paths;
+}
+
+/**
+ * TF.js models whose manifests reach for files they must not read, each in its own folder next to
+ * `secret/group1-shard1of1.bin`, a valid shard (so a reader that follows the path succeeds).
+ */
+function hostileTfjs(dir: string) {
+  const source = path.join(FIXTURES, 'interop', 'tfjs_dense');
+  const shard = readFileSync(path.join(source, 'group1-shard1of1.bin'));
+  const json = JSON.parse(readFileSync(path.join(source, 'model.json'), 'utf8'));
+  mkdirSync(path.join(dir, 'secret'), { recursive: true });
+  writeFileSync(path.join(dir, 'secret', 'group1-shard1of1.bin'), shard);
+  /** A folder with a model.json listing `paths` and the given files (bytes, or a symlink target). */
+  const model = (
+    name: string,
+    paths: string[],
+    files: Record<string, Uint8Array | { link: string }> = {},
+  ) => {
+    const folder = path.join(dir, name);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(
+      path.join(folder, 'model.json'),
+      JSON.stringify({ ...json, weightsManifest: [{ ...json.weightsManifest[0], paths }] }),
+    );
+    for (const [file, content] of Object.entries(files)) {
+      if (content instanceof Uint8Array) writeFileSync(path.join(folder, file), content);
+      else symlinkSync(content.link, path.join(folder, file));
+    }
+    return path.join(folder, 'model.json');
+  };
+  const half = shard.length / 2;
+  return {
+    tfjsDotDot: model('tfjs-dotdot', ['../secret/group1-shard1of1.bin']),
+    tfjsAbsolute: model('tfjs-absolute', [path.join(dir, 'secret', 'group1-shard1of1.bin')]),
+    tfjsLinkOut: model('tfjs-link-out', ['group1-shard1of1.bin'], {
+      'group1-shard1of1.bin': { link: path.join('..', 'secret', 'group1-shard1of1.bin') },
+    }),
+    tfjsDevZero: model('tfjs-dev-zero', ['group1-shard1of1.bin'], {
+      'group1-shard1of1.bin': { link: '/dev/zero' },
+    }),
+    tfjsFifo: (() => {
+      const file = model('tfjs-fifo', ['group1-shard1of1.bin']);
+      execFileSync('mkfifo', [path.join(path.dirname(file), 'group1-shard1of1.bin')]);
+      return file;
+    })(),
+    tfjsRepeated: model('tfjs-repeated', Array(1500).fill('group1-shard1of1.bin'), {
+      'group1-shard1of1.bin': shard,
+    }),
+    tfjsSpelledTwice: model('tfjs-spelled-twice', ['a.bin', './a.bin'], { 'a.bin': shard.subarray(0, half) }),
+    tfjsAlias: model('tfjs-alias', ['a.bin', 'b.bin'], {
+      'a.bin': shard.subarray(0, half),
+      'b.bin': { link: 'a.bin' },
+    }),
+    tfjsSelf: model('tfjs-self', ['model.json']),
+    tfjsLongShard: model('tfjs-long-shard', ['group1-shard1of1.bin'], {
+      'group1-shard1of1.bin': Buffer.concat([shard, Buffer.alloc(10)]),
+    }),
+  };
 }
 
 export type Inputs = ReturnType<typeof writeInputs>;

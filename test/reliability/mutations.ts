@@ -67,6 +67,16 @@ const TOKENS = [
   'PK\x01\x02',
   'PK\x05\x06',
   '\x93NUMPY',
+  // path strings (a TF.js manifest's shard paths): out of the folder, a device, a URL
+  '../',
+  '/dev/zero',
+  'file:',
+  './',
+  // deep nesting, repeated keys (a second header key that NumPy would take), long headers
+  '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[',
+  "'descr': '<f8', ",
+  '"shape": [1], ',
+  ' '.repeat(256),
 ];
 
 export const mutationArbitrary: fc.Arbitrary<Mutation> = fc.oneof(

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { EcpruneError } from '../../errors.js';
 import { writeEcsr } from '../../io/ecsr.js';
 import { type Layer, nonzeroWeightCount, weightCount } from '../../model/mlp.js';
-import { checkOutputPath, writeOutputAtomic } from '../../node/files.js';
+import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { quantizeCodebook, quantizeInt8 } from '../../quantize/quantize.js';
 import { CODEBOOK_BITS } from '../../runtime/index.js';
@@ -63,6 +63,9 @@ export function exportCommand(): Command {
       if (!Number.isSafeInteger(seed))
         throw new EcpruneError('usage', `--seed '${flags.seed}' is not a whole number`);
       const model = await loadModel(modelFile, { arch: flags.arch });
+      // a TF.js model's shards are inputs too: known once it is read
+      write.inputs.push(...model.files);
+      await checkOutputPath(flags.output, write);
       const metadata = { ecprune_version: VERSION, source: modelFile, values: flags.values };
       const masks = keepMasksOf(model.mlp);
       const quantize = (layer: Layer, l: number) =>
@@ -73,7 +76,7 @@ export function exportCommand(): Command {
         values.kind === 'float32' || values.kind === 'float16'
           ? writeEcsr(model.mlp, { valueType: values.kind, metadata })
           : writeEcsr(model.mlp, { metadata, quantized: model.mlp.layers.map(quantize) });
-      await writeOutputAtomic(flags.output, bytes, write);
+      await withParentDir(flags.output, () => writeOutputAtomic(flags.output, bytes, write));
       const dense = 4 * (weightCount(model.mlp) + model.mlp.layers.reduce((n, l) => n + l.bias.length, 0));
       console.log(
         `${nonzeroWeightCount(model.mlp).toLocaleString('en')} non-zero weights: wrote ${flags.output} ` +

@@ -1,9 +1,16 @@
 import { Command } from 'commander';
-import { nonzeroWeightCount } from '../../model/mlp.js';
+import { layerSizes, nonzeroWeightCount } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
-import { finetune } from '../../train/train.js';
+import { estimateTrainMemory, finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
-import { checkDataFitsModel, checkTargetsFit, inputFiles, openData, targetsName } from '../data.js';
+import {
+  checkDataFitsModel,
+  checkMemory,
+  checkTargetsFit,
+  inputFiles,
+  openData,
+  targetsName,
+} from '../data.js';
 import { MODEL_FILES } from '../options.js';
 import {
   addTrainingDataOptions,
@@ -36,6 +43,8 @@ export function finetuneCommand(): Command {
     const write = { force: flags.force, inputs: [modelFile, ...inputFiles(trainingDataChoice(flags))] };
     await checkModelOutput(flags.output, write);
     const model = await loadModel(modelFile);
+    const sizes = layerSizes(model.mlp);
+    checkMemory(estimateTrainMemory(sizes, flags.batchSize), `fine-tuning ${sizes.join('-')}`, modelFile);
     const data = await openData(trainingDataChoice(flags), 'training');
     checkDataFitsModel(data, model.mlp, modelFile);
     checkTargetsFit(data, model.mlp, targetsName(trainingDataChoice(flags), data), flags.loss);

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
-import { checkOutputPath, ensureParentDir, writeOutputAtomic } from '../../node/files.js';
+import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
 import { loadModel } from '../../node/models.js';
 import { score } from '../../prune.js';
 import { inputFiles, openData } from '../data.js';
@@ -43,6 +43,9 @@ export function scoreCommand(): Command {
     const writeOptions = { force: flags.force, inputs: [modelFile, ...inputFiles(calibrationChoice(flags))] };
     await checkOutputPath(flags.output, writeOptions);
     const model = await loadModel(modelFile, { arch: flags.arch });
+    // a TF.js model's shards are inputs too: known once it is read
+    writeOptions.inputs.push(...model.files);
+    await checkOutputPath(flags.output, writeOptions);
     const memory = { what: 'scoring', file: modelFile, gradmag: flags.method === 'gradmag' };
     checkCalibrationMemory(model.mlp, flags, memory);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
@@ -65,8 +68,7 @@ export function scoreCommand(): Command {
       arrays[`importance_${l}`] = { shape, data: Float32Array.from(result.importance[l]) };
       arrays[`delta_${l}`] = { shape, data: Float32Array.from(result.deltaBias![l]) };
     });
-    await ensureParentDir(flags.output);
-    await writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions);
+    await withParentDir(flags.output, () => writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions));
     clock.lap('write');
     console.log(
       `${result.method} scores of ${model.mlp.layers.length} layers from ${result.statistics.samples} samples: wrote ${flags.output}`,

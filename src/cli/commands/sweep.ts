@@ -285,13 +285,24 @@ export async function sweepAction(
   settings: SweepSettings,
   describe: { title?: string; command?: string } = {},
 ): Promise<string> {
-  await checkReportFolder(settings.output, settings.force);
+  const dataFiles = [
+    ...inputFiles({ file: settings.calib, labels: settings.calibLabels }),
+    ...inputFiles({ file: settings.data, labels: settings.labels }),
+    ...inputFiles({ file: settings.train, labels: settings.trainLabels }),
+  ];
+  await checkReportFolder(settings.output, {
+    force: settings.force,
+    inputs: [...(settings.model === undefined ? [] : [settings.model]), ...dataFiles],
+  });
   const { calibration, test, train } = await openSweepData(settings);
   const methods = settings.methods ?? defaultMethods(calibration);
   let model: Mlp;
   let modelText: string;
+  let modelFiles: readonly string[] = [];
   if (settings.model !== undefined) {
-    model = (await loadModel(settings.model)).mlp;
+    const loaded = await loadModel(settings.model);
+    model = loaded.mlp;
+    modelFiles = loaded.files;
     modelText = `${settings.model}: ${describeArchitecture(model)}`;
     const named = [
       [calibration, settings.calibLabels],
@@ -361,11 +372,7 @@ export async function sweepAction(
     },
     {
       force: settings.force,
-      inputs: [
-        settings.model,
-        ...inputFiles({ file: settings.calib, labels: settings.calibLabels }),
-        ...inputFiles({ file: settings.data, labels: settings.labels }),
-      ].filter((f): f is string => f !== undefined),
+      inputs: [...modelFiles, ...dataFiles],
     },
   );
   console.log(`report: ${report}`);

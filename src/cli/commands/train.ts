@@ -11,11 +11,11 @@ import { EcpruneError } from '../../errors.js';
 import { type Activation, formatActivation, parseActivation } from '../../model/activations.js';
 import { layerSizes, type Mlp, weightCount } from '../../model/mlp.js';
 import { ensureParentDir } from '../../node/files.js';
-import { loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
 import type { EpochInfo, TrainOptions } from '../../train/train.js';
-import { trainMlp } from '../../train/train.js';
+import { estimateTrainMemory, trainMlp } from '../../train/train.js';
 import { VERSION } from '../../version.js';
-import { inputFiles, openData } from '../data.js';
+import { checkMemory, inputFiles, openData } from '../data.js';
 import { listOf, MODEL_FILES, parseLoss, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { progressBar } from '../progress.js';
 
@@ -274,8 +274,11 @@ export function trainCommand(): Command {
   addArchitectureOptions(command);
   addTrainingOptions(command, 5);
   return command.addHelpText('after', EXAMPLES).action(async (flags) => {
+    const inputs = inputFiles(trainingDataChoice(flags));
+    await checkModelOutput(flags.output, { force: flags.force, inputs });
     const data = await openData(trainingDataChoice(flags), 'training');
     const sizes = await architectureFor(data, flags.layers);
+    checkMemory(estimateTrainMemory(sizes, flags.batchSize), `training ${sizes.join('-')}`, data.name);
     const progress = trainingProgress('train', flags.epochs, flags.quiet);
     const { model, history } = await trainMlp(
       { sizes, activation: flags.activation, seed: flags.seed },
@@ -288,7 +291,7 @@ export function trainCommand(): Command {
     ).finally(progress.stop);
     await saveModel(flags.output, model, {
       force: flags.force,
-      inputs: inputFiles(trainingDataChoice(flags)),
+      inputs,
       metadata: {
         ecprune_version: VERSION,
         ecprune_trained_on: data.name,
