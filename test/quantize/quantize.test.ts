@@ -116,7 +116,9 @@ describe('quantisation of the kept weights', () => {
     // still a codebook model: every kept weight is one of its layer's centroids, the rest zero
     tuned.mlp.layers.forEach((layer, l) => {
       const centroids = new Set(tuned.codebooks[l].centroids);
-      layer.weight.data.forEach((w, p) => assert.ok(masks[l][p] ? centroids.has(w) : w === 0));
+      layer.weight.data.forEach((w, p) => {
+        assert.ok(masks[l][p] ? centroids.has(w) : w === 0, `layer ${l} weight ${p}`);
+      });
       assert.deepEqual(tuned.codebooks[l].indices, codebooks[l].indices);
     });
   });
