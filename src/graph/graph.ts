@@ -1,0 +1,70 @@
+/**
+ * The model: a small graph (DAG) of named tensors and ops, as ONNX and Keras describe a network.
+ * The unit EC prunes is the *fully-connected layer* (`DenseLayer`: a weight n_out x n_in and its
+ * adjacent bias); the graph points at it with a `Dense` node, so scores, masks and compensation stay
+ * plain arrays per layer while every other op only has to say how it runs forward and how it
+ * carries cotangents back (src/graph/ops). A plain MLP is the smallest such graph (mlp-graph.ts).
+ */
+import type { Matrix } from '../model/matrix.js';
+import type { Tensor } from './tensor.js';
+
+export type AttributeValue = number | string | readonly number[] | Tensor;
+
+export interface GraphNode {
+  /** the node's name in the file (for messages and for writing the model back) */
+  readonly name: string;
+  /** an ONNX op type, or `Dense` for a fully-connected layer */
+  readonly op: string;
+  /** tensor names; '' for an omitted optional input */
+  readonly inputs: readonly string[];
+  readonly outputs: readonly string[];
+  readonly attrs: Readonly<Record<string, AttributeValue>>;
+}
+
+/** One fully-connected layer: z = a Wᵀ + b for a batch a (B x n_in). */
+export interface DenseLayer {
+  /** its name in the file (a node, a Keras layer or a state_dict prefix) */
+  readonly name: string;
+  /** n_out x n_in (PyTorch's Linear.weight layout) */
+  readonly weight: Matrix;
+  /** n_out entries; zeros when the file has no bias (see `hasBias`) */
+  readonly bias: Float32Array;
+  /** false when the file stores no bias for this layer (compensation then needs somewhere to go) */
+  readonly hasBias: boolean;
+}
+
+export interface Graph {
+  /** the input tensor and its per-sample shape (the batch dimension is implied) */
+  readonly input: { readonly name: string; readonly shape: readonly number[] };
+  /** the tensor EC measures: the model's output as the graph defines it */
+  readonly output: string;
+  /** in topological order */
+  readonly nodes: readonly GraphNode[];
+  /** named constant tensors (initializers other than the layers' weights and biases) */
+  readonly constants: ReadonlyMap<string, Tensor>;
+  /** the fully-connected layers, in the order their Dense nodes appear */
+  readonly layers: readonly DenseLayer[];
+}
+
+/** The index of the Dense node's layer in `graph.layers`. */
+export function layerOf(node: GraphNode): number {
+  return node.attrs.layer as number;
+}
+
+export function inputSize(graph: Graph): number {
+  return graph.input.shape.reduce((p, n) => p * n, 1);
+}
+
+export function weightCount(graph: Pick<Graph, 'layers'>): number {
+  return graph.layers.reduce((sum, layer) => sum + layer.weight.data.length, 0);
+}
+
+/** The same graph with other layer values (same shapes): what pruning and training produce. */
+export function withLayers(graph: Graph, layers: readonly DenseLayer[]): Graph {
+  return { ...graph, layers };
+}
+
+/** The same graph measured at another tensor (e.g. the logits before a softmax head). */
+export function withOutput(graph: Graph, output: string): Graph {
+  return { ...graph, output };
+}

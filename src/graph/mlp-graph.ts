@@ -1,0 +1,103 @@
+/**
+ * A plain MLP is the smallest graph: Dense, activation, Dense, ... The chain view goes the other
+ * way, for the few consumers that need a chain (the `.ecsr` runtime format, neuron removal, the
+ * exact nonlinear reference): it succeeds exactly when the graph is such a chain.
+ */
+import type { Activation, ActivationKind } from '../model/activations.js';
+import type { Layer, Mlp } from '../model/mlp.js';
+import type { Graph, GraphNode } from './graph.js';
+import { batchedTensors } from './run.js';
+
+const ACTIVATION_OPS: Record<Exclude<ActivationKind, 'identity'>, string> = {
+  relu: 'Relu',
+  leaky_relu: 'LeakyRelu',
+  tanh: 'Tanh',
+  sigmoid: 'Sigmoid',
+  gelu: 'Gelu',
+  softplus: 'Softplus',
+  elu: 'Elu',
+};
+
+export function graphFromMlp(mlp: Mlp): Graph {
+  const nodes: GraphNode[] = [];
+  let current = 'input';
+  mlp.layers.forEach((layer, l) => {
+    const z = `z${l}`;
+    nodes.push({ name: `dense${l}`, op: 'Dense', inputs: [current], outputs: [z], attrs: { layer: l } });
+    current = z;
+    const act = layer.activation;
+    if (act.kind !== 'identity') {
+      const a = `a${l}`;
+      const attrs: Record<string, number> =
+        act.kind === 'leaky_relu' || act.kind === 'elu' ? { alpha: act.alpha } : {};
+      nodes.push({ name: `${act.kind}${l}`, op: ACTIVATION_OPS[act.kind], inputs: [z], outputs: [a], attrs });
+      current = a;
+    }
+  });
+  return {
+    input: { name: 'input', shape: [mlp.layers[0].weight.cols] },
+    output: current,
+    nodes,
+    constants: new Map(),
+    layers: mlp.layers.map((layer, l) => ({
+      name: `layer${l}`,
+      weight: layer.weight,
+      bias: layer.bias,
+      hasBias: true,
+    })),
+  };
+}
+
+function activationOf(node: GraphNode): Activation | undefined {
+  const kind = (Object.keys(ACTIVATION_OPS) as (keyof typeof ACTIVATION_OPS)[]).find(
+    (k) => ACTIVATION_OPS[k] === node.op,
+  );
+  if (kind === undefined) return undefined;
+  if (kind === 'gelu' && node.attrs.approximate === 'tanh') return undefined;
+  if (kind === 'leaky_relu' || kind === 'elu') {
+    const alpha = typeof node.attrs.alpha === 'number' ? node.attrs.alpha : kind === 'elu' ? 1 : 0.01;
+    return { kind, alpha };
+  }
+  return { kind } as Activation;
+}
+
+/** Ops that leave a chain's rows as they are (a leading flatten, inference no-ops). */
+const TRANSPARENT = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape', 'Cast']);
+
+/**
+ * The graph as an MLP when it is one: a single path of Dense layers, each followed by at most one
+ * activation, with only transparent ops between; undefined otherwise (the reason is for messages).
+ */
+export function chainOf(graph: Graph): Mlp | undefined {
+  const layers: Layer[] = [];
+  let current = graph.input.name;
+  let pending: { weight: Layer['weight']; bias: Float32Array } | undefined;
+  let activation: Activation | undefined;
+  const flush = () => {
+    if (pending) layers.push({ ...pending, activation: activation ?? { kind: 'identity' } });
+    pending = undefined;
+    activation = undefined;
+  };
+  const batched = batchedTensors(graph);
+  for (const node of graph.nodes) {
+    // shape computations (the `x.view(x.size(0), -1)` idiom) carry no data
+    if (!node.outputs.some((name) => batched.has(name))) continue;
+    const dataInputs = node.inputs.filter((name) => batched.has(name));
+    if (dataInputs.length !== 1 || dataInputs[0] !== current || node.outputs.length !== 1) return undefined;
+    if (node.op === 'Dense') {
+      if (pending === undefined && layers.length === 0 && activation !== undefined) return undefined;
+      flush();
+      const layer = graph.layers[node.attrs.layer as number];
+      pending = { weight: layer.weight, bias: layer.bias };
+    } else if (TRANSPARENT.has(node.op)) {
+      if (pending !== undefined && (node.op === 'Flatten' || node.op === 'Reshape')) return undefined;
+    } else {
+      const act = activationOf(node);
+      if (act === undefined || pending === undefined || activation !== undefined) return undefined;
+      activation = act;
+    }
+    current = node.outputs[0];
+  }
+  flush();
+  return current === graph.output && layers.length > 0 ? { layers } : undefined;
+}

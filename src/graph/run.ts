@@ -1,0 +1,197 @@
+/**
+ * The graph walk: forward in topological order, keeping every tensor of the batch; backward in
+ * reverse, calling each op's VJP and summing the cotangents that reach a tensor from several
+ * consumers. It knows nothing about any op beyond src/graph/ops/op.ts.
+ */
+import { EcpruneError } from '../errors.js';
+import type { Gemm } from '../gemm/gemm.js';
+import type { Matrix } from '../model/matrix.js';
+import { type Graph, type GraphNode, layerOf } from './graph.js';
+import { OPS } from './ops/index.js';
+import type { Op, OpContext } from './ops/op.js';
+import { type Tensor, zerosLike } from './tensor.js';
+
+/** What the walk needs to know of a graph once: which tensors carry data, which carry cotangents. */
+interface Plan {
+  /** tensors that depend on the input (their first dimension is the batch) */
+  readonly batched: ReadonlySet<string>;
+  /** tensors a cotangent must reach: downstream of a Dense output and upstream of the output */
+  readonly differentiated: ReadonlySet<string>;
+  readonly ops: readonly Op[];
+}
+
+const plans = new WeakMap<Graph, Plan>();
+
+export function opFor(node: GraphNode): Op {
+  const op = OPS[node.op];
+  if (op === undefined) {
+    throw new EcpruneError(
+      'unsupported',
+      `op '${node.op}' is not supported`,
+      undefined,
+      `node '${node.name}'`,
+    );
+  }
+  return op;
+}
+
+function planOf(graph: Graph): Plan {
+  const cached = plans.get(graph);
+  if (cached) return cached;
+  const batched = new Set([graph.input.name]);
+  const afterDense = new Set<string>();
+  for (const node of graph.nodes) {
+    // Shape only reads the dimensions: its value is a shape, never a data tensor
+    if (node.op !== 'Shape' && node.inputs.some((name) => batched.has(name))) {
+      for (const name of node.outputs) batched.add(name);
+    }
+    if (node.op === 'Dense' || node.inputs.some((name) => afterDense.has(name))) {
+      if (node.op !== 'Shape') for (const name of node.outputs) afterDense.add(name);
+    }
+  }
+  const upstream = new Set([graph.output]);
+  for (let n = graph.nodes.length - 1; n >= 0; n--) {
+    const node = graph.nodes[n];
+    if (node.outputs.some((name) => upstream.has(name))) for (const name of node.inputs) upstream.add(name);
+  }
+  const differentiated = new Set([...afterDense].filter((name) => upstream.has(name) && batched.has(name)));
+  // a Dense layer's input needs no cotangent unless an earlier layer feeds it, so this is exact
+  for (const node of graph.nodes) {
+    if (node.op === 'Dense' && upstream.has(node.outputs[0])) differentiated.add(node.outputs[0]);
+  }
+  const plan = { batched, differentiated, ops: graph.nodes.map(opFor) };
+  plans.set(graph, plan);
+  return plan;
+}
+
+/** The tensors of `graph` that depend on its input (the rest are constants and shapes). */
+export function batchedTensors(graph: Graph): ReadonlySet<string> {
+  return planOf(graph).batched;
+}
+
+function contextOf(graph: Graph, node: GraphNode, plan: Plan, gemm: Gemm): OpContext {
+  return {
+    attrs: node.attrs,
+    batched: node.inputs.map((name) => plan.batched.has(name)),
+    layers: graph.layers,
+    gemm,
+  };
+}
+
+/** Every tensor of one batch by name: the forward pass's record, which the backward pass reads. */
+export interface GraphTrace {
+  readonly values: ReadonlyMap<string, Tensor>;
+  readonly output: Tensor;
+}
+
+/** Runs the graph on a batch `x` (B x features, or the input's full shape [B, ...]). */
+export async function forwardTrace(graph: Graph, x: Tensor, gemm: Gemm): Promise<GraphTrace> {
+  const plan = planOf(graph);
+  const values = new Map<string, Tensor>(graph.constants);
+  values.set(graph.input.name, { shape: [x.shape[0], ...graph.input.shape], data: x.data });
+  for (const [n, node] of graph.nodes.entries()) {
+    const inputs = node.inputs.map((name) => (name === '' ? undefined : values.get(name)));
+    inputs.forEach((t, i) => {
+      if (t === undefined && node.inputs[i] !== '') {
+        throw new EcpruneError(
+          'input',
+          `tensor '${node.inputs[i]}' is used before it is computed`,
+          undefined,
+          `node '${node.name}'`,
+        );
+      }
+    });
+    let outputs: Tensor[];
+    try {
+      outputs = await plan.ops[n].forward(inputs, contextOf(graph, node, plan, gemm));
+    } catch (error) {
+      throw atNode(error, node);
+    }
+    node.outputs.forEach((name, i) => {
+      if (name !== '' && outputs[i] !== undefined) values.set(name, outputs[i]);
+    });
+  }
+  const output = values.get(graph.output);
+  if (output === undefined) throw new EcpruneError('input', `the output '${graph.output}' is never computed`);
+  return { values, output };
+}
+
+/** Errors from an op name the node they came from. */
+function atNode(error: unknown, node: GraphNode): unknown {
+  if (error instanceof EcpruneError && error.where === undefined) {
+    return new EcpruneError(error.code, error.detail, error.file, `node '${node.name}' (${node.op})`);
+  }
+  if (error instanceof RangeError) {
+    return new EcpruneError('input', error.message, undefined, `node '${node.name}' (${node.op})`);
+  }
+  return error;
+}
+
+/** The graph's output for a batch of rows (B x features), as B x outputs. */
+export async function forward(graph: Graph, x: Matrix, gemm: Gemm): Promise<Matrix> {
+  const { output } = await forwardTrace(graph, { shape: [x.rows, x.cols], data: x.data }, gemm);
+  return asMatrix(output);
+}
+
+export function asMatrix(t: Tensor): Matrix {
+  const rows = t.shape[0];
+  const cols = rows === 0 ? 0 : t.data.length / rows;
+  return { rows, cols, data: t.data as Float32Array };
+}
+
+/**
+ * Backpropagates cotangents of the output to every fully-connected layer.
+ *
+ * `outputCotangent` holds R rows per sample, sample-major (row n·R + k is the k-th cotangent of
+ * sample n), each a vector v in output space. `visit(layer, g, input)` receives, per layer, g =
+ * vᵀ ∂y/∂z (B·R x n_out) and the layer's input a (B x n_in) as soon as they are known. With R = 1
+ * and v = dL/dy this is the ordinary gradient; with R = K one-hot rows, the full Jacobian.
+ */
+export async function backpropagate(
+  graph: Graph,
+  trace: GraphTrace,
+  outputCotangent: Matrix,
+  gemm: Gemm,
+  visit: (layer: number, cotangent: Matrix, input: Matrix) => Promise<void> | void,
+): Promise<void> {
+  const plan = planOf(graph);
+  const batch = trace.output.shape[0];
+  const repeat = batch === 0 ? 1 : outputCotangent.rows / batch;
+  const grads = new Map<string, Tensor>();
+  grads.set(graph.output, {
+    shape: [outputCotangent.rows, ...trace.output.shape.slice(1)],
+    data: outputCotangent.data,
+  });
+  for (let n = graph.nodes.length - 1; n >= 0; n--) {
+    const node = graph.nodes[n];
+    const gradOutputs = node.outputs.map((name) => grads.get(name));
+    if (gradOutputs.every((g) => g === undefined)) continue;
+    for (const name of node.outputs) grads.delete(name);
+    if (node.op === 'Dense') {
+      await visit(layerOf(node), asMatrix(gradOutputs[0]!), asMatrix(trace.values.get(node.inputs[0])!));
+    }
+    if (!node.inputs.some((name) => plan.differentiated.has(name))) continue;
+    const op = plan.ops[n];
+    if (op.vjp === undefined) continue;
+    const inputs = node.inputs.map((name) => (name === '' ? undefined : trace.values.get(name)));
+    const outputs = node.outputs.map((name) => trace.values.get(name)!);
+    let gradInputs: (Tensor | undefined)[];
+    try {
+      gradInputs = await op.vjp({ inputs, outputs, gradOutputs, repeat }, contextOf(graph, node, plan, gemm));
+    } catch (error) {
+      throw atNode(error, node);
+    }
+    node.inputs.forEach((name, i) => {
+      const g = gradInputs[i];
+      if (g === undefined || !plan.differentiated.has(name)) return;
+      const previous = grads.get(name);
+      grads.set(name, previous ? sum(previous, g) : g);
+    });
+  }
+}
+
+function sum(a: Tensor, b: Tensor): Tensor {
+  const out = zerosLike(a.data, a.data.length);
+  for (let i = 0; i < out.length; i++) out[i] = a.data[i] + b.data[i];
+  return { shape: a.shape, data: out };
+}
