@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { readNpy } from '../../src/io/npy.js';
@@ -11,6 +14,8 @@ import { readNpy } from '../../src/io/npy.js';
 // producer's outputs on them. This checks the fixtures against their real consumers
 // (onnxruntime-node, tfjs-layers' loadLayersModel) and the manifest against the files.
 const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
+// tfjs-backend-cpu's advice to install tfjs-node (which cannot be installed here) is not for this test's output
+tf.env().set('IS_TEST', true);
 
 interface OnnxFcLayer {
   readonly node: string;
@@ -52,6 +57,7 @@ interface Fixture {
 
 const manifest: { fixtures: Fixture[] } = JSON.parse(readFileSync(path.join(ZOO, 'zoo.json'), 'utf8'));
 const onnxFixtures = manifest.fixtures.filter((f) => f.producer === 'torch');
+const tfjsFixtures = manifest.fixtures.filter((f) => f.producer === 'tfjs');
 
 // Issue #11's table and op list, as the manifest names them.
 const TORCH_CONSTRUCTS = [
@@ -95,6 +101,42 @@ const TORCH_CONSTRUCTS = [
   'float64 model',
   'float16 model',
 ];
+const TFJS_CONSTRUCTS = [
+  'tfjs Sequential',
+  'tfjs functional model',
+  // Keras' names, as model.json stores them. tfjs-layers 4.22 has no 'exponential' and no 'silu'
+  // (its SiLU is 'swish'); it saves 'gelu_new' but its loadLayersModel refuses it ('geluNew').
+  ...[
+    'softmax',
+    'swish',
+    'gelu',
+    'mish',
+    'selu',
+    'relu6',
+    'hard_sigmoid',
+    'softsign',
+    'elu',
+    'linear',
+    'tanh',
+    'sigmoid',
+    'relu',
+    'softplus',
+  ].map((activation) => `tfjs Dense(activation='${activation}')`),
+  'tfjs Dense(useBias=false)',
+  'tfjs Activation layer',
+  'tfjs ReLU layer',
+  'tfjs LeakyReLU layer',
+  'tfjs PReLU layer',
+  'tfjs ELU layer',
+  'tfjs Softmax layer',
+  "tfjs BatchNormalization + Activation('swish')",
+  'tfjs LayerNormalization',
+  'tfjs Dropout',
+  'tfjs Flatten (channels_last)',
+  'tfjs Reshape',
+  'tfjs Add (residual)',
+  'tfjs Concatenate',
+];
 const ISSUE_ONNX_OPS = [
   'Gemm',
   'MatMul',
@@ -137,6 +179,22 @@ const ISSUE_ONNX_OPS = [
   'Gather',
   'Unsqueeze',
   'Concat',
+];
+const ISSUE_TFJS_LAYERS = [
+  'Dense',
+  'Activation',
+  'ReLU',
+  'LeakyReLU',
+  'PReLU',
+  'ELU',
+  'Softmax',
+  'BatchNormalization',
+  'LayerNormalization',
+  'Dropout',
+  'Flatten',
+  'Reshape',
+  'Add',
+  'Concatenate',
 ];
 
 function npy(fixture: Fixture, file: string) {
@@ -210,9 +268,22 @@ describe('producer zoo: the manifest', () => {
     );
   });
 
+  it('covers every TF.js construct and layer class of issue #11', () => {
+    assert.deepEqual(
+      covers(tfjsFixtures, TFJS_CONSTRUCTS, (f) => f.constructs),
+      [],
+      'constructs without a fixture',
+    );
+    assert.deepEqual(
+      covers(tfjsFixtures, ISSUE_TFJS_LAYERS, (f) => f.ops),
+      [],
+      'layer classes without a fixture',
+    );
+  });
+
   it('names only constructs of the issue, each fixture once', () => {
     const named = new Set(manifest.fixtures.flatMap((f) => f.constructs));
-    const known = TORCH_CONSTRUCTS;
+    const known = [...TORCH_CONSTRUCTS, ...TFJS_CONSTRUCTS];
     assert.deepEqual(
       [...named].filter((c) => !known.includes(c)),
       [],
@@ -312,6 +383,85 @@ describe('producer zoo: ONNX files exported by torch 1.13', () => {
       } finally {
         await session.release();
       }
+    });
+  }
+});
+
+// -----------------------------------------------------------------------------------------------
+
+interface WeightsManifestEntry {
+  readonly paths: string[];
+  readonly weights: { name: string; shape: number[]; dtype: string }[];
+}
+
+interface ModelJson {
+  readonly modelTopology: unknown;
+  readonly weightsManifest: WeightsManifestEntry[];
+}
+
+function readTfjsFixture(fixture: Fixture) {
+  const folder = path.dirname(path.join(ZOO, fixture.file));
+  const json: ModelJson = JSON.parse(readFileSync(path.join(ZOO, fixture.file), 'utf8'));
+  const weightSpecs = json.weightsManifest.flatMap((group) => group.weights);
+  const shards = json.weightsManifest.flatMap((group) =>
+    group.paths.map((p) => readFileSync(path.join(folder, p))),
+  );
+  const weightData = new Uint8Array(Buffer.concat(shards)).buffer;
+  return { json, weightSpecs, weightData };
+}
+
+/** Every layer config in the topology (Sequential or functional), with its class name. */
+function layerConfigs(topology: unknown): { className: string; config: Record<string, unknown> }[] {
+  const model = (topology as { model_config?: unknown }).model_config ?? topology;
+  const layers = (model as { config: { layers: unknown[] } }).config.layers;
+  return (layers as { class_name: string; config: Record<string, unknown> }[]).map((l) => ({
+    className: l.class_name,
+    config: l.config,
+  }));
+}
+
+describe('producer zoo: TF.js models saved by tfjs-layers', () => {
+  for (const fixture of tfjsFixtures) {
+    it(`${fixture.name}: the manifest describes the model`, () => {
+      const { json, weightSpecs } = readTfjsFixture(fixture);
+      const layers = layerConfigs(json.modelTopology);
+      assert.deepEqual(
+        [...new Set(layers.map((l) => l.className).filter((c) => c !== 'InputLayer'))],
+        fixture.ops,
+        'layer classes in order',
+      );
+      const shapes = new Map(weightSpecs.map((w) => [w.name, w.shape]));
+      for (const weight of weightSpecs) assert.equal(weight.dtype, fixture.dtype, `${weight.name} dtype`);
+      const names = layers.map((l) => l.config.name);
+      let previous = -1;
+      for (const layer of fixture.fcLayers as TfjsFcLayer[]) {
+        const at = names.indexOf(layer.layer);
+        assert.ok(at > previous, `Dense layer ${layer.layer} exists, after the previous one`);
+        previous = at;
+        assert.equal(layers[at].className, 'Dense');
+        assert.equal(layers[at].config.activation, layer.activation, `${layer.layer} activation`);
+        assert.deepEqual(shapes.get(layer.kernel), layer.kernelShape, `${layer.kernel} shape`);
+        if (layer.bias === null)
+          assert.equal(layers[at].config.use_bias, false, `${layer.layer} has no bias`);
+        else assert.deepEqual(shapes.get(layer.bias), [layer.kernelShape[1]], `${layer.bias} shape`);
+      }
+    });
+  }
+
+  for (const fixture of tfjsFixtures) {
+    it(`${fixture.name}: loadLayersModel reproduces the producer's outputs`, async () => {
+      const { json, weightSpecs, weightData } = readTfjsFixture(fixture);
+      const model = await tfl.loadLayersModel(
+        tf.io.fromMemory({
+          modelTopology: json.modelTopology as tf.io.ModelJSON['modelTopology'],
+          weightSpecs,
+          weightData,
+        }),
+      );
+      const { data, shape } = calibration(fixture);
+      const actual = tf.tidy(() => (model.predict(tf.tensor(data, shape)) as tf.Tensor).dataSync());
+      model.dispose();
+      assertClose(actual, expectedOutputs(fixture, shape[0]), fixture);
     });
   }
 });
