@@ -6,6 +6,7 @@
  * carries cotangents back (src/graph/ops). A plain MLP is the smallest such graph (mlp-graph.ts).
  */
 import type { Matrix } from '../model/matrix.js';
+import type { Mlp } from '../model/mlp.js';
 import type { Tensor } from './tensor.js';
 
 export type AttributeValue = number | string | readonly number[] | Tensor;
@@ -45,6 +46,12 @@ export interface Graph {
   /** the fully-connected layers, in the order their Dense nodes appear */
   readonly layers: readonly DenseLayer[];
 }
+
+/**
+ * What the pipeline accepts: a graph, or a plain MLP (`Mlp`, the chain form the safetensors/npz
+ * readers and `train` produce), which is turned into the smallest graph on entry.
+ */
+export type Model = Graph | Mlp;
 
 /** The index of the Dense node's layer in `graph.layers`. */
 export function layerOf(node: GraphNode): number {

@@ -5,7 +5,7 @@
  */
 import type { Activation, ActivationKind } from '../model/activations.js';
 import type { Layer, Mlp } from '../model/mlp.js';
-import type { Graph, GraphNode } from './graph.js';
+import { type Graph, type GraphNode, type Model, withOutput } from './graph.js';
 import { batchedTensors } from './run.js';
 
 const ACTIVATION_OPS: Record<Exclude<ActivationKind, 'identity'>, string> = {
@@ -100,4 +100,29 @@ export function chainOf(graph: Graph): Mlp | undefined {
   }
   flush();
   return current === graph.output && layers.length > 0 ? { layers } : undefined;
+}
+
+const graphs = new WeakMap<Mlp, Graph>();
+
+/** The model as a graph (an MLP's graph is made once and kept, so its run plan is reused). */
+export function asGraph(model: Model): Graph {
+  if ('nodes' in model) return model;
+  let graph = graphs.get(model);
+  if (graph === undefined) {
+    graph = graphFromMlp(model);
+    graphs.set(model, graph);
+  }
+  return graph;
+}
+
+/** The op of the node that computes the graph's output when it is a softmax head. */
+export function headOf(graph: Graph): 'Softmax' | 'LogSoftmax' | undefined {
+  const node = graph.nodes.find((n) => n.outputs.includes(graph.output));
+  return node?.op === 'Softmax' || node?.op === 'LogSoftmax' ? node.op : undefined;
+}
+
+/** The graph measured before a Softmax/LogSoftmax head (the logits), or the graph itself. */
+export function logitsGraph(graph: Graph): Graph {
+  const node = graph.nodes.find((n) => n.outputs.includes(graph.output));
+  return headOf(graph) ? withOutput(graph, node!.inputs[0]) : graph;
 }

@@ -88,8 +88,21 @@ export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => Scal
       derivative: (x) => (x > 0 ? 1 : Math.exp(x / a)),
     };
   },
-  Tanh: () => ({ apply: Math.tanh, derivative: (_x, y) => 1 - y * y }),
-  Sigmoid: () => ({ apply: sigmoid, derivative: (_x, y) => y * (1 - y) }),
+  // from x rather than from the float32 output y: 1 - y² loses digits where y is rounded
+  Tanh: () => ({
+    apply: Math.tanh,
+    derivative: (x) => {
+      const t = Math.tanh(x);
+      return 1 - t * t;
+    },
+  }),
+  Sigmoid: () => ({
+    apply: sigmoid,
+    derivative: (x) => {
+      const s = sigmoid(x);
+      return s * (1 - s);
+    },
+  }),
   HardSigmoid: (ctx) => {
     const a = numberAttr(ctx as OpContext, 'alpha', 0.2);
     const b = numberAttr(ctx as OpContext, 'beta', 0.5);
