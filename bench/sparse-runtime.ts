@@ -14,7 +14,7 @@ import * as ort from 'onnxruntime-node';
 import { tsGemm } from '../src/gemm/ts-gemm.js';
 import { writeEcsr } from '../src/io/ecsr.js';
 import { writeOnnx } from '../src/io/onnx.js';
-import { forward } from '../src/model/forward.js';
+import { forward } from '../src/graph/run.js';
 import { matrix } from '../src/model/matrix.js';
 import type { Mlp } from '../src/model/mlp.js';
 import { openNamedDataset } from '../src/node/datasets.js';

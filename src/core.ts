@@ -19,13 +19,13 @@ export { type EvaluateOptions, type Evaluation, evaluate } from './evaluate.js';
 export { defaultGemm, setDefaultGemm } from './gemm/default.js';
 export type { Gemm, GemmOptions } from './gemm/gemm.js';
 export { matmulTs, tsGemm } from './gemm/ts-gemm.js';
+export { forward } from './graph/run.js';
 export { readCsv } from './io/csv.js';
 export { readIdx } from './io/idx.js';
 export { type NpyArray, readNpy, toFeatureMatrix, toTargets, writeNpy } from './io/npy.js';
 export { readNpz, writeNpz } from './io/npz.js';
 export { type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from './io/onnx.js';
 export { type Activation, formatActivation, parseActivation } from './model/activations.js';
-export { forward } from './model/forward.js';
 export { fromRows, type Matrix, matrix } from './model/matrix.js';
 export {
   cloneMlp,

@@ -2,7 +2,7 @@ import type { Dataset } from './data/dataset.js';
 import { EcpruneError } from './errors.js';
 import { defaultGemm } from './gemm/default.js';
 import type { Gemm } from './gemm/gemm.js';
-import { forward } from './model/forward.js';
+import { forward } from './graph/run.js';
 import { inputSize, type Mlp } from './model/mlp.js';
 import { DEFAULT_BATCH_SIZE } from './score/statistics.js';
 import { type LossKind, lossFor, sampleLosses } from './train/loss.js';

@@ -97,7 +97,7 @@ export interface AdvancedPruneOptions extends PruneOptions {
  * 0, while `model` is the shrunk network); `sparsity` is the N:M value (m-n)/m under a pattern and
  * the fraction of hidden neurons removed under structure 'neuron'.
  */
-export interface AdvancedPruneResult extends PruneResult {
+export interface AdvancedPruneResult extends PruneResult<Mlp> {
   readonly method: MethodName;
   /** the bias refit, when `refitBiases` > 0 (its output errors before and after) */
   readonly refit?: Omit<RefitResult, 'model'>;

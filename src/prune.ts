@@ -3,7 +3,7 @@ import { optimalBiasShift } from './compensate/delta.js';
 import type { Dataset } from './data/dataset.js';
 import { EcpruneError } from './errors.js';
 import type { Gemm } from './gemm/gemm.js';
-import type { Mlp } from './model/mlp.js';
+import type { Model } from './graph/graph.js';
 import type { LayerScores } from './score/criterion.js';
 import { checkMethod, METHODS, type MethodName } from './score/methods.js';
 import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
@@ -43,7 +43,7 @@ export interface ScoreResult {
  * @example const { importance, deltaBias } = await score(mlp, calibration, { method: 'ec' });
  */
 export async function score(
-  mlp: Mlp,
+  mlp: Model,
   calibration: Dataset,
   options: ScoreOptions = {},
 ): Promise<ScoreResult> {
@@ -82,9 +82,9 @@ export interface PruneOptions extends ScoreOptions {
   readonly scope?: Scope;
 }
 
-export interface PruneResult extends ScoreResult {
-  /** the pruned (and compensated) network */
-  readonly model: Mlp;
+export interface PruneResult<M extends Model = Model> extends ScoreResult {
+  /** the pruned (and compensated) network, of the kind it was given (graph or MLP) */
+  readonly model: M;
   readonly keepMasks: KeepMask[];
   readonly sparsity: number;
   readonly scope: Scope;
@@ -95,11 +95,11 @@ export interface PruneResult extends ScoreResult {
  * `magnitude-comp`) shifts each neuron's bias by the optimal compensation of its pruned weights.
  * @example const { model } = await prune(mlp, calibration, { method: 'ec', sparsity: 0.9 });
  */
-export async function prune(
-  mlp: Mlp,
+export async function prune<M extends Model>(
+  mlp: M,
   calibration: Dataset,
   options: PruneOptions = {},
-): Promise<PruneResult> {
+): Promise<PruneResult<M>> {
   const sparsity = checkSparsity(options.sparsity ?? 0.9);
   const scope = checkScope(options.scope ?? 'global');
   const scored = await score(mlp, calibration, options);

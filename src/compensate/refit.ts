@@ -2,11 +2,10 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
-import { backpropagate, oneHotCotangents } from '../model/backward.js';
-import { forward, forwardTrace } from '../model/forward.js';
+import { backpropagate, forward, forwardTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
 import { type Mlp, outputSize } from '../model/mlp.js';
-import { DEFAULT_BATCH_SIZE } from '../score/statistics.js';
+import { DEFAULT_BATCH_SIZE, oneHotCotangents } from '../score/statistics.js';
 
 /**
  * Joint bias refit after the mask is fixed: Gauss–Newton / Levenberg–Marquardt on the biases only,
@@ -169,7 +168,7 @@ function withBiasStep(model: Mlp, step: Float64Array): Mlp {
     layers: model.layers.map((layer) => {
       const bias = layer.bias.map((b, i) => b + step[offset + i]);
       offset += bias.length;
-      return { weight: layer.weight, bias, activation: layer.activation };
+      return { ...layer, bias };
     }),
   };
 }

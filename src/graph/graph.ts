@@ -47,6 +47,11 @@ export interface Graph {
   readonly layers: readonly DenseLayer[];
 }
 
+/** What scores, selection and compensation need of any model: its layers' weights and biases. */
+export interface Layered {
+  readonly layers: readonly { readonly weight: Matrix; readonly bias: Float32Array }[];
+}
+
 /**
  * What the pipeline accepts: a graph, or a plain MLP (`Mlp`, the chain form the safetensors/npz
  * readers and `train` produce), which is turned into the smallest graph on entry.
@@ -74,4 +79,23 @@ export function withLayers(graph: Graph, layers: readonly DenseLayer[]): Graph {
 /** The same graph measured at another tensor (e.g. the logits before a softmax head). */
 export function withOutput(graph: Graph, output: string): Graph {
   return { ...graph, output };
+}
+
+const batchedCache = new WeakMap<Graph, ReadonlySet<string>>();
+
+/** The tensors that depend on the input (first dimension = batch); the rest are constants and shapes. */
+export function batchedTensors(graph: Graph): ReadonlySet<string> {
+  let batched = batchedCache.get(graph);
+  if (batched === undefined) {
+    const names = new Set([graph.input.name]);
+    for (const node of graph.nodes) {
+      // Shape only reads the dimensions: its value is a shape, never a data tensor
+      if (node.op !== 'Shape' && node.inputs.some((name) => names.has(name))) {
+        for (const name of node.outputs) names.add(name);
+      }
+    }
+    batched = names;
+    batchedCache.set(graph, batched);
+  }
+  return batched;
 }

@@ -5,8 +5,7 @@
  */
 import type { Activation, ActivationKind } from '../model/activations.js';
 import type { Layer, Mlp } from '../model/mlp.js';
-import { type Graph, type GraphNode, type Model, withOutput } from './graph.js';
-import { batchedTensors } from './run.js';
+import { batchedTensors, type Graph, type GraphNode, type Model, withOutput } from './graph.js';
 
 const ACTIVATION_OPS: Record<Exclude<ActivationKind, 'identity'>, string> = {
   relu: 'Relu',

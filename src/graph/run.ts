@@ -6,7 +6,8 @@
 import { EcpruneError } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
 import type { Matrix } from '../model/matrix.js';
-import { type Graph, type GraphNode, layerOf } from './graph.js';
+import { batchedTensors, type Graph, type GraphNode, layerOf, type Model } from './graph.js';
+import { asGraph } from './mlp-graph.js';
 import { OPS } from './ops/index.js';
 import type { Op, OpContext } from './ops/op.js';
 import { type Tensor, zerosLike } from './tensor.js';
@@ -38,13 +39,9 @@ export function opFor(node: GraphNode): Op {
 function planOf(graph: Graph): Plan {
   const cached = plans.get(graph);
   if (cached) return cached;
-  const batched = new Set([graph.input.name]);
+  const batched = batchedTensors(graph);
   const afterDense = new Set<string>();
   for (const node of graph.nodes) {
-    // Shape only reads the dimensions: its value is a shape, never a data tensor
-    if (node.op !== 'Shape' && node.inputs.some((name) => batched.has(name))) {
-      for (const name of node.outputs) batched.add(name);
-    }
     if (node.op === 'Dense' || node.inputs.some((name) => afterDense.has(name))) {
       if (node.op !== 'Shape') for (const name of node.outputs) afterDense.add(name);
     }
@@ -64,11 +61,6 @@ function planOf(graph: Graph): Plan {
   return plan;
 }
 
-/** The tensors of `graph` that depend on its input (the rest are constants and shapes). */
-export function batchedTensors(graph: Graph): ReadonlySet<string> {
-  return planOf(graph).batched;
-}
-
 function contextOf(graph: Graph, node: GraphNode, plan: Plan, gemm: Gemm): OpContext {
   return {
     attrs: node.attrs,
@@ -81,14 +73,17 @@ function contextOf(graph: Graph, node: GraphNode, plan: Plan, gemm: Gemm): OpCon
 /** Every tensor of one batch by name: the forward pass's record, which the backward pass reads. */
 export interface GraphTrace {
   readonly values: ReadonlyMap<string, Tensor>;
-  readonly output: Tensor;
+  /** the output as B x (values per sample) */
+  readonly output: Matrix;
 }
 
-/** Runs the graph on a batch `x` (B x features, or the input's full shape [B, ...]). */
-export async function forwardTrace(graph: Graph, x: Tensor, gemm: Gemm): Promise<GraphTrace> {
+/** Runs the graph on a batch `x` (B x features, or a tensor of the input's full shape [B, ...]). */
+export async function forwardTrace(model: Model, x: Matrix | Tensor, gemm: Gemm): Promise<GraphTrace> {
+  const graph = asGraph(model);
   const plan = planOf(graph);
   const values = new Map<string, Tensor>(graph.constants);
-  values.set(graph.input.name, { shape: [x.shape[0], ...graph.input.shape], data: x.data });
+  const rows = 'rows' in x ? x.rows : x.shape[0];
+  values.set(graph.input.name, { shape: [rows, ...graph.input.shape], data: x.data });
   for (const [n, node] of graph.nodes.entries()) {
     const inputs = node.inputs.map((name) => (name === '' ? undefined : values.get(name)));
     inputs.forEach((t, i) => {
@@ -113,7 +108,7 @@ export async function forwardTrace(graph: Graph, x: Tensor, gemm: Gemm): Promise
   }
   const output = values.get(graph.output);
   if (output === undefined) throw new EcpruneError('input', `the output '${graph.output}' is never computed`);
-  return { values, output };
+  return { values, output: asMatrix(output) };
 }
 
 /** Errors from an op name the node they came from. */
@@ -128,9 +123,8 @@ function atNode(error: unknown, node: GraphNode): unknown {
 }
 
 /** The graph's output for a batch of rows (B x features), as B x outputs. */
-export async function forward(graph: Graph, x: Matrix, gemm: Gemm): Promise<Matrix> {
-  const { output } = await forwardTrace(graph, { shape: [x.rows, x.cols], data: x.data }, gemm);
-  return asMatrix(output);
+export async function forward(model: Model, x: Matrix, gemm: Gemm): Promise<Matrix> {
+  return (await forwardTrace(model, x, gemm)).output;
 }
 
 export function asMatrix(t: Tensor): Matrix {
@@ -148,18 +142,19 @@ export function asMatrix(t: Tensor): Matrix {
  * and v = dL/dy this is the ordinary gradient; with R = K one-hot rows, the full Jacobian.
  */
 export async function backpropagate(
-  graph: Graph,
+  model: Model,
   trace: GraphTrace,
   outputCotangent: Matrix,
   gemm: Gemm,
   visit: (layer: number, cotangent: Matrix, input: Matrix) => Promise<void> | void,
 ): Promise<void> {
+  const graph = asGraph(model);
   const plan = planOf(graph);
-  const batch = trace.output.shape[0];
+  const batch = trace.output.rows;
   const repeat = batch === 0 ? 1 : outputCotangent.rows / batch;
   const grads = new Map<string, Tensor>();
   grads.set(graph.output, {
-    shape: [outputCotangent.rows, ...trace.output.shape.slice(1)],
+    shape: [outputCotangent.rows, ...trace.values.get(graph.output)!.shape.slice(1)],
     data: outputCotangent.data,
   });
   for (let n = graph.nodes.length - 1; n >= 0; n--) {

@@ -164,7 +164,7 @@ export async function collectStatistics(
     const trace = await timePhase(timings, 'forward', () => forwardTrace(graph, x, gemm));
     if (sensitivity) {
       const gaps = reference ? await preActivationGaps(graph, reference, trace, x, wanted, gemm) : undefined;
-      const { cotangents, perSample } = sensitivityCotangents(asMatrix(trace.output), sensitivity);
+      const { cotangents, perSample } = sensitivityCotangents(trace.output, sensitivity);
       // the backward pass is booked as `sensitivity`, the moment sums inside it as `statistics`
       const statisticsBefore = timings?.statistics ?? 0;
       await timePhase(timings, 'sensitivity', () =>
@@ -181,7 +181,8 @@ export async function collectStatistics(
     }
     if (options.lossGradient) {
       const targets = requireTargets(batch.y, options.lossGradient, calibration.name);
-      const lossTrace = lossGraph === graph ? trace : { ...trace, output: trace.values.get(lossGraph.output)! };
+      const lossTrace =
+        lossGraph === graph ? trace : { ...trace, output: asMatrix(trace.values.get(lossGraph.output)!) };
       await accumulateLossGradient(lossGraph, lossTrace, targets, options.lossGradient, total, gemm, layers);
     }
     done += batch.x.rows;
@@ -347,8 +348,8 @@ export async function sampleSensitivities(
   const gemm = options.gemm ?? defaultGemm();
   const spec = sensitivitySpec({ sensitivity: options.sensitivity ?? 'output', ...options });
   if (spec === undefined) return [];
-  const trace = await forwardTrace(graph, { shape: [x.rows, x.cols], data: x.data }, gemm);
-  const { cotangents, perSample } = sensitivityCotangents(asMatrix(trace.output), spec);
+  const trace = await forwardTrace(graph, x, gemm);
+  const { cotangents, perSample } = sensitivityCotangents(trace.output, spec);
   const sensitivities: Matrix[] = [];
   await backpropagate(graph, trace, cotangents, gemm, (l, cotangent) => {
     sensitivities[l] = sumSquaresPerSample(cotangent, perSample);
@@ -408,7 +409,7 @@ async function accumulateLossGradient(
   gemm: Gemm,
   layers: LayerStatistics[],
 ): Promise<void> {
-  const outputGradient = lossGradient(asMatrix(trace.output), targets, loss);
+  const outputGradient = lossGradient(trace.output, targets, loss);
   for (let i = 0; i < outputGradient.data.length; i++) outputGradient.data[i] /= total;
   await backpropagate(graph, trace, outputGradient, gemm, async (l, g, input) => {
     const gradient = await gemm.matmul(g, input, { transA: true });

@@ -10,7 +10,7 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readNpy, toFeatureMatrix, writeNpy } from '../../src/io/npy.js';
 import { readNpz } from '../../src/io/npz.js';
 import { readOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import { nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { score } from '../../src/prune.js';

@@ -5,7 +5,7 @@ import { it } from 'node:test';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
 import { readOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import { loadEcsr } from '../../src/runtime/index.js';
 import { assertClose } from '../core/helpers.js';
 import { cli, FIXTURES, tempDir } from './run.js';

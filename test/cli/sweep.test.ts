@@ -15,7 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { writeNpy } from '../../src/io/npy.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { loadModel, saveModel } from '../../src/node/models.js';
 import { FIXTURES, cli as runCaptured, tempDir } from './run.js';

@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
 import { readOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import { satisfiesPattern } from '../../src/select/pattern.js';
 import { assertClose } from '../core/helpers.js';
 import { cli, FIXTURES, tempDir } from './run.js';

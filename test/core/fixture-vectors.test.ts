@@ -4,7 +4,7 @@ import { applyPruning } from '../../src/compensate/apply.js';
 import { optimalBiasShift } from '../../src/compensate/delta.js';
 import { inMemoryDataset } from '../../src/data/dataset.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import { prune } from '../../src/prune.js';
 import { METHODS, type MethodName } from '../../src/score/methods.js';
 import { collectStatistics, outputSensitivities } from '../../src/score/statistics.js';

@@ -16,7 +16,7 @@ const H = 1e-5;
 
 async function outputs(graph: Graph, x: Tensor): Promise<Float64Array> {
   const { output } = await forwardTrace(graph, x, tsGemm);
-  return output.data as Float64Array;
+  return output.data as unknown as Float64Array;
 }
 
 /** Max relative error of the walk's Jacobians against finite differences, over every layer. */

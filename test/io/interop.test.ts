@@ -19,7 +19,7 @@ import {
   writeSafetensors,
 } from '../../src/io/safetensors.js';
 import { readTfjs, writeTfjs } from '../../src/io/tfjs.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import {

@@ -1,7 +1,7 @@
 import { after, describe, it } from 'node:test';
 import { outputError } from '../../src/compensate/refit.js';
 import { inMemoryDataset } from '../../src/data/dataset.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import type { Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';

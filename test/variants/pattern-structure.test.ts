@@ -4,7 +4,7 @@ import { applyPruning } from '../../src/compensate/apply.js';
 import { materialize } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import { pruneAdvanced } from '../../src/prune-variants.js';
 import { ecScore } from '../../src/score/ec.js';
 import { collectStatistics } from '../../src/score/statistics.js';

@@ -9,7 +9,7 @@ import {
 } from '../../src/compensate/refit.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { prune } from '../../src/prune.js';
 import { type AdvancedPruneOptions, pruneAdvanced } from '../../src/prune-variants.js';

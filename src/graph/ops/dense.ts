@@ -5,6 +5,7 @@
  * the GEMM backends are float32.
  */
 import { badInput } from '../../errors.js';
+import type { Gemm } from '../../gemm/gemm.js';
 import type { Matrix } from '../../model/matrix.js';
 import type { DenseLayer } from '../graph.js';
 import type { Tensor } from '../tensor.js';
@@ -38,6 +39,18 @@ async function product(a: Tensor, w: Matrix, transB: boolean, ctx: OpContext): P
   return { shape: [rows, n], data: z.data };
 }
 
+/** z = a Wᵀ + b for a batch a (B x n_in) in float32: one GEMM plus a broadcast bias. */
+export async function denseForward(
+  layer: Pick<DenseLayer, 'weight' | 'bias'>,
+  a: Matrix,
+  gemm: Gemm,
+): Promise<Matrix> {
+  const z = await gemm.matmul(a, layer.weight, { transB: true });
+  const { rows, cols, data } = z;
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data[r * cols + c] += layer.bias[c];
+  return z;
+}
+
 export const DENSE: Op = {
   async forward([a], ctx) {
     const layer = layerFor(ctx);
@@ -46,10 +59,15 @@ export const DENSE: Op = {
         `layer '${layer.name}' takes ${layer.weight.cols} features, its input has shape [${a!.shape}]`,
       );
     }
-    const z = await product(a!, layer.weight, true, ctx);
+    const rows = a!.shape[0];
+    if (!(a!.data instanceof Float64Array)) {
+      const z = await denseForward(layer, { rows, cols: layer.weight.cols, data: a!.data }, ctx.gemm);
+      return [{ shape: [rows, z.cols], data: z.data }];
+    }
+    const z = matmul64(a!.data, rows, layer.weight, true);
     const n = layer.bias.length;
-    for (let r = 0; r < a!.shape[0]; r++) for (let i = 0; i < n; i++) z.data[r * n + i] += layer.bias[i];
-    return [z];
+    for (let r = 0; r < rows; r++) for (let i = 0; i < n; i++) z[r * n + i] += layer.bias[i];
+    return [{ shape: [rows, n], data: z }];
   },
   async vjp({ gradOutputs: [g] }, ctx) {
     if (!g) return [];
