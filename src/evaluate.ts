@@ -2,14 +2,15 @@ import type { Dataset } from './data/dataset.js';
 import { EcpruneError } from './errors.js';
 import { defaultGemm } from './gemm/default.js';
 import type { Gemm } from './gemm/gemm.js';
-import { forward } from './graph/run.js';
-import { inputSize, type Mlp } from './model/mlp.js';
+import { inputSize, type Model } from './graph/graph.js';
+import { asGraph, logitsGraph } from './graph/mlp-graph.js';
+import { asMatrix, forward, forwardTrace } from './graph/run.js';
 import { DEFAULT_BATCH_SIZE } from './score/statistics.js';
 import { type LossKind, lossFor, sampleLosses } from './train/loss.js';
 
 export interface EvaluateOptions {
   /** the dense model: report the mean squared difference of the outputs */
-  readonly reference?: Mlp;
+  readonly reference?: Model;
   /** default from the labels: class ids → ce, values → mse */
   readonly loss?: LossKind;
   readonly batchSize?: number;
@@ -34,12 +35,15 @@ function argMax(row: Float32Array): number {
 }
 
 /** Accuracy and loss on labelled data, and the output error against a reference network. */
-export async function evaluate(mlp: Mlp, data: Dataset, options: EvaluateOptions = {}): Promise<Evaluation> {
+export async function evaluate(model: Model, data: Dataset, options: EvaluateOptions = {}): Promise<Evaluation> {
   const gemm = options.gemm ?? defaultGemm();
-  if (data.features !== inputSize(mlp)) {
+  const graph = asGraph(model);
+  // cross-entropy is defined on logits: behind a softmax head, the head's input
+  const logits = logitsGraph(graph).output;
+  if (data.features !== inputSize(graph)) {
     throw new EcpruneError(
       'input',
-      `the data has ${data.features} features per sample, the model takes ${inputSize(mlp)}`,
+      `the data has ${data.features} features per sample, the model takes ${inputSize(graph)}`,
       data.name,
     );
   }
@@ -48,10 +52,13 @@ export async function evaluate(mlp: Mlp, data: Dataset, options: EvaluateOptions
   let correct = 0;
   let outputErrorSum = 0;
   let samples = 0;
+  let outputsPerSample = 0;
   for await (const batch of data.batches(options.batchSize ?? DEFAULT_BATCH_SIZE)) {
-    const y = await forward(mlp, batch.x, gemm);
+    const trace = await forwardTrace(graph, batch.x, gemm);
+    const y = trace.output;
     if (batch.y && loss) {
-      for (const l of sampleLosses(y, batch.y, loss)) lossSum += l;
+      const scored = loss === 'ce' ? asMatrix(trace.values.get(logits)!) : y;
+      for (const l of sampleLosses(scored, batch.y, loss)) lossSum += l;
       if (batch.y.kind === 'classes') {
         for (let n = 0; n < y.rows; n++) {
           if (argMax(y.data.subarray(n * y.cols, (n + 1) * y.cols)) === batch.y.values[n]) correct++;
@@ -63,13 +70,13 @@ export async function evaluate(mlp: Mlp, data: Dataset, options: EvaluateOptions
       for (let i = 0; i < y.data.length; i++) outputErrorSum += (y.data[i] - reference.data[i]) ** 2;
     }
     samples += batch.x.rows;
+    outputsPerSample = y.cols;
   }
-  const outputs = mlp.layers[mlp.layers.length - 1].weight.rows;
   return {
     samples,
     loss: data.targetKind ? loss : undefined,
     meanLoss: data.targetKind ? lossSum / samples : undefined,
     accuracy: data.targetKind === 'classes' ? correct / samples : undefined,
-    outputMse: options.reference ? outputErrorSum / (samples * outputs) : undefined,
+    outputMse: options.reference ? outputErrorSum / Math.max(1, samples * outputsPerSample) : undefined,
   };
 }

@@ -105,7 +105,7 @@ export interface AdvancedPruneResult extends PruneResult<Mlp> {
   readonly neurons?: { readonly keep: Uint8Array[]; readonly scores: Float64Array[] };
 }
 
-type Pruned = Omit<AdvancedPruneResult, 'method' | 'sparsity' | 'scope' | 'refit'>;
+type Pruned = Omit<AdvancedPruneResult, 'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'>;
 
 /** What every variant needs: the resolved method and options. */
 interface Run {
@@ -157,7 +157,8 @@ export async function pruneAdvanced(
       : options.obs
         ? await pruneObs(mlp, run)
         : await pruneWeights(mlp, run);
-  const result: AdvancedPruneResult = { ...pruned, method, sparsity, scope };
+  // the variants run on MLPs, whose layers all have biases
+  const result: AdvancedPruneResult = { ...pruned, method, sparsity, scope, addedBiases: [], uncompensated: [] };
   if (refitIterations === 0) return result;
   const { model, ...refit } = await timePhase(options.timings, 'refit', () =>
     refitBiases(result.model, mlp, calibration, {

@@ -3,7 +3,8 @@ import { optimalBiasShift } from './compensate/delta.js';
 import type { Dataset } from './data/dataset.js';
 import { EcpruneError } from './errors.js';
 import type { Gemm } from './gemm/gemm.js';
-import type { Model } from './graph/graph.js';
+import { compensationTarget, type Model } from './graph/graph.js';
+import { asGraph, logitsGraph } from './graph/mlp-graph.js';
 import type { LayerScores } from './score/criterion.js';
 import { checkMethod, METHODS, type MethodName } from './score/methods.js';
 import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
@@ -27,6 +28,11 @@ export interface ScoreOptions {
   readonly timings?: PhaseTimings;
   /** also compute the optimal bias shifts for methods that do not compensate (for `ecprune score`) */
   readonly withDelta?: boolean;
+  /**
+   * what EC's output error is measured on: `output` (default: the model's output as its graph
+   * defines it, a softmax head included) or `logits` (the tensor before a Softmax/LogSoftmax head)
+   */
+  readonly measure?: 'output' | 'logits';
 }
 
 export interface ScoreResult {
@@ -60,7 +66,8 @@ export async function score(
     }
     loss = options.loss ?? lossFor(calibration.targetKind);
   }
-  const statistics = await collectStatistics(mlp, calibration, {
+  const measured = options.measure === 'logits' ? logitsGraph(asGraph(mlp)) : mlp;
+  const statistics = await collectStatistics(measured, calibration, {
     gemm: options.gemm,
     batchSize: options.batchSize,
     sensitivity: spec.needsSensitivity || options.withDelta,
@@ -80,11 +87,20 @@ export interface PruneOptions extends ScoreOptions {
   readonly sparsity?: number;
   /** rank all layers together (`global`, default) or each layer on its own (`layer`) */
   readonly scope?: Scope;
+  /**
+   * a layer stored without a bias (and no BatchNorm after it to absorb the shift) gets a bias to
+   * compensate into (default true); false keeps the structure exactly and prunes those layers
+   * without compensation
+   */
+  readonly newBias?: boolean;
 }
 
 export interface PruneResult<M extends Model = Model> extends ScoreResult {
   /** the pruned (and compensated) network, of the kind it was given (graph or MLP) */
   readonly model: M;
+  /** names of bias-free layers that gained a bias, and of those left uncompensated (`newBias: false`) */
+  readonly addedBiases: readonly string[];
+  readonly uncompensated: readonly string[];
   readonly keepMasks: KeepMask[];
   readonly sparsity: number;
   readonly scope: Scope;
@@ -103,12 +119,25 @@ export async function prune<M extends Model>(
   const sparsity = checkSparsity(options.sparsity ?? 0.9);
   const scope = checkScope(options.scope ?? 'global');
   const scored = await score(mlp, calibration, options);
+  const graph = asGraph(mlp);
+  const addedBiases: string[] = [];
+  const uncompensated: string[] = [];
+  const compensates = METHODS[scored.method].compensate;
+  const deltaBias = compensates
+    ? scored.deltaBias?.map((delta, l) => {
+        if (compensationTarget(graph, l) !== 'new-bias') return delta;
+        const name = graph.layers[l].name;
+        if (options.newBias === false) {
+          uncompensated.push(name);
+          return new Float64Array(delta.length);
+        }
+        addedBiases.push(name);
+        return delta;
+      })
+    : undefined;
   const { keepMasks, model } = await timePhase(options.timings, 'select', () => {
     const keepMasks = selectMasks(scored.importance, sparsity, scope);
-    return {
-      keepMasks,
-      model: applyPruning(mlp, keepMasks, METHODS[scored.method].compensate ? scored.deltaBias : undefined),
-    };
+    return { keepMasks, model: applyPruning(mlp, keepMasks, deltaBias) };
   });
-  return { ...scored, model, keepMasks, sparsity, scope };
+  return { ...scored, model, keepMasks, sparsity, scope, addedBiases, uncompensated };
 }

@@ -99,3 +99,19 @@ export function batchedTensors(graph: Graph): ReadonlySet<string> {
   }
   return batched;
 }
+
+/**
+ * Where a bias shift of layer `l` goes when the file stores no bias: `batchnorm` when the layer's
+ * output feeds only an inference BatchNormalization (a shift of b is a shift of its mean by the
+ * opposite amount: no structural change), else `new-bias` (a bias is added to the file).
+ * `bias` when the layer has one.
+ */
+export function compensationTarget(graph: Graph, l: number): 'bias' | 'batchnorm' | 'new-bias' {
+  if (graph.layers[l].hasBias) return 'bias';
+  const dense = graph.nodes.find((node) => node.op === 'Dense' && node.attrs.layer === l);
+  const z = dense?.outputs[0];
+  const consumers = graph.nodes.filter((node) => node.inputs.includes(z ?? ''));
+  const onlyBatchNorm =
+    consumers.length === 1 && consumers[0].op === 'BatchNormalization' && consumers[0].inputs[0] === z;
+  return onlyBatchNorm && graph.output !== z ? 'batchnorm' : 'new-bias';
+}
