@@ -213,7 +213,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
             throw ioError(Object.assign(new Error('ENOENT'), { code: 'ENOENT' }), shard);
           return found;
         };
-        return io.readTfjs(text, readShard, 'fuzz/model.json').mlp;
+        return { layers: io.readTfjs(text, readShard, 'fuzz/model.json').graph.layers };
       };
     },
     check: (result) => checkMlp(result as MlpLike),
@@ -226,7 +226,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
       const io = await optional(() => import('../../src/io/tfjs.js'));
       if (!io) return undefined;
       const modelJson = new TextDecoder().decode(read('interop', 'tfjs_dense', 'model.json'));
-      return (bytes) => io.readTfjs(modelJson, () => bytes, 'fuzz/model.json').mlp;
+      return (bytes) => ({ layers: io.readTfjs(modelJson, () => bytes, 'fuzz/model.json').graph.layers });
     },
     check: (result) => checkMlp(result as MlpLike),
   },
