@@ -41,11 +41,12 @@ async function savedAndRead(model: tfl.LayersModel): Promise<TfjsModel> {
 /** Seeded weights (positive variances) so that no weight is at its initial value. */
 function randomizeWeights(model: tfl.LayersModel): void {
   model.setWeights(
-    model.weights.map((w, k) =>
-      w.name.includes('variance')
-        ? tf.randomUniform(w.shape, 0.5, 1.5, 'float32', 100 + k)
-        : tf.randomUniform(w.shape, -1, 1, 'float32', 100 + k),
-    ),
+    model.weights.map((w, k) => {
+      const shape = w.shape as number[];
+      return w.name.includes('variance')
+        ? tf.randomUniform(shape, 0.5, 1.5, 'float32', 100 + k)
+        : tf.randomUniform(shape, -1, 1, 'float32', 100 + k);
+    }),
   );
 }
 
