@@ -306,7 +306,7 @@ export function readTfjs(
         where,
       );
     }
-    const output = convert({ b, call, inputs, where, sources, movingMeans });
+    const output = convert({ b, call, inputs, x: inputs[0], where, sources, movingMeans });
     outputs.set(call.name, output);
   }
   const outputLayer = functional
@@ -473,8 +473,9 @@ function activate(b: GraphBuilder, layer: string, value: unknown, x: string, whe
 interface LayerArgs {
   readonly b: GraphBuilder;
   readonly call: KerasCall;
-  /** the tensors it is called on */
+  /** the tensors it is called on, and the first of them */
   readonly inputs: readonly string[];
+  readonly x: string;
   readonly where: string;
   readonly sources: TfjsWeightSource[];
   /** BatchNormalization layer name → its moving_mean weight name */
@@ -502,6 +503,20 @@ function syntheticConstant(args: LayerArgs, role: string, shape: number[], fill:
   });
 }
 
+/**
+ * A normalisation's gamma and beta (per feature): stored when `scale` / `center` (the default),
+ * else ones and zeros; `count` is how many the file stores (Keras 3 numbers the rest after them).
+ */
+function scaleAndShift(args: LayerArgs, width: number): { gamma: string; beta: string; count: number } {
+  const scale = option(args.call.config, 'scale') !== false;
+  const center = option(args.call.config, 'center') !== false;
+  const gamma = scale ? layerWeight(args, 'gamma', 0) : syntheticConstant(args, 'gamma', [width], 1);
+  const beta = center
+    ? layerWeight(args, 'beta', scale ? 1 : 0)
+    : syntheticConstant(args, 'beta', [width], 0);
+  return { gamma, beta, count: Number(scale) + Number(center) };
+}
+
 /** The last axis of the per-sample shape, as Keras gives it (-1, or its index counting the batch). */
 function isLastAxis(axis: unknown, rank: number): boolean {
   const value = Array.isArray(axis) && axis.length === 1 ? axis[0] : axis;
@@ -513,12 +528,12 @@ function merge(op: string): (args: LayerArgs) => string {
     inputs.slice(1).reduce((sum, x) => b.op(call.name, op, [sum, x]), inputs[0]);
 }
 
-const identity = ({ inputs: [x] }: LayerArgs) => x;
+const identity = ({ x }: LayerArgs) => x;
 
 const LAYERS: Record<string, (args: LayerArgs) => string> = {
-  Activation: ({ b, call, inputs: [x], where }) => activate(b, call.name, call.config.activation, x, where),
+  Activation: ({ b, call, x, where }) => activate(b, call.name, call.config.activation, x, where),
   ReLU: (args) => {
-    const { b, call, inputs } = args;
+    const { b, call, x } = args;
     const maxValue = option(call.config, 'max_value');
     const slope = numberOr(option(call.config, 'negative_slope'), 0);
     const threshold = numberOr(call.config.threshold, 0);
@@ -528,26 +543,22 @@ const LAYERS: Record<string, (args: LayerArgs) => string> = {
         args,
         'ReLU with more than one of max_value, negative_slope, threshold is not supported',
       );
-    if (typeof maxValue === 'number') return b.op(call.name, 'Clip', [inputs[0]], { min: 0, max: maxValue });
-    if (slope !== 0) return b.op(call.name, 'LeakyRelu', [inputs[0]], { alpha: slope });
-    if (threshold !== 0) return b.op(call.name, 'ThresholdedRelu', [inputs[0]], { alpha: threshold });
-    return b.op(call.name, 'Relu', [inputs[0]]);
+    if (typeof maxValue === 'number') return b.op(call.name, 'Clip', [x], { min: 0, max: maxValue });
+    if (slope !== 0) return b.op(call.name, 'LeakyRelu', [x], { alpha: slope });
+    if (threshold !== 0) return b.op(call.name, 'ThresholdedRelu', [x], { alpha: threshold });
+    return b.op(call.name, 'Relu', [x]);
   },
   // Keras 2 and TF.js call the slope alpha, Keras 3 negative_slope; the layer's default is 0.3
-  LeakyReLU: ({ b, call, inputs: [x] }) =>
+  LeakyReLU: ({ b, call, x }) =>
     b.op(call.name, 'LeakyRelu', [x], {
       alpha: numberOr(call.config.alpha ?? call.config.negative_slope, 0.3),
     }),
-  PReLU: (args) => args.b.op(args.call.name, 'PRelu', [args.inputs[0], layerWeight(args, 'alpha', 0)]),
-  ELU: ({ b, call, inputs: [x] }) => b.op(call.name, 'Elu', [x], { alpha: numberOr(call.config.alpha, 1) }),
-  ThresholdedReLU: ({ b, call, inputs: [x] }) =>
+  PReLU: (args) => args.b.op(args.call.name, 'PRelu', [args.x, layerWeight(args, 'alpha', 0)]),
+  ELU: ({ b, call, x }) => b.op(call.name, 'Elu', [x], { alpha: numberOr(call.config.alpha, 1) }),
+  ThresholdedReLU: ({ b, call, x }) =>
     b.op(call.name, 'ThresholdedRelu', [x], { alpha: numberOr(call.config.theta, 1) }),
   Softmax: (args) => {
-    const {
-      b,
-      call,
-      inputs: [x],
-    } = args;
+    const { b, call, x } = args;
     if (!isLastAxis(call.config.axis, b.shape(x).length))
       throw unsupported(
         args,
@@ -556,11 +567,7 @@ const LAYERS: Record<string, (args: LayerArgs) => string> = {
     return b.op(call.name, 'Softmax', [x], { axis: -1 });
   },
   BatchNormalization: (args) => {
-    const {
-      b,
-      call,
-      inputs: [x],
-    } = args;
+    const { b, call, x } = args;
     const shape = b.shape(x);
     if (shape.length !== 1 || !isLastAxis(call.config.axis, 1)) {
       throw unsupported(
@@ -568,38 +575,24 @@ const LAYERS: Record<string, (args: LayerArgs) => string> = {
         `BatchNormalization over axis ${JSON.stringify(call.config.axis)} of a [${shape}] input is not supported (only axis -1 on a flat input)`,
       );
     }
-    const scale = option(call.config, 'scale') !== false;
-    const center = option(call.config, 'center') !== false;
-    const channels = [shape[0]];
     // Keras creates gamma, beta (when used), then the moving mean and variance
-    let index = 0;
-    const gamma = scale ? layerWeight(args, 'gamma', index++) : syntheticConstant(args, 'gamma', channels, 1);
-    const beta = center ? layerWeight(args, 'beta', index++) : syntheticConstant(args, 'beta', channels, 0);
-    const mean = layerWeight(args, 'moving_mean', index++);
-    const variance = layerWeight(args, 'moving_variance', index++);
+    const { gamma, beta, count } = scaleAndShift(args, shape[0]);
+    const mean = layerWeight(args, 'moving_mean', count);
+    const variance = layerWeight(args, 'moving_variance', count + 1);
     args.movingMeans.set(call.name, mean);
     return b.op(call.name, 'BatchNormalization', [x, gamma, beta, mean, variance], {
       epsilon: numberOr(call.config.epsilon, 1e-3),
     });
   },
   LayerNormalization: (args) => {
-    const {
-      b,
-      call,
-      inputs: [x],
-    } = args;
+    const { b, call, x } = args;
     const shape = b.shape(x);
     if (!isLastAxis(call.config.axis, shape.length))
       throw unsupported(
         args,
         `LayerNormalization over axis ${JSON.stringify(call.config.axis)} is not supported (only the last axis)`,
       );
-    const width = [shape[shape.length - 1]];
-    const scale = option(call.config, 'scale') !== false;
-    const center = option(call.config, 'center') !== false;
-    let index = 0;
-    const gamma = scale ? layerWeight(args, 'gamma', index++) : syntheticConstant(args, 'gamma', width, 1);
-    const beta = center ? layerWeight(args, 'beta', index++) : syntheticConstant(args, 'beta', width, 0);
+    const { gamma, beta } = scaleAndShift(args, shape[shape.length - 1]);
     return b.op(call.name, 'LayerNormalization', [x, gamma, beta], {
       axis: -1,
       epsilon: numberOr(call.config.epsilon, 1e-3),
@@ -615,11 +608,7 @@ const LAYERS: Record<string, (args: LayerArgs) => string> = {
   AlphaDropout: identity,
   ActivityRegularization: identity,
   Flatten: (args) => {
-    const {
-      b,
-      call,
-      inputs: [x],
-    } = args;
+    const { b, call, x } = args;
     const shape = b.shape(x);
     if (option(call.config, 'data_format') === 'channels_first' && shape.length > 1) {
       throw unsupported(
@@ -631,11 +620,7 @@ const LAYERS: Record<string, (args: LayerArgs) => string> = {
     return b.op(call.name, 'Flatten', [x], { axis: 1 }, [shapeSize(shape)]);
   },
   Reshape: (args) => {
-    const {
-      b,
-      call,
-      inputs: [x],
-    } = args;
+    const { b, call, x } = args;
     const target = option(call.config, 'target_shape');
     if (!Array.isArray(target) || !target.every((d) => Number.isSafeInteger(d) && (d > 0 || d === -1)))
       throw badInput(`target_shape ${JSON.stringify(target)} is not a shape`, b.file, args.where);
