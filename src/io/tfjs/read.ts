@@ -104,7 +104,6 @@ class GraphBuilder {
   readonly layers: DenseLayer[] = [];
   /** per-sample shape of every tensor */
   readonly shapes = new Map<string, readonly number[]>();
-  private readonly used = new Set<string>();
 
   constructor(
     readonly weights: Map<string, StoredWeight>,
@@ -119,9 +118,9 @@ class GraphBuilder {
     attrs: Record<string, AttributeValue> = {},
     shape: readonly number[] = this.shape(inputs[0]),
   ): string {
-    let name = this.used.has(layer) ? `${layer}/${op}` : layer;
-    for (let k = 1; this.used.has(name); k++) name = `${layer}/${op}_${k}`;
-    this.used.add(name);
+    const taken = (n: string) => this.shapes.has(n) || this.constants.has(n);
+    let name = taken(layer) ? `${layer}/${op}` : layer;
+    for (let k = 1; taken(name); k++) name = `${layer}/${op}_${k}`;
     this.nodes.push({ name, op, inputs, outputs: [name], attrs });
     this.shapes.set(name, shape);
     return name;
