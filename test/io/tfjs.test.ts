@@ -172,7 +172,8 @@ describe('readTfjs: layers as tfjs-layers saves them', () => {
 
 describe('readTfjs: what tfjs-layers cannot save, against the formulas', () => {
   const x = batch(8, 3);
-  const cases: [string, object, (v: number[]) => number[]][] = [
+  const keras3HardSigmoid = (a: number) => Math.min(1, Math.max(0, a / 6 + 0.5));
+  const cases: [string, object, (v: number[]) => number[], string?][] = [
     ['exponential', { activation: 'exponential' }, (v) => v.map(Math.exp)],
     ['silu', { activation: 'silu' }, (v) => v.map((a) => a * sigmoid(a))],
     ['gelu (erf)', { activation: 'gelu' }, (v) => v.map((a) => 0.5 * a * (1 + erf(a / Math.SQRT2)))],
@@ -199,11 +200,24 @@ describe('readTfjs: what tfjs-layers cannot save, against the formulas', () => {
       { activation: { class_name: 'function', config: 'leaky_relu' } },
       (v) => v.map((a) => (a > 0 ? a : 0.2 * a)),
     ],
+    // Keras 3 redefined hard_sigmoid; the converter's wrapper says which Keras saved the model
+    ['Keras 3 hard_sigmoid', { activation: 'hard_sigmoid' }, (v) => v.map(keras3HardSigmoid), '3.3.3'],
+    [
+      'Keras 3 hard_silu',
+      { activation: 'hard_silu' },
+      (v) => v.map((a) => a * keras3HardSigmoid(a)),
+      '3.3.3',
+    ],
   ];
-  for (const [what, options, formula] of cases) {
+  for (const [what, options, formula, kerasVersion] of cases) {
     it(`Dense(activation: ${what})`, async () => {
       const dense = identityDense('d', 3, options);
-      const { graph } = readHandWritten(sequential(3, [dense.layer]), dense.weights);
+      const model = sequential(3, [dense.layer]);
+      const topology =
+        kerasVersion === undefined
+          ? model
+          : { keras_version: kerasVersion, backend: 'tensorflow', model_config: model };
+      const { graph } = readHandWritten(topology, dense.weights);
       const expected: number[] = [];
       for (let r = 0; r < x.rows; r++)
         expected.push(...formula(Array.from(x.data.subarray(r * 3, r * 3 + 3))));

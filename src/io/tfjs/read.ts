@@ -108,6 +108,8 @@ class GraphBuilder {
   constructor(
     readonly weights: Map<string, StoredWeight>,
     readonly file: string | undefined,
+    /** Keras 3 changed hard_sigmoid (the topology's keras_version says which Keras saved it) */
+    readonly keras3: boolean,
   ) {}
 
   /** Adds a node with one output; the output's name is the node's, unique in the graph. */
@@ -229,7 +231,8 @@ export function readTfjs(
   if (!isRecord(json)) throw badInput('is not a JSON object', file);
   const { functional, layers: list, config: modelCfg } = modelConfig(json, file);
   const weights = manifestWeights(json, readShard, file);
-  const b = new GraphBuilder(weights, file);
+  const topology = json.modelTopology as Json;
+  const b = new GraphBuilder(weights, file, /^3\./.test(String(topology.keras_version)));
 
   // the calls in order, and the model's input
   let input: { name: string; shape: number[] } | undefined;
@@ -439,8 +442,12 @@ const KERAS_ACTIVATIONS: Record<string, Activate> = {
   softplus: unary('Softplus'),
   softsign: unary('Softsign'),
   sigmoid: unary('Sigmoid'),
-  // clip(0.2 x + 0.5, 0, 1) in tfjs-layers and Keras 2 (Keras 3 uses x / 6 + 0.5: not read here)
-  hard_sigmoid: unary('HardSigmoid', { alpha: 0.2, beta: 0.5 }),
+  // clip(0.2 x + 0.5, 0, 1) in tfjs-layers and Keras 2; Keras 3: clip(x / 6 + 0.5, 0, 1)
+  hard_sigmoid: (b, layer, x) =>
+    b.op(layer, 'HardSigmoid', [x], b.keras3 ? { alpha: 1 / 6, beta: 0.5 } : { alpha: 0.2, beta: 0.5 }),
+  // Keras 3: x · hard_sigmoid(x)
+  hard_silu: unary('HardSwish'),
+  hard_swish: unary('HardSwish'),
   tanh: unary('Tanh'),
   exponential: unary('Exp'),
   swish,
