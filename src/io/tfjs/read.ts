@@ -327,8 +327,8 @@ export function readTfjs(
     const folds = t.biasName === undefined && linear && mean !== undefined && outputLayer !== call.name;
     return folds ? { ...t, foldInto: mean } : t;
   });
-  const order = [...weights.keys()];
-  sources.sort((p, q) => order.indexOf(p.name) - order.indexOf(q.name));
+  const order = new Map([...weights.keys()].map((name, i) => [name, i]));
+  sources.sort((p, q) => order.get(p.name)! - order.get(q.name)!);
   const modelJsonWithoutWeights = { ...json };
   delete modelJsonWithoutWeights.weightsManifest;
   return {
