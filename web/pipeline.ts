@@ -27,6 +27,7 @@ import {
   VERSION,
   writeOnnx,
 } from '../src/core.js';
+import { chainOf, graphFromMlp } from '../src/graph/mlp-graph.js';
 import { readTfjs, type TfjsTemplate, writeTfjs } from '../src/io/tfjs.js';
 import { buildCharts, renderSvg } from '../src/report/charts.js';
 import type { SweepRow } from '../src/sweep.js';
@@ -62,7 +63,14 @@ export function readModelFiles(files: readonly NamedBytes[]): WebModel {
       }
       return found.bytes;
     };
-    const { mlp, template } = readTfjs(new TextDecoder().decode(json.bytes), shard, json.name);
+    const { graph, template } = readTfjs(new TextDecoder().decode(json.bytes), shard, json.name);
+    const mlp = chainOf(graph);
+    if (mlp === undefined)
+      throw new EcpruneError(
+        'unsupported',
+        'is not a chain of Dense layers, which this page needs',
+        json.name,
+      );
     return { name: json.name, mlp, tfjs: template };
   }
   const onnx =
@@ -198,7 +206,7 @@ export function prunedModelFile(
   };
   const stem = model.name.replace(/\.[^.]*$/, '');
   if (model.tfjs !== undefined) {
-    const { modelJson, shards } = writeTfjs(study.pruned, model.tfjs, { metadata });
+    const { modelJson, shards } = writeTfjs(graphFromMlp(study.pruned), model.tfjs, { metadata });
     const bytes = zipSync({ 'model.json': strToU8(modelJson), ...Object.fromEntries(shards) });
     return { name: `${stem}-pruned-tfjs.zip`, bytes, type: 'application/zip' };
   }

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { badInput, EcpruneError } from '../errors.js';
+import { chainOf, graphFromMlp } from '../graph/mlp-graph.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
@@ -144,7 +145,10 @@ function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
       throw isFsError(error) ? ioError(error, shardFile) : error;
     }
   };
-  const { mlp, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
+  const { graph, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
+  const mlp = chainOf(graph);
+  if (mlp === undefined)
+    throw new EcpruneError('unsupported', 'is not a chain of Dense layers, which this command needs', file);
   return { mlp, format: 'tfjs', file, files, tfjs: template };
 }
 
@@ -206,7 +210,7 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
       const name = path.basename(file);
       const shardName =
         name === 'model.json' ? TFJS_SHARD_NAME : `${name.slice(0, -path.extname(name).length)}.weights.bin`;
-      const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
+      const { modelJson, shards } = writeTfjs(graphFromMlp(mlp), like?.tfjs, { metadata, shardName });
       // refused up front: a model.json refused after its shards were written would leave them behind
       await checkModelOutput(file, write);
       for (const [shard, bytes] of shards)

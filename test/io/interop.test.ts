@@ -7,6 +7,7 @@ import { runCli } from '../../src/cli/program.js';
 import { applyPruning } from '../../src/compensate/apply.js';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { chainOf, graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { formatArch, parseArch } from '../../src/io/arch.js';
 import { readNpy } from '../../src/io/npy.js';
 import { readNpz, writeNpz } from '../../src/io/npz.js';
@@ -566,11 +567,11 @@ describe('format pieces', () => {
         activation: parseArch(a).activation,
       })),
     };
-    const { modelJson, shards } = writeTfjs(mlp);
+    const { modelJson, shards } = writeTfjs(graphFromMlp(mlp));
     const json = JSON.parse(modelJson);
     const classes = json.modelTopology.config.layers.map((layer: { class_name: string }) => layer.class_name);
     assert.deepEqual(classes, ['Dense', 'Dense', 'LeakyReLU', 'Dense', 'ELU', 'Dense', 'Dense', 'Dense']);
-    const again = readTfjs(modelJson, (p) => shards.get(p)!).mlp;
+    const again = chainOf(readTfjs(modelJson, (p) => shards.get(p)!).graph)!;
     assert.deepEqual(activations(again), activations(mlp));
     assert.deepEqual(
       again.layers.map((l) => l.weight.data),

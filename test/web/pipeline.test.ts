@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { unzipSync } from 'fflate';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { chainOf, graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { readTfjs, TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { type Mlp, nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
@@ -86,7 +87,7 @@ describe('web/pipeline.ts on the demo files', async () => {
   });
 
   it('reads a TF.js model.json with its shard and writes a zip of both', () => {
-    const { modelJson, shards } = writeTfjs(model.mlp);
+    const { modelJson, shards } = writeTfjs(graphFromMlp(model.mlp));
     const files = [
       { name: 'model.json', bytes: new TextEncoder().encode(modelJson) },
       { name: TFJS_SHARD_NAME, bytes: shards.get(TFJS_SHARD_NAME)! },
@@ -103,7 +104,7 @@ describe('web/pipeline.ts on the demo files', async () => {
     const zip = unzipSync(file.bytes);
     assert.deepEqual(Object.keys(zip).sort(), [TFJS_SHARD_NAME, 'model.json']);
     const back = readTfjs(new TextDecoder().decode(zip['model.json']), (path) => zip[path]);
-    sameParameters(back.mlp, study.pruned);
+    sameParameters(chainOf(back.graph)!, study.pruned);
   });
 
   it('says what is missing when no model file is given', () => {
