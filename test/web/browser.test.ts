@@ -13,10 +13,10 @@ import { after, before, describe, it } from 'node:test';
 import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { buildWeb, serveStatic } from '../../scripts/build-web.js';
-import { readOnnx } from '../../src/io/onnx.js';
 import { TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { cli } from '../cli/run.js';
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.js';
+import { readOnnxMlp } from '../helpers/onnx-chain.js';
 
 const DEMO_MODEL = new URL('../../web/demo/model.onnx', import.meta.url);
 const skip = skipWithoutChromium;
@@ -122,7 +122,7 @@ describe('the browser demo in headless Chromium', { skip, timeout: 60_000 }, () 
       );
 
       // the demo network as a TF.js model.json + shard, picked together; it comes back as a zip of both
-      const { modelJson, shards } = writeTfjs(readOnnx(readFileSync(DEMO_MODEL)).mlp);
+      const { modelJson, shards } = writeTfjs(readOnnxMlp(readFileSync(DEMO_MODEL)));
       await page.setInputFiles('#model-files', [
         { name: 'model.json', mimeType: 'application/json', buffer: Buffer.from(modelJson) },
         {
