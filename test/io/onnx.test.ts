@@ -203,6 +203,7 @@ describe('readOnnx on PyTorch exports', () => {
       op: 'Gemm',
       nodeName: '/1/Gemm',
       weightName: '1.weight',
+      weightDims: [32, 64],
       weightType: onnx.TensorProto.DataType.FLOAT,
       transB: true,
       alpha: 1,

@@ -164,6 +164,12 @@ describe('writeOnnx on the producer zoo', () => {
         if (folded || rewired) continue;
         assert.equal(after.get(key), value, `${key} unchanged`);
       }
+      // the layers keep their element type (float16, float64) and their names
+      const dtypes = (b: Uint8Array) =>
+        model.template.layers.map(
+          (l) => graphOf(b).initializer.find((t) => t.name === l.weightName)?.dataType,
+        );
+      assert.deepEqual(dtypes(written), dtypes(bytes));
       const meta = onnx.ModelProto.decode(written).metadataProps ?? [];
       assert.ok(
         meta.some((p) => p.key === 'ecprune' && p.value === 'test'),
@@ -171,6 +177,54 @@ describe('writeOnnx on the producer zoo', () => {
       );
     });
   }
+});
+
+describe('writeOnnx: layers of new shapes', () => {
+  it('a chain with a hidden neuron removed is written with the new widths and runs in onnxruntime', async () => {
+    for (const name of ['mlp_opset13', 'matmul_add', 'view_flatten']) {
+      const loaded = fixtures.find((f) => f.fixture.name === name) as Loaded;
+      const { graph, template } = loaded.model;
+      const [first, second] = graph.layers;
+      const keep = (n: number) => Array.from({ length: n - 1 }, (_, i) => i + 1);
+      const rows = keep(first.weight.rows);
+      const narrower: Graph = {
+        ...graph,
+        layers: [
+          {
+            ...first,
+            weight: matrix(
+              rows.length,
+              first.weight.cols,
+              Float32Array.from(
+                rows.flatMap((r) => [
+                  ...first.weight.data.subarray(r * first.weight.cols, (r + 1) * first.weight.cols),
+                ]),
+              ),
+            ),
+            bias: Float32Array.from(rows, (r) => first.bias[r]),
+          },
+          {
+            ...second,
+            weight: matrix(
+              second.weight.rows,
+              rows.length,
+              Float32Array.from(
+                { length: second.weight.rows * rows.length },
+                (_, k) =>
+                  second.weight.data[
+                    Math.floor(k / rows.length) * second.weight.cols + rows[k % rows.length]
+                  ],
+              ),
+            ),
+          },
+          ...graph.layers.slice(2),
+        ],
+      };
+      const written = writeOnnx(narrower, template, {}, {});
+      const { data } = await runOrt(written, loaded.calib.data, loaded.calib.shape);
+      assertClose(data, await graphOutputs(loaded, narrower), loaded.fixture);
+    }
+  });
 });
 
 describe('writeOnnx: compensation of bias-free layers', () => {

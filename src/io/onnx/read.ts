@@ -15,6 +15,7 @@ import type { AttributeValue, DenseLayer, Graph, GraphNode } from '../../graph/g
 import { OPS, SUPPORTED_OPS } from '../../graph/ops/index.js';
 import type { Tensor } from '../../graph/tensor.js';
 import { matrix, transpose } from '../../model/matrix.js';
+import { shortestFloat32 } from '../../runtime/format.js';
 import {
   type DecodedTensor,
   DOUBLE,
@@ -53,6 +54,7 @@ export interface OnnxLayerTemplate {
   readonly nodeName: string;
   /** the weight's initializer: n_out x n_in (Gemm transB=1) or n_in x n_out (Gemm transB=0, MatMul) */
   readonly weightName: string;
+  readonly weightDims: readonly number[];
   readonly weightType: number;
   readonly transB: boolean;
   /** Gemm's alpha and beta, folded into the layer's W and b on reading and taken out on writing */
@@ -282,7 +284,8 @@ class Reader {
       const name = a.name ?? '';
       // files before IR 2 may leave `type` unset: the field that is present says it
       const type = a.type || inferAttributeType(a);
-      if (type === F) attrs[name] = a.f ?? 0;
+      // float attributes are float32 in the file: the decimal the exporter was given (alpha 1.3, not 1.2999999523)
+      if (type === F) attrs[name] = shortestFloat32(a.f ?? 0);
       else if (type === I) attrs[name] = int(a.i);
       else if (type === S) attrs[name] = new TextDecoder().decode(a.s ?? new Uint8Array());
       else if (type === FS) attrs[name] = Array.from(a.floats ?? []);
@@ -353,6 +356,7 @@ function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
         op: 'Gemm',
         nodeName: r.name(node),
         weightName: weight.root,
+        weightDims: weight.dims,
         weightType: weight.dataType,
         transB,
         alpha,
@@ -389,6 +393,7 @@ function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
       op: 'MatMul',
       nodeName: r.name(node),
       weightName: weight.root,
+      weightDims: weight.dims,
       weightType: weight.dataType,
       transB: false,
       alpha: 1,
@@ -415,7 +420,7 @@ function readWeight(
   }
   const data = Float32Array.from(values, (w) => scale * w);
   const asStored = matrix(dims[0], dims[1], data);
-  return { matrix: stored === 'out x in' ? asStored : transpose(asStored), dataType, root };
+  return { matrix: stored === 'out x in' ? asStored : transpose(asStored), dims, dataType, root };
 }
 
 /** Whether the Add's constant is a bias of n_out values (not some other broadcast). */

@@ -130,24 +130,11 @@ function intoTemplate(graph: Graph, template: OnnxTemplate, options: WriteOnnxOp
     } else if (layer.bias.some((b) => b !== 0)) {
       addBias(g, layer, t);
     }
-    reshaped ||= layer.weight.rows * layer.weight.cols !== 0 && !sameShape(template, t, layer);
+    reshaped ||= stored.rows !== t.weightDims[0] || stored.cols !== t.weightDims[1];
   });
   // value_info of intermediate tensors would contradict the new widths: onnxruntime infers them again
   if (reshaped) g.valueInfo = [];
   return model;
-}
-
-/** Whether the layer still has the shape its weight has in the file. */
-function sameShape(template: OnnxTemplate, t: OnnxLayerTemplate, layer: DenseLayer): boolean {
-  const model = onnx.ModelProto.decode(template.bytes);
-  const stored = [...(model.graph?.initializer ?? [])].find((x) => x.name === t.weightName);
-  if (stored === undefined) return true;
-  const dims = (stored.dims ?? []).map(Number);
-  const want =
-    t.op === 'Gemm' && t.transB
-      ? [layer.weight.rows, layer.weight.cols]
-      : [layer.weight.cols, layer.weight.rows];
-  return dims[0] === want[0] && dims[1] === want[1];
 }
 
 /**
