@@ -216,18 +216,33 @@ class Reader {
     );
   }
 
+  /** found[name]: the constant behind a tensor (null: none), remembered so long Identity chains are walked once */
+  private readonly found = new Map<string, { name: string; constant: Constant } | null>();
+
   /** The initializer or Constant behind `name`, looking through Identity nodes. */
   private findConstant(name: string | undefined): { name: string; constant: Constant } | undefined {
-    const seen = new Set<NodeProto>();
+    const path = new Set<string>();
+    let result: { name: string; constant: Constant } | null = null;
     for (let current = name; current; ) {
+      const known = this.found.get(current);
+      if (known !== undefined) {
+        result = known;
+        break;
+      }
+      path.add(current);
       const constant = this.constants.get(current);
-      if (constant !== undefined) return { name: current, constant };
+      if (constant !== undefined) {
+        result = { name: current, constant };
+        break;
+      }
       const producer = this.producers.get(current);
-      if (producer === undefined || producer.opType !== 'Identity' || seen.has(producer)) return undefined;
-      seen.add(producer);
+      // a cycle of Identity nodes holds no constant
+      if (producer === undefined || producer.opType !== 'Identity' || path.has(producer.input?.[0] ?? ''))
+        break;
       current = producer.input?.[0];
     }
-    return undefined;
+    for (const visited of path) this.found.set(visited, result);
+    return result ?? undefined;
   }
 
   isConstant(name: string | undefined): boolean {
