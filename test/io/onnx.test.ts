@@ -620,3 +620,51 @@ describe('readOnnx on graphs', () => {
     );
   });
 });
+
+describe('writeOnnx on edited Gemm forms', () => {
+  const f = () => fixtureNamed('mlp_relu_gemm');
+  const check = async (bytes: Uint8Array, what: string) => {
+    const { graph, template } = readOnnx(bytes);
+    assertClose(
+      await runOrt(bytes, f().x.data, f().inputShape),
+      (await forward(graph, f().x, tsGemm)).data,
+      what,
+    );
+    const modified = modify(graph);
+    const written = writeOnnx(modified, template, {});
+    assertClose(
+      await runOrt(written, f().x.data, f().inputShape),
+      (await forward(modified, f().x, tsGemm)).data,
+      `${what}, modified`,
+    );
+    return graph;
+  };
+
+  it('a Gemm with beta = 0 has no bias; a new one is written with beta = 1', async () => {
+    const bytes = edited('mlp_relu_gemm', (g) => {
+      const gemm = node(g, '/1/Gemm');
+      gemm.attribute = [
+        ...gemm.attribute.filter((a) => a.name !== 'beta'),
+        onnx.AttributeProto.create({ name: 'beta', f: 0, type: 1 }),
+      ];
+    });
+    const graph = await check(bytes, 'beta = 0');
+    assert.equal(graph.layers[0].hasBias, false);
+  });
+
+  it('a weight held by a Constant node is replaced in that node', async () => {
+    const bytes = edited('mlp_relu_gemm', (g) => {
+      const weight = tensor(g, '1.weight');
+      g.initializer.splice(g.initializer.indexOf(weight), 1);
+      g.node.unshift(
+        onnx.NodeProto.create({
+          opType: 'Constant',
+          name: 'w',
+          output: ['1.weight'],
+          attribute: [onnx.AttributeProto.create({ name: 'value', t: weight, type: 4 })],
+        }),
+      );
+    });
+    await check(bytes, 'Constant weight');
+  });
+});

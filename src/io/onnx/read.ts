@@ -150,7 +150,7 @@ function constantOfNode(node: NodeProto): Constant | undefined {
 const asTensor = ({ dims, values }: DecodedTensor): Tensor => ({ shape: dims, data: values });
 
 /** The name the state_dict would give a layer: 'fc1' for the initializer 'fc1.weight'. */
-function layerName(weightName: string, nodeName: string): string {
+export function layerName(weightName: string, nodeName: string): string {
   return weightName.endsWith('.weight') ? weightName.slice(0, -'.weight'.length) : nodeName;
 }
 
@@ -338,6 +338,19 @@ function inferAttributeType(a: AttributeProto): number {
   return UNDEFINED;
 }
 
+/** Attributes whose default changed between opsets, stated explicitly so the ops see one meaning. */
+function normalizedAttributes(
+  op: string,
+  attrs: Record<string, AttributeValue>,
+  opset: number,
+): Record<string, AttributeValue> {
+  // Softmax and LogSoftmax took axis 1 by default (over the input coerced to 2-D) before opset 13
+  if ((op === 'Softmax' || op === 'LogSoftmax') && opset < 13 && attrs.axis === undefined) {
+    return { ...attrs, axis: 1 };
+  }
+  return attrs;
+}
+
 interface ReadDense {
   readonly layer: DenseLayer;
   readonly template: OnnxLayerTemplate;
@@ -359,7 +372,8 @@ function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
     const alpha = typeof attrs.alpha === 'number' ? attrs.alpha : 1;
     const beta = typeof attrs.beta === 'number' ? attrs.beta : 1;
     const weight = readWeight(r, node, b, transB ? 'out x in' : 'in x out', alpha);
-    const bias = c ? readBias(r, node, c, weight.matrix.rows, beta) : undefined;
+    // beta = 0: C is ignored, the layer has no bias
+    const bias = c && beta !== 0 ? readBias(r, node, c, weight.matrix.rows, beta) : undefined;
     return {
       layer: {
         name: layerName(weight.root, r.name(node)),
@@ -538,7 +552,7 @@ export function readOnnx(bytes: Uint8Array, file?: string): OnnxModel {
       inputs: [...(node.input ?? [])],
       outputs: [...(node.output ?? [])],
       // attributes of ops outside the graph (a frozen prefix) are not needed
-      attrs: OPS[op] === undefined ? {} : r.attributes(node),
+      attrs: OPS[op] === undefined ? {} : normalizedAttributes(op, r.attributes(node), opset),
     };
     nodes.push(graphNode);
     nodeOf.set(graphNode, [node]);

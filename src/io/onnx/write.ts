@@ -9,7 +9,7 @@ import onnxProto from 'onnx-proto';
 import { EcpruneError } from '../../errors.js';
 import type { AttributeValue, DenseLayer, Graph, GraphNode } from '../../graph/graph.js';
 import { transpose } from '../../model/matrix.js';
-import type { OnnxLayerTemplate, OnnxTemplate } from './read.js';
+import { layerName, type OnnxLayerTemplate, type OnnxTemplate } from './read.js';
 import {
   DOUBLE,
   decodeTensor,
@@ -67,8 +67,14 @@ function replaceInitializer(
   const sparseList = g.sparseInitializer ?? [];
   const at = dense.findIndex((t) => t.name === name);
   const sparseAt = sparseList.findIndex((t) => t.values?.name === name);
-  if (at < 0 && sparseAt < 0)
-    throw new EcpruneError('internal', `initializer '${name}' is not in the template`);
+  if (at < 0 && sparseAt < 0) {
+    // a weight a Constant node holds: its value is replaced, dense
+    const constant = (g.node ?? []).find((n) => n.opType === 'Constant' && n.output?.[0] === name);
+    if (constant === undefined)
+      throw new EcpruneError('internal', `initializer '${name}' is not in the template`);
+    constant.attribute = [{ name: 'value', type: T, t: encodeTensor(name, dims, values, dataType) }];
+    return;
+  }
   if (sparse) {
     const tensor: SparseTensorProto = sparseTensor(name, dims, values, dataType);
     if (at >= 0) dense.splice(at, 1);
@@ -156,20 +162,16 @@ function addBias(g: GraphProto, layer: DenseLayer, t: OnnxLayerTemplate): void {
     return;
   }
   const dataType = [FLOAT, DOUBLE, FLOAT16].includes(t.weightType) ? t.weightType : FLOAT;
-  const biasName = freshName(g, `${layerNameOf(t)}.bias`);
-  const node = nodes.find((n) => n.name === t.nodeName && (n.output ?? []).includes(t.output));
+  const biasName = freshName(g, `${layerName(t.weightName, t.nodeName)}.bias`);
+  const node = nodes.find((n) => (n.output ?? []).includes(t.output));
   if (node === undefined) throw new EcpruneError('internal', `node '${t.nodeName}' is not in the template`);
   if (t.op === 'Gemm') {
-    g.initializer = [
-      ...(g.initializer ?? []),
-      encodeTensor(
-        biasName,
-        [layer.bias.length],
-        layer.bias.map((b) => b / t.beta),
-        dataType,
-      ),
-    ];
+    // a Gemm with beta = 0 ignored its C: the new bias is written with beta = 1
+    const beta = t.beta === 0 ? 1 : t.beta;
+    const bias = layer.bias.map((b) => b / beta);
+    g.initializer = [...(g.initializer ?? []), encodeTensor(biasName, [layer.bias.length], bias, dataType)];
     node.input = [...(node.input ?? []).slice(0, 2), biasName];
+    if (t.beta === 0) node.attribute = (node.attribute ?? []).filter((a) => a.name !== 'beta');
     return;
   }
   g.initializer = [
@@ -186,10 +188,6 @@ function addBias(g: GraphProto, layer: DenseLayer, t: OnnxLayerTemplate): void {
   };
   nodes.splice(nodes.indexOf(node) + 1, 0, add);
   g.node = nodes;
-}
-
-function layerNameOf(t: OnnxLayerTemplate): string {
-  return t.weightName.endsWith('.weight') ? t.weightName.slice(0, -'.weight'.length) : t.nodeName;
 }
 
 // ---------------------------------------------------------------------------------------------
