@@ -11,6 +11,7 @@ import { forward } from '../../src/graph/run.js';
 import { readNpy } from '../../src/io/npy.js';
 import { describeOnnx, type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from '../../src/io/onnx.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
+import { modified as modify } from '../helpers/modified-graph.js';
 
 const { onnx } = onnxProto;
 
@@ -87,18 +88,6 @@ const bits = (values: Float32Array) => new Uint8Array(values.buffer, values.byte
 function opTypes(bytes: Uint8Array): string[] {
   const ops = (decode(bytes).graph?.node ?? []).map((n) => n.opType ?? '');
   return ops.filter((op) => op !== 'Identity' && op !== 'Constant').sort();
-}
-
-/** A pruned-and-compensated stand-in: every second weight zeroed, every bias shifted. */
-function modify(graph: Graph): Graph {
-  return {
-    ...graph,
-    layers: graph.layers.map((layer) => ({
-      ...layer,
-      weight: { ...layer.weight, data: layer.weight.data.map((w, i) => (i % 2 === 0 ? 0 : w)) },
-      bias: layer.bias.map((b, i) => b + 0.25 * ((i % 3) - 1) + 0.1),
-    })),
-  };
 }
 
 /** The same layers bit for bit (float32 weights survive a float32 round trip exactly; alpha = 2 is exact too). */

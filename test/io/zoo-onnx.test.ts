@@ -9,6 +9,7 @@ import type { Graph } from '../../src/graph/graph.js';
 import { forward } from '../../src/graph/run.js';
 import { type OnnxModel, readOnnx, writeOnnx } from '../../src/io/onnx.js';
 import { matrix } from '../../src/model/matrix.js';
+import { modified } from '../helpers/modified-graph.js';
 import {
   assertClose,
   calibration,
@@ -62,18 +63,6 @@ async function graphOutputs({ model, calib }: Loaded, graph: Graph = model.graph
     : Float32Array.from(calib.data);
   const y = await forward(graph, matrix(rows, features.length / rows, features), tsGemm);
   return y.data;
-}
-
-/** A pruned-and-compensated stand-in: every second weight zeroed, every bias shifted (bias-free layers too). */
-function modified(graph: Graph): Graph {
-  return {
-    ...graph,
-    layers: graph.layers.map((layer) => ({
-      ...layer,
-      weight: { ...layer.weight, data: layer.weight.data.map((w, i) => (i % 2 === 0 ? 0 : w)) },
-      bias: layer.bias.map((b, i) => b + 0.25 * ((i % 3) - 1) + 0.1),
-    })),
-  };
 }
 
 const fixtures = onnxFixtures.map(load);

@@ -15,6 +15,7 @@ import type { AttributeValue, DenseLayer, Graph, GraphNode } from '../../graph/g
 import { OPS, SUPPORTED_OPS } from '../../graph/ops/index.js';
 import type { Tensor } from '../../graph/tensor.js';
 import { matrix, transpose } from '../../model/matrix.js';
+import { checkFiniteLayer } from '../../model/mlp.js';
 import { shortestFloat32 } from '../../runtime/format.js';
 import {
   type DecodedTensor,
@@ -374,28 +375,7 @@ function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
     const weight = readWeight(r, node, b, transB ? 'out x in' : 'in x out', alpha);
     // beta = 0: C is ignored, the layer has no bias
     const bias = c && beta !== 0 ? readBias(r, node, c, weight.matrix.rows, beta) : undefined;
-    return {
-      layer: {
-        name: layerName(weight.root, r.name(node)),
-        weight: weight.matrix,
-        bias: bias?.values ?? new Float32Array(weight.matrix.rows),
-        hasBias: bias !== undefined,
-      },
-      template: {
-        op: 'Gemm',
-        nodeName: r.name(node),
-        weightName: weight.root,
-        weightDims: weight.dims,
-        weightType: weight.dataType,
-        transB,
-        alpha,
-        beta,
-        ...(bias ? { bias: bias.template } : {}),
-        output: node.output?.[0] ?? '',
-      },
-      nodes: [node],
-      input: a,
-    };
+    return denseOf(r, node, a, weight, bias, { op: 'Gemm', transB, alpha, beta });
   }
   if (node.opType !== 'MatMul' || !r.isConstant(b) || r.isConstant(a)) return undefined;
   const weight = readWeight(r, node, b, 'in x out', 1);
@@ -411,6 +391,25 @@ function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
     add && biasName && r.isConstant(biasName) && fitsBias(r, add, biasName, weight.matrix.rows)
       ? readBias(r, add, biasName, weight.matrix.rows, 1)
       : undefined;
+  return denseOf(r, node, a, weight, bias, {
+    op: 'MatMul',
+    transB: false,
+    alpha: 1,
+    beta: 1,
+    add: bias && add,
+  });
+}
+
+/** The layer and its template, from the weight and bias as read. */
+function denseOf(
+  r: Reader,
+  node: NodeProto,
+  input: string,
+  weight: ReturnType<typeof readWeight>,
+  bias: ReturnType<typeof readBias> | undefined,
+  form: Pick<OnnxLayerTemplate, 'op' | 'transB' | 'alpha' | 'beta'> & { readonly add?: NodeProto },
+): ReadDense {
+  const { add, ...rest } = form;
   return {
     layer: {
       name: layerName(weight.root, r.name(node)),
@@ -419,19 +418,17 @@ function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
       hasBias: bias !== undefined,
     },
     template: {
-      op: 'MatMul',
+      ...rest,
       nodeName: r.name(node),
       weightName: weight.root,
       weightDims: weight.dims,
       weightType: weight.dataType,
-      transB: false,
-      alpha: 1,
-      beta: 1,
-      ...(bias && add ? { bias: bias.template, addNodeName: r.name(add) } : {}),
-      output: (bias && add ? add.output?.[0] : product) ?? '',
+      ...(bias ? { bias: bias.template } : {}),
+      ...(add ? { addNodeName: r.name(add) } : {}),
+      output: ((add ?? node).output ?? [])[0] ?? '',
     },
-    nodes: bias && add ? [node, add] : [node],
-    input: a,
+    nodes: add ? [node, add] : [node],
+    input,
   };
 }
 
@@ -638,26 +635,7 @@ export function readOnnx(bytes: Uint8Array, file?: string): OnnxModel {
 
 function checkFinite(layers: readonly DenseLayer[], file?: string): void {
   layers.forEach((layer, l) => {
-    for (const [what, values] of [
-      ['weight', layer.weight.data],
-      ['bias', layer.bias],
-    ] as const) {
-      let bad = 0;
-      let first = -1;
-      for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i])) {
-          bad++;
-          if (first < 0) first = i;
-        }
-      }
-      if (bad > 0) {
-        throw badInput(
-          `${what} has ${bad} non-finite values (first at flat index ${first})`,
-          file,
-          `layer ${l} ('${layer.name}')`,
-        );
-      }
-    }
+    checkFiniteLayer(layer, file, `layer ${l} ('${layer.name}')`);
   });
 }
 
