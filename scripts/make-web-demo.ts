@@ -9,6 +9,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { inMemoryDataset, materialize } from '../src/data/dataset.js';
 import { evaluate } from '../src/evaluate.js';
+import { graphFromMlp } from '../src/graph/mlp-graph.js';
 import { writeNpy } from '../src/io/npy.js';
 import { writeOnnx } from '../src/io/onnx.js';
 import { type Matrix, matrix } from '../src/model/matrix.js';
@@ -64,7 +65,11 @@ const metadata = {
 };
 const options = { force: true };
 mkdirSync(OUT, { recursive: true });
-await writeOutputAtomic(path.join(OUT, 'model.onnx'), writeOnnx(model, undefined, metadata), options);
+await writeOutputAtomic(
+  path.join(OUT, 'model.onnx'),
+  writeOnnx(graphFromMlp(model), undefined, metadata),
+  options,
+);
 await writeOutputAtomic(
   path.join(OUT, 'calib.npy'),
   writeNpy({ shape: [CALIBRATION_SAMPLES, 14, 14], data: calibration.x }),

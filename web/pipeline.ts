@@ -78,7 +78,10 @@ export function readModelFiles(files: readonly NamedBytes[]): WebModel {
   if (onnx === undefined) {
     throw new EcpruneError('usage', 'choose an .onnx file, or a TF.js model.json with its .bin weight files');
   }
-  const { mlp, template } = readOnnx(onnx.bytes, onnx.name);
+  const { graph, template } = readOnnx(onnx.bytes, onnx.name);
+  const mlp = chainOf(graph);
+  if (mlp === undefined)
+    throw new EcpruneError('unsupported', 'the graph is not a chain of layers', onnx.name);
   return { name: onnx.name, mlp, onnx: template };
 }
 
@@ -210,6 +213,6 @@ export function prunedModelFile(
     const bytes = zipSync({ 'model.json': strToU8(modelJson), ...Object.fromEntries(shards) });
     return { name: `${stem}-pruned-tfjs.zip`, bytes, type: 'application/zip' };
   }
-  const bytes = writeOnnx(study.pruned, model.onnx, metadata);
+  const bytes = writeOnnx(graphFromMlp(study.pruned), model.onnx, metadata);
   return { name: `${stem}-pruned.onnx`, bytes, type: 'application/octet-stream' };
 }

@@ -78,29 +78,38 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
         where,
       );
     }
-    for (const [name, values] of [
-      ['weight', data],
-      ['bias', layer.bias],
-    ] as const) {
-      let bad = 0;
-      let first = -1;
-      for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i])) {
-          bad++;
-          if (first < 0) first = i;
-        }
-      }
-      if (bad > 0) {
-        throw new EcpruneError(
-          'input',
-          `${name} has ${bad} non-finite values (first at flat index ${first})`,
-          file,
-          where,
-        );
-      }
-    }
+    checkFiniteLayer(layer, file, where);
   });
   return mlp;
+}
+
+/** Refuses NaN and ±Infinity in a layer's weight or bias, naming the first. */
+export function checkFiniteLayer(
+  layer: { readonly weight: { readonly data: ArrayLike<number> }; readonly bias: ArrayLike<number> },
+  file?: string,
+  where?: string,
+): void {
+  for (const [name, values] of [
+    ['weight', layer.weight.data],
+    ['bias', layer.bias],
+  ] as const) {
+    let bad = 0;
+    let first = -1;
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        bad++;
+        if (first < 0) first = i;
+      }
+    }
+    if (bad > 0) {
+      throw new EcpruneError(
+        'input',
+        `${name} has ${bad} non-finite values (first at flat index ${first})`,
+        file,
+        where,
+      );
+    }
+  }
 }
 
 /** What `estimatePruneMemory` counts besides the defaults. */

@@ -106,7 +106,15 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
   }
   switch (format) {
     case 'onnx': {
-      const { mlp, template } = readOnnx(bytes, file);
+      const { graph, template } = readOnnx(bytes, file);
+      const mlp = chainOf(graph);
+      if (mlp === undefined) {
+        throw new EcpruneError(
+          'unsupported',
+          'the graph is not a chain of layers (pruning graphs is coming)',
+          file,
+        );
+      }
       return { mlp: validateMlp(mlp, file), format, file, files: [file], onnx: template };
     }
     case 'tfjs':
@@ -189,7 +197,7 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
     case 'onnx':
       return writeOutputAtomic(
         file,
-        writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
+        writeOnnx(graphFromMlp(mlp), like?.onnx, metadata, { sparse: options.onnxSparse }),
         write,
       );
     case 'safetensors': {

@@ -3,11 +3,11 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
-import { readOnnx } from '../../src/io/onnx.js';
 import { forward } from '../../src/graph/run.js';
+import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
 import { loadEcsr } from '../../src/runtime/index.js';
 import { assertClose } from '../core/helpers.js';
+import { readOnnxMlp } from '../helpers/onnx-chain.js';
 import { cli, FIXTURES, tempDir } from './run.js';
 
 it('export --format csr writes a .ecsr that the runtime runs with the pruned model outputs', async () => {
@@ -25,6 +25,6 @@ it('export --format csr writes a .ecsr that the runtime runs with the pruned mod
   );
   const x = toFeatureMatrix(readNpy(readFileSync(calib)));
   const runtime = loadEcsr(readFileSync(sparse));
-  const expected = await forward(readOnnx(readFileSync(pruned)).mlp, x, tsGemm);
+  const expected = await forward(readOnnxMlp(readFileSync(pruned)), x, tsGemm);
   assertClose(runtime.run(x.data, x.rows), expected.data, 'runtime vs dense forward', 1e-5);
 });

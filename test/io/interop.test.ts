@@ -8,6 +8,7 @@ import { applyPruning } from '../../src/compensate/apply.js';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { chainOf, graphFromMlp } from '../../src/graph/mlp-graph.js';
+import { forward } from '../../src/graph/run.js';
 import { formatArch, parseArch } from '../../src/io/arch.js';
 import { readNpy } from '../../src/io/npy.js';
 import { readNpz, writeNpz } from '../../src/io/npz.js';
@@ -20,7 +21,6 @@ import {
   writeSafetensors,
 } from '../../src/io/safetensors.js';
 import { readTfjs, writeTfjs } from '../../src/io/tfjs.js';
-import { forward } from '../../src/graph/run.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import {

@@ -7,57 +7,25 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { readNpy } from '../../src/io/npy.js';
+import {
+  assertClose,
+  calibration,
+  expectedOutputs,
+  type Fixture,
+  manifest,
+  type OnnxFcLayer,
+  onnxFixtures,
+  type TfjsFcLayer,
+  tfjsFixtures,
+  ZOO,
+} from '../helpers/zoo.js';
 
 // The producer zoo of issue #11: ONNX files exported by torch 1.13 (make_zoo_torch.py) and TF.js
 // models saved by tfjs-layers (make_zoo_tfjs.ts), each with 64 calibration samples and the
 // producer's outputs on them. This checks the fixtures against their real consumers
 // (onnxruntime-node, tfjs-layers' loadLayersModel) and the manifest against the files.
-const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
 // tfjs-backend-cpu's advice to install tfjs-node (which cannot be installed here) is not for this test's output
 tf.env().set('IS_TEST', true);
-
-interface OnnxFcLayer {
-  readonly node: string;
-  readonly op: 'Gemm' | 'MatMul';
-  readonly transB?: boolean;
-  readonly weight: string;
-  readonly weightShape: number[];
-  readonly weightLayout: 'out_in' | 'in_out';
-  readonly bias: string | null;
-  readonly biasNode: string | null;
-  readonly nIn: number;
-  readonly nOut: number;
-}
-
-interface TfjsFcLayer {
-  readonly layer: string;
-  readonly kernel: string;
-  readonly kernelShape: number[];
-  readonly bias: string | null;
-  readonly activation: string;
-}
-
-interface Fixture {
-  readonly name: string;
-  readonly producer: 'torch' | 'tfjs';
-  readonly file: string;
-  readonly opset: number | null;
-  readonly dtype: 'float32' | 'float64' | 'float16';
-  readonly ioDtype: 'float32' | 'float64';
-  readonly inputShape: number[];
-  readonly outputShape: number[];
-  readonly constructs: string[];
-  readonly ops: string[];
-  readonly fcLayers: (OnnxFcLayer | TfjsFcLayer)[];
-  readonly head: 'softmax' | 'logsoftmax' | null;
-  readonly prefix: string[];
-  readonly notes: string;
-}
-
-const manifest: { fixtures: Fixture[] } = JSON.parse(readFileSync(path.join(ZOO, 'zoo.json'), 'utf8'));
-const onnxFixtures = manifest.fixtures.filter((f) => f.producer === 'torch');
-const tfjsFixtures = manifest.fixtures.filter((f) => f.producer === 'tfjs');
 
 // Issue #11's table and op list, as the manifest names them.
 const TORCH_CONSTRUCTS = [
@@ -196,50 +164,6 @@ const ISSUE_TFJS_LAYERS = [
   'Add',
   'Concatenate',
 ];
-
-function npy(fixture: Fixture, file: string) {
-  return readNpy(readFileSync(path.join(ZOO, fixture.name, file)), file);
-}
-
-/**
- * |actual - expected| <= 1e-5 |expected| + 1e-6, element by element. The float16 fixture's reference
- * rounds every node's output to float16, as the ONNX graph states; onnxruntime's CPU provider runs
- * float16 Gemm/Relu/Tanh in float32 between Casts it inserts, so it may differ by a float16 step of
- * the largest value: there the bound is 2^-10 |expected| + 2^-9 max |expected|.
- */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, fixture: Fixture): void {
-  assert.equal(actual.length, expected.length, `${fixture.name}: output length`);
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
-  const [relative, absolute] = fixture.dtype === 'float16' ? [2 ** -10, 2 ** -9 * scale] : [1e-5, 1e-6];
-  for (let i = 0; i < expected.length; i++) {
-    const error = Math.abs(actual[i] - expected[i]);
-    assert.ok(
-      error <= relative * Math.abs(expected[i]) + absolute,
-      `${fixture.name}[${i}]: ${actual[i]} vs the producer's ${expected[i]}`,
-    );
-  }
-}
-
-/** The calibration batch in the fixture's input dtype, and the shape [64, ...inputShape]. */
-function calibration(fixture: Fixture): { data: Float32Array | Float64Array; shape: number[] } {
-  const calib = npy(fixture, 'calib.npy');
-  assert.equal(calib.dtype, '<f4', `${fixture.name}: calib.npy is float32`);
-  assert.deepEqual(calib.shape.slice(1), fixture.inputShape, `${fixture.name}: calib.npy per-sample shape`);
-  const data = fixture.ioDtype === 'float64' ? Float64Array.from(calib.data) : Float32Array.from(calib.data);
-  return { data, shape: calib.shape };
-}
-
-function expectedOutputs(fixture: Fixture, rows: number) {
-  const outputs = npy(fixture, 'outputs.npy');
-  assert.equal(
-    outputs.dtype,
-    fixture.ioDtype === 'float64' ? '<f8' : '<f4',
-    `${fixture.name}: outputs dtype`,
-  );
-  assert.deepEqual(outputs.shape, [rows, ...fixture.outputShape], `${fixture.name}: outputs.npy shape`);
-  return outputs.data;
-}
 
 // -----------------------------------------------------------------------------------------------
 

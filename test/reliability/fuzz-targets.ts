@@ -99,8 +99,8 @@ function checkMlp(mlp: MlpLike): void {
 }
 
 async function exampleMlp() {
-  const { readOnnx } = await import('../../src/io/onnx.js');
-  return readOnnx(read('onnx', 'mlp_activations.onnx')).mlp;
+  const { readOnnxMlp } = await import('../helpers/onnx-chain.js');
+  return readOnnxMlp(read('onnx', 'mlp_relu_gemm.onnx'));
 }
 
 export const FUZZ_TARGETS: readonly FuzzTarget[] = [
@@ -159,13 +159,14 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
     ext: 'onnx',
     seeds: async () => {
       const { writeOnnx } = await import('../../src/io/onnx.js');
+      const { graphFromMlp } = await import('../../src/graph/mlp-graph.js');
       const mlp = await exampleMlp();
       // plus the same model with sparse initializers, which only the writer makes
-      return [...filesIn('onnx', /\.onnx$/), writeOnnx(mlp, undefined, {}, { sparse: true })];
+      return [...filesIn('onnx', /\.onnx$/), writeOnnx(graphFromMlp(mlp), undefined, {}, { sparse: true })];
     },
     load: async () => {
       const { readOnnx } = await import('../../src/io/onnx.js');
-      return (bytes) => readOnnx(bytes, 'fuzz.onnx').mlp;
+      return (bytes) => readOnnx(bytes, 'fuzz.onnx').graph;
     },
     check: (result) => checkMlp(result as MlpLike),
     allocationFactor: COMPRESSED_OR_SPARSE,

@@ -13,7 +13,6 @@ import { after, before, describe, it } from 'node:test';
 import { unzipSync } from 'fflate';
 import type { Page } from 'playwright-core';
 import { buildWeb, serveStatic } from '../../scripts/build-web.js';
-import { graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { cli } from '../cli/run.js';
@@ -123,7 +122,7 @@ describe('the browser demo in headless Chromium', { skip, timeout: 60_000 }, () 
       );
 
       // the demo network as a TF.js model.json + shard, picked together; it comes back as a zip of both
-      const { modelJson, shards } = writeTfjs(graphFromMlp(readOnnx(readFileSync(DEMO_MODEL)).mlp));
+      const { modelJson, shards } = writeTfjs(readOnnx(readFileSync(DEMO_MODEL)).graph);
       await page.setInputFiles('#model-files', [
         { name: 'model.json', mimeType: 'application/json', buffer: Buffer.from(modelJson) },
         {
