@@ -4,6 +4,8 @@ import { obsPrune } from './compensate/obs.js';
 import { type RefitResult, refitBiases } from './compensate/refit.js';
 import type { Dataset } from './data/dataset.js';
 import { EcpruneError } from './errors.js';
+import type { Model } from './graph/graph.js';
+import { asGraph, chainOf } from './graph/mlp-graph.js';
 import type { Mlp } from './model/mlp.js';
 import type { PruneOptions, PruneResult } from './prune.js';
 import type { LayerScores } from './score/criterion.js';
@@ -97,7 +99,7 @@ export interface AdvancedPruneOptions extends PruneOptions {
  * 0, while `model` is the shrunk network); `sparsity` is the N:M value (m-n)/m under a pattern and
  * the fraction of hidden neurons removed under structure 'neuron'.
  */
-export interface AdvancedPruneResult extends PruneResult<Mlp> {
+export interface AdvancedPruneResult extends PruneResult<Model> {
   readonly method: MethodName;
   /** the bias refit, when `refitBiases` > 0 (its output errors before and after) */
   readonly refit?: Omit<RefitResult, 'model'>;
@@ -109,6 +111,16 @@ type Pruned = Omit<
   AdvancedPruneResult,
   'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'
 >;
+
+/** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
+function chainFor(model: Model, variant: string): Mlp {
+  const chain = 'nodes' in model ? chainOf(model) : model;
+  if (chain) return chain;
+  throw new EcpruneError(
+    'unsupported',
+    `${variant} needs a plain chain of fully-connected layers and activations; this model is a graph (${asGraph(model).nodes.length} ops)`,
+  );
+}
 
 /** What every variant needs: the resolved method and options. */
 interface Run {
@@ -127,6 +139,16 @@ interface Run {
  */
 export async function pruneAdvanced(
   mlp: Mlp,
+  calibration: Dataset,
+  options?: AdvancedPruneOptions,
+): Promise<AdvancedPruneResult & { readonly model: Mlp }>;
+export async function pruneAdvanced(
+  mlp: Model,
+  calibration: Dataset,
+  options?: AdvancedPruneOptions,
+): Promise<AdvancedPruneResult>;
+export async function pruneAdvanced(
+  mlp: Model,
   calibration: Dataset,
   options: AdvancedPruneOptions = {},
 ): Promise<AdvancedPruneResult> {
@@ -156,9 +178,9 @@ export async function pruneAdvanced(
   const run: Run = { calibration, options, spec: METHODS[method], sparsity, scope, steps, pattern };
   const pruned =
     structure === 'neuron'
-      ? await pruneNeurons(mlp, run)
+      ? await pruneNeurons(chainFor(mlp, 'structure neuron'), run)
       : options.obs
-        ? await pruneObs(mlp, run)
+        ? await pruneObs(chainFor(mlp, 'obs'), run)
         : await pruneWeights(mlp, run);
   // the variants run on MLPs, whose layers all have biases
   const result: AdvancedPruneResult = {
@@ -211,7 +233,7 @@ function statisticsOptions(run: Run, extra: Partial<StatisticsOptions> = {}): St
 
 /** Scores, with the weights that are already pruned forced to the front (-∞). */
 function scoresOf(
-  mlp: Mlp,
+  mlp: Model,
   statistics: CalibrationStatistics,
   run: Run,
   keepMasks: readonly KeepMask[],
@@ -223,12 +245,12 @@ function scoresOf(
   return scores;
 }
 
-function deltaOf(mlp: Mlp, statistics: CalibrationStatistics, run: Run): Float64Array[] | undefined {
+function deltaOf(mlp: Model, statistics: CalibrationStatistics, run: Run): Float64Array[] | undefined {
   return run.spec.compensate || run.options.withDelta ? optimalBiasShift(mlp, statistics) : undefined;
 }
 
 /** Weight pruning: one-shot or sequential, in one or more steps, unstructured or N:M. */
-async function pruneWeights(mlp: Mlp, run: Run): Promise<Pruned> {
+async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
   const { calibration, spec, steps, scope, pattern } = run;
   const shapes = mlp.layers.map((layer) => layer.weight);
   let current = mlp;

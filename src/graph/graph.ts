@@ -6,7 +6,10 @@
  * carries cotangents back (src/graph/ops). A plain MLP is the smallest such graph (mlp-graph.ts).
  */
 import type { Matrix } from '../model/matrix.js';
-import type { Mlp } from '../model/mlp.js';
+import type { Layered, Mlp } from '../model/mlp.js';
+
+export type { Layered };
+
 import type { Tensor } from './tensor.js';
 
 export type AttributeValue = number | string | readonly number[] | Tensor;
@@ -45,11 +48,6 @@ export interface Graph {
   readonly constants: ReadonlyMap<string, Tensor>;
   /** the fully-connected layers, in the order their Dense nodes appear */
   readonly layers: readonly DenseLayer[];
-}
-
-/** What scores, selection and compensation need of any model: its layers' weights and biases. */
-export interface Layered {
-  readonly layers: readonly { readonly weight: Matrix; readonly bias: Float32Array }[];
 }
 
 /**

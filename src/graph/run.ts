@@ -5,7 +5,9 @@
  */
 import { EcpruneError } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { tsGemm } from '../gemm/ts-gemm.js';
 import type { Matrix } from '../model/matrix.js';
+import type { Layered } from '../model/mlp.js';
 import { batchedTensors, type Graph, type GraphNode, layerOf, type Model } from './graph.js';
 import { asGraph } from './mlp-graph.js';
 import { OPS } from './ops/index.js';
@@ -120,6 +122,26 @@ function atNode(error: unknown, node: GraphNode): unknown {
     return new EcpruneError('input', error.message, undefined, `node '${node.name}' (${node.op})`);
   }
   return error;
+}
+
+/** What the command-line checks need to know of a model before any work. */
+export interface ModelShape extends Layered {
+  /** features per sample of the graph's input */
+  readonly inputs: number;
+  /** values per sample of the output */
+  readonly outputs: number;
+}
+
+/** The model's input and output sizes (the output's from a forward pass of one zero sample). */
+export async function modelShape(model: Model): Promise<ModelShape> {
+  const graph = asGraph(model);
+  const inputs = graph.input.shape.reduce((p, n) => p * n, 1);
+  const { output } = await forwardTrace(
+    graph,
+    { rows: 1, cols: inputs, data: new Float32Array(inputs) },
+    tsGemm,
+  );
+  return { inputs, outputs: output.cols, layers: graph.layers };
 }
 
 /** The graph's output for a batch of rows (B x features), as B x outputs. */

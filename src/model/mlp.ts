@@ -12,6 +12,11 @@ export interface Layer {
   readonly activation: Activation;
 }
 
+/** What scores, selection and compensation need of any model (an MLP or a graph): its layers. */
+export interface Layered {
+  readonly layers: readonly { readonly weight: Matrix; readonly bias: Float32Array }[];
+}
+
 /** A multilayer perceptron: layers applied in order; the last layer's activation is usually identity. */
 export interface Mlp {
   readonly layers: readonly Layer[];
@@ -26,15 +31,15 @@ export function outputSize(mlp: Mlp): number {
 }
 
 /** Layer widths [n_0, n_1, ..., n_L]. */
-export function layerSizes(mlp: Mlp): number[] {
-  return [inputSize(mlp), ...mlp.layers.map((layer) => layer.weight.rows)];
+export function layerSizes(mlp: Layered): number[] {
+  return [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
 }
 
-export function weightCount(mlp: Mlp): number {
+export function weightCount(mlp: Layered): number {
   return mlp.layers.reduce((sum, layer) => sum + layer.weight.data.length, 0);
 }
 
-export function nonzeroWeightCount(mlp: Mlp): number {
+export function nonzeroWeightCount(mlp: Layered): number {
   let count = 0;
   for (const layer of mlp.layers) for (const w of layer.weight.data) if (w !== 0) count++;
   return count;
@@ -132,7 +137,7 @@ export interface PruneMemoryOptions {
  *   centred inputs of the moment GEMM (2 × B × max width) with its result (2 × n_out × n_in).
  */
 export function estimatePruneMemory(
-  mlp: Mlp,
+  mlp: Layered,
   batchSize: number,
   outputs: number,
   options: PruneMemoryOptions = {},

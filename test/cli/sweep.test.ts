@@ -332,7 +332,7 @@ describe('ecprune train and finetune', () => {
     ]);
     assert.equal(train.code, 0);
     assert.equal(train.out.filter((line) => /^train: epoch \d\/2 .*validation loss/.test(line)).length, 2);
-    const trained = (await loadModel(file('m.onnx'))).mlp;
+    const trained = (await loadModel(file('m.onnx'))).mlp!;
     assert.deepEqual(
       trained.layers.map((l) => [l.weight.rows, l.weight.cols]),
       [
@@ -371,8 +371,8 @@ describe('ecprune train and finetune', () => {
       '--quiet',
     ]);
     assert.equal(finetuned.code, 0);
-    const pruned = (await loadModel(file('p.onnx'))).mlp;
-    const tuned = (await loadModel(file('f.onnx'))).mlp;
+    const pruned = (await loadModel(file('p.onnx'))).mlp!;
+    const tuned = (await loadModel(file('f.onnx'))).mlp!;
     let changed = 0;
     pruned.layers.forEach((layer, l) => {
       layer.weight.data.forEach((w, k) => {
@@ -396,7 +396,7 @@ describe('ecprune train and finetune', () => {
       '--quiet',
     ];
     assert.equal((await cli([...argv, '--finetune-epochs', '1', '-o', file('pf.onnx')])).code, 0);
-    const prunedTuned = (await loadModel(file('pf.onnx'))).mlp;
+    const prunedTuned = (await loadModel(file('pf.onnx'))).mlp!;
     prunedTuned.layers.forEach((layer, l) => {
       layer.weight.data.forEach((w, k) => {
         if (pruned.layers[l].weight.data[k] === 0) assert.equal(w, 0);

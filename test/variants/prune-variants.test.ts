@@ -139,11 +139,12 @@ describe('bias refit', () => {
     const calibration = randomData(30, 5, 32);
     const plain = await prune(linear, calibration, { ...base, sparsity: 0.6, method: 'magnitude' });
     const refit = await refitBiases(plain.model, linear, calibration, { iterations: 3, ...base });
+    const refitModel = refit.model as Mlp;
     assert.ok(refit.errorAfter < 0.999 * refit.errorBefore);
     const random = createRandom(5);
     for (let trial = 0; trial < 10; trial++) {
       const moved: Mlp = {
-        layers: refit.model.layers.map((layer) => ({
+        layers: refitModel.layers.map((layer) => ({
           ...layer,
           bias: layer.bias.map((b) => b + 1e-2 * random.normal()),
         })),

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { writeEcsr } from '../../io/ecsr.js';
 import { nonzeroWeightCount, weightCount } from '../../model/mlp.js';
 import { checkOutputPath, writeOutputAtomic } from '../../node/files.js';
-import { loadModel } from '../../node/models.js';
+import { loadModel, requireChain } from '../../node/models.js';
 import { VERSION } from '../../version.js';
 import { archOption } from '../options.js';
 
@@ -32,14 +32,15 @@ export function exportCommand(): Command {
       const write = { force: flags.force, inputs: [modelFile] };
       await checkOutputPath(flags.output, write);
       const model = await loadModel(modelFile, { arch: flags.arch });
-      const bytes = writeEcsr(model.mlp, {
+      const mlp = requireChain(model, 'the .ecsr runtime format');
+      const bytes = writeEcsr(mlp, {
         valueType: flags.values,
         metadata: { ecprune_version: VERSION, source: modelFile },
       });
       await writeOutputAtomic(flags.output, bytes, write);
-      const dense = 4 * (weightCount(model.mlp) + model.mlp.layers.reduce((n, l) => n + l.bias.length, 0));
+      const dense = 4 * (weightCount(mlp) + mlp.layers.reduce((n, l) => n + l.bias.length, 0));
       console.log(
-        `${nonzeroWeightCount(model.mlp).toLocaleString('en')} non-zero weights: wrote ${flags.output} ` +
+        `${nonzeroWeightCount(mlp).toLocaleString('en')} non-zero weights: wrote ${flags.output} ` +
           `(${bytes.length.toLocaleString('en')} bytes, ${(dense / bytes.length).toFixed(1)}x smaller than dense float32)`,
       );
     });

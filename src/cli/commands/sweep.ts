@@ -5,7 +5,7 @@ import { EcpruneError } from '../../errors.js';
 import { type Activation, formatActivation } from '../../model/activations.js';
 import { layerSizes, type Mlp } from '../../model/mlp.js';
 import { openNamedDataset } from '../../node/datasets.js';
-import { loadModel } from '../../node/models.js';
+import { loadModel, requireChain } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
 import { tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
@@ -284,7 +284,8 @@ export async function sweepAction(
   let model: Mlp;
   let modelText: string;
   if (settings.model !== undefined) {
-    model = (await loadModel(settings.model)).mlp;
+    const loaded = await loadModel(settings.model);
+    model = requireChain(loaded, 'sweep');
     modelText = `${settings.model}: ${describeArchitecture(model)}`;
     const named = [
       [calibration, settings.calibLabels],
@@ -292,8 +293,8 @@ export async function sweepAction(
       ...(train && train !== calibration ? [[train, settings.trainLabels] as const] : []),
     ] as const;
     for (const [data, labels] of named) {
-      checkDataFitsModel(data, model, settings.model);
-      checkTargetsFit(data, model, labels ?? data.name, settings.loss);
+      checkDataFitsModel(data, loaded.shape, settings.model);
+      checkTargetsFit(data, loaded.shape, labels ?? data.name, settings.loss);
     }
   } else {
     if (settings.dataset === undefined || train === undefined) {
