@@ -78,9 +78,18 @@ export function chainOf(graph: Graph): Mlp | undefined {
     activation = undefined;
   };
   const batched = batchedTensors(graph);
-  for (const node of graph.nodes) {
+  for (let n = 0; n < graph.nodes.length; n++) {
+    const node = graph.nodes[n];
     // shape computations (the `x.view(x.size(0), -1)` idiom) carry no data
     if (!node.outputs.some((name) => batched.has(name))) continue;
+    const gelu = geluErfAt(graph, n, current);
+    if (gelu !== undefined) {
+      if (pending === undefined || activation !== undefined) return undefined;
+      activation = { kind: 'gelu' };
+      current = gelu.output;
+      n = gelu.last;
+      continue;
+    }
     const dataInputs = node.inputs.filter((name) => batched.has(name));
     if (dataInputs.length !== 1 || dataInputs[0] !== current || node.outputs.length !== 1) return undefined;
     if (node.op === 'Dense') {
@@ -99,6 +108,36 @@ export function chainOf(graph: Graph): Mlp | undefined {
   }
   flush();
   return current === graph.output && layers.length > 0 ? { layers } : undefined;
+}
+
+/**
+ * GELU as exporters wrote it before ONNX had a Gelu op (torch's nn.GELU up to opset 19):
+ * Div(x, √2) → Erf → Add 1 → Mul x → Mul 0.5, in that order. The graph runs these nodes as they
+ * are; only the chain view names them `gelu`, so that chain-only formats (the `.ecsr` runtime,
+ * safetensors with --arch) can hold such a model.
+ */
+function geluErfAt(graph: Graph, n: number, x: string): { output: string; last: number } | undefined {
+  const nodes = graph.nodes.slice(n, n + 5);
+  if (nodes.map((node) => node.op).join() !== 'Div,Erf,Add,Mul,Mul') return undefined;
+  const [div, erfNode, add, mulX, half] = nodes;
+  const constant = (name: string | undefined) => {
+    const t = name === undefined ? undefined : graph.constants.get(name);
+    return t && t.data.length === 1 ? t.data[0] : undefined;
+  };
+  const other = (node: GraphNode, name: string) => node.inputs.find((input) => input !== name);
+  const close = (value: number | undefined, expected: number) =>
+    value !== undefined && Math.abs(value - expected) <= 1e-6 * expected;
+  const matches =
+    div.inputs[0] === x &&
+    close(constant(div.inputs[1]), Math.SQRT2) &&
+    erfNode.inputs[0] === div.outputs[0] &&
+    add.inputs.includes(erfNode.outputs[0]) &&
+    close(constant(other(add, erfNode.outputs[0])), 1) &&
+    mulX.inputs.includes(x) &&
+    mulX.inputs.includes(add.outputs[0]) &&
+    half.inputs.includes(mulX.outputs[0]) &&
+    close(constant(other(half, mulX.outputs[0])), 0.5);
+  return matches ? { output: half.outputs[0], last: n + 4 } : undefined;
 }
 
 const graphs = new WeakMap<Mlp, Graph>();
