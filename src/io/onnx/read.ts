@@ -33,6 +33,15 @@ import {
 } from './tensors.js';
 
 const { onnx } = onnxProto;
+const {
+  FLOAT: F,
+  INT: I,
+  STRING: S,
+  TENSOR: T,
+  FLOATS: FS,
+  INTS: IS,
+  UNDEFINED,
+} = onnx.AttributeProto.AttributeType;
 type NodeProto = OnnxTypes.INodeProto;
 type ValueInfoProto = OnnxTypes.IValueInfoProto;
 type AttributeProto = OnnxTypes.IAttributeProto;
@@ -288,14 +297,6 @@ class Reader {
 
   attributes(node: NodeProto): Record<string, AttributeValue> {
     const attrs: Record<string, AttributeValue> = {};
-    const {
-      FLOAT: F,
-      INT: I,
-      STRING: S,
-      TENSOR: T,
-      FLOATS: FS,
-      INTS: IS,
-    } = onnx.AttributeProto.AttributeType;
     for (const a of node.attribute ?? []) {
       const name = a.name ?? '';
       // files before IR 2 may leave `type` unset: the field that is present says it
@@ -321,15 +322,6 @@ class Reader {
 }
 
 function inferAttributeType(a: AttributeProto): number {
-  const {
-    FLOAT: F,
-    INT: I,
-    STRING: S,
-    TENSOR: T,
-    FLOATS: FS,
-    INTS: IS,
-    UNDEFINED,
-  } = onnx.AttributeProto.AttributeType;
   if (a.floats?.length) return FS;
   if (a.ints?.length) return IS;
   if (a.t) return T;
