@@ -46,7 +46,7 @@ type NodeProto = OnnxTypes.INodeProto;
 type ValueInfoProto = OnnxTypes.IValueInfoProto;
 type AttributeProto = OnnxTypes.IAttributeProto;
 
-export const MIN_OPSET = 9;
+const MIN_OPSET = 9;
 const DEFAULT_DOMAINS = ['', 'ai.onnx'];
 
 /** A graph input or output: name, element type (TensorProto.DataType), dims (number, symbolic name, or null = unknown). */
@@ -572,13 +572,10 @@ export function readOnnx(bytes: Uint8Array, file?: string): OnnxModel {
   if (!computed.has(output.name))
     throw r.error(undefined, `the graph output '${output.name}' is never computed`);
   const constants = new Map<string, Tensor>();
-  const layerTensors = new Set(layers.flatMap((l) => [l.template.weightName, l.template.bias?.name ?? '']));
   for (const node of kept) {
     for (const name of node.inputs) {
       if (name === '' || constants.has(name) || !r.isConstant(name)) continue;
-      const users = (nodeOf.get(node) ?? [])[0];
-      if (layerTensors.has(name) && node.op === 'Dense') continue;
-      constants.set(name, asTensor(r.constant(users, name)));
+      constants.set(name, asTensor(r.constant((nodeOf.get(node) ?? [])[0], name)));
     }
   }
   const firstLayer = layers[0].layer;

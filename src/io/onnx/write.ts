@@ -2,7 +2,8 @@
  * graph → ONNX. With the template of the file the graph was read from, the file itself with only
  * the layers' weight and bias initializers replaced (same names, element types and layouts); a
  * bias-free layer whose bias became non-zero is compensated through a following BatchNormalization's
- * mean, or gains a bias. Without a template, a fresh opset-13 model of the graph.
+ * mean, or gains a bias. Without a template, a fresh model of the graph at opset 13 (or the first
+ * opset that has all its ops), every node in that opset's form.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
