@@ -283,3 +283,19 @@ describe('writeOnnx: compensation of bias-free layers', () => {
     );
   });
 });
+
+describe('writeOnnx without a template on the producer zoo', () => {
+  for (const loaded of fixtures.filter((f) => f.model.prefix === undefined)) {
+    const { fixture, model, calib } = loaded;
+    it(`${fixture.name}: the fresh model runs in onnxruntime like the graph`, async () => {
+      const written = writeOnnx(model.graph, undefined, {}, {});
+      const rows = calib.shape[0];
+      const { data } = await runOrt(written, Float32Array.from(calib.data), [
+        rows,
+        ...model.graph.input.shape,
+      ]);
+      const fake = { ...fixture, dtype: fixture.dtype === 'float16' ? 'float16' : 'float32' } as Fixture;
+      assertClose(Float32Array.from(data), await graphOutputs(loaded), fake);
+    });
+  }
+});

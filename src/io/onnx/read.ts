@@ -33,11 +33,20 @@ import {
 } from './tensors.js';
 
 const { onnx } = onnxProto;
+const {
+  FLOAT: F,
+  INT: I,
+  STRING: S,
+  TENSOR: T,
+  FLOATS: FS,
+  INTS: IS,
+  UNDEFINED,
+} = onnx.AttributeProto.AttributeType;
 type NodeProto = OnnxTypes.INodeProto;
 type ValueInfoProto = OnnxTypes.IValueInfoProto;
 type AttributeProto = OnnxTypes.IAttributeProto;
 
-export const MIN_OPSET = 9;
+const MIN_OPSET = 9;
 const DEFAULT_DOMAINS = ['', 'ai.onnx'];
 
 /** A graph input or output: name, element type (TensorProto.DataType), dims (number, symbolic name, or null = unknown). */
@@ -288,14 +297,6 @@ class Reader {
 
   attributes(node: NodeProto): Record<string, AttributeValue> {
     const attrs: Record<string, AttributeValue> = {};
-    const {
-      FLOAT: F,
-      INT: I,
-      STRING: S,
-      TENSOR: T,
-      FLOATS: FS,
-      INTS: IS,
-    } = onnx.AttributeProto.AttributeType;
     for (const a of node.attribute ?? []) {
       const name = a.name ?? '';
       // files before IR 2 may leave `type` unset: the field that is present says it
@@ -321,15 +322,6 @@ class Reader {
 }
 
 function inferAttributeType(a: AttributeProto): number {
-  const {
-    FLOAT: F,
-    INT: I,
-    STRING: S,
-    TENSOR: T,
-    FLOATS: FS,
-    INTS: IS,
-    UNDEFINED,
-  } = onnx.AttributeProto.AttributeType;
   if (a.floats?.length) return FS;
   if (a.ints?.length) return IS;
   if (a.t) return T;
@@ -580,13 +572,10 @@ export function readOnnx(bytes: Uint8Array, file?: string): OnnxModel {
   if (!computed.has(output.name))
     throw r.error(undefined, `the graph output '${output.name}' is never computed`);
   const constants = new Map<string, Tensor>();
-  const layerTensors = new Set(layers.flatMap((l) => [l.template.weightName, l.template.bias?.name ?? '']));
   for (const node of kept) {
     for (const name of node.inputs) {
       if (name === '' || constants.has(name) || !r.isConstant(name)) continue;
-      const users = (nodeOf.get(node) ?? [])[0];
-      if (layerTensors.has(name) && node.op === 'Dense') continue;
-      constants.set(name, asTensor(r.constant(users, name)));
+      constants.set(name, asTensor(r.constant((nodeOf.get(node) ?? [])[0], name)));
     }
   }
   const firstLayer = layers[0].layer;

@@ -2,7 +2,8 @@
  * graph → ONNX. With the template of the file the graph was read from, the file itself with only
  * the layers' weight and bias initializers replaced (same names, element types and layouts); a
  * bias-free layer whose bias became non-zero is compensated through a following BatchNormalization's
- * mean, or gains a bias. Without a template, a fresh opset-13 model of the graph.
+ * mean, or gains a bias. Without a template, a fresh model of the graph at opset 13 (or the first
+ * opset that has all its ops), every node in that opset's form.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
@@ -195,7 +196,55 @@ function addBias(g: GraphProto, layer: DenseLayer, t: OnnxLayerTemplate): void {
 // ---------------------------------------------------------------------------------------------
 
 /** Ops that are ONNX ops only from a later opset than the fresh model's 13. */
-const NEWER_OPS: Readonly<Record<string, number>> = { LayerNormalization: 17, Mish: 18, Gelu: 20 };
+const NEWER_OPS: Readonly<Record<string, number>> = {
+  HardSwish: 14,
+  LayerNormalization: 17,
+  Mish: 18,
+  Gelu: 20,
+};
+/** Ops whose axes became an input (from the opset given) instead of an attribute. */
+const AXES_INPUT_FROM: Readonly<Record<string, number>> = {
+  Unsqueeze: 13,
+  Squeeze: 13,
+  ReduceSum: 13,
+  ReduceMean: 18,
+};
+
+/**
+ * A node read from an older opset in the form `opset` takes: axes and Clip's bounds as inputs,
+ * Dropout's ratio (inference: unused) dropped. `constant` adds an initializer and returns its name.
+ */
+function inOpset(
+  node: GraphNode,
+  opset: number,
+  constants: Graph['constants'],
+  constant: (wanted: string, dims: readonly number[], values: readonly number[], dataType: number) => string,
+): { inputs: string[]; attrs: Record<string, AttributeValue> } {
+  const { axes, min, max, ratio, training_mode, ...rest } = node.attrs;
+  const inputs = [...node.inputs];
+  const attrs: Record<string, AttributeValue> = { ...rest };
+  const axesAsInput = opset >= (AXES_INPUT_FROM[node.op] ?? Number.POSITIVE_INFINITY);
+  if (axes !== undefined && axesAsInput) {
+    const list = typeof axes === 'number' ? [axes] : (axes as number[]);
+    inputs[1] = constant(`${node.name}.axes`, [list.length], list, INT64);
+  } else if (axes !== undefined) attrs.axes = axes;
+  const axesInput = node.op in AXES_INPUT_FROM && !axesAsInput ? constants.get(inputs[1] ?? '') : undefined;
+  if (axesInput !== undefined) {
+    attrs.axes = Array.from(axesInput.data);
+    inputs.length = 1;
+  }
+  if (node.op === 'Clip') {
+    if (typeof min === 'number') inputs[1] = constant(`${node.name}.min`, [], [min], FLOAT);
+    if (typeof max === 'number') inputs[2] = constant(`${node.name}.max`, [], [max], FLOAT);
+    for (let i = 0; i < inputs.length; i++) inputs[i] ??= '';
+  } else Object.assign(attrs, min === undefined ? {} : { min }, max === undefined ? {} : { max });
+  if (ratio !== undefined && node.op !== 'Dropout') attrs.ratio = ratio;
+  // the fresh model is float32 throughout; BatchNormalization reads in inference mode
+  if (node.op === 'Cast' && (attrs.to === FLOAT16 || attrs.to === DOUBLE)) attrs.to = FLOAT;
+  if (training_mode !== undefined && node.op !== 'BatchNormalization') attrs.training_mode = training_mode;
+  return { inputs, attrs };
+}
+
 /** Number attributes the ONNX ops take as floats (the others are ints). */
 const FLOAT_ATTRIBUTES = new Set([
   'alpha',
@@ -294,14 +343,20 @@ function freshModel(graph: Graph, options: WriteOnnxOptions): OnnxTypes.ModelPro
   for (const [name, c] of graph.constants) {
     initializers.push(encodeTensor(name, c.shape, c.data, ints.has(name) ? INT64 : FLOAT));
   }
+  const opset = Math.max(13, ...graph.nodes.map((n) => NEWER_OPS[n.op] ?? 0));
   const nodes: NodeProto[] = graph.nodes.map((node: GraphNode) => {
     if (node.op !== 'Dense') {
+      const { inputs, attrs } = inOpset(node, opset, graph.constants, (wanted, dims, values, dataType) => {
+        const name = unique(wanted);
+        initializers.push(encodeTensor(name, dims, values, dataType));
+        return name;
+      });
       return {
         opType: node.op,
         name: node.name,
-        input: [...node.inputs],
+        input: inputs,
         output: [...node.outputs],
-        attribute: Object.entries(node.attrs).map(([k, v]) => attributeProto(k, v)),
+        attribute: Object.entries(attrs).map(([k, v]) => attributeProto(k, v)),
       };
     }
     const layer = graph.layers[node.attrs.layer as number];
@@ -323,7 +378,6 @@ function freshModel(graph: Graph, options: WriteOnnxOptions): OnnxTypes.ModelPro
     name,
     type: { tensorType: { elemType: FLOAT, shape: { dim: dims } } },
   });
-  const opset = Math.max(13, ...graph.nodes.map((n) => NEWER_OPS[n.op] ?? 0));
   return onnx.ModelProto.create({
     irVersion: 8,
     opsetImport: [{ domain: '', version: opset }],
