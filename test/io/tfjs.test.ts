@@ -350,6 +350,15 @@ describe('readTfjs: clear refusals', () => {
       "layer 'r'.*more than one",
     );
   });
+  it('a NaN in a Dense kernel, naming the layer', () => {
+    const values = Float32Array.from(dense.weights[0].values);
+    values[5] = Number.NaN;
+    assert.throws(
+      () =>
+        readHandWritten(sequential(4, [dense.layer]), [{ ...dense.weights[0], values }, dense.weights[1]]),
+      failsWith('input', FILE, "layer 'd'.*weight has 1 non-finite values \\(first at flat index"),
+    );
+  });
   it('a shared layer (called twice)', () => {
     assert.throws(
       () =>

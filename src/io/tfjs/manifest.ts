@@ -88,26 +88,20 @@ export function manifestWeights(
   return weights;
 }
 
-/** A weight's values as float32, dequantised; non-finite values are refused. */
+/** A weight's values as float32, dequantised. */
 export function decodeWeight(weight: StoredWeight, file: string | undefined, where: string): Float32Array {
   const count = shapeSize(weight.shape);
   const q = weight.quantization;
   if (weight.dtype !== 'float32') {
     throw new EcpruneError('unsupported', `has dtype ${weight.dtype}; weights must be float32`, file, where);
   }
-  let values: Float32Array;
-  if (q === undefined) values = decodeElements(weight.bytes, elementType('<f4'), count) as Float32Array;
-  else if (q.dtype === 'float16')
-    values = decodeElements(weight.bytes, elementType('<f2'), count) as Float32Array;
-  else {
-    if (typeof q.scale !== 'number' || typeof q.min !== 'number')
-      throw badInput(`${q.dtype} quantization needs scale and min`, file, where);
-    const codes = decodeElements(weight.bytes, elementType(q.dtype === 'uint8' ? '|u1' : '<u2'), count);
-    values = new Float32Array(count);
-    for (let i = 0; i < count; i++) values[i] = codes[i] * q.scale + q.min;
-  }
-  const bad = values.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) throw badInput(`has non-finite values (first at flat index ${bad})`, file, where);
+  if (q === undefined) return decodeElements(weight.bytes, elementType('<f4'), count) as Float32Array;
+  if (q.dtype === 'float16') return decodeElements(weight.bytes, elementType('<f2'), count) as Float32Array;
+  if (typeof q.scale !== 'number' || typeof q.min !== 'number')
+    throw badInput(`${q.dtype} quantization needs scale and min`, file, where);
+  const codes = decodeElements(weight.bytes, elementType(q.dtype === 'uint8' ? '|u1' : '<u2'), count);
+  const values = new Float32Array(count);
+  for (let i = 0; i < count; i++) values[i] = codes[i] * q.scale + q.min;
   return values;
 }
 

@@ -18,6 +18,7 @@ import { badInput, EcpruneError } from '../../errors.js';
 import type { AttributeValue, DenseLayer, Graph, GraphNode } from '../../graph/graph.js';
 import type { Tensor } from '../../graph/tensor.js';
 import { matrix, transpose } from '../../model/matrix.js';
+import { checkFiniteLayer } from '../../model/mlp.js';
 import { shapeSize } from '../npy.js';
 import { isRecord } from '../safetensors.js';
 import { decodeWeight, findWeight, type Json, manifestWeights, type StoredWeight } from './manifest.js';
@@ -389,12 +390,14 @@ function dense(
     );
   }
   const layer = b.layers.length;
-  b.layers.push({
+  const denseLayer: DenseLayer = {
     name: call.name,
     weight: transpose(matrix(nIn, nOut, decodeWeight(kernel, file, `${where}: weight '${kernel.name}'`))),
     bias: stored ? decodeWeight(stored, file, `${where}: weight '${stored.name}'`) : new Float32Array(nOut),
     hasBias: stored !== undefined,
-  });
+  };
+  checkFiniteLayer(denseLayer, file, where);
+  b.layers.push(denseLayer);
   sources.push({ name: kernel.name, shape: kernel.shape, dense: { layer, role: 'kernel' } });
   if (stored) sources.push({ name: stored.name, shape: stored.shape, dense: { layer, role: 'bias' } });
   const z = b.op(call.name, 'Dense', [x], { layer }, [nOut]);
