@@ -405,10 +405,6 @@ describe('corrupt and truncated files', () => {
     await variant('no topology', (copy) => (copy.modelTopology = 3));
     await variant('missing kernel', (copy) => (copy.weightsManifest[0].weights[0].name = 'other/kernel'));
     await variant('wrong kernel shape', (copy) => (copy.weightsManifest[0].weights[0].shape = [5, 8]));
-    await variant(
-      'softmax',
-      (copy) => (copy.modelTopology.model_config.config.layers[5].config.activation = 'softmax'),
-    );
     await variant('functional', (copy) => (copy.modelTopology.model_config.class_name = 'Functional'));
     await variant('graph model', (copy) => (copy.modelTopology = { node: [] }));
     await variant('no Flatten', (copy) => copy.modelTopology.model_config.config.layers.splice(1, 1));
