@@ -25,7 +25,7 @@ import { matrix } from '../src/model/matrix.js';
 import type { Mlp } from '../src/model/mlp.js';
 import { openDataFile } from '../src/node/datasets.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
-import { score } from '../src/prune.js';
+import { score } from '../src/pipeline/prune.js';
 import type { PhaseTimings } from '../src/timings.js';
 import {
   agreement,
@@ -609,7 +609,7 @@ function renderReport(r: {
   const command = `npx tsx bench/run.ts${QUICK ? ' --quick' : ''}${REPEATS !== 3 ? ` --repeats ${REPEATS}` : ''}`;
   lines.push('# Benchmark results: EC scoring speed and scale', '');
   lines.push(
-    'Written by the harness; the analysis (where the time goes, and the measured effect of each proposed optimisation) is in [ANALYSIS.md](ANALYSIS.md) (written by hand from the prototype runs in `bench/prototype/`).',
+    'Written by the harness; the analysis (where the time goes, and the measured effect of each proposed optimisation) is in [ANALYSIS.md](ANALYSIS.md) (written by hand from prototype runs; the prototypes were removed once their measured optimisations landed in src/).',
     '',
   );
   lines.push(

@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { inMemoryDataset, materialize } from '../src/data/dataset.js';
-import { evaluate } from '../src/evaluate.js';
+import { evaluate } from '../src/pipeline/evaluate.js';
 import { graphFromMlp } from '../src/graph/mlp-graph.js';
 import { writeNpy } from '../src/io/npy.js';
 import { writeOnnx } from '../src/io/onnx.js';

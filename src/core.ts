@@ -15,7 +15,7 @@ export {
 } from './data/dataset.js';
 export { createRandom, type Random } from './data/random.js';
 export { EcpruneError, type EcpruneErrorCode } from './errors.js';
-export { type EvaluateOptions, type Evaluation, evaluate } from './evaluate.js';
+export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
 export { defaultGemm, setDefaultGemm } from './gemm/default.js';
 export type { Gemm, GemmOptions } from './gemm/gemm.js';
 export { matmulTs, tsGemm } from './gemm/ts-gemm.js';
@@ -43,8 +43,8 @@ export {
   type ScoreOptions,
   type ScoreResult,
   score,
-} from './prune.js';
-export { type AdvancedPruneOptions, type AdvancedPruneResult, pruneAdvanced } from './prune-variants.js';
+} from './pipeline/prune.js';
+export { type AdvancedPruneOptions, type AdvancedPruneResult, pruneAdvanced } from './pipeline/variants.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {
@@ -61,5 +61,5 @@ export {
   selectMasks,
   selectPerLayer,
 } from './select/select.js';
-export type { LossKind } from './train/loss.js';
+export type { LossKind } from './graph/loss.js';
 export { VERSION } from './version.js';

@@ -30,7 +30,7 @@ import {
 import { chainOf, graphFromMlp } from '../src/graph/mlp-graph.js';
 import { readTfjs, type TfjsTemplate, writeTfjs } from '../src/io/tfjs.js';
 import { buildCharts, renderSvg } from '../src/report/charts.js';
-import type { SweepRow } from '../src/sweep.js';
+import type { SweepRow } from '../src/pipeline/sweep.js';
 
 export interface NamedBytes {
   readonly name: string;

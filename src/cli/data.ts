@@ -12,7 +12,7 @@ import {
   weightCount,
 } from '../model/mlp.js';
 import { openDataFile, openNamedDataset, type Split } from '../node/datasets.js';
-import type { LossKind } from '../train/loss.js';
+import type { LossKind } from '../graph/loss.js';
 
 export interface DataChoice {
   /** a data file (.npy, .npz, .csv, IDX) */

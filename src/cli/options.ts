@@ -7,7 +7,7 @@ import { EcpruneError } from '../errors.js';
 import { parseArch } from '../io/arch.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
 import type { Scope } from '../select/select.js';
-import type { LossKind } from '../train/loss.js';
+import type { LossKind } from '../graph/loss.js';
 
 export function parseSparsity(text: string): number {
   const value = Number(text);

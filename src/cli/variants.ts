@@ -3,9 +3,9 @@
  * `prune` and `sweep`: every flag maps onto one AdvancedPruneOptions field.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { AdvancedPruneOptions } from '../prune-variants.js';
+import type { AdvancedPruneOptions } from '../pipeline/variants.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
-import { formatVariant } from '../variant-name.js';
+import { formatVariant } from '../pipeline/variant-name.js';
 import { parsePositiveInt } from './options.js';
 
 /** `--method`: a criterion of the method table, or `obs` (layer-wise OBS reconstruction). */

@@ -11,7 +11,7 @@ import { renderCharts } from '../report/charts.js';
 import { reportHtml } from '../report/html.js';
 import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
 import { markdownTable } from '../report/table.js';
-import type { SweepRow } from '../sweep.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 import { ioError, isFsError, writeOutputAtomic } from './files.js';
 
 export interface ReportFolderOptions {

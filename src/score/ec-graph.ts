@@ -24,7 +24,7 @@ import { encodeModel, floatValueInfo, MODEL_OPSET } from '../gemm/gemm-model.js'
 import { GraphWriter, rawTensor, writeActivation } from '../io/onnx.js';
 import type { Activation } from '../model/activations.js';
 import type { Mlp } from '../model/mlp.js';
-import type { LossKind } from '../train/loss.js';
+import type { LossKind } from '../graph/loss.js';
 
 const { onnx } = onnxProto;
 const { INT, INTS, TENSOR } = onnx.AttributeProto.AttributeType;

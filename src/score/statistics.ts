@@ -8,7 +8,7 @@ import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
 import { asMatrix, backpropagate, forwardTrace, type GraphTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
-import { type LossKind, lossFor, lossGradient, requireTargets } from '../train/loss.js';
+import { type LossKind, lossFor, lossGradient, requireTargets } from '../graph/loss.js';
 import { collectWithGraph } from './statistics-graph.js';
 
 /**

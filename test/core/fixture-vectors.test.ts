@@ -5,7 +5,7 @@ import { optimalBiasShift } from '../../src/compensate/delta.js';
 import { inMemoryDataset } from '../../src/data/dataset.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
-import { prune } from '../../src/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { METHODS, type MethodName } from '../../src/score/methods.js';
 import { collectStatistics, outputSensitivities } from '../../src/score/statistics.js';
 import type { Scope } from '../../src/select/select.js';

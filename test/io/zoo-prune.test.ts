@@ -21,7 +21,7 @@ import { setDefaultGemm } from '../../src/gemm/default.js';
 import { readNpy } from '../../src/io/npy.js';
 import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
-import { prune } from '../../src/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { cli } from '../cli/run.js';
 
 const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;

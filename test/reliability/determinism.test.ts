@@ -14,7 +14,7 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { openNamedDataset } from '../../src/node/datasets.js';
 import { createOrtGemm, lazyOrtGemm } from '../../src/node/ort-gemm.js';
-import { prune, type ScoreResult, score } from '../../src/prune.js';
+import { prune, type ScoreResult, score } from '../../src/pipeline/prune.js';
 import { trainMlp } from '../../src/train/train.js';
 import { cli, tempDir } from '../cli/run.js';
 import { writeInputs } from './inputs.js';

@@ -9,7 +9,7 @@ import type { Mlp } from '../../src/model/mlp.js';
 
 export { randomMlp } from '../helpers/random.js';
 
-import { lossGradient } from '../../src/train/loss.js';
+import { lossGradient } from '../../src/graph/loss.js';
 
 /** Gaussian samples with a per-feature mean, so that EC has something to compensate. */
 export function randomData(rows: number, cols: number, seed: number, labels?: number): Dataset {

@@ -5,7 +5,7 @@ import { forward } from '../../src/graph/run.js';
 import type { Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
-import { type AdvancedPruneOptions, pruneAdvanced } from '../../src/prune-variants.js';
+import { type AdvancedPruneOptions, pruneAdvanced } from '../../src/pipeline/variants.js';
 import { mnistDigits, randomMlp, trainClassifier } from './helpers.js';
 
 /**

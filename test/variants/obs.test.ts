@@ -7,7 +7,7 @@ import { materialize } from '../../src/data/dataset.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { denseForward } from '../../src/graph/ops/dense.js';
 import type { Layer } from '../../src/model/mlp.js';
-import { pruneAdvanced } from '../../src/prune-variants.js';
+import { pruneAdvanced } from '../../src/pipeline/variants.js';
 import { ecScore } from '../../src/score/ec.js';
 import { magnitudeScore } from '../../src/score/magnitude.js';
 import { collectStatistics } from '../../src/score/statistics.js';

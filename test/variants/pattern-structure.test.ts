@@ -5,7 +5,7 @@ import { materialize } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
-import { pruneAdvanced } from '../../src/prune-variants.js';
+import { pruneAdvanced } from '../../src/pipeline/variants.js';
 import { ecScore } from '../../src/score/ec.js';
 import { collectStatistics } from '../../src/score/statistics.js';
 import { satisfiesPattern, selectPatternLayer } from '../../src/select/pattern.js';

@@ -12,7 +12,7 @@ import { chainOf, graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { readTfjs, TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { type Mlp, nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
-import { prune } from '../../src/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { pruneCount } from '../../src/select/select.js';
 import {
   CURVE_SPARSITIES,

@@ -4,8 +4,8 @@ import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
 import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
-import { prune } from '../../prune.js';
-import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
+import { prune } from '../../pipeline/prune.js';
+import { type AdvancedPruneOptions, pruneAdvanced } from '../../pipeline/variants.js';
 import { finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import {

@@ -17,8 +17,8 @@ import {
   SWEEP_METHODS,
   type SweepMethod,
   type SweepStage,
-} from '../../sweep.js';
-import type { LossKind } from '../../train/loss.js';
+} from '../../pipeline/sweep.js';
+import type { LossKind } from '../../graph/loss.js';
 import { denseWeightCount } from '../../train/train.js';
 import { checkDataFitsModel, checkTargetsFit, inputFiles, openData } from '../data.js';
 import { listOf, parseNonNegativeInt, parsePositiveInt, parseScope, parseSparsity } from '../options.js';

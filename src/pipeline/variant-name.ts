@@ -1,6 +1,6 @@
-import { EcpruneError } from './errors.js';
-import type { AdvancedPruneOptions } from './prune-variants.js';
-import { isMethodName, METHOD_NAMES, type MethodName } from './score/methods.js';
+import { EcpruneError } from '../errors.js';
+import type { AdvancedPruneOptions } from './variants.js';
+import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
 
 /**
  * Short names for a method with its beyond-the-paper variants, used by `sweep --methods`, tables

@@ -1,17 +1,17 @@
-import { applyPruning } from './compensate/apply.js';
-import { optimalBiasShift } from './compensate/delta.js';
-import type { Dataset } from './data/dataset.js';
-import { EcpruneError } from './errors.js';
-import type { Gemm } from './gemm/gemm.js';
-import { compensationTarget, type Model } from './graph/graph.js';
-import { asGraph, logitsGraph } from './graph/mlp-graph.js';
-import type { LayerScores } from './score/criterion.js';
-import { checkMethod, METHODS, type MethodName } from './score/methods.js';
-import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
-import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
-import { type PhaseTimings, timePhase } from './timings.js';
-import type { LossKind } from './train/loss.js';
-import { lossFor } from './train/loss.js';
+import { applyPruning } from '../compensate/apply.js';
+import { optimalBiasShift } from '../compensate/delta.js';
+import type { Dataset } from '../data/dataset.js';
+import { EcpruneError } from '../errors.js';
+import type { Gemm } from '../gemm/gemm.js';
+import { compensationTarget, type Model } from '../graph/graph.js';
+import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
+import type { LayerScores } from '../score/criterion.js';
+import { checkMethod, METHODS, type MethodName } from '../score/methods.js';
+import { type CalibrationStatistics, collectStatistics } from '../score/statistics.js';
+import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from '../select/select.js';
+import { type PhaseTimings, timePhase } from '../timings.js';
+import type { LossKind } from '../graph/loss.js';
+import { lossFor } from '../graph/loss.js';
 
 export interface ScoreOptions {
   /** criterion; default `ec` */

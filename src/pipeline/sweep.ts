@@ -5,21 +5,21 @@
  * once and reused across sparsities and scopes (see `prune.ts` for the one-shot composition).
  */
 
-import { applyPruning } from './compensate/apply.js';
-import { optimalBiasShift } from './compensate/delta.js';
-import { type Dataset, firstSamples, materialize } from './data/dataset.js';
-import { EcpruneError } from './errors.js';
+import { applyPruning } from '../compensate/apply.js';
+import { optimalBiasShift } from '../compensate/delta.js';
+import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
+import { EcpruneError } from '../errors.js';
 import { evaluate } from './evaluate.js';
-import type { Gemm } from './gemm/gemm.js';
-import { inputSize, type Mlp, nonzeroWeightCount, weightCount } from './model/mlp.js';
-import { pruneAdvanced } from './prune-variants.js';
-import type { LayerScores } from './score/criterion.js';
-import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from './score/methods.js';
-import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from './score/nonlinear.js';
-import { type CalibrationStatistics, collectStatistics } from './score/statistics.js';
-import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from './select/select.js';
-import { type LossKind, lossFor } from './train/loss.js';
-import { finetune, trainDenseSmall } from './train/train.js';
+import type { Gemm } from '../gemm/gemm.js';
+import { inputSize, type Mlp, nonzeroWeightCount, weightCount } from '../model/mlp.js';
+import { pruneAdvanced } from './variants.js';
+import type { LayerScores } from '../score/criterion.js';
+import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
+import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
+import { type CalibrationStatistics, collectStatistics } from '../score/statistics.js';
+import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from '../select/select.js';
+import { type LossKind, lossFor } from '../graph/loss.js';
+import { finetune, trainDenseSmall } from '../train/train.js';
 import { parseVariant } from './variant-name.js';
 
 /**

@@ -1,29 +1,29 @@
-import { applyPruning } from './compensate/apply.js';
-import { optimalBiasShift } from './compensate/delta.js';
-import { obsPrune } from './compensate/obs.js';
-import { type RefitResult, refitBiases } from './compensate/refit.js';
-import type { Dataset } from './data/dataset.js';
-import { EcpruneError } from './errors.js';
-import type { Model } from './graph/graph.js';
-import { asGraph, chainOf } from './graph/mlp-graph.js';
-import type { Mlp } from './model/mlp.js';
+import { applyPruning } from '../compensate/apply.js';
+import { optimalBiasShift } from '../compensate/delta.js';
+import { obsPrune } from '../compensate/obs.js';
+import { type RefitResult, refitBiases } from '../compensate/refit.js';
+import type { Dataset } from '../data/dataset.js';
+import { EcpruneError } from '../errors.js';
+import type { Model } from '../graph/graph.js';
+import { asGraph, chainOf } from '../graph/mlp-graph.js';
+import type { Mlp } from '../model/mlp.js';
 import type { PruneOptions, PruneResult } from './prune.js';
-import type { LayerScores } from './score/criterion.js';
-import { checkMethod, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
+import type { LayerScores } from '../score/criterion.js';
+import { checkMethod, METHODS, type MethodName, type MethodSpec } from '../score/methods.js';
 import {
   type CalibrationStatistics,
   collectStatistics,
   type LayerStatistics,
   type SensitivityKind,
   type StatisticsOptions,
-} from './score/statistics.js';
+} from '../score/statistics.js';
 import {
   checkPattern,
   type NmPattern,
   patternSparsity,
   selectPattern,
   selectPatternLayer,
-} from './select/pattern.js';
+} from '../select/pattern.js';
 import {
   checkScope,
   checkSparsity,
@@ -32,10 +32,10 @@ import {
   pruneCount,
   type Scope,
   selectMasks,
-} from './select/select.js';
-import { neuronKeepMasks, neuronScores, removeNeurons, selectNeurons } from './select/structure.js';
-import { timePhase } from './timings.js';
-import { type LossKind, lossFor } from './train/loss.js';
+} from '../select/select.js';
+import { neuronKeepMasks, neuronScores, removeNeurons, selectNeurons } from '../select/structure.js';
+import { timePhase } from '../timings.js';
+import { type LossKind, lossFor } from '../graph/loss.js';
 
 /**
  * "Beyond the paper" variants of EC pruning, behind one entry point. Every option defaults to plain
