@@ -25,7 +25,7 @@ import { matrix } from '../src/model/matrix.js';
 import type { Mlp } from '../src/model/mlp.js';
 import { openDataFile } from '../src/node/datasets.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
-import { score } from '../src/pipeline/prune.js';
+import { score } from '../src/pipeline/score.js';
 import type { PhaseTimings } from '../src/timings.js';
 import {
   agreement,

@@ -15,10 +15,10 @@ export {
 } from './data/dataset.js';
 export { createRandom, type Random } from './data/random.js';
 export { EcpruneError, type EcpruneErrorCode } from './errors.js';
-export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
 export { defaultGemm, setDefaultGemm } from './gemm/default.js';
 export type { Gemm, GemmOptions } from './gemm/gemm.js';
 export { matmulTs, tsGemm } from './gemm/ts-gemm.js';
+export type { LossKind } from './graph/loss.js';
 export { forward } from './graph/run.js';
 export { readCsv } from './io/csv.js';
 export { readIdx } from './io/idx.js';
@@ -36,15 +36,9 @@ export {
   validateMlp,
   weightCount,
 } from './model/mlp.js';
-export {
-  type PruneOptions,
-  type PruneResult,
-  prune,
-  type ScoreOptions,
-  type ScoreResult,
-  score,
-} from './pipeline/prune.js';
-export { type AdvancedPruneOptions, type AdvancedPruneResult, pruneAdvanced } from './pipeline/variants.js';
+export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
+export { type PruneOptions, type PruneResult, prune } from './pipeline/prune.js';
+export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {
@@ -61,5 +55,4 @@ export {
   selectMasks,
   selectPerLayer,
 } from './select/select.js';
-export type { LossKind } from './graph/loss.js';
 export { VERSION } from './version.js';

@@ -2,17 +2,10 @@ import { freemem, totalmem } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import { type Dataset, firstSamples } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
-import type { ModelShape } from '../graph/run.js';
-import {
-  estimatePruneMemory,
-  inputSize,
-  layerSizes,
-  type Mlp,
-  outputSize,
-  weightCount,
-} from '../model/mlp.js';
-import { openDataFile, openNamedDataset, type Split } from '../node/datasets.js';
 import type { LossKind } from '../graph/loss.js';
+import type { ModelShape } from '../graph/run.js';
+import { estimatePruneMemory, layerSizes, weightCount } from '../model/mlp.js';
+import { openDataFile, openNamedDataset, type Split } from '../node/datasets.js';
 
 export interface DataChoice {
   /** a data file (.npy, .npz, .csv, IDX) */

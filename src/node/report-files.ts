@@ -7,11 +7,11 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { EcpruneError } from '../errors.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 import { renderCharts } from '../report/charts.js';
 import { reportHtml } from '../report/html.js';
 import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
 import { markdownTable } from '../report/table.js';
-import type { SweepRow } from '../pipeline/sweep.js';
 import { ioError, isFsError, writeOutputAtomic } from './files.js';
 
 export interface ReportFolderOptions {

@@ -3,10 +3,10 @@ import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
 import { inputSize, type Model } from '../graph/graph.js';
+import { type LossKind, lossFor, sampleLosses } from '../graph/loss.js';
 import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import { asMatrix, forward, forwardTrace } from '../graph/run.js';
 import { DEFAULT_BATCH_SIZE } from '../score/statistics.js';
-import { type LossKind, lossFor, sampleLosses } from '../graph/loss.js';
 
 export interface EvaluateOptions {
   /** the dense model: report the mean squared difference of the outputs */

@@ -9,17 +9,17 @@ import { applyPruning } from '../compensate/apply.js';
 import { optimalBiasShift } from '../compensate/delta.js';
 import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
-import { evaluate } from './evaluate.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { type LossKind, lossFor } from '../graph/loss.js';
 import { inputSize, type Mlp, nonzeroWeightCount, weightCount } from '../model/mlp.js';
-import { pruneAdvanced } from './variants.js';
 import type { LayerScores } from '../score/criterion.js';
 import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
 import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
 import { type CalibrationStatistics, collectStatistics } from '../score/statistics.js';
 import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from '../select/select.js';
-import { type LossKind, lossFor } from '../graph/loss.js';
 import { finetune, trainDenseSmall } from '../train/train.js';
+import { evaluate } from './evaluate.js';
+import { prune } from './prune.js';
 import { parseVariant } from './variant-name.js';
 
 /**
@@ -42,7 +42,7 @@ export function isSweepMethod(name: string): name is SweepMethod {
   }
 }
 
-/** A method with beyond-the-paper options: pruned by pruneAdvanced, without the shared statistics. */
+/** A method with beyond-the-paper options: pruned by prune, without the shared statistics. */
 function isVariant(method: SweepMethod): boolean {
   return !isMethodName(method) && method !== 'nonlinear' && method !== 'dense-small';
 }
@@ -408,7 +408,7 @@ async function variantRow(
   measure: (mlp: Mlp, fields: RowFields) => Promise<SweepRow>,
 ): Promise<SweepRow> {
   const start = performance.now();
-  const result = await pruneAdvanced(model, calibration, {
+  const result = await prune(model, calibration, {
     ...parseVariant(method),
     sparsity: at.sparsity,
     scope: at.scope,

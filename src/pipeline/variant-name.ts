@@ -1,6 +1,6 @@
 import { EcpruneError } from '../errors.js';
-import type { AdvancedPruneOptions } from './variants.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
+import type { PruneOptions } from './prune.js';
 
 /**
  * Short names for a method with its beyond-the-paper variants, used by `sweep --methods`, tables
@@ -9,7 +9,7 @@ import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js
  * Example: `ec+sequential+steps3+refit5`.
  */
 export type VariantOptions = Pick<
-  AdvancedPruneOptions,
+  PruneOptions,
   | 'method'
   | 'obs'
   | 'sensitivity'

@@ -21,10 +21,10 @@
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
 import { encodeModel, floatValueInfo, MODEL_OPSET } from '../gemm/gemm-model.js';
+import type { LossKind } from '../graph/loss.js';
 import { GraphWriter, rawTensor, writeActivation } from '../io/onnx.js';
 import type { Activation } from '../model/activations.js';
 import type { Mlp } from '../model/mlp.js';
-import type { LossKind } from '../graph/loss.js';
 
 const { onnx } = onnxProto;
 const { INT, INTS, TENSOR } = onnx.AttributeProto.AttributeType;

@@ -7,10 +7,10 @@
  */
 import type { Dataset } from '../data/dataset.js';
 import type { GraphSession, GraphTensor } from '../gemm/gemm.js';
+import { type LossKind, requireTargets, targetMatrix } from '../graph/loss.js';
 import { type Matrix, rowSlice } from '../model/matrix.js';
 import type { Mlp } from '../model/mlp.js';
 import { timePhase } from '../timings.js';
-import { type LossKind, requireTargets, targetMatrix } from '../graph/loss.js';
 import {
   ecGraph,
   GRAPH_INPUT,

@@ -4,11 +4,11 @@ import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
 import { type Graph, inputSize, type Model } from '../graph/graph.js';
+import { type LossKind, lossFor, lossGradient, requireTargets } from '../graph/loss.js';
 import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
 import { asMatrix, backpropagate, forwardTrace, type GraphTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
-import { type LossKind, lossFor, lossGradient, requireTargets } from '../graph/loss.js';
 import { collectWithGraph } from './statistics-graph.js';
 
 /**

@@ -1,15 +1,15 @@
 import { type Dataset, inMemoryDataset, materialize, type Targets, targetCount } from '../data/dataset.js';
 import { createRandom } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
-import { evaluate } from '../pipeline/evaluate.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { type LossKind, lossFor, lossGradient, sampleLosses } from '../graph/loss.js';
 import { backpropagate, forwardTrace } from '../graph/run.js';
 import type { Activation } from '../model/activations.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 import { cloneMlp, inputSize, type Layer, layerSizes, type Mlp } from '../model/mlp.js';
+import { evaluate } from '../pipeline/evaluate.js';
 import type { KeepMask } from '../select/select.js';
-import { type LossKind, lossFor, lossGradient, sampleLosses } from '../graph/loss.js';
 
 /** A fresh network: layer widths, the hidden activation, the seed of its initial weights. */
 export interface InitSpec {

@@ -12,7 +12,7 @@ import { readNpy, toFeatureMatrix, writeNpy } from '../../src/io/npy.js';
 import { readNpz } from '../../src/io/npz.js';
 import { nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
-import { score } from '../../src/pipeline/prune.js';
+import { score } from '../../src/pipeline/score.js';
 import { assertClose } from '../core/helpers.js';
 import { readOnnxMlp } from '../helpers/onnx-chain.js';
 import { cli, FIXTURES, tempDir } from './run.js';

@@ -10,7 +10,8 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { compensationTarget, type Graph, withLayers } from '../../src/graph/graph.js';
 import { forward } from '../../src/graph/run.js';
 import type { Matrix } from '../../src/model/matrix.js';
-import { prune, score } from '../../src/pipeline/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
+import { score } from '../../src/pipeline/score.js';
 import { buildGraph, constant, type GraphSpec, randomInput } from './build.js';
 
 const N = 200;

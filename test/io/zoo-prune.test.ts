@@ -80,7 +80,7 @@ async function consumerOutputs(fixture: Fixture, file: string): Promise<Float64A
   const prediction = model.predict(tf.tensor(x.data, [x.rows, ...fixture.inputShape])) as tf.Tensor;
   const y = Float64Array.from(await prediction.data());
   prediction.dispose();
-  model.layers.forEach((layer) => layer.dispose?.());
+  for (const layer of model.layers) layer.dispose?.();
   return y;
 }
 

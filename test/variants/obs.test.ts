@@ -7,7 +7,7 @@ import { materialize } from '../../src/data/dataset.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { denseForward } from '../../src/graph/ops/dense.js';
 import type { Layer } from '../../src/model/mlp.js';
-import { pruneAdvanced } from '../../src/pipeline/variants.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { ecScore } from '../../src/score/ec.js';
 import { magnitudeScore } from '../../src/score/magnitude.js';
 import { collectStatistics } from '../../src/score/statistics.js';
@@ -64,8 +64,8 @@ describe('layer-wise OBS', () => {
     assert.deepEqual(obs.layer.bias, mlp.layers[1].bias);
   });
 
-  it('through pruneAdvanced: exact global count, surviving weights changed', async () => {
-    const result = await pruneAdvanced(mlp, data, { ...base, sparsity: 0.8, obs: true });
+  it('through prune: exact global count, surviving weights changed', async () => {
+    const result = await prune(mlp, data, { ...base, sparsity: 0.8, obs: true });
     const total = mlp.layers.reduce((sum, layer) => sum + layer.weight.data.length, 0);
     const pruned = result.keepMasks.reduce(
       (sum, keep) => sum + keep.length - keep.reduce((a, b) => a + b, 0),

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { EcpruneError } from '../../errors.js';
-import { evaluate } from '../../pipeline/evaluate.js';
 import type { ModelShape } from '../../graph/run.js';
 import { dataForModel, loadModel } from '../../node/models.js';
+import { evaluate } from '../../pipeline/evaluate.js';
 import { checkDataFitsModel, checkTargetsFit, type DataChoice, openData, targetsName } from '../data.js';
 import { archOption, parseLoss, parsePositiveInt } from '../options.js';
 

@@ -4,8 +4,7 @@ import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
 import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
-import { prune } from '../../pipeline/prune.js';
-import { type AdvancedPruneOptions, pruneAdvanced } from '../../pipeline/variants.js';
+import { type PruneOptions, prune } from '../../pipeline/prune.js';
 import { finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import {
@@ -208,7 +207,7 @@ export function pruneCommand(): Command {
       checkCalibration(model.shape, modelFile, calibration, flags, memory);
       clock.lap('load');
       const bar = progressBar('statistics', 'samples', flags.quiet);
-      const options: AdvancedPruneOptions = {
+      const options: PruneOptions = {
         ...variants,
         measure: flags.measure,
         newBias: flags.newBias,
@@ -223,7 +222,7 @@ export function pruneCommand(): Command {
       const data = dataForModel(model, calibration);
       const result = await (isPlain(variants)
         ? prune(model.graph, data, options)
-        : pruneAdvanced(model.mlp ?? model.graph, data, options)
+        : prune(model.mlp ?? model.graph, data, options)
       ).finally(bar.stop);
       clock.skip(); // prune() timed its own phases
       let tuned = result.model;
@@ -254,7 +253,7 @@ export function pruneCommand(): Command {
 }
 
 /** No variant flag: plain EC (or a baseline), which runs on any graph. */
-function isPlain(options: AdvancedPruneOptions): boolean {
+function isPlain(options: PruneOptions): boolean {
   return (
     !options.obs &&
     (options.sensitivity ?? 'output') === 'output' &&

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
 import { checkOutputPath, ensureParentDir, writeOutputAtomic } from '../../node/files.js';
 import { dataForModel, loadModel } from '../../node/models.js';
-import { score } from '../../pipeline/prune.js';
+import { score } from '../../pipeline/score.js';
 import { inputFiles, openData } from '../data.js';
 import { archOption, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';

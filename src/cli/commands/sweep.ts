@@ -2,14 +2,12 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Dataset, firstSamples } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
+import type { LossKind } from '../../graph/loss.js';
 import { type Activation, formatActivation } from '../../model/activations.js';
 import { layerSizes, type Mlp } from '../../model/mlp.js';
 import { openNamedDataset } from '../../node/datasets.js';
 import { loadModel, requireChain } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
-import { tablePrinter } from '../../report/table.js';
-import { METHODS } from '../../score/methods.js';
-import type { Scope } from '../../select/select.js';
 import {
   checkNonlinearSize,
   isSweepMethod,
@@ -18,7 +16,9 @@ import {
   type SweepMethod,
   type SweepStage,
 } from '../../pipeline/sweep.js';
-import type { LossKind } from '../../graph/loss.js';
+import { tablePrinter } from '../../report/table.js';
+import { METHODS } from '../../score/methods.js';
+import type { Scope } from '../../select/select.js';
 import { denseWeightCount } from '../../train/train.js';
 import { checkDataFitsModel, checkTargetsFit, inputFiles, openData } from '../data.js';
 import { listOf, parseNonNegativeInt, parsePositiveInt, parseScope, parseSparsity } from '../options.js';

@@ -27,7 +27,7 @@ export const BINARY_RULES: Record<string, BinaryRule> = {
   PRelu: {
     apply: (a, b) => (a < 0 ? b * a : a),
     da: (a, b) => (a < 0 ? b : 1),
-    db: (a) => (a < 0 ? a : 0),
+    db: (a) => Math.min(a, 0),
   },
 };
 
@@ -74,7 +74,7 @@ function binaryOp(rule: BinaryRule): Op {
       if (!g) return [undefined, undefined];
       const { maps, perSample } = layout([a!, b!], ctx.batched);
       const rows = g.shape[0];
-      const grads = [a!, b!].map((t, k) =>
+      const grads = [a!, b!].map((_t, k) =>
         ctx.batched[k] ? zerosLike(g.data, rows * maps[k].stride) : undefined,
       );
       const partials = [rule.da, rule.db];

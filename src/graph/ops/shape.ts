@@ -24,10 +24,6 @@ function normalizeAxis(axis: number, rank: number): number {
   return axis < 0 ? axis + rank : axis;
 }
 
-function requireFeatureAxis(axis: number, ctx: OpContext, what: string): void {
-  if (ctx.batched[0] && axis === 0) throw badInput(`${what} on the batch axis is not supported`);
-}
-
 /** Unsqueeze/Squeeze axes: attribute before opset 13, a constant input after. */
 function axesOf(inputs: readonly (Tensor | undefined)[], ctx: OpContext): number[] | undefined {
   return inputs[1] ? Array.from(inputs[1].data) : intsAttr(ctx, 'axes')?.slice();

@@ -57,7 +57,7 @@ export function erf(x: number): number {
 /** The scalar rule of each unary op, given its attributes (ONNX names and defaults). */
 export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => ScalarRule> = {
   Identity: () => ({ apply: (x) => x, derivative: () => 1 }),
-  Relu: () => ({ apply: (x) => (x > 0 ? x : 0), derivative: (x) => (x > 0 ? 1 : 0) }),
+  Relu: () => ({ apply: (x) => Math.max(x, 0), derivative: (x) => (x > 0 ? 1 : 0) }),
   LeakyRelu: (ctx) => {
     const a = numberAttr(ctx as OpContext, 'alpha', 0.01);
     return { apply: (x) => (x > 0 ? x : a * x), derivative: (x) => (x > 0 ? 1 : a) };
