@@ -35,7 +35,11 @@ function argMax(row: Float32Array): number {
 }
 
 /** Accuracy and loss on labelled data, and the output error against a reference network. */
-export async function evaluate(model: Model, data: Dataset, options: EvaluateOptions = {}): Promise<Evaluation> {
+export async function evaluate(
+  model: Model,
+  data: Dataset,
+  options: EvaluateOptions = {},
+): Promise<Evaluation> {
   const gemm = options.gemm ?? defaultGemm();
   const graph = asGraph(model);
   // cross-entropy is defined on logits: behind a softmax head, the head's input

@@ -105,7 +105,10 @@ export interface AdvancedPruneResult extends PruneResult<Mlp> {
   readonly neurons?: { readonly keep: Uint8Array[]; readonly scores: Float64Array[] };
 }
 
-type Pruned = Omit<AdvancedPruneResult, 'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'>;
+type Pruned = Omit<
+  AdvancedPruneResult,
+  'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'
+>;
 
 /** What every variant needs: the resolved method and options. */
 interface Run {
@@ -158,7 +161,14 @@ export async function pruneAdvanced(
         ? await pruneObs(mlp, run)
         : await pruneWeights(mlp, run);
   // the variants run on MLPs, whose layers all have biases
-  const result: AdvancedPruneResult = { ...pruned, method, sparsity, scope, addedBiases: [], uncompensated: [] };
+  const result: AdvancedPruneResult = {
+    ...pruned,
+    method,
+    sparsity,
+    scope,
+    addedBiases: [],
+    uncompensated: [],
+  };
   if (refitIterations === 0) return result;
   const { model, ...refit } = await timePhase(options.timings, 'refit', () =>
     refitBiases(result.model, mlp, calibration, {

@@ -45,7 +45,9 @@ export function throughPrefix(data: Dataset, prefix: FrozenPrefix, gemm: Gemm, f
         const run = await session;
         for await (const batch of source) {
           const dims = [batch.x.rows, ...prefix.inputShape];
-          const out = await run.run({ [prefix.inputName]: { data: batch.x.data, dims } }, [prefix.outputName]);
+          const out = await run.run({ [prefix.inputName]: { data: batch.x.data, dims } }, [
+            prefix.outputName,
+          ]);
           const x = { rows: batch.x.rows, cols: features, data: out[prefix.outputName] };
           yield { x, y: batch.y } satisfies Batch;
         }

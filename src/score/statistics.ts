@@ -3,8 +3,9 @@ import { createRandom, type Random } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { canEmit } from '../graph/emit/calibration.js';
 import { type Graph, inputSize, type Model } from '../graph/graph.js';
-import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
+import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import { asMatrix, backpropagate, forwardTrace, type GraphTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
@@ -139,16 +140,14 @@ export async function collectStatistics(
   const graphFits =
     sensitivity === undefined || (sensitivity.kind === 'output' && sensitivity.probes === undefined);
   const somethingToCollect = sensitivity !== undefined || options.lossGradient !== undefined;
-  // the fused ONNX calibration graph is built for chains; other graphs are walked op by op
-  const chain = chainOf(graph);
-  if (createSession && chain && graphFits && somethingToCollect && reference === undefined) {
+  if (createSession && graphFits && somethingToCollect && reference === undefined && canEmit(graph)) {
     const accumulators = {
       layers,
       moments: sensitivity !== undefined,
       lossGradient: options.lossGradient,
       wanted,
     };
-    const samples = await collectWithGraph(chain, calibration, createSession, accumulators, {
+    const samples = await collectWithGraph(graph, calibration, createSession, gemm, accumulators, {
       ...options,
       batchSize,
     });
