@@ -7,6 +7,7 @@ import { runCli } from '../../src/cli/program.js';
 import { applyPruning } from '../../src/compensate/apply.js';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { formatArch, parseArch } from '../../src/io/arch.js';
 import { readNpy } from '../../src/io/npy.js';
 import { readNpz, writeNpz } from '../../src/io/npz.js';
@@ -19,7 +20,6 @@ import {
   writeSafetensors,
 } from '../../src/io/safetensors.js';
 import { readTfjs, writeTfjs } from '../../src/io/tfjs.js';
-import { forward } from '../../src/graph/run.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import {

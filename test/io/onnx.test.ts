@@ -5,9 +5,9 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { readNpy } from '../../src/io/npy.js';
 import { describeOnnx, type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/graph/run.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import { cloneMlp, type Mlp } from '../../src/model/mlp.js';
 

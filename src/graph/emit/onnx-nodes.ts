@@ -4,6 +4,7 @@
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import onnxProto from 'onnx-proto';
+import { floatValueInfo } from '../../gemm/gemm-model.js';
 
 const { onnx } = onnxProto;
 const { INT, INTS, FLOAT, STRING } = onnx.AttributeProto.AttributeType;
@@ -127,16 +128,4 @@ export class OnnxNodes {
     });
     return onnx.ModelProto.encode(model).finish();
   }
-}
-
-function floatValueInfo(name: string, dims: readonly (number | string)[]): OnnxTypes.IValueInfoProto {
-  return {
-    name,
-    type: {
-      tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
 }
