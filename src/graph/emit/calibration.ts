@@ -21,7 +21,7 @@ import type { Gemm } from '../../gemm/gemm.js';
 import type { LossKind } from '../../train/loss.js';
 import { batchedTensors, type Graph, type GraphNode, inputSize } from '../graph.js';
 import { logitsGraph } from '../mlp-graph.js';
-import type { EmitContext } from '../ops/op.js';
+import type { EmitContext, Op } from '../ops/op.js';
 import { forwardTrace, opFor, planOf, reverseWalk } from '../run.js';
 import { sizeOf, type Tensor } from '../tensor.js';
 import { intAttr, OnnxNodes } from './onnx-nodes.js';
@@ -58,6 +58,13 @@ export interface CalibrationGraph {
   readonly classes: number;
   /** the largest per-sample size of a cotangent: a run holds B x K x this many floats */
   readonly cotangentWidth: number;
+}
+
+/** A cotangent [B or 1, R, ...] as emitted, times a factor [B, 1, ...] not yet multiplied in. */
+interface Cotangent {
+  readonly g: string;
+  readonly factor?: string;
+  readonly maskFactor?: boolean;
 }
 
 /** Whether every op that touches data has an emission (otherwise the pass stays in JS). */
@@ -145,10 +152,28 @@ export async function calibrationGraph(
     nodes.output(value, name, dims);
     sums.push(name);
   };
+  const materialized = (c: Cotangent) => (c.factor === undefined ? c.g : nodes.node('Mul', [c.g, c.factor]));
   const steps = {
-    vjp: (op: ReturnType<typeof opFor>, node: GraphNode, grads: (string | undefined)[]) =>
-      op.emit!.vjp!(grads, contextOf(node)),
-    add: (a: string, b: string) => nodes.node('Add', [a, b]),
+    vjp(op: Op, node: GraphNode, grads: (Cotangent | undefined)[]): (Cotangent | undefined)[] {
+      const emit = op.emit!;
+      const [c] = grads;
+      if (emit.factor !== undefined && c !== undefined) {
+        const factor = emit.factor(contextOf(node));
+        return [
+          {
+            g: c.g,
+            factor: c.factor === undefined ? factor : nodes.node('Mul', [c.factor, factor]),
+            maskFactor: (c.factor === undefined || c.maskFactor) && emit.maskFactor,
+          },
+        ];
+      }
+      const gradInputs = emit.vjp!(
+        grads.map((grad) => grad && materialized(grad)),
+        contextOf(node),
+      );
+      return gradInputs.map((g) => (g === undefined ? undefined : { g }));
+    },
+    add: (a: Cotangent, b: Cotangent) => ({ g: nodes.node('Add', [materialized(a), materialized(b)]) }),
   };
   const outputShape = shapeOf(graph.output);
   const K = sizeOf(outputShape);
@@ -157,16 +182,20 @@ export async function calibrationGraph(
   if (options.moments) {
     const identity = new Float32Array(K * K);
     for (let k = 0; k < K; k++) identity[k * K + k] = 1;
-    const seed = nodes.floats([1, K, ...outputShape], identity);
-    await reverseWalk(graph, seed, {
+    const seed = { g: nodes.floats([1, K, ...outputShape], identity) };
+    await reverseWalk<Cotangent>(graph, seed, {
       ...steps,
-      dense(l, g, node) {
+      dense(l, { g, factor, maskFactor }, node) {
         const { rows: nOut, cols: nIn } = graph.layers[l].weight;
         const a = emitted(node.inputs[0]);
         const z = emitted(node.outputs[0]);
-        // Σ_k g², as [B, n_out] also where g does not depend on the sample
+        // Σ_k g² = (Σ_k h²) ⊙ factor², as [B, n_out] also where g does not depend on the sample
         const perRow = nodes.node('ReduceSumSquare', [g, nodes.ints([1])], [keep(0)]);
-        const s = nodes.node('Expand', [perRow, nodes.node('Shape', [z])]);
+        const squared = factor && (maskFactor ? factor : nodes.node('Mul', [factor, factor]));
+        const s =
+          squared === undefined
+            ? nodes.node('Expand', [perRow, nodes.node('Shape', [z])])
+            : nodes.node('Mul', [perRow, nodes.node('Squeeze', [squared, nodes.ints([1])])]);
         nodes.input(graphShift(l), [nIn]);
         const mean = nodes.node('ReduceMean', [a, nodes.ints([0])], [keep(0)]);
         nodes.output(mean, graphMean(l), [nIn]);
@@ -194,12 +223,12 @@ export async function calibrationGraph(
       options.lossGradient === 'ce'
         ? nodes.node('Sub', [nodes.node('Softmax', [y], [intAttr('axis', 1)]), GRAPH_TARGETS])
         : nodes.node('Mul', [nodes.node('Sub', [y, GRAPH_TARGETS]), nodes.scalar(2 / classes)]);
-    const seed = nodes.node('Reshape', [residual, nodes.ints([0, 1, ...logitsShape])]);
-    await reverseWalk(lossGraph, seed, {
+    const seed = { g: nodes.node('Reshape', [residual, nodes.ints([0, 1, ...logitsShape])]) };
+    await reverseWalk<Cotangent>(lossGraph, seed, {
       ...steps,
-      dense(l, g, node) {
+      dense(l, cotangent, node) {
         const { rows: nOut, cols: nIn } = graph.layers[l].weight;
-        const rows = nodes.node('Reshape', [g, nodes.ints([-1, nOut])]);
+        const rows = nodes.node('Reshape', [materialized(cotangent), nodes.ints([-1, nOut])]);
         const gradient = nodes.node('Gemm', [rows, emitted(node.inputs[0])], [intAttr('transA', 1)]);
         output(gradient, graphGradient(l), [nOut, nIn]);
       },

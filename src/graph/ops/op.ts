@@ -66,6 +66,14 @@ export interface OpEmit {
   forward(ctx: EmitContext): string[];
   /** cotangents of the data inputs from those of the outputs, emitted */
   vjp?(gradOutputs: readonly (string | undefined)[], ctx: EmitContext): (string | undefined)[];
+  /**
+   * For elementwise ops of one data tensor: the VJP is g ⊙ this [B, 1, ...] factor. The emission
+   * then keeps the factor beside the cotangent instead of multiplying it in, so a layer's
+   * Σ_k g² is (Σ_k h²) ⊙ factor²: no [B, K, n] product where only the sum is needed.
+   */
+  factor?(ctx: EmitContext): string;
+  /** the factor is 0 or 1 (its square is itself) */
+  readonly maskFactor?: boolean;
 }
 
 export function numberAttr(ctx: Pick<OpContext, 'attrs'>, name: string, fallback: number): number {

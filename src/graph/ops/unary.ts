@@ -288,22 +288,27 @@ function unaryAttributes(ctx: Pick<EmitContext, 'attrs'>): Attribute[] {
   return attributes;
 }
 
+function emitUnary(name: string): Op['emit'] {
+  if (name === 'Identity') return { forward: (ctx) => [ctx.input(0)], vjp: ([g]) => [g] };
+  const forward = (ctx: EmitContext) => [ctx.nodes.node(name, [ctx.input(0)], unaryAttributes(ctx))];
+  if (name === 'Neg') return { forward, vjp: ([g], ctx) => [g && ctx.nodes.node('Neg', [g])] };
+  const factor = (ctx: EmitContext) =>
+    UNARY_DERIVATIVES[name](ctx.nodes, ctx.beside(0), ctx.besideOutput(0), ctx);
+  return {
+    forward,
+    vjp: ([g], ctx) => [g && ctx.nodes.node('Mul', [g, factor(ctx)])],
+    factor,
+    maskFactor: name === 'Relu' || name === 'ThresholdedRelu',
+  };
+}
+
 function unaryOp(name: string, rule: (ctx: Pick<OpContext, 'attrs'>) => ScalarRule): Op {
   return {
     forward: ([x], ctx) => [mapTensor(x!, rule(ctx).apply)],
     vjp: ({ inputs: [x], outputs: [y], gradOutputs: [g], repeat }: VjpArgs, ctx) => [
       g && scaleCotangent(g, x!, y, repeat, rule(ctx).derivative),
     ],
-    emit: {
-      forward: (ctx) =>
-        name === 'Identity' ? [ctx.input(0)] : [ctx.nodes.node(name, [ctx.input(0)], unaryAttributes(ctx))],
-      vjp([g], ctx) {
-        if (g === undefined || name === 'Identity') return [g];
-        if (name === 'Neg') return [ctx.nodes.node('Neg', [g])];
-        const derivative = UNARY_DERIVATIVES[name](ctx.nodes, ctx.beside(0), ctx.besideOutput(0), ctx);
-        return [ctx.nodes.node('Mul', [g, derivative])];
-      },
-    },
+    emit: emitUnary(name),
   };
 }
 
