@@ -14,7 +14,15 @@ import { ACTIVATION_KINDS, type Activation, type ActivationKind } from '../../sr
 import type { Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
 import { type CalibrationStatistics, collectStatistics } from '../../src/score/statistics.js';
-import { buildGraph, constant, type GraphSpec } from '../graph/build.js';
+import {
+  buildGraph,
+  constant,
+  DECOMPOSED_LAYER_NORM,
+  type GraphSpec,
+  residualSpec,
+  VIEW_CONSTANTS,
+  VIEW_NODES,
+} from '../graph/build.js';
 import { randomMatrix, randomMlp } from '../helpers/random.js';
 
 const ort = await createOrtGemm();
@@ -198,51 +206,11 @@ const shift5 = five([0.1, -0.2, 0, 0.3, 0.05]);
 
 /** Graphs that are not chains, each with its name. */
 const GRAPHS: [string, GraphSpec][] = [
-  [
-    'BatchNorm, LayerNorm, a residual Add, a softmax head',
-    {
-      input: [7],
-      layers: [
-        [6, 7],
-        [6, 6],
-        [4, 6],
-      ],
-      nodes: [
-        ['Dense', ['x'], ['z0'], { layer: 0 }],
-        ['BatchNormalization', ['z0', 'gamma', 'beta', 'mean', 'var'], ['bn'], { epsilon: 1e-5 }],
-        ['Relu', ['bn'], ['h']],
-        ['Dense', ['h'], ['z1'], { layer: 1 }],
-        ['LayerNormalization', ['z1', 'ln_scale', 'ln_bias'], ['n1'], { axis: -1, epsilon: 1e-5 }],
-        ['Add', ['h', 'n1'], ['r']],
-        ['Tanh', ['r'], ['t']],
-        ['Dense', ['t'], ['logits'], { layer: 2 }],
-        ['Softmax', ['logits'], ['y'], { axis: -1 }],
-      ],
-      constants: {
-        gamma: constant([6], [1.2, 0.8, 1, 0.9, 1.1, 1]),
-        beta: constant([6], [0.1, 0, -0.1, 0.2, 0, 0.05]),
-        mean: constant([6], [0.2, -0.1, 0, 0.1, -0.2, 0]),
-        var: constant([6], [0.9, 1.2, 1, 0.8, 1.1, 1]),
-        ln_scale: constant([6], [1, 1.1, 0.9, 1, 1.2, 0.8]),
-        ln_bias: constant([6], [0, 0.1, 0, -0.1, 0, 0.1]),
-      },
-      output: 'y',
-    },
-  ],
+  ['BatchNorm, LayerNorm, a residual Add, a softmax head', residualSpec(7)],
   [
     'LayerNorm as torch decomposes it (ReduceMean/Sub/Pow/Sqrt/Div)',
     around(
-      [
-        ['ReduceMean', ['z0'], ['mean'], { axes: [-1] }],
-        ['Sub', ['z0', 'mean'], ['centred']],
-        ['Pow', ['centred', 'two'], ['squared']],
-        ['ReduceMean', ['squared'], ['variance'], { axes: [-1] }],
-        ['Add', ['variance', 'eps'], ['shifted']],
-        ['Sqrt', ['shifted'], ['std']],
-        ['Div', ['centred', 'std'], ['normed']],
-        ['Mul', ['normed', 'scale'], ['scaled']],
-        ['Add', ['scaled', 'shift'], ['a0']],
-      ],
+      [...DECOMPOSED_LAYER_NORM],
       { scale: scale5, shift: shift5, two: constant([], [2]), eps: constant([], [1e-5]) },
       'Softmax',
     ),
@@ -272,11 +240,7 @@ const GRAPHS: [string, GraphSpec][] = [
         [4, 5],
       ],
       nodes: [
-        ['Shape', ['x'], ['shape']],
-        ['Gather', ['shape', 'zero'], ['batch'], { axis: 0 }],
-        ['Unsqueeze', ['batch'], ['batch1'], { axes: [0] }],
-        ['Concat', ['batch1', 'minusOne'], ['target'], { axis: 0 }],
-        ['Reshape', ['x', 'target'], ['flat']],
+        ...VIEW_NODES,
         ['Dense', ['flat'], ['z0'], { layer: 0 }],
         ['Dense', ['flat'], ['z1'], { layer: 1 }],
         ['Unsqueeze', ['z0'], ['u'], { axes: [2] }],
@@ -287,7 +251,7 @@ const GRAPHS: [string, GraphSpec][] = [
         ['Flatten', ['c'], ['a0'], { axis: 1 }],
         ['Dense', ['a0'], ['y'], { layer: 2 }],
       ],
-      constants: { zero: constant([], [0]), minusOne: constant([1], [-1]) },
+      constants: VIEW_CONSTANTS,
       output: 'y',
     },
   ],
