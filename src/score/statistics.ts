@@ -103,8 +103,9 @@ export const DEFAULT_BATCH_SIZE = 1000;
 /**
  * Streams the calibration set once, in batches; memory depends on the batch size, not on N.
  * When the backend runs graphs (`gemm.createSession`: onnxruntime) and the options allow it (exact
- * 'output' sensitivities or none, no probes, no reference), each batch runs as one ONNX graph
- * (statistics-graph.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
+ * 'output' sensitivities or none, no probes, no reference) and every op of the graph emits ONNX,
+ * each batch runs as one ONNX graph emitted from the graph (statistics-graph.ts,
+ * graph/emit/calibration.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
  * (test/score/statistics-graph.test.ts); `withoutGraphs(gemm)` forces the second.
  */
 export async function collectStatistics(
