@@ -627,7 +627,7 @@ function renderReport(r: {
   );
   lines.push(`| Node | ${info.node} |`);
   lines.push(
-    `| onnxruntime-node | ${info.ort} (CPU provider; \`score\` runs with \`createOrtGemm()\`: ${CORES} intra-op threads (os.availableParallelism()), each calibration batch as one ONNX graph, src/score/ec-graph.ts) |`,
+    `| onnxruntime-node | ${info.ort} (CPU provider; \`score\` runs with \`createOrtGemm()\`: ${CORES} intra-op threads (os.availableParallelism()), each calibration batch as one ONNX graph, src/graph/emit/calibration.ts) |`,
   );
   if (r.torchVersion)
     lines.push(
@@ -672,7 +672,7 @@ function renderReport(r: {
 
   lines.push('## ecprune: time per phase (s, median run)', '');
   lines.push(
-    '`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/score/ec-graph.ts), timed as `graph`; `compile` builds that graph and its onnxruntime session (once per `score()` call: the PyTorch timing has no counterpart: setup and warm-up are untimed there); `shift` is a graph run on the first 256 samples for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches.',
+    '`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/graph/emit/calibration.ts), timed as `graph`; `compile` builds that graph and its onnxruntime session (once per `score()` call: the PyTorch timing has no counterpart: setup and warm-up are untimed there); `shift` is a graph run on the first 256 samples for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches.',
     '',
   );
   lines.push(

@@ -1,5 +1,5 @@
 /**
- * The command-line face of the beyond-the-paper variants (src/prune-variants.ts), shared by
+ * The command-line face of the beyond-the-paper variants (src/pipeline/prune.ts), shared by
  * `prune` and `sweep`: every flag maps onto one PruneOptions field.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';

@@ -15,7 +15,7 @@ import type { Op, OpContext } from './ops/op.js';
 import { type Tensor, zerosLike } from './tensor.js';
 
 /** What the walk needs to know of a graph once: which tensors carry data, which carry cotangents. */
-interface Plan {
+export interface Plan {
   /** tensors that depend on the input (their first dimension is the batch) */
   readonly batched: ReadonlySet<string>;
   /** tensors a cotangent must reach: downstream of a Dense output and upstream of the output */
@@ -38,7 +38,7 @@ export function opFor(node: GraphNode): Op {
   return op;
 }
 
-function planOf(graph: Graph): Plan {
+export function planOf(graph: Graph): Plan {
   const cached = plans.get(graph);
   if (cached) return cached;
   const batched = batchedTensors(graph);
@@ -174,35 +174,61 @@ export async function backpropagate(
   const plan = planOf(graph);
   const batch = trace.output.rows;
   const repeat = batch === 0 ? 1 : outputCotangent.rows / batch;
-  const grads = new Map<string, Tensor>();
-  grads.set(graph.output, {
+  const seed = {
     shape: [outputCotangent.rows, ...trace.values.get(graph.output)!.shape.slice(1)],
     data: outputCotangent.data,
+  };
+  await reverseWalk<Tensor>(graph, seed, {
+    dense: (layer, g, node) => visit(layer, asMatrix(g), asMatrix(trace.values.get(node.inputs[0])!)),
+    async vjp(op, node, gradOutputs) {
+      const inputs = node.inputs.map((name) => (name === '' ? undefined : trace.values.get(name)));
+      const outputs = node.outputs.map((name) => trace.values.get(name)!);
+      try {
+        return await op.vjp!({ inputs, outputs, gradOutputs, repeat }, contextOf(graph, node, plan, gemm));
+      } catch (error) {
+        throw atNode(error, node);
+      }
+    },
+    add: sum,
   });
+}
+
+/** What the reverse walk does with cotangents of type T (tensors in JS, tensor names when emitting ONNX). */
+export interface ReverseSteps<T> {
+  /** a Dense node's output cotangent, as soon as it is complete */
+  dense(layer: number, cotangent: T, node: GraphNode): Promise<void> | void;
+  /** the cotangents of a node's inputs from those of its outputs (`op.vjp` is defined) */
+  vjp(
+    op: Op,
+    node: GraphNode,
+    gradOutputs: (T | undefined)[],
+  ): Promise<(T | undefined)[]> | (T | undefined)[];
+  /** the sum of two cotangents of the same tensor (from two consumers) */
+  add(a: T, b: T): T;
+}
+
+/**
+ * The one place that knows the backward order: from `seed` (the cotangent of the output) through
+ * the nodes in reverse, each tensor's cotangent summed over its consumers before it is used.
+ */
+export async function reverseWalk<T>(graph: Graph, seed: T, steps: ReverseSteps<T>): Promise<void> {
+  const plan = planOf(graph);
+  const grads = new Map<string, T>([[graph.output, seed]]);
   for (let n = graph.nodes.length - 1; n >= 0; n--) {
     const node = graph.nodes[n];
     const gradOutputs = node.outputs.map((name) => grads.get(name));
     if (gradOutputs.every((g) => g === undefined)) continue;
     for (const name of node.outputs) grads.delete(name);
-    if (node.op === 'Dense') {
-      await visit(layerOf(node), asMatrix(gradOutputs[0]!), asMatrix(trace.values.get(node.inputs[0])!));
-    }
+    if (node.op === 'Dense') await steps.dense(layerOf(node), gradOutputs[0]!, node);
     if (!node.inputs.some((name) => plan.differentiated.has(name))) continue;
     const op = plan.ops[n];
     if (op.vjp === undefined) continue;
-    const inputs = node.inputs.map((name) => (name === '' ? undefined : trace.values.get(name)));
-    const outputs = node.outputs.map((name) => trace.values.get(name)!);
-    let gradInputs: (Tensor | undefined)[];
-    try {
-      gradInputs = await op.vjp({ inputs, outputs, gradOutputs, repeat }, contextOf(graph, node, plan, gemm));
-    } catch (error) {
-      throw atNode(error, node);
-    }
+    const gradInputs = await steps.vjp(op, node, gradOutputs);
     node.inputs.forEach((name, i) => {
       const g = gradInputs[i];
       if (g === undefined || !plan.differentiated.has(name)) return;
       const previous = grads.get(name);
-      grads.set(name, previous ? sum(previous, g) : g);
+      grads.set(name, previous === undefined ? g : steps.add(previous, g));
     });
   }
 }

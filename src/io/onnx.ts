@@ -2,7 +2,6 @@
  * ONNX in and out, bytes in and bytes out (browser-safe): onnx/read.ts turns a file into the graph
  * (and its frozen prefix), onnx/write.ts writes the graph back into the file or as a fresh model.
  */
-export { GraphWriter, writeActivation } from './onnx/graph-writer.js';
 export {
   describeOnnx,
   type OnnxLayerTemplate,
@@ -11,5 +10,4 @@ export {
   type OnnxTensorInfo,
   readOnnx,
 } from './onnx/read.js';
-export { rawTensor } from './onnx/tensors.js';
 export { type WriteOnnxOptions, writeOnnx } from './onnx/write.js';

@@ -3,12 +3,19 @@ import { createRandom, type Random } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { canEmit } from '../graph/emit/calibration.js';
 import { type Graph, inputSize, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor, lossGradient, requireTargets } from '../graph/loss.js';
-import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
+import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import { asMatrix, backpropagate, forwardTrace, type GraphTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
 import { type PhaseTimings, timePhase } from '../timings.js';
+import type {
+  CalibrationStatistics,
+  LayerStatistics,
+  SensitivityKind,
+  StatisticsOptions,
+} from './calibration-statistics.js';
 import { collectWithGraph } from './statistics-graph.js';
 
 /**
@@ -31,7 +38,7 @@ import { collectWithGraph } from './statistics-graph.js';
  *                       output error: mean dyᵀ H dy = 2 × the second-order loss increase.
  *     ce  (softmax cross-entropy on logits y): H = diag(p) - p pᵀ, p = softmax(y). H does not
  *         depend on the label, so 'loss' with ce needs only the model's outputs, no labels.
- *     mse (the per-sample mean (1/K) Σ_k (y_k - t_k)², as in train/loss.ts): H = 2I/K, so the
+ *     mse (the per-sample mean (1/K) Σ_k (y_k - t_k)², as in graph/loss.ts): H = 2I/K, so the
  *         'loss' sensitivities are exactly 2/K times the 'output' ones (same ranking, same δ).
  * Both are computed by one backward pass with R cotangent rows u_r per sample, s_i = Σ_r (u_r · J_i)²:
  * the rows of a factor F with Fᵀ F = H (I for 'output': the one-hot rows; ce: F_k = √p_k (e_k - p),
@@ -46,64 +53,16 @@ import { collectWithGraph } from './statistics-graph.js';
  */
 export const ROUNDING_FLOOR = 1e-5;
 
-export interface LayerStatistics {
-  readonly shift: Float64Array; // n_in
-  readonly m0: Float64Array; // n_out
-  readonly m1: Float64Array; // n_out x n_in, row-major
-  readonly m2: Float64Array; // n_out x n_in, row-major
-  /** mean dL/dW over the calibration set (n_out x n_in), when a loss gradient was requested */
-  readonly lossGradient?: Float64Array;
-  /**
-   * Σ_n s_i(x_n) (z_ref[i](x_n) - z[i](x_n)) (n_out), when a `reference` network was given: the
-   * s-weighted gap between the reference's pre-activations and this network's (see prune-variants).
-   */
-  readonly referenceGap?: Float64Array;
-}
-
-/** What the sensitivities s_i measure: the output change or the loss change (see above). */
-export type SensitivityKind = 'output' | 'loss';
-
-export interface CalibrationStatistics {
-  readonly samples: number;
-  readonly layers: readonly LayerStatistics[];
-}
-
-export interface StatisticsOptions {
-  readonly gemm?: Gemm;
-  readonly batchSize?: number;
-  /** collect m0/m1/m2 (default true = 'output'; false = none) and what s measures */
-  readonly sensitivity?: boolean | SensitivityKind;
-  /**
-   * the loss whose output Hessian weights 'loss' sensitivities; default `lossGradient`, else the
-   * loss that fits the calibration targets (class ids → ce, values → mse)
-   */
-  readonly sensitivityLoss?: LossKind;
-  /** estimate s with this many Rademacher probes per sample instead of the exact K rows */
-  readonly probes?: number;
-  /** seed of the probes (default 0) */
-  readonly probeSeed?: number;
-  /** accumulate the moments of these layers only (default all); the others stay zero */
-  readonly layers?: readonly number[];
-  /** a network of the same shape; fills `referenceGap` of every accumulated layer */
-  readonly reference?: Model;
-  /** also collect the loss gradient dL/dW (needs targets) */
-  readonly lossGradient?: LossKind;
-  readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
-  /**
-   * when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it; on
-   * the graph path (see collectStatistics) the three run fused and are booked as `statistics`
-   * (`forward` is then only the short run for the shift), and building the graph as `compile`
-   */
-  readonly timings?: PhaseTimings;
-}
+export type { CalibrationStatistics, LayerStatistics, SensitivityKind, StatisticsOptions };
 
 export const DEFAULT_BATCH_SIZE = 1000;
 
 /**
  * Streams the calibration set once, in batches; memory depends on the batch size, not on N.
  * When the backend runs graphs (`gemm.createSession`: onnxruntime) and the options allow it (exact
- * 'output' sensitivities or none, no probes, no reference), each batch runs as one ONNX graph
- * (statistics-graph.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
+ * 'output' sensitivities or none, no probes, no reference) and every op of the graph emits ONNX,
+ * each batch runs as one ONNX graph emitted from the graph (statistics-graph.ts,
+ * graph/emit/calibration.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
  * (test/score/statistics-graph.test.ts); `withoutGraphs(gemm)` forces the second.
  */
 export async function collectStatistics(
@@ -139,16 +98,14 @@ export async function collectStatistics(
   const graphFits =
     sensitivity === undefined || (sensitivity.kind === 'output' && sensitivity.probes === undefined);
   const somethingToCollect = sensitivity !== undefined || options.lossGradient !== undefined;
-  // the fused ONNX calibration graph is built for chains; other graphs are walked op by op
-  const chain = chainOf(graph);
-  if (createSession && chain && graphFits && somethingToCollect && reference === undefined) {
+  if (createSession && graphFits && somethingToCollect && reference === undefined && canEmit(graph)) {
     const accumulators = {
       layers,
       moments: sensitivity !== undefined,
       lossGradient: options.lossGradient,
       wanted,
     };
-    const samples = await collectWithGraph(chain, calibration, createSession, accumulators, {
+    const samples = await collectWithGraph(graph, calibration, createSession, gemm, accumulators, {
       ...options,
       batchSize,
     });

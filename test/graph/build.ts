@@ -66,3 +66,63 @@ export function randomInput(rows: number, features: number, seed: number, float6
   for (let i = 0; i < data.length; i++) data[i] = random.normal();
   return { shape: [rows, features], data };
 }
+
+/** `x.view(x.size(0), -1)` as torch exports it: x → 'flat' (needs the constants of VIEW_CONSTANTS). */
+export const VIEW_NODES: GraphSpec['nodes'] = [
+  ['Shape', ['x'], ['shape']],
+  ['Gather', ['shape', 'zero'], ['batch'], { axis: 0 }],
+  ['Unsqueeze', ['batch'], ['batch1'], { axes: [0] }],
+  ['Concat', ['batch1', 'minusOne'], ['target'], { axis: 0 }],
+  ['Reshape', ['x', 'target'], ['flat']],
+];
+
+export const VIEW_CONSTANTS = { zero: constant([], [0]), minusOne: constant([1], [-1]) };
+
+/**
+ * Dense(no bias in the tests that say so) → BatchNorm → Relu → Dense → LayerNorm → + skip → Tanh →
+ * Dense → Softmax, for `features` inputs.
+ */
+export function residualSpec(features: number): GraphSpec {
+  const c = (values: number[]) => constant([6], values);
+  return {
+    input: [features],
+    layers: [
+      [6, features],
+      [6, 6],
+      [4, 6],
+    ],
+    nodes: [
+      ['Dense', ['x'], ['z0'], { layer: 0 }],
+      ['BatchNormalization', ['z0', 'gamma', 'beta', 'mean', 'var'], ['bn'], { epsilon: 1e-5 }],
+      ['Relu', ['bn'], ['h']],
+      ['Dense', ['h'], ['z1'], { layer: 1 }],
+      ['LayerNormalization', ['z1', 'ln_scale', 'ln_bias'], ['n1'], { axis: -1, epsilon: 1e-5 }],
+      ['Add', ['h', 'n1'], ['r']],
+      ['Tanh', ['r'], ['t']],
+      ['Dense', ['t'], ['logits'], { layer: 2 }],
+      ['Softmax', ['logits'], ['y'], { axis: -1 }],
+    ],
+    constants: {
+      gamma: c([1.2, 0.8, 1, 0.9, 1.1, 1]),
+      beta: c([0.1, 0, -0.1, 0.2, 0, 0.05]),
+      mean: c([0.2, -0.1, 0, 0.1, -0.2, 0]),
+      var: c([0.9, 1.2, 1, 0.8, 1.1, 1]),
+      ln_scale: c([1, 1.1, 0.9, 1, 1.2, 0.8]),
+      ln_bias: c([0, 0.1, 0, -0.1, 0, 0.1]),
+    },
+    output: 'y',
+  };
+}
+
+/** LayerNorm of 'z0' into 'a0' as torch decomposes it (constants `scale`, `shift`, `two`, `eps`). */
+export const DECOMPOSED_LAYER_NORM: GraphSpec['nodes'] = [
+  ['ReduceMean', ['z0'], ['mean'], { axes: [-1] }],
+  ['Sub', ['z0', 'mean'], ['centred']],
+  ['Pow', ['centred', 'two'], ['squared']],
+  ['ReduceMean', ['squared'], ['variance'], { axes: [-1] }],
+  ['Add', ['variance', 'eps'], ['shifted']],
+  ['Sqrt', ['shifted'], ['std']],
+  ['Div', ['centred', 'std'], ['normed']],
+  ['Mul', ['normed', 'scale'], ['scaled']],
+  ['Add', ['scaled', 'shift'], ['a0']],
+];

@@ -12,45 +12,12 @@ import { forward } from '../../src/graph/run.js';
 import type { Matrix } from '../../src/model/matrix.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { score } from '../../src/pipeline/score.js';
-import { buildGraph, constant, type GraphSpec, randomInput } from './build.js';
+import { buildGraph, randomInput, residualSpec } from './build.js';
 
 const N = 200;
 
-/** Dense(no bias) → BatchNorm → Relu → Dense → LayerNorm → + skip → Tanh → Dense → Softmax. */
-function residualSpec(): GraphSpec {
-  const c = (values: number[]) => constant([6], values);
-  return {
-    input: [5],
-    layers: [
-      [6, 5],
-      [6, 6],
-      [4, 6],
-    ],
-    nodes: [
-      ['Dense', ['x'], ['z0'], { layer: 0 }],
-      ['BatchNormalization', ['z0', 'gamma', 'beta', 'mean', 'var'], ['bn'], { epsilon: 1e-5 }],
-      ['Relu', ['bn'], ['h']],
-      ['Dense', ['h'], ['z1'], { layer: 1 }],
-      ['LayerNormalization', ['z1', 'ln_scale', 'ln_bias'], ['n1'], { axis: -1, epsilon: 1e-5 }],
-      ['Add', ['h', 'n1'], ['r']],
-      ['Tanh', ['r'], ['t']],
-      ['Dense', ['t'], ['logits'], { layer: 2 }],
-      ['Softmax', ['logits'], ['y'], { axis: -1 }],
-    ],
-    constants: {
-      gamma: c([1.2, 0.8, 1, 0.9, 1.1, 1]),
-      beta: c([0.1, 0, -0.1, 0.2, 0, 0.05]),
-      mean: c([0.2, -0.1, 0, 0.1, -0.2, 0]),
-      var: c([0.9, 1.2, 1, 0.8, 1.1, 1]),
-      ln_scale: c([1, 1.1, 0.9, 1, 1.2, 0.8]),
-      ln_bias: c([0, 0.1, 0, -0.1, 0, 0.1]),
-    },
-    output: 'y',
-  };
-}
-
 function residualGraph(): Graph {
-  const graph = buildGraph(residualSpec());
+  const graph = buildGraph(residualSpec(5));
   const layers = graph.layers.map((layer, l) =>
     l === 0 ? { ...layer, bias: new Float32Array(layer.bias.length), hasBias: false } : layer,
   );

@@ -9,7 +9,15 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import type { Graph } from '../../src/graph/graph.js';
 import { backpropagate, forwardTrace } from '../../src/graph/run.js';
 import type { Tensor } from '../../src/graph/tensor.js';
-import { buildGraph, constant, type GraphSpec, randomInput } from './build.js';
+import {
+  buildGraph,
+  constant,
+  DECOMPOSED_LAYER_NORM,
+  type GraphSpec,
+  randomInput,
+  VIEW_CONSTANTS,
+  VIEW_NODES,
+} from './build.js';
 
 const BATCH = 3;
 const H = 1e-5;
@@ -231,15 +239,7 @@ describe('VJP of every op against finite differences (float64, through the graph
       ...fused,
       nodes: [
         ['Dense', ['x'], ['z0'], { layer: 0 }],
-        ['ReduceMean', ['z0'], ['mean'], { axes: [-1] }],
-        ['Sub', ['z0', 'mean'], ['centred']],
-        ['Pow', ['centred', 'two'], ['squared']],
-        ['ReduceMean', ['squared'], ['variance'], { axes: [-1] }],
-        ['Add', ['variance', 'eps'], ['shifted']],
-        ['Sqrt', ['shifted'], ['std']],
-        ['Div', ['centred', 'std'], ['normed']],
-        ['Mul', ['normed', 'scale'], ['scaled']],
-        ['Add', ['scaled', 'shift'], ['a0']],
+        ...DECOMPOSED_LAYER_NORM,
         ['Dense', ['a0'], ['y'], { layer: 1 }],
       ],
       constants: { scale, shift, two: constant([], [2]), eps: constant([], [1e-5]) },
@@ -288,11 +288,7 @@ describe('VJP of every op against finite differences (float64, through the graph
         [3, 5],
       ],
       nodes: [
-        ['Shape', ['x'], ['shape']],
-        ['Gather', ['shape', 'zero'], ['batch'], { axis: 0 }],
-        ['Unsqueeze', ['batch'], ['batch1'], { axes: [0] }],
-        ['Concat', ['batch1', 'minusOne'], ['target'], { axis: 0 }],
-        ['Reshape', ['x', 'target'], ['flat']],
+        ...VIEW_NODES,
         ['Dense', ['flat'], ['z0'], { layer: 0 }],
         ['Unsqueeze', ['z0'], ['u'], { axes: [2] }],
         ['Tanh', ['u'], ['t']],
@@ -300,7 +296,7 @@ describe('VJP of every op against finite differences (float64, through the graph
         ['Flatten', ['s'], ['a0'], { axis: 1 }],
         ['Dense', ['a0'], ['y'], { layer: 1 }],
       ],
-      constants: { zero: constant([], [0]), minusOne: constant([1], [-1]) },
+      constants: VIEW_CONSTANTS,
       output: 'y',
     };
     await assertVjp(spec);

@@ -3,8 +3,11 @@
  * and scalings, shifts and powers by constants. Each rule gives the value and both partial
  * derivatives; the VJP sums a cotangent over the positions an operand was broadcast to.
  */
+
+import { intAttr, type OnnxNodes } from '../emit/onnx-nodes.js';
 import { broadcastIndex, broadcastShape, type Tensor, zerosLike } from '../tensor.js';
-import type { Op, OpContext, VjpArgs } from './op.js';
+import type { EmitContext, Op, OpContext, VjpArgs } from './op.js';
+import { asFloat } from './unary.js';
 
 interface BinaryRule {
   apply(a: number, b: number): number;
@@ -31,6 +34,77 @@ export const BINARY_RULES: Record<string, BinaryRule> = {
   },
 };
 
+/**
+ * Each rule's partial derivatives as ONNX nodes, times the cotangent g; a, b, y broadcast against
+ * the cotangents. Only the partials of data operands are asked for.
+ */
+type EmittedPartials = (
+  n: OnnxNodes,
+  g: string,
+  a: () => string,
+  b: () => string,
+  y: () => string,
+) => [() => string, () => string];
+
+const EMITTED_PARTIALS: Record<string, EmittedPartials> = {
+  Add: (_n, g) => [() => g, () => g],
+  Sub: (n, g) => [() => g, () => n.node('Neg', [g])],
+  Mul: (n, g, a, b) => [() => n.node('Mul', [g, b()]), () => n.node('Mul', [g, a()])],
+  Div: (n, g, _a, b, y) => [
+    () => n.node('Div', [g, b()]),
+    () => n.node('Neg', [n.node('Mul', [g, n.node('Div', [y(), b()])])]),
+  ],
+  Pow: (n, g, a, b, y) => [
+    () => n.node('Mul', [g, n.node('Mul', [b(), n.node('Pow', [a(), n.node('Sub', [b(), n.scalar(1)])])])]),
+    () => n.node('Mul', [g, n.node('Mul', [y(), n.node('Log', [a()])])]),
+  ],
+  PRelu: (n, g, a, b) => {
+    const negative = () => n.node('Less', [a(), n.scalar(0)]);
+    return [
+      () => n.node('Mul', [g, n.node('Where', [negative(), b(), n.scalar(1)])]),
+      () => n.node('Mul', [g, n.node('Mul', [a(), asFloat(n, negative())])]),
+    ];
+  },
+};
+
+/**
+ * A cotangent [B, R, ...out] of a broadcast result summed back to the per-sample shape `operand`
+ * of a data operand: over the axes it was broadcast along.
+ */
+export function sumToShape(
+  n: OnnxNodes,
+  g: string,
+  out: readonly number[],
+  operand: readonly number[],
+): string {
+  if (out.length === operand.length && out.every((d, i) => d === operand[i])) return g;
+  const padded = [...new Array(out.length - operand.length).fill(1), ...operand];
+  const axes = out.flatMap((d, i) => (padded[i] === 1 && d !== 1 ? [i + 2] : []));
+  const summed = axes.length === 0 ? g : n.node('ReduceSum', [g, n.ints(axes)], [intAttr('keepdims', 1)]);
+  return n.node('Reshape', [summed, n.ints([0, 0, ...operand])]);
+}
+
+function emitBinary(name: string): Op['emit'] {
+  return {
+    forward: (ctx) => [ctx.nodes.node(name, [ctx.input(0), ctx.input(1)])],
+    vjp([g], ctx: EmitContext) {
+      if (g === undefined) return [undefined, undefined];
+      const partials = EMITTED_PARTIALS[name](
+        ctx.nodes,
+        g,
+        () => ctx.beside(0),
+        () => ctx.beside(1),
+        () => ctx.besideOutput(0),
+      );
+      return partials.map((partial, k) =>
+        ctx.batched[k]
+          ? sumToShape(ctx.nodes, partial(), ctx.outputShapes[0], ctx.inputShapes[k]!)
+          : undefined,
+      );
+    },
+  };
+}
+
 interface Layout {
   /** per operand: index map into its per-sample values and its per-sample stride (0: constant) */
   readonly maps: { index: Int32Array; stride: number }[];
@@ -55,8 +129,9 @@ function layout(operands: readonly Tensor[], batched: readonly boolean[]): Layou
   return { maps, shape: anyBatched ? [batch, ...out] : out, batch, perSample };
 }
 
-function binaryOp(rule: BinaryRule): Op {
+function binaryOp(name: string, rule: BinaryRule): Op {
   return {
+    emit: emitBinary(name),
     forward([a, b], ctx: OpContext) {
       const { maps, shape, batch, perSample } = layout([a!, b!], ctx.batched);
       const [ma, mb] = maps;
@@ -101,11 +176,11 @@ function binaryOp(rule: BinaryRule): Op {
 }
 
 export const BINARY_OPS: Record<string, Op> = Object.fromEntries(
-  Object.entries(BINARY_RULES).map(([name, rule]) => [name, binaryOp(rule)]),
+  Object.entries(BINARY_RULES).map(([name, rule]) => [name, binaryOp(name, rule)]),
 );
 
 /** Clip(x, min, max): min and max as inputs (opset 11+) or attributes (earlier); either may be absent. */
-function clipRange(inputs: readonly (Tensor | undefined)[], ctx: OpContext): [number, number] {
+function clipRange(inputs: readonly (Tensor | undefined)[], ctx: Pick<OpContext, 'attrs'>): [number, number] {
   const bound = (input: Tensor | undefined, attr: string, fallback: number) =>
     input !== undefined
       ? input.data[0]
@@ -116,6 +191,26 @@ function clipRange(inputs: readonly (Tensor | undefined)[], ctx: OpContext): [nu
 }
 
 export const CLIP: Op = {
+  emit: {
+    forward(ctx) {
+      const [lo, hi] = clipRange(ctx.inputValues, ctx);
+      const bound = (v: number) => (Number.isFinite(v) ? ctx.nodes.scalar(v) : '');
+      return [ctx.nodes.node('Clip', [ctx.input(0), bound(lo), bound(hi)])];
+    },
+    vjp([g], ctx) {
+      if (g === undefined) return [];
+      const [lo, hi] = clipRange(ctx.inputValues, ctx);
+      const n = ctx.nodes;
+      const x = ctx.beside(0);
+      const inside = [
+        ...(Number.isFinite(lo) ? [n.node('Greater', [x, n.scalar(lo)])] : []),
+        ...(Number.isFinite(hi) ? [n.node('Less', [x, n.scalar(hi)])] : []),
+      ];
+      if (inside.length === 0) return [g];
+      const mask = inside.length === 2 ? n.node('And', inside) : inside[0];
+      return [n.node('Mul', [g, asFloat(n, mask)])];
+    },
+  },
   forward(inputs, ctx) {
     const [lo, hi] = clipRange(inputs, ctx);
     const x = inputs[0]!;

@@ -7,11 +7,18 @@
 import { badInput } from '../../errors.js';
 import type { Gemm } from '../../gemm/gemm.js';
 import type { Matrix } from '../../model/matrix.js';
+import { intAttr } from '../emit/onnx-nodes.js';
 import type { DenseLayer } from '../graph.js';
 import type { Tensor } from '../tensor.js';
-import type { Op, OpContext } from './op.js';
+import type { EmitContext, Op, OpContext } from './op.js';
 
-function layerFor(ctx: OpContext): DenseLayer {
+/** The layer's weight as an initializer (stored once: forward and VJP use the same). */
+function weightOf(ctx: EmitContext): string {
+  const { weight } = layerFor(ctx);
+  return ctx.nodes.floats([weight.rows, weight.cols], weight.data);
+}
+
+function layerFor(ctx: Pick<OpContext, 'attrs' | 'layers'>): DenseLayer {
   return ctx.layers[ctx.attrs.layer as number];
 }
 
@@ -52,6 +59,18 @@ export async function denseForward(
 }
 
 export const DENSE: Op = {
+  // the layer's weight and bias become initializers of the emitted graph
+  emit: {
+    forward(ctx) {
+      const { bias } = layerFor(ctx);
+      const b = ctx.nodes.floats([bias.length], bias);
+      return [ctx.nodes.node('Gemm', [ctx.input(0), weightOf(ctx), b], [intAttr('transB', 1)])];
+    },
+    vjp([g], ctx) {
+      if (g === undefined) return [];
+      return [ctx.nodes.node('MatMul', [g, weightOf(ctx)])];
+    },
+  },
   async forward([a], ctx) {
     const layer = layerFor(ctx);
     if (a!.shape.length !== 2 || a!.shape[1] !== layer.weight.cols) {

@@ -4,9 +4,10 @@
  * map of an inference BatchNormalization.
  */
 import { badInput } from '../../errors.js';
+import { floatAttr, intAttr, type OnnxNodes } from '../emit/onnx-nodes.js';
 import type { Tensor } from '../tensor.js';
 import { zerosLike } from '../tensor.js';
-import { intsAttr, numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
+import { type EmitContext, intsAttr, numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
 
 /** The size of the trailing block from `axis` on (the groups Softmax/LayerNorm work on). */
 function trailing(shape: readonly number[], axis: number): number {
@@ -47,8 +48,25 @@ function softmaxForward(x: Tensor, length: number, log: boolean): Tensor {
   return { shape: x.shape, data: out };
 }
 
+const keepdims = intAttr('keepdims', 1);
+
+/** Σ over the last axis, kept as size 1. */
+const sumLast = (n: OnnxNodes, t: string) => n.node('ReduceSum', [t, n.ints([-1])], [keepdims]);
+
 function softmaxOp(log: boolean): Op {
   return {
+    emit: {
+      forward: (ctx) => [
+        ctx.nodes.node(log ? 'LogSoftmax' : 'Softmax', [ctx.input(0)], [intAttr('axis', -1)]),
+      ],
+      vjp([g], ctx) {
+        if (g === undefined) return [];
+        const n = ctx.nodes;
+        const y = ctx.besideOutput(0);
+        if (log) return [n.node('Sub', [g, n.node('Mul', [n.node('Exp', [y]), sumLast(n, g)])])];
+        return [n.node('Mul', [y, n.node('Sub', [g, sumLast(n, n.node('Mul', [g, y]))])])];
+      },
+    },
     forward([x], ctx) {
       const length = x!.shape[softmaxAxis(ctx, x!.shape.length)];
       return [softmaxForward(x!, length, log)];
@@ -107,7 +125,38 @@ function reduction(mean: boolean): Op {
     const count = axes.reduce((p, a) => p * x.shape[a], 1);
     return { map, outShape, scale: mean ? 1 / count : 1 };
   };
+  /** the reduced axes of the per-sample shape (axis 0 is the batch in the node's own terms) */
+  const sampleAxes = (ctx: EmitContext) => {
+    const rank = ctx.inputShapes[0]!.length + 1;
+    const given = ctx.inputValues[1] ? Array.from(ctx.inputValues[1].data) : intsAttr(ctx, 'axes');
+    const axes = (given ?? [...new Array(rank).keys()]).map((a) => (a < 0 ? a + rank : a));
+    if (axes.includes(0)) throw badInput('a reduction over the batch axis is not supported');
+    return axes.map((a) => a - 1);
+  };
   return {
+    emit: {
+      forward(ctx) {
+        const axes = sampleAxes(ctx).map((a) => a + 1);
+        const keep = intAttr('keepdims', numberAttr(ctx, 'keepdims', 1));
+        return [
+          ctx.nodes.node(mean ? 'ReduceMean' : 'ReduceSum', [ctx.input(0), ctx.nodes.ints(axes)], [keep]),
+        ];
+      },
+      // the cotangent spread back over the reduced axes (scaled by 1/count for the mean)
+      vjp([g], ctx) {
+        if (g === undefined) return [];
+        const n = ctx.nodes;
+        const shape = ctx.inputShapes[0]!;
+        const axes = sampleAxes(ctx);
+        const kept = shape.map((d, a) => (axes.includes(a) ? 1 : d));
+        const spread = n.node('Expand', [
+          n.node('Reshape', [g, n.ints([0, 0, ...kept])]),
+          n.ints([1, 1, ...shape]),
+        ]);
+        const count = axes.reduce((p, a) => p * shape[a], 1);
+        return [mean ? n.node('Mul', [spread, n.scalar(1 / count)]) : spread];
+      },
+    },
     forward(inputs, ctx) {
       const x = inputs[0]!;
       const { map, outShape, scale } = plan(x, inputs, ctx);
@@ -136,6 +185,45 @@ function reduction(mean: boolean): Op {
 
 /** LayerNormalization(x, scale, bias): normalises the values from `axis` on (default the last). */
 const LAYER_NORM: Op = {
+  emit: {
+    forward(ctx) {
+      const attributes = [
+        intAttr('axis', numberAttr(ctx, 'axis', -1)),
+        floatAttr('epsilon', numberAttr(ctx, 'epsilon', 1e-5)),
+      ];
+      const inputs = [0, 1, 2].filter((i) => i < ctx.inputShapes.length && ctx.inputShapes[i] !== undefined);
+      return [
+        ctx.nodes.node(
+          'LayerNormalization',
+          inputs.map((i) => ctx.input(i)),
+          attributes,
+        ),
+      ];
+    },
+    // the same formula as `vjp` below, over the normalised axes of [B, R, ...]
+    vjp([g], ctx) {
+      if (g === undefined) return [];
+      const n = ctx.nodes;
+      const rank = ctx.inputShapes[0]!.length + 1;
+      const axis = numberAttr(ctx, 'axis', -1);
+      const first = (axis < 0 ? axis + rank : axis) + 1; // in [B, R, ...]
+      const axes = n.ints([...new Array(rank + 1 - first).keys()].map((a) => a + first));
+      const meanOf = (t: string) => n.node('ReduceMean', [t, axes], [keepdims]);
+      const x = ctx.beside(0);
+      const centred = n.node('Sub', [x, meanOf(x)]);
+      const variance = meanOf(n.node('Mul', [centred, centred]));
+      const inv = n.node('Reciprocal', [
+        n.node('Sqrt', [n.node('Add', [variance, n.scalar(numberAttr(ctx, 'epsilon', 1e-5))])]),
+      ]);
+      const xhat = n.node('Mul', [centred, inv]);
+      const gh = n.node('Mul', [g, ctx.beside(1)]);
+      const inner = n.node('Sub', [
+        n.node('Sub', [gh, meanOf(gh)]),
+        n.node('Mul', [xhat, meanOf(n.node('Mul', [gh, xhat]))]),
+      ]);
+      return [n.node('Mul', [inv, inner])];
+    },
+  },
   forward([x, scale, bias], ctx) {
     const length = trailing(x!.shape, numberAttr(ctx, 'axis', -1));
     const eps = numberAttr(ctx, 'epsilon', 1e-5);
@@ -192,7 +280,7 @@ function moments(data: ArrayLike<number>, offset: number, length: number, eps: n
  * Inference BatchNormalization(x, scale, B, mean, var): y = (x − mean) · scale / √(var + ε) + B per
  * channel (axis 1): an affine map, so its VJP is the same per-channel factor.
  */
-function batchNormFactors(inputs: readonly (Tensor | undefined)[], ctx: OpContext) {
+function batchNormFactors(inputs: readonly (Tensor | undefined)[], ctx: Pick<OpContext, 'attrs'>) {
   const [x, scale, shift, mean, variance] = inputs as Tensor[];
   const eps = numberAttr(ctx, 'epsilon', 1e-5);
   const channels = x.shape[1];
@@ -207,6 +295,29 @@ function batchNormFactors(inputs: readonly (Tensor | undefined)[], ctx: OpContex
 }
 
 const BATCH_NORM: Op = {
+  emit: {
+    forward(ctx) {
+      const attributes = [floatAttr('epsilon', numberAttr(ctx, 'epsilon', 1e-5))];
+      return [
+        ctx.nodes.node(
+          'BatchNormalization',
+          [0, 1, 2, 3, 4].map((i) => ctx.input(i)),
+          attributes,
+        ),
+      ];
+    },
+    // g times the per-channel factor, channels on axis 2 of [B, R, C, ...]
+    vjp([g], ctx) {
+      if (g === undefined) return [];
+      const shape = ctx.inputShapes[0]!;
+      const { factor } = batchNormFactors(
+        [{ shape: [1, ...shape], data: new Float32Array(0) }, ...ctx.inputValues.slice(1)],
+        ctx,
+      );
+      const factorShape = [shape[0], ...shape.slice(1).map(() => 1)];
+      return [ctx.nodes.node('Mul', [g, ctx.nodes.floats(factorShape, factor)])];
+    },
+  },
   forward(inputs, ctx) {
     const x = inputs[0]!;
     const { factor, offset, spatial, perSample } = batchNormFactors(inputs, ctx);

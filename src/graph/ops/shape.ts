@@ -5,8 +5,17 @@
  * never differentiated.
  */
 import { badInput } from '../../errors.js';
+import { intAttr } from '../emit/onnx-nodes.js';
 import { sizeOf, type Tensor, zerosLike } from '../tensor.js';
-import { intsAttr, numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
+import {
+  type EmitContext,
+  intsAttr,
+  numberAttr,
+  type Op,
+  type OpContext,
+  type OpEmit,
+  type VjpArgs,
+} from './op.js';
 
 const shapeValues = (values: readonly number[]): Tensor => ({
   shape: [values.length],
@@ -42,9 +51,21 @@ function reshapeTarget(input: readonly number[], target: readonly number[], allo
   return out;
 }
 
+/** Emitted as the values themselves: the op does not change a data tensor. */
+const sameValues: OpEmit = { forward: (ctx) => [ctx.input(0)], vjp: (grads) => [grads[0]] };
+
+/** Emitted as a Reshape to the per-sample shapes the trace found (the batch and R rows kept). */
+const reshaped: OpEmit = {
+  forward: (ctx: EmitContext) => [
+    ctx.nodes.node('Reshape', [ctx.input(0), ctx.nodes.ints([0, ...ctx.outputShapes[0]])]),
+  ],
+  vjp: ([g], ctx) => [g && ctx.nodes.node('Reshape', [g, ctx.nodes.ints([0, 0, ...ctx.inputShapes[0]!])])],
+};
+
 export const SHAPE_OPS: Record<string, Op> = {
-  Dropout: { forward: ([x]) => [x!], vjp: passThrough },
+  Dropout: { forward: ([x]) => [x!], vjp: passThrough, emit: sameValues },
   Cast: {
+    emit: sameValues,
     forward([x], ctx) {
       // integer targets matter only for shape values; data stays in the model's float type
       const integer = [2, 3, 4, 5, 6, 7, 9, 12, 13].includes(numberAttr(ctx, 'to', 1));
@@ -96,6 +117,7 @@ export const SHAPE_OPS: Record<string, Op> = {
     },
   },
   Unsqueeze: {
+    emit: reshaped,
     forward(inputs, ctx) {
       const x = inputs[0]!;
       const rank = x.shape.length + (axesOf(inputs, ctx)?.length ?? 0);
@@ -109,6 +131,7 @@ export const SHAPE_OPS: Record<string, Op> = {
     vjp: passThrough,
   },
   Squeeze: {
+    emit: reshaped,
     forward(inputs, ctx) {
       const x = inputs[0]!;
       const axes = (axesOf(inputs, ctx) ?? x.shape.flatMap((n, d) => (n === 1 ? [d] : []))).map((a) =>
@@ -120,6 +143,7 @@ export const SHAPE_OPS: Record<string, Op> = {
     vjp: passThrough,
   },
   Flatten: {
+    emit: reshaped,
     forward([x], ctx) {
       const axis = normalizeAxis(numberAttr(ctx, 'axis', 1), x!.shape.length);
       if (ctx.batched[0] && axis !== 1)
@@ -130,6 +154,7 @@ export const SHAPE_OPS: Record<string, Op> = {
     vjp: passThrough,
   },
   Reshape: {
+    emit: reshaped,
     forward([x, target], ctx) {
       const shape = reshapeTarget(x!.shape, Array.from(target!.data), numberAttr(ctx, 'allowzero', 0) === 1);
       if (ctx.batched[0] && shape[0] !== x!.shape[0]) {
@@ -140,6 +165,26 @@ export const SHAPE_OPS: Record<string, Op> = {
     vjp: passThrough,
   },
   Concat: {
+    emit: {
+      forward(ctx) {
+        const axis = normalizeAxis(numberAttr(ctx, 'axis', 0), ctx.inputShapes[0]!.length + 1);
+        return [
+          ctx.nodes.node(
+            'Concat',
+            ctx.inputShapes.map((_, i) => ctx.input(i)),
+            [intAttr('axis', axis)],
+          ),
+        ];
+      },
+      vjp([g], ctx) {
+        if (g === undefined) return [];
+        const axis = normalizeAxis(numberAttr(ctx, 'axis', 0), ctx.inputShapes[0]!.length + 1);
+        const sizes = ctx.inputShapes.map((shape) => shape![axis - 1]);
+        return ctx.nodes.nodeOutputs('Split', [g, ctx.nodes.ints(sizes)], sizes.length, [
+          intAttr('axis', axis + 1),
+        ]);
+      },
+    },
     forward(inputs, ctx) {
       const parts = inputs.filter((t): t is Tensor => t !== undefined);
       const rank = parts[0].shape.length;

@@ -4,8 +4,10 @@
  * with the output y at hand. Conventions at kinks follow PyTorch's autograd: relu'(0) = 0,
  * leaky_relu'(0) = alpha, elu'(0) = 1, clip/hardtanh' = 1 strictly inside the range only.
  */
+
+import { type Attribute, floatAttr, intAttr, type OnnxNodes, stringAttr } from '../emit/onnx-nodes.js';
 import { type Tensor, zerosLike } from '../tensor.js';
-import { numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
+import { type EmitContext, numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
 
 export interface ScalarRule {
   apply(x: number): number;
@@ -178,15 +180,138 @@ export function scaleCotangent(
   return { shape: g.shape, data: out };
 }
 
-function unaryOp(rule: (ctx: Pick<OpContext, 'attrs'>) => ScalarRule): Op {
+/**
+ * The derivative of each unary op as ONNX nodes, given x and y broadcast against the cotangents
+ * (the same conventions as UNARY_RULES); Identity and Neg need none (their VJP is g and −g).
+ */
+type EmittedDerivative = (nodes: OnnxNodes, x: string, y: string, ctx: Pick<EmitContext, 'attrs'>) => string;
+
+const greater = (nodes: OnnxNodes, x: string, value: number) =>
+  nodes.node('Greater', [x, nodes.scalar(value)]);
+const less = (nodes: OnnxNodes, x: string, value: number) => nodes.node('Less', [x, nodes.scalar(value)]);
+export const asFloat = (nodes: OnnxNodes, condition: string) =>
+  nodes.node('Cast', [condition], [intAttr('to', 1)]);
+const where = (nodes: OnnxNodes, condition: string, a: string, b: string) =>
+  nodes.node('Where', [condition, a, b]);
+const mul = (nodes: OnnxNodes, a: string, b: string) => nodes.node('Mul', [a, b]);
+const add = (nodes: OnnxNodes, a: string, b: string) => nodes.node('Add', [a, b]);
+/** 1 − t² */
+const oneMinusSquare = (nodes: OnnxNodes, t: string) =>
+  nodes.node('Sub', [nodes.scalar(1), mul(nodes, t, t)]);
+
+export const UNARY_DERIVATIVES: Record<string, EmittedDerivative> = {
+  Relu: (n, x) => asFloat(n, greater(n, x, 0)),
+  LeakyRelu: (n, x, _y, ctx) =>
+    where(n, greater(n, x, 0), n.scalar(1), n.scalar(numberAttr(ctx, 'alpha', 0.01))),
+  ThresholdedRelu: (n, x, _y, ctx) => asFloat(n, greater(n, x, numberAttr(ctx, 'alpha', 1))),
+  // a e^x = y + a below 0
+  Elu: (n, x, y, ctx) =>
+    where(n, less(n, x, 0), add(n, y, n.scalar(numberAttr(ctx, 'alpha', 1))), n.scalar(1)),
+  Selu: (n, x, y, ctx) => {
+    const g = numberAttr(ctx, 'gamma', SELU_GAMMA);
+    const ga = g * numberAttr(ctx, 'alpha', SELU_ALPHA);
+    return where(n, greater(n, x, 0), n.scalar(g), add(n, y, n.scalar(ga)));
+  },
+  Celu: (n, x, _y, ctx) =>
+    where(
+      n,
+      greater(n, x, 0),
+      n.scalar(1),
+      n.node('Exp', [mul(n, x, n.scalar(1 / numberAttr(ctx, 'alpha', 1)))]),
+    ),
+  Tanh: (n, _x, y) => oneMinusSquare(n, y),
+  Sigmoid: (n, _x, y) => mul(n, y, n.node('Sub', [n.scalar(1), y])),
+  HardSigmoid: (n, x, _y, ctx) => {
+    const a = numberAttr(ctx, 'alpha', 0.2);
+    const v = add(n, mul(n, x, n.scalar(a)), n.scalar(numberAttr(ctx, 'beta', 0.5)));
+    const inside = n.node('And', [greater(n, v, 0), less(n, v, 1)]);
+    return where(n, inside, n.scalar(a), n.scalar(0));
+  },
+  HardSwish: (n, x) =>
+    where(
+      n,
+      less(n, x, -3),
+      n.scalar(0),
+      where(n, greater(n, x, 3), n.scalar(1), add(n, mul(n, x, n.scalar(1 / 3)), n.scalar(0.5))),
+    ),
+  Softplus: (n, x) => n.node('Sigmoid', [x]),
+  Softsign: (n, x) => {
+    const t = add(n, n.node('Abs', [x]), n.scalar(1));
+    return n.node('Reciprocal', [mul(n, t, t)]);
+  },
+  Gelu: (n, x, _y, ctx) => {
+    if (ctx.attrs.approximate === 'tanh') {
+      const inner = mul(
+        n,
+        add(n, x, mul(n, n.scalar(0.044715), mul(n, x, mul(n, x, x)))),
+        n.scalar(SQRT_2_OVER_PI),
+      );
+      const t = n.node('Tanh', [inner]);
+      const slope = mul(
+        n,
+        n.scalar(SQRT_2_OVER_PI),
+        add(n, n.scalar(1), mul(n, n.scalar(3 * 0.044715), mul(n, x, x))),
+      );
+      const half = mul(n, n.scalar(0.5), add(n, n.scalar(1), t));
+      return add(n, half, mul(n, mul(n, n.scalar(0.5), x), mul(n, oneMinusSquare(n, t), slope)));
+    }
+    // Φ(x) + x φ(x)
+    const cdf = mul(
+      n,
+      add(n, n.node('Erf', [mul(n, x, n.scalar(Math.SQRT1_2))]), n.scalar(1)),
+      n.scalar(0.5),
+    );
+    const density = mul(n, n.node('Exp', [mul(n, mul(n, x, x), n.scalar(-0.5))]), n.scalar(INV_SQRT_2PI));
+    return add(n, cdf, mul(n, x, density));
+  },
+  Mish: (n, x) => {
+    const t = n.node('Tanh', [n.node('Softplus', [x])]);
+    return add(n, t, mul(n, x, mul(n, oneMinusSquare(n, t), n.node('Sigmoid', [x]))));
+  },
+  Erf: (n, x) => mul(n, n.scalar(TWO_OVER_SQRT_PI), n.node('Exp', [n.node('Neg', [mul(n, x, x)])])),
+  Exp: (_n, _x, y) => y,
+  Log: (n, x) => n.node('Reciprocal', [x]),
+  Sqrt: (n, _x, y) => n.node('Div', [n.scalar(0.5), y]),
+  Abs: (n, x) => n.node('Sign', [x]),
+  Reciprocal: (n, _x, y) => n.node('Neg', [mul(n, y, y)]),
+};
+
+/** The attributes the unary ops take, as ONNX writes them (absent ones keep ONNX's defaults). */
+function unaryAttributes(ctx: Pick<EmitContext, 'attrs'>): Attribute[] {
+  const attributes: Attribute[] = [];
+  for (const name of ['alpha', 'beta', 'gamma']) {
+    const value = ctx.attrs[name];
+    if (typeof value === 'number') attributes.push(floatAttr(name, value));
+  }
+  if (typeof ctx.attrs.approximate === 'string')
+    attributes.push(stringAttr('approximate', ctx.attrs.approximate));
+  return attributes;
+}
+
+function emitUnary(name: string): Op['emit'] {
+  if (name === 'Identity') return { forward: (ctx) => [ctx.input(0)], vjp: ([g]) => [g] };
+  const forward = (ctx: EmitContext) => [ctx.nodes.node(name, [ctx.input(0)], unaryAttributes(ctx))];
+  if (name === 'Neg') return { forward, vjp: ([g], ctx) => [g && ctx.nodes.node('Neg', [g])] };
+  const factor = (ctx: EmitContext) =>
+    UNARY_DERIVATIVES[name](ctx.nodes, ctx.beside(0), ctx.besideOutput(0), ctx);
+  return {
+    forward,
+    vjp: ([g], ctx) => [g && ctx.nodes.node('Mul', [g, factor(ctx)])],
+    factor,
+    maskFactor: name === 'Relu' || name === 'ThresholdedRelu',
+  };
+}
+
+function unaryOp(name: string, rule: (ctx: Pick<OpContext, 'attrs'>) => ScalarRule): Op {
   return {
     forward: ([x], ctx) => [mapTensor(x!, rule(ctx).apply)],
     vjp: ({ inputs: [x], outputs: [y], gradOutputs: [g], repeat }: VjpArgs, ctx) => [
       g && scaleCotangent(g, x!, y, repeat, rule(ctx).derivative),
     ],
+    emit: emitUnary(name),
   };
 }
 
 export const UNARY_OPS: Record<string, Op> = Object.fromEntries(
-  Object.entries(UNARY_RULES).map(([name, rule]) => [name, unaryOp(rule)]),
+  Object.entries(UNARY_RULES).map(([name, rule]) => [name, unaryOp(name, rule)]),
 );

@@ -185,16 +185,6 @@ export function encodeTensor(
   };
 }
 
-/** A tensor of `values` in little-endian raw_data: float32, or int64 (shapes, sparse indices). */
-export function rawTensor(
-  name: string,
-  dims: readonly number[],
-  values: ArrayLike<number>,
-  type: 'float32' | 'int64',
-): TensorProto {
-  return encodeTensor(name, dims, values, type === 'float32' ? FLOAT : INT64);
-}
-
 /** The nonzero entries of `values` as a SparseTensorProto with [NNZ] linear indices. */
 export function sparseTensor(
   name: string,
