@@ -13,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { deflateSync } from 'fflate';
+import { chainOf } from '../src/graph/mlp-graph.js';
 import { quantizedStreams, writeEcsr } from '../src/io/ecsr.js';
 import { readOnnx } from '../src/io/onnx.js';
 import { openNamedDataset } from '../src/node/datasets.js';
@@ -158,7 +159,7 @@ export async function benchCompression(
     );
   }
 
-  const mlp = readOnnx(readFileSync(path.join(dir, 'finetuned.onnx'))).mlp;
+  const mlp = chainOf(readOnnx(readFileSync(path.join(dir, 'finetuned.onnx'))).graph)!;
   const masks = keepMasksOf(mlp);
   // codebooks whose centroids (and biases) are then fine-tuned: a library call, no CLI command yet
   const gemm = await createOrtGemm(1);

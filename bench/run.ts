@@ -25,7 +25,7 @@ import { matrix } from '../src/model/matrix.js';
 import type { Mlp } from '../src/model/mlp.js';
 import { openDataFile } from '../src/node/datasets.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
-import { score } from '../src/prune.js';
+import { score } from '../src/pipeline/score.js';
 import type { PhaseTimings } from '../src/timings.js';
 import { benchCompression } from './compression.js';
 import {
@@ -625,7 +625,7 @@ function renderReport(r: {
   const command = `npx tsx bench/run.ts${QUICK ? ' --quick' : ''}${REPEATS !== 3 ? ` --repeats ${REPEATS}` : ''}`;
   lines.push('# Benchmark results: EC scoring speed and scale', '');
   lines.push(
-    'Written by the harness; the analysis (where the time goes, and the measured effect of each proposed optimisation) is in [ANALYSIS.md](ANALYSIS.md) (written by hand from the prototype runs in `bench/prototype/`).',
+    'Written by the harness; the analysis (where the time goes, and the measured effect of each proposed optimisation) is in [ANALYSIS.md](ANALYSIS.md) (written by hand from prototype runs; the prototypes were removed once their measured optimisations landed in src/).',
     '',
   );
   lines.push(
@@ -643,7 +643,7 @@ function renderReport(r: {
   );
   lines.push(`| Node | ${info.node} |`);
   lines.push(
-    `| onnxruntime-node | ${info.ort} (CPU provider; \`score\` runs with \`createOrtGemm()\`: ${CORES} intra-op threads (os.availableParallelism()), each calibration batch as one ONNX graph, src/score/ec-graph.ts) |`,
+    `| onnxruntime-node | ${info.ort} (CPU provider; \`score\` runs with \`createOrtGemm()\`: ${CORES} intra-op threads (os.availableParallelism()), each calibration batch as one ONNX graph, src/graph/emit/calibration.ts) |`,
   );
   if (r.torchVersion)
     lines.push(
@@ -688,7 +688,7 @@ function renderReport(r: {
 
   lines.push('## ecprune: time per phase (s, median run)', '');
   lines.push(
-    '`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/score/ec-graph.ts), timed as `graph`; `compile` builds that graph and its onnxruntime session (once per `score()` call: the PyTorch timing has no counterpart: setup and warm-up are untimed there); `shift` is a graph run on the first 256 samples for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches.',
+    '`score()` runs each calibration batch as one ONNX graph (forward, sensitivities and moment sums fused, src/graph/emit/calibration.ts), timed as `graph`; `compile` builds that graph and its onnxruntime session (once per `score()` call: the PyTorch timing has no counterpart: setup and warm-up are untimed there); `shift` is a graph run on the first 256 samples for the shift c (src/score/statistics-graph.ts); `other` = total − phases: reading the .npy batches, the float64 sums across batches.',
     '',
   );
   lines.push(

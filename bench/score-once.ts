@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { writeNpy } from '../src/io/npy.js';
 import { openDataFile } from '../src/node/datasets.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
-import { score } from '../src/prune.js';
+import { score } from '../src/pipeline/score.js';
 import type { PhaseTimings } from '../src/timings.js';
 import { readModelDir, writeAtomic } from './lib.js';
 

@@ -12,9 +12,10 @@ import { Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
 import * as ort from 'onnxruntime-node';
 import { tsGemm } from '../src/gemm/ts-gemm.js';
+import { graphFromMlp } from '../src/graph/mlp-graph.js';
+import { forward } from '../src/graph/run.js';
 import { writeEcsr } from '../src/io/ecsr.js';
 import { writeOnnx } from '../src/io/onnx.js';
-import { forward } from '../src/model/forward.js';
 import { matrix } from '../src/model/matrix.js';
 import type { Mlp } from '../src/model/mlp.js';
 import { openNamedDataset } from '../src/node/datasets.js';
@@ -386,7 +387,7 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
       const dense = 4 * params;
       const ecsr32 = writeEcsr(mlp);
       const ecsr16 = writeEcsr(mlp, { valueType: 'float16' });
-      const onnx = writeOnnx(mlp, undefined, {});
+      const onnx = writeOnnx(graphFromMlp(mlp), undefined, {});
       sizeRows.push(
         `| ${label} | ${fixed(100 * sparsity, 0)}% | ${nnz} / ${weights} | ${kb(dense)} | ${kb(onnx.length)} | ` +
           `${kb(ecsr32.length)} (${fixed(dense / ecsr32.length)}×) | ${kb(ecsr16.length)} (${fixed(dense / ecsr16.length)}×) |`,

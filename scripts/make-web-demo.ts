@@ -8,13 +8,14 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { inMemoryDataset, materialize } from '../src/data/dataset.js';
-import { evaluate } from '../src/evaluate.js';
+import { graphFromMlp } from '../src/graph/mlp-graph.js';
 import { writeNpy } from '../src/io/npy.js';
 import { writeOnnx } from '../src/io/onnx.js';
 import { type Matrix, matrix } from '../src/model/matrix.js';
 import { openNamedDataset } from '../src/node/datasets.js';
 import { writeOutputAtomic } from '../src/node/files.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
+import { evaluate } from '../src/pipeline/evaluate.js';
 import { trainMlp } from '../src/train/train.js';
 import { VERSION } from '../src/version.js';
 
@@ -64,7 +65,11 @@ const metadata = {
 };
 const options = { force: true };
 mkdirSync(OUT, { recursive: true });
-await writeOutputAtomic(path.join(OUT, 'model.onnx'), writeOnnx(model, undefined, metadata), options);
+await writeOutputAtomic(
+  path.join(OUT, 'model.onnx'),
+  writeOnnx(graphFromMlp(model), undefined, metadata),
+  options,
+);
 await writeOutputAtomic(
   path.join(OUT, 'calib.npy'),
   writeNpy({ shape: [CALIBRATION_SAMPLES, 14, 14], data: calibration.x }),

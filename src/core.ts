@@ -15,10 +15,11 @@ export {
 } from './data/dataset.js';
 export { createRandom, type Random } from './data/random.js';
 export { EcpruneError, type EcpruneErrorCode } from './errors.js';
-export { type EvaluateOptions, type Evaluation, evaluate } from './evaluate.js';
 export { defaultGemm, setDefaultGemm } from './gemm/default.js';
 export type { Gemm, GemmOptions } from './gemm/gemm.js';
 export { matmulTs, tsGemm } from './gemm/ts-gemm.js';
+export type { LossKind } from './graph/loss.js';
+export { forward } from './graph/run.js';
 export { readCsv } from './io/csv.js';
 export { readIdx } from './io/idx.js';
 export { type NpyArray, readNpy, toFeatureMatrix, toTargets, writeNpy } from './io/npy.js';
@@ -26,7 +27,6 @@ export { readNpz, writeNpz } from './io/npz.js';
 export { type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from './io/onnx.js';
 export { readTorch, type TorchDtype, type TorchTensor, writeTorch } from './io/torch.js';
 export { type Activation, formatActivation, parseActivation } from './model/activations.js';
-export { forward } from './model/forward.js';
 export { fromRows, type Matrix, matrix } from './model/matrix.js';
 export {
   cloneMlp,
@@ -37,16 +37,9 @@ export {
   validateMlp,
   weightCount,
 } from './model/mlp.js';
-export {
-  type PruneOptions,
-  type PruneResult,
-  prune,
-  pruneMetadata,
-  type ScoreOptions,
-  type ScoreResult,
-  score,
-} from './prune.js';
-export { type AdvancedPruneOptions, type AdvancedPruneResult, pruneAdvanced } from './prune-variants.js';
+export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
+export { type PruneOptions, type PruneResult, prune, pruneMetadata } from './pipeline/prune.js';
+export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {
@@ -63,5 +56,4 @@ export {
   selectMasks,
   selectPerLayer,
 } from './select/select.js';
-export type { LossKind } from './train/loss.js';
 export { VERSION } from './version.js';

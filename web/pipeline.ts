@@ -27,9 +27,10 @@ import {
   VERSION,
   writeOnnx,
 } from '../src/core.js';
+import { chainOf, graphFromMlp } from '../src/graph/mlp-graph.js';
 import { readTfjs, type TfjsTemplate, writeTfjs } from '../src/io/tfjs.js';
+import type { SweepRow } from '../src/pipeline/sweep.js';
 import { buildCharts, renderSvg } from '../src/report/charts.js';
-import type { SweepRow } from '../src/sweep.js';
 
 export interface NamedBytes {
   readonly name: string;
@@ -62,7 +63,14 @@ export function readModelFiles(files: readonly NamedBytes[]): WebModel {
       }
       return found.bytes;
     };
-    const { mlp, template } = readTfjs(new TextDecoder().decode(json.bytes), shard, json.name);
+    const { graph, template } = readTfjs(new TextDecoder().decode(json.bytes), shard, json.name);
+    const mlp = chainOf(graph);
+    if (mlp === undefined)
+      throw new EcpruneError(
+        'unsupported',
+        'is not a chain of Dense layers, which this page needs',
+        json.name,
+      );
     return { name: json.name, mlp, tfjs: template };
   }
   const onnx =
@@ -70,7 +78,10 @@ export function readModelFiles(files: readonly NamedBytes[]): WebModel {
   if (onnx === undefined) {
     throw new EcpruneError('usage', 'choose an .onnx file, or a TF.js model.json with its .bin weight files');
   }
-  const { mlp, template } = readOnnx(onnx.bytes, onnx.name);
+  const { graph, template } = readOnnx(onnx.bytes, onnx.name);
+  const mlp = chainOf(graph);
+  if (mlp === undefined)
+    throw new EcpruneError('unsupported', 'the graph is not a chain of layers', onnx.name);
   return { name: onnx.name, mlp, onnx: template };
 }
 
@@ -198,10 +209,10 @@ export function prunedModelFile(
   };
   const stem = model.name.replace(/\.[^.]*$/, '');
   if (model.tfjs !== undefined) {
-    const { modelJson, shards } = writeTfjs(study.pruned, model.tfjs, { metadata });
+    const { modelJson, shards } = writeTfjs(graphFromMlp(study.pruned), model.tfjs, { metadata });
     const bytes = zipSync({ 'model.json': strToU8(modelJson), ...Object.fromEntries(shards) });
     return { name: `${stem}-pruned-tfjs.zip`, bytes, type: 'application/zip' };
   }
-  const bytes = writeOnnx(study.pruned, model.onnx, metadata);
+  const bytes = writeOnnx(graphFromMlp(study.pruned), model.onnx, metadata);
   return { name: `${stem}-pruned.onnx`, bytes, type: 'application/octet-stream' };
 }

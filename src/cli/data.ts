@@ -2,16 +2,10 @@ import { freemem, totalmem } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import { type Dataset, firstSamples } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
-import {
-  estimatePruneMemory,
-  inputSize,
-  layerSizes,
-  type Mlp,
-  outputSize,
-  weightCount,
-} from '../model/mlp.js';
+import type { LossKind } from '../graph/loss.js';
+import type { ModelShape } from '../graph/run.js';
+import { estimatePruneMemory, layerSizes, weightCount } from '../model/mlp.js';
 import { openDataFile, openNamedDataset, type Split } from '../node/datasets.js';
-import type { LossKind } from '../train/loss.js';
 
 export interface DataChoice {
   /** a data file (.npy, .npz, .csv, IDX) */
@@ -62,11 +56,11 @@ export function targetsName(choice: Partial<DataChoice>, data: Dataset): string 
 }
 
 /** The data must have as many features per sample as the model has inputs. */
-export function checkDataFitsModel(data: Dataset, mlp: Mlp, modelFile: string): void {
-  if (data.features !== inputSize(mlp)) {
+export function checkDataFitsModel(data: Dataset, model: ModelShape, modelFile: string): void {
+  if (data.features !== model.inputs) {
     throw new EcpruneError(
       'input',
-      `${data.features} features per sample, but the model (${modelFile}) takes ${inputSize(mlp)} inputs`,
+      `${data.features} features per sample, but the model (${modelFile}) takes ${model.inputs} inputs`,
       data.name,
     );
   }
@@ -76,10 +70,10 @@ export function checkDataFitsModel(data: Dataset, mlp: Mlp, modelFile: string): 
  * The targets (when the data set has them in memory) must suit the model and the loss: class ids
  * in [0, outputs), real values with one column per output, and class ids for cross-entropy.
  */
-export function checkTargetsFit(data: Dataset, mlp: Mlp, name: string, loss?: LossKind): void {
+export function checkTargetsFit(data: Dataset, model: ModelShape, name: string, loss?: LossKind): void {
   const targets = data.targets;
   if (targets === undefined) return;
-  const outputs = outputSize(mlp);
+  const outputs = model.outputs;
   if (targets.kind === 'values') {
     if (loss === 'ce') {
       const values = targets.values.data;
@@ -190,7 +184,7 @@ export function checkMemory(required: number, what: string, file?: string, heapR
  * model's part only), and again once its size is known, for batches of min(batch size, samples).
  */
 export function checkPruneMemory(
-  mlp: Mlp,
+  mlp: ModelShape,
   options: {
     batchSize: number;
     samples?: number;
@@ -202,7 +196,7 @@ export function checkPruneMemory(
   },
 ): void {
   const batch = options.samples === undefined ? 0 : Math.min(options.batchSize, options.samples);
-  const required = estimatePruneMemory(mlp, batch, options.probes ?? outputSize(mlp), {
+  const required = estimatePruneMemory(mlp, batch, options.probes ?? mlp.outputs, {
     lossGradient: options.lossGradient,
   });
   // --onnx-sparse lists the kept positions and values in plain arrays (about 32 bytes per weight)

@@ -4,10 +4,10 @@
  */
 import { InvalidArgumentError, Option } from 'commander';
 import { EcpruneError } from '../errors.js';
+import type { LossKind } from '../graph/loss.js';
 import { parseArch } from '../io/arch.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
 import type { Scope } from '../select/select.js';
-import type { LossKind } from '../train/loss.js';
 
 export function parseSparsity(text: string): number {
   const value = Number(text);

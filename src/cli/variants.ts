@@ -1,11 +1,11 @@
 /**
- * The command-line face of the beyond-the-paper variants (src/prune-variants.ts), shared by
- * `prune` and `sweep`: every flag maps onto one AdvancedPruneOptions field.
+ * The command-line face of the beyond-the-paper variants (src/pipeline/prune.ts), shared by
+ * `prune` and `sweep`: every flag maps onto one PruneOptions field.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { AdvancedPruneOptions } from '../prune-variants.js';
+import type { PruneOptions } from '../pipeline/prune.js';
+import { formatVariant } from '../pipeline/variant-name.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
-import { formatVariant } from '../variant-name.js';
 import { parsePositiveInt } from './options.js';
 
 /** `--method`: a criterion of the method table, or `obs` (layer-wise OBS reconstruction). */
@@ -83,7 +83,7 @@ export interface VariantFlags {
 /** `--refit-biases` alone means 5 iterations. */
 const DEFAULT_REFIT_ITERATIONS = 5;
 
-export function variantOptions(flags: VariantFlags): AdvancedPruneOptions {
+export function variantOptions(flags: VariantFlags): PruneOptions {
   const { method } = flags;
   return {
     // OBS chooses its weights by its own saliency; the criterion is unused

@@ -1,18 +1,20 @@
-import type { Mlp } from '../model/mlp.js';
+import type { Model } from '../graph/graph.js';
 import type { KeepMask } from '../select/select.js';
 
 /**
  * Zeroes the pruned weights (keepMask 0) and, when `deltaBias` is given, adds to every bias the
  * shifts of its neuron's pruned weights: b_i += Σ_{j pruned} delta_ij. Under the linearisation the
- * joint optimal shift of several weights into one neuron is exactly that sum. Returns a new Mlp.
+ * joint optimal shift of several weights into one neuron is exactly that sum. Returns a new model
+ * of the same kind (a graph keeps its nodes; only its layers change).
  */
-export function applyPruning(
-  mlp: Mlp,
+export function applyPruning<M extends Model>(
+  model: M,
   keepMasks: readonly KeepMask[],
   deltaBias?: readonly Float64Array[],
-): Mlp {
+): M {
   return {
-    layers: mlp.layers.map((layer, l) => {
+    ...model,
+    layers: model.layers.map((layer, l) => {
       const { rows, cols } = layer.weight;
       const weight = layer.weight.data.slice();
       const bias = layer.bias.slice();
@@ -28,7 +30,7 @@ export function applyPruning(
         }
         bias[i] = bias[i] + shift;
       }
-      return { weight: { rows, cols, data: weight }, bias, activation: layer.activation };
+      return { ...layer, weight: { rows, cols, data: weight }, bias };
     }),
-  };
+  } as M;
 }

@@ -1,4 +1,4 @@
-import type { Mlp } from '../model/mlp.js';
+import type { Layered } from '../graph/graph.js';
 import { type CalibrationStatistics, ROUNDING_FLOOR } from '../score/statistics.js';
 
 /**
@@ -7,7 +7,7 @@ import { type CalibrationStatistics, ROUNDING_FLOOR } from '../score/statistics.
  * the sensitivity-weighted mean of what the weight contributed. 0 where the neuron cannot affect
  * the output (m0_i = 0). One matrix per layer, n_out x n_in like W.
  */
-export function optimalBiasShift(mlp: Mlp, statistics: CalibrationStatistics): Float64Array[] {
+export function optimalBiasShift(mlp: Layered, statistics: CalibrationStatistics): Float64Array[] {
   return mlp.layers.map((layer, l) => {
     const { rows, cols, data } = layer.weight;
     const { m0, m1, shift } = statistics.layers[l];

@@ -2,8 +2,8 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { denseForward } from '../graph/ops/dense.js';
 import { applyActivation } from '../model/activations.js';
-import { preActivation } from '../model/forward.js';
 import type { Matrix } from '../model/matrix.js';
 import type { Layer, Mlp } from '../model/mlp.js';
 import { DEFAULT_BATCH_SIZE } from '../score/statistics.js';
@@ -87,7 +87,7 @@ export async function augmentedInputGram(
   for await (const batch of calibration.batches(batchSize)) {
     let a = batch.x;
     for (let k = 0; k < l; k++) {
-      const z = await preActivation(mlp.layers[k], a, gemm);
+      const z = await denseForward(mlp.layers[k], a, gemm);
       a = { rows: z.rows, cols: z.cols, data: applyActivation(mlp.layers[k].activation, z.data) };
     }
     const augmented: Matrix = { rows: a.rows, cols: size, data: new Float32Array(a.rows * size) };

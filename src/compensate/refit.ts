@@ -2,11 +2,10 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
-import { backpropagate, oneHotCotangents } from '../model/backward.js';
-import { forward, forwardTrace } from '../model/forward.js';
+import type { Model } from '../graph/graph.js';
+import { backpropagate, forward, forwardTrace, modelShape } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
-import { type Mlp, outputSize } from '../model/mlp.js';
-import { DEFAULT_BATCH_SIZE } from '../score/statistics.js';
+import { DEFAULT_BATCH_SIZE, oneHotCotangents } from '../score/statistics.js';
 
 /**
  * Joint bias refit after the mask is fixed: Gauss–Newton / Levenberg–Marquardt on the biases only,
@@ -35,7 +34,7 @@ export interface RefitOptions {
 }
 
 export interface RefitResult {
-  readonly model: Mlp;
+  readonly model: Model;
   /** E before and after: mean over samples of Σ_k (y - y_dense)² */
   readonly errorBefore: number;
   readonly errorAfter: number;
@@ -50,18 +49,19 @@ const MAX_RETRIES = 6;
 const JACOBIAN_FLOATS = 16 * 1024 * 1024;
 
 export async function refitBiases(
-  model: Mlp,
-  reference: Mlp,
+  model: Model,
+  reference: Model,
   calibration: Dataset,
   options: RefitOptions,
 ): Promise<RefitResult> {
   const gemm = options.gemm ?? defaultGemm();
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
-  if (outputSize(model) !== outputSize(reference)) {
-    throw new EcpruneError(
-      'usage',
-      `the model has ${outputSize(model)} outputs, the reference ${outputSize(reference)}`,
-    );
+  const [outputs, referenceOutputs] = [
+    (await modelShape(model)).outputs,
+    (await modelShape(reference)).outputs,
+  ];
+  if (outputs !== referenceOutputs) {
+    throw new EcpruneError('usage', `the model has ${outputs} outputs, the reference ${referenceOutputs}`);
   }
   let current = model;
   let mu = options.damping ?? 1e-4;
@@ -107,8 +107,8 @@ export async function refitBiases(
 
 /** Mean over the calibration samples of ||y_model(x) - y_reference(x)||². */
 export async function outputError(
-  model: Mlp,
-  reference: Mlp,
+  model: Model,
+  reference: Model,
   calibration: Dataset,
   options: { gemm?: Gemm; batchSize?: number } = {},
 ): Promise<number> {
@@ -126,8 +126,8 @@ export async function outputError(
 
 /** Σ_n J_bᵀ J_b (P x P) and Σ_n J_bᵀ r_n (P) over the calibration set, in float64. */
 async function gaussNewtonSystem(
-  model: Mlp,
-  reference: Mlp,
+  model: Model,
+  reference: Model,
   calibration: Dataset,
   gemm: Gemm,
   batchSize: number,
@@ -135,7 +135,7 @@ async function gaussNewtonSystem(
   const widths = model.layers.map((layer) => layer.weight.rows);
   const offsets = widths.map((_, l) => widths.slice(0, l).reduce((a, b) => a + b, 0));
   const size = widths.reduce((a, b) => a + b, 0);
-  const outputs = outputSize(model);
+  const { outputs } = await modelShape(model);
   const normal = new Float64Array(size * size);
   const gradient = new Float64Array(size);
   // the Jacobian block is (B·K) x P float32: cap B so that it stays within JACOBIAN_FLOATS
@@ -163,13 +163,14 @@ async function gaussNewtonSystem(
 }
 
 /** A copy of `model` with every bias moved by its entry of `step` (layer blocks in order). */
-function withBiasStep(model: Mlp, step: Float64Array): Mlp {
+function withBiasStep<M extends Model>(model: M, step: Float64Array): M {
   let offset = 0;
   return {
+    ...model,
     layers: model.layers.map((layer) => {
       const bias = layer.bias.map((b, i) => b + step[offset + i]);
       offset += bias.length;
-      return { weight: layer.weight, bias, activation: layer.activation };
+      return { ...layer, bias };
     }),
   };
 }

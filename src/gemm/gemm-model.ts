@@ -1,7 +1,7 @@
 /**
  * The ONNX models the onnxruntime backends run (onnxruntime-node in src/node/ort-gemm.ts,
- * onnxruntime-web in src/gemm/ort-web-gemm.ts): the one-node Gemm here, the helpers the
- * calibration graph (src/score/ec-graph.ts) is built with, and their sessions as GraphSessions.
+ * onnxruntime-web in src/gemm/ort-web-gemm.ts): the one-node Gemm here, the value infos the
+ * emitted calibration graph (src/graph/emit) declares, and their sessions as GraphSessions.
  * Browser-safe: onnx-proto only.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';

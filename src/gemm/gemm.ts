@@ -16,7 +16,7 @@ export interface Gemm {
   matmul(a: Matrix, b: Matrix, options?: GemmOptions): Promise<Matrix>;
   /**
    * Backends that run ONNX graphs (onnxruntime) also compile a whole model for repeated runs; the
-   * calibration pass then runs each batch as one graph (score/ec-graph.ts) instead of many GEMMs.
+   * calibration pass then runs each batch as one graph (graph/emit/calibration.ts) instead of many GEMMs.
    */
   createSession?(model: Uint8Array): Promise<GraphSession>;
   /** Frees native resources; the backend must not be used afterwards. */

@@ -12,6 +12,11 @@ export interface Layer {
   readonly activation: Activation;
 }
 
+/** What scores, selection and compensation need of any model (an MLP or a graph): its layers. */
+export interface Layered {
+  readonly layers: readonly { readonly weight: Matrix; readonly bias: Float32Array }[];
+}
+
 /** A multilayer perceptron: layers applied in order; the last layer's activation is usually identity. */
 export interface Mlp {
   readonly layers: readonly Layer[];
@@ -26,15 +31,15 @@ export function outputSize(mlp: Mlp): number {
 }
 
 /** Layer widths [n_0, n_1, ..., n_L]. */
-export function layerSizes(mlp: Mlp): number[] {
-  return [inputSize(mlp), ...mlp.layers.map((layer) => layer.weight.rows)];
+export function layerSizes(mlp: Layered): number[] {
+  return [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
 }
 
-export function weightCount(mlp: Mlp): number {
+export function weightCount(mlp: Layered): number {
   return mlp.layers.reduce((sum, layer) => sum + layer.weight.data.length, 0);
 }
 
-export function nonzeroWeightCount(mlp: Mlp): number {
+export function nonzeroWeightCount(mlp: Layered): number {
   let count = 0;
   for (const layer of mlp.layers) for (const w of layer.weight.data) if (w !== 0) count++;
   return count;
@@ -78,27 +83,7 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
         where,
       );
     }
-    for (const [name, values] of [
-      ['weight', data],
-      ['bias', layer.bias],
-    ] as const) {
-      let bad = 0;
-      let first = -1;
-      for (let i = 0; i < values.length; i++) {
-        if (!Number.isFinite(values[i])) {
-          bad++;
-          if (first < 0) first = i;
-        }
-      }
-      if (bad > 0) {
-        throw new EcpruneError(
-          'input',
-          `${name} has ${bad} non-finite values (first at flat index ${first})`,
-          file,
-          where,
-        );
-      }
-    }
+    checkFiniteLayer(layer, file, where);
     // a NaN or infinite slope makes every output NaN or ±Infinity: a useless model, not an error later
     const { activation } = layer;
     if ('alpha' in activation && !Number.isFinite(activation.alpha)) {
@@ -111,6 +96,35 @@ export function validateMlp(mlp: Mlp, file?: string): Mlp {
     }
   });
   return mlp;
+}
+
+/** Refuses NaN and ±Infinity in a layer's weight or bias, naming the first. */
+export function checkFiniteLayer(
+  layer: { readonly weight: { readonly data: ArrayLike<number> }; readonly bias: ArrayLike<number> },
+  file?: string,
+  where?: string,
+): void {
+  for (const [name, values] of [
+    ['weight', layer.weight.data],
+    ['bias', layer.bias],
+  ] as const) {
+    let bad = 0;
+    let first = -1;
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        bad++;
+        if (first < 0) first = i;
+      }
+    }
+    if (bad > 0) {
+      throw new EcpruneError(
+        'input',
+        `${name} has ${bad} non-finite values (first at flat index ${first})`,
+        file,
+        where,
+      );
+    }
+  }
 }
 
 /** What `estimatePruneMemory` counts besides the defaults. */
@@ -133,7 +147,7 @@ export interface PruneMemoryOptions {
  *   centred inputs of the moment GEMM (2 × B × max width) with its result (2 × n_out × n_in).
  */
 export function estimatePruneMemory(
-  mlp: Mlp,
+  mlp: Layered,
   batchSize: number,
   outputs: number,
   options: PruneMemoryOptions = {},

@@ -8,7 +8,13 @@
 import { realpathSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Dataset } from '../data/dataset.js';
 import { badInput, EcpruneError, quote } from '../errors.js';
+import { defaultGemm } from '../gemm/default.js';
+import type { Graph, Model } from '../graph/graph.js';
+import { asGraph, chainOf, graphFromMlp } from '../graph/mlp-graph.js';
+import { type FrozenPrefix, throughPrefix } from '../graph/prefix.js';
+import { type ModelShape, modelShape } from '../graph/run.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
@@ -37,7 +43,13 @@ import {
 export type ModelFormat = 'onnx' | 'tfjs' | 'safetensors' | 'pytorch' | 'npz';
 
 export interface LoadedModel {
-  readonly mlp: Mlp;
+  readonly graph: Graph;
+  /** the model as a chain of layers, when it is one (what the chain-only variants need) */
+  readonly mlp?: Mlp;
+  /** ops before the first fully-connected layer, run forward-only by onnxruntime (ONNX only) */
+  readonly prefix?: FrozenPrefix;
+  /** features per sample the data must have (through the prefix), outputs, layers */
+  readonly shape: ModelShape;
   readonly format: ModelFormat;
   readonly file: string;
   /** every file that was read: the model and, for TF.js, its weight shards */
@@ -120,8 +132,21 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
   }
   switch (format) {
     case 'onnx': {
-      const { mlp, template } = readOnnx(bytes, file);
-      return { mlp: validateMlp(mlp, file), format, file, files: [file], onnx: template };
+      const { graph, template, prefix } = readOnnx(bytes, file);
+      const frozen = prefix && {
+        onnx: prefix,
+        inputName: template.input.name,
+        inputShape: (template.input.dims ?? []).slice(1).map((d) => (typeof d === 'number' ? d : Number.NaN)),
+        outputName: graph.input.name,
+      };
+      if (frozen && !frozen.inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+        throw new EcpruneError(
+          'unsupported',
+          `the input '${template.input.name}' has no fixed per-sample shape, which its frozen prefix needs (export with fixed dimensions except the batch)`,
+          file,
+        );
+      }
+      return described({ graph, format, file, files: [file], onnx: template, prefix: frozen });
     }
     case 'tfjs':
       return loadTfjs(file, bytes);
@@ -130,32 +155,78 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
     case 'pytorch':
       return loadTorch(file, bytes, arch);
     case 'npz':
-      return { mlp: readNpzModel(bytes, arch, file), format, file, files: [file] };
+      return described({ graph: graphFromMlp(readNpzModel(bytes, arch, file)), format, file, files: [file] });
   }
 }
 
-function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined): LoadedModel {
+/** Completes a loaded model with its chain view and its shape. */
+async function described(model: Omit<LoadedModel, 'mlp' | 'shape'>): Promise<LoadedModel> {
+  const mlp = chainOf(model.graph);
+  const shape = await modelShape(model.graph);
+  const inputs = model.prefix ? model.prefix.inputShape.reduce((p, n) => p * n, 1) : shape.inputs;
+  return { ...model, mlp: mlp && validateMlp(mlp, model.file), shape: { ...shape, inputs } };
+}
+
+/**
+ * The model as a chain of layers, for the commands and variants that need one (the `.ecsr` runtime,
+ * neuron removal, OBS, sequential pruning ...): an error naming `what` otherwise.
+ */
+export function requireChain(model: LoadedModel, what: string): Mlp {
+  if (model.mlp) return model.mlp;
+  throw new EcpruneError(
+    'unsupported',
+    `${what} needs a plain chain of fully-connected layers and activations; this model is a graph ` +
+      `(${model.graph.nodes.length} ops: a residual, normalisation, head or prefix). Plain pruning (no variant flags) works on it`,
+    model.file,
+  );
+}
+
+/** The data as the model's fully-connected part sees it: through the frozen prefix, if any. */
+export function dataForModel(model: LoadedModel, data: Dataset): Dataset {
+  return model.prefix
+    ? throughPrefix(
+        data,
+        model.prefix,
+        defaultGemm(),
+        model.graph.input.shape.reduce((p, n) => p * n, 1),
+      )
+    : data;
+}
+
+function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined): Promise<LoadedModel> {
   const { metadata } = parseSafetensorsHeader(bytes, file);
   const stored = metadata[ARCH_METADATA_KEY];
   const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
   const { mlp, keys } = mlpFromStateDict(readSafetensors(bytes, file), chosen, file);
-  return { mlp, format: 'safetensors', file, files: [file], safetensors: { keys, metadata } };
+  return described({
+    graph: graphFromMlp(mlp),
+    format: 'safetensors',
+    file,
+    files: [file],
+    safetensors: { keys, metadata },
+  });
 }
 
-function loadTorch(file: string, bytes: Uint8Array, arch: Arch | undefined): LoadedModel {
+function loadTorch(file: string, bytes: Uint8Array, arch: Arch | undefined): Promise<LoadedModel> {
   const { tensors, metadata } = readTorch(bytes, file);
   const stored = metadata[ARCH_METADATA_KEY];
   const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
   const { mlp, keys } = mlpFromStateDict(tensors, chosen, file);
   const dtypes = new Map([...tensors].map(([name, tensor]) => [name, tensor.dtype]));
-  return { mlp, format: 'pytorch', file, files: [file], pytorch: { keys, dtypes, metadata } };
+  return described({
+    graph: graphFromMlp(mlp),
+    format: 'pytorch',
+    file,
+    files: [file],
+    pytorch: { keys, dtypes, metadata },
+  });
 }
 
 /**
  * A model.json and its shards, which must be regular files inside the model.json's folder (after
  * following links), each read once and no longer than the manifest declares (see `manifestWeights`).
  */
-function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
+function loadTfjs(file: string, bytes: Uint8Array): Promise<LoadedModel> {
   const files = [file];
   const read = new Map<string, string>([[realpathSync(file), file]]);
   const readShard = (shard: string, maxBytes: number): Uint8Array => {
@@ -168,8 +239,8 @@ function loadTfjs(file: string, bytes: Uint8Array): LoadedModel {
     files.push(path.join(path.dirname(file), shard));
     return shardBytes;
   };
-  const { mlp, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
-  return { mlp, format: 'tfjs', file, files, tfjs: template };
+  const { graph, template } = readTfjs(new TextDecoder().decode(bytes), readShard, file);
+  return described({ graph, format: 'tfjs', file, files, tfjs: template });
 }
 
 export interface SaveOptions extends WriteOptions {
@@ -205,8 +276,19 @@ function tfjsShardFile(file: string): string {
  * before it (each file atomically), named `group1-shard1of1.bin` for a `model.json` and
  * `<name>.weights.bin` otherwise, so that several models can share a folder.
  */
-export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {}): Promise<void> {
+export async function saveModel(file: string, model: Model, options: SaveOptions = {}): Promise<void> {
   const format = formatFromExtension(file);
+  const graph = asGraph(model);
+  // safetensors and .npz hold a chain's weights only (the activations come from --arch)
+  const chain = () => {
+    const mlp = chainOf(graph);
+    if (mlp) return mlp;
+    throw new EcpruneError(
+      'unsupported',
+      `a ${format} file holds only the weights of a chain of layers; this model is a graph: write .onnx or TF.js model.json`,
+      file,
+    );
+  };
   const like = options.like?.format === format ? options.like : undefined;
   // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)
   const metadata = { ecprune_version: VERSION, ...options.metadata };
@@ -219,18 +301,18 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
       case 'onnx':
         return writeOutputAtomic(
           file,
-          writeOnnx(mlp, like?.onnx, metadata, { sparse: options.onnxSparse }),
+          writeOnnx(graph, like?.onnx, metadata, { sparse: options.onnxSparse }),
           write,
         );
       case 'safetensors': {
         const fileMetadata = {
           ...like?.safetensors?.metadata,
           ...metadata,
-          [ARCH_METADATA_KEY]: formatArch(mlp),
+          [ARCH_METADATA_KEY]: formatArch(chain()),
         };
         return writeOutputAtomic(
           file,
-          writeSafetensors(stateDictFromMlp(mlp, like?.safetensors?.keys), fileMetadata),
+          writeSafetensors(stateDictFromMlp(chain(), like?.safetensors?.keys), fileMetadata),
           write,
         );
       }
@@ -238,19 +320,23 @@ export async function saveModel(file: string, mlp: Mlp, options: SaveOptions = {
         // each tensor in the dtype it was read in (a bias added by compensation in its weight's)
         const dtypes = like?.pytorch?.dtypes;
         const stateDict = new Map(
-          [...stateDictFromMlp(mlp, like?.pytorch?.keys)].map(([name, tensor]) => {
+          [...stateDictFromMlp(chain(), like?.pytorch?.keys)].map(([name, tensor]) => {
             const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight'));
             return [name, { ...tensor, dtype }];
           }),
         );
-        const fileMetadata = { ...like?.pytorch?.metadata, ...metadata, [ARCH_METADATA_KEY]: formatArch(mlp) };
+        const fileMetadata = {
+          ...like?.pytorch?.metadata,
+          ...metadata,
+          [ARCH_METADATA_KEY]: formatArch(chain()),
+        };
         return writeOutputAtomic(file, writeTorch(stateDict, fileMetadata), write);
       }
       case 'npz':
-        return writeOutputAtomic(file, writeNpzModel(mlp), write);
+        return writeOutputAtomic(file, writeNpzModel(chain()), write);
       case 'tfjs': {
         const shardName = path.basename(tfjsShardFile(file));
-        const { modelJson, shards } = writeTfjs(mlp, like?.tfjs, { metadata, shardName });
+        const { modelJson, shards } = writeTfjs(graph, like?.tfjs, { metadata, shardName });
         // refused up front: a model.json refused after its shards were written would leave them behind
         await checkModelOutput(file, write);
         // the shards are written first (a model.json never refers to a missing shard) and removed

@@ -8,11 +8,11 @@ import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import { EcpruneError } from '../errors.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 import { renderCharts } from '../report/charts.js';
 import { reportHtml } from '../report/html.js';
 import { type ReportInfo, resultsCsv, resultsJson } from '../report/results.js';
 import { markdownTable } from '../report/table.js';
-import type { SweepRow } from '../sweep.js';
 import { checkOutputPath, ensureParentDir, ioError, isFsError, writeOutputAtomic } from './files.js';
 
 export interface ReportFolderOptions {

@@ -10,11 +10,11 @@ import type { Dataset } from '../data/dataset.js';
 import { createRandom } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
+import type { LossKind } from '../graph/loss.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 import type { Mlp } from '../model/mlp.js';
 import type { QuantizedValues } from '../runtime/index.js';
 import { CODEBOOK_BITS } from '../runtime/index.js';
-import type { LossKind } from '../train/loss.js';
 import { lossAndGradients } from '../train/train.js';
 
 export type Int8Values = Extract<QuantizedValues, { kind: 'int8' }>;

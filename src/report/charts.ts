@@ -6,7 +6,7 @@
  */
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import type { SweepRow } from '../sweep.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 import { taskOf } from './table.js';
 
 export interface Chart {

@@ -2,7 +2,7 @@
  * report.html: one self-contained page (inline CSS, inline SVG charts, masks as data: URIs, no
  * script, no external URL), readable offline and printable.
  */
-import type { SweepRow } from '../sweep.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 import { VERSION } from '../version.js';
 import type { RenderedChart } from './charts.js';
 import { type MaskComparison, maskComparison } from './masks.js';

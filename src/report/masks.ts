@@ -3,7 +3,7 @@
  * sees after pruning. EC removes weights on (nearly) constant pixels first, since the bias absorbs
  * them; magnitude has no notion of that.
  */
-import { imageSide, type SweepRow } from '../sweep.js';
+import { imageSide, type SweepRow } from '../pipeline/sweep.js';
 import { encodeGreyPng, pngDataUri } from './png.js';
 
 export interface MaskPanel {

@@ -3,7 +3,7 @@
  * results.csv (one line per row, columns in a fixed order). Layer 0's keep-mask is drawn in the
  * report but not stored here (it has as many entries as the layer has weights).
  */
-import type { SweepRow } from '../sweep.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 import { VERSION } from '../version.js';
 
 /** What the report says about the study, besides the rows. */

@@ -2,7 +2,7 @@
  * The results table: one column list, printed as a fixed-width terminal table (row by row, as the
  * sweep goes) or as markdown.
  */
-import type { SweepRow } from '../sweep.js';
+import type { SweepRow } from '../pipeline/sweep.js';
 
 /** Class labels (accuracy) or real-valued targets (test MSE). */
 export type TaskKind = 'classes' | 'values';

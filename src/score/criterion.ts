@@ -1,4 +1,4 @@
-import type { Mlp } from '../model/mlp.js';
+import type { Layered } from '../graph/graph.js';
 import type { CalibrationStatistics } from './statistics.js';
 
 /** Per layer, one value per weight (n_out x n_in, row-major): low = pruned first. */
@@ -13,11 +13,15 @@ export interface ScoreOptions {
  * The one signature of every importance criterion: the network, the calibration statistics
  * computed once and shared, options. Criteria are pure functions of these.
  */
-export type Criterion = (mlp: Mlp, statistics: CalibrationStatistics, options: ScoreOptions) => LayerScores;
+export type Criterion = (
+  model: Layered,
+  statistics: CalibrationStatistics,
+  options: ScoreOptions,
+) => LayerScores;
 
 /** Applies `perWeight(w, layer, i, j, flatIndex)` to every weight of every layer. */
 export function mapWeights(
-  mlp: Mlp,
+  mlp: Layered,
   perWeight: (w: number, layer: number, i: number, j: number, flat: number) => number,
 ): LayerScores {
   return mlp.layers.map((layer, l) => {

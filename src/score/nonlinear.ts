@@ -3,8 +3,8 @@ import { inMemoryDataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { denseForward } from '../graph/ops/dense.js';
 import { type Activation, activate, activationDerivative, applyActivation } from '../model/activations.js';
-import { preActivation } from '../model/forward.js';
 import { type Matrix, matrix, rowSlice } from '../model/matrix.js';
 import { inputSize, type Mlp, weightCount } from '../model/mlp.js';
 import type { LayerScores } from './criterion.js';
@@ -54,7 +54,7 @@ async function reference(mlp: Mlp, x: Matrix, gemm: Gemm): Promise<Reference> {
   let a = x;
   for (const layer of mlp.layers) {
     inputs.push(a);
-    const zl = await preActivation(layer, a, gemm);
+    const zl = await denseForward(layer, a, gemm);
     z.push(zl);
     activated.push(Float64Array.from(zl.data, (v) => activate(layer.activation, v)));
     a = {

@@ -1,18 +1,15 @@
 /**
- * The calibration pass of statistics.ts with each batch run as one ONNX graph (ec-graph.ts) on a
+ * The calibration pass of statistics.ts with each batch run as one ONNX graph (emitted from the
+ * model's graph by src/graph/emit/calibration.ts) on a
  * backend that runs graphs. The same sums and the same float64 accumulation across batches (about
  * a shift c from the first 256 samples rather than the first batch); only the per-batch float32
  * work moves into the graph. `collectStatistics` picks this path when it applies; its own
  * GEMM-by-GEMM path stays the reference the tests compare against.
  */
 import type { Dataset } from '../data/dataset.js';
-import type { GraphSession, GraphTensor } from '../gemm/gemm.js';
-import { type Matrix, rowSlice } from '../model/matrix.js';
-import type { Mlp } from '../model/mlp.js';
-import { timePhase } from '../timings.js';
-import { type LossKind, requireTargets, targetMatrix } from '../train/loss.js';
+import type { Gemm, GraphSession, GraphTensor } from '../gemm/gemm.js';
 import {
-  ecGraph,
+  calibrationGraph,
   GRAPH_INPUT,
   GRAPH_TARGETS,
   graphGradient,
@@ -20,8 +17,12 @@ import {
   graphMean,
   graphMoments,
   graphShift,
-} from './ec-graph.js';
-import type { CalibrationStatistics, LayerStatistics, StatisticsOptions } from './statistics.js';
+} from '../graph/emit/calibration.js';
+import type { Graph } from '../graph/graph.js';
+import { type LossKind, requireTargets, targetMatrix } from '../graph/loss.js';
+import { type Matrix, rowSlice } from '../model/matrix.js';
+import { timePhase } from '../timings.js';
+import type { CalibrationStatistics, LayerStatistics, StatisticsOptions } from './calibration-statistics.js';
 
 /**
  * Largest B·K·n (floats) of a graph run's (B x K x n) cotangent tensor, 20 MiB: batches are run in
@@ -42,40 +43,43 @@ export interface GraphAccumulators {
 
 /** Runs the calibration pass as one graph per batch slice; returns the number of samples. */
 export async function collectWithGraph(
-  mlp: Mlp,
+  model: Graph,
   calibration: Dataset,
   createSession: (model: Uint8Array) => Promise<GraphSession>,
+  /** for the one-sample forward pass the emission reads shapes and constants from */
+  gemm: Gemm,
   accumulators: GraphAccumulators,
   options: Pick<StatisticsOptions, 'onProgress' | 'timings'> & { batchSize: number },
 ): Promise<CalibrationStatistics['samples']> {
   // building and compiling the graph (onnxruntime prepacks the weights) is booked as `compile`
   const { graph, session } = await timePhase(options.timings, 'compile', async () => {
-    const graph = ecGraph(mlp, { moments: accumulators.moments, lossGradient: accumulators.lossGradient });
+    const options = { moments: accumulators.moments, lossGradient: accumulators.lossGradient };
+    const graph = await calibrationGraph(model, options, gemm);
     return { graph, session: await createSession(graph.model) };
   });
   try {
-    const sizes = [mlp.layers[0].weight.cols, ...mlp.layers.map((layer) => layer.weight.rows)];
-    const outputs = sizes.at(-1)!;
-    const widestHidden = Math.max(1, ...sizes.slice(1, -1));
-    const sliceRows = Math.max(1, Math.floor(COTANGENT_FLOATS / (outputs * widestHidden)));
+    const sliceRows = Math.max(1, Math.floor(COTANGENT_FLOATS / (graph.outputs * graph.cotangentWidth)));
     const shifts: GraphTensor[] = [];
     let done = 0;
     for await (const batch of calibration.batches(options.batchSize, { reuseBuffers: true })) {
       const loss = accumulators.lossGradient;
-      const targets = loss && targetMatrix(requireTargets(batch.y, loss, calibration.name), outputs, loss);
+      const targets =
+        loss && targetMatrix(requireTargets(batch.y, loss, calibration.name), graph.classes, loss);
       for (let start = 0; start < batch.x.rows; start += sliceRows) {
         const rows = Math.min(sliceRows, batch.x.rows - start);
         const feeds: Record<string, GraphTensor> = { [GRAPH_INPUT]: rowsTensor(batch.x, start, rows) };
         if (targets) feeds[GRAPH_TARGETS] = rowsTensor(targets, start, rows);
         if (accumulators.moments) {
           if (shifts.length === 0) {
-            const first = () => firstShifts(session, feeds, accumulators.layers);
+            const first = () => firstShifts(session, feeds, accumulators.layers, graph.momentLayers);
             shifts.push(...(await timePhase(options.timings, 'forward', first)));
           }
-          for (const [l, shift] of shifts.entries()) feeds[graphShift(l)] = shift;
+          graph.momentLayers.forEach((l, k) => {
+            feeds[graphShift(l)] = shifts[k];
+          });
         }
         const result = await timePhase(options.timings, 'statistics', () => session.run(feeds, graph.sums));
-        accumulate(result, accumulators, rows, calibration.samples, graph.sharedOutputRow);
+        accumulate(result, accumulators, calibration.samples);
       }
       done += batch.x.rows;
       options.onProgress?.(done, calibration.samples);
@@ -104,22 +108,20 @@ async function firstShifts(
   session: GraphSession,
   feeds: Readonly<Record<string, GraphTensor>>,
   layers: readonly LayerStatistics[],
+  momentLayers: readonly number[],
 ): Promise<GraphTensor[]> {
   const head: Record<string, GraphTensor> = {};
   for (const [name, { data, dims }] of Object.entries(feeds)) {
     const rows = Math.min(SHIFT_SAMPLES, dims[0]);
     head[name] = { data: data.subarray(0, rows * dims[1]), dims: [rows, dims[1]] };
   }
-  for (const [l, { shift }] of layers.entries()) {
-    head[graphShift(l)] = { data: new Float32Array(shift.length), dims: [shift.length] };
+  for (const l of momentLayers) {
+    head[graphShift(l)] = { data: new Float32Array(layers[l].shift.length), dims: [layers[l].shift.length] };
   }
-  const means = await session.run(
-    head,
-    layers.map((_, l) => graphMean(l)),
-  );
-  return layers.map(({ shift }, l) => {
+  const means = await session.run(head, momentLayers.map(graphMean));
+  return momentLayers.map((l) => {
     const mean = means[graphMean(l)];
-    shift.set(mean);
+    layers[l].shift.set(mean);
     return { data: mean, dims: [mean.length] };
   });
 }
@@ -134,37 +136,28 @@ function rowsTensor(m: Matrix, start: number, rows: number): GraphTensor {
 function accumulate(
   result: Record<string, Float32Array>,
   accumulators: GraphAccumulators,
-  rows: number,
   total: number,
-  sharedOutputRow: boolean,
 ): void {
-  const last = accumulators.layers.length - 1;
   accumulators.layers.forEach((stats, l) => {
     if (!accumulators.wanted(l)) return;
-    if (accumulators.moments) {
-      const shared = sharedOutputRow && l === last;
-      addMoments(stats, result[graphMoments(l)], shared ? undefined : result[graphM0(l)], rows);
-    }
-    if (accumulators.lossGradient) addScaled(stats.lossGradient!, result[graphGradient(l)], 1 / total);
+    const moments = result[graphMoments(l)];
+    if (accumulators.moments && moments !== undefined) addMoments(stats, moments, result[graphM0(l)]);
+    const gradient = result[graphGradient(l)];
+    if (accumulators.lossGradient && gradient !== undefined)
+      addScaled(stats.lossGradient!, gradient, 1 / total);
   });
 }
 
 /**
- * m1 += M[:, :n_in], m2 += M[:, n_in:], m0 += Σ_n s; when `m0Batch` is undefined, s = 1 for every
- * neuron and M is one row shared by all of them. Its own function: inlined into a loop body the
- * same sums measured 7-14× slower (bench/ANALYSIS.md, P7).
+ * m1 += M[:, :n_in], m2 += M[:, n_in:], m0 += Σ_n s. Its own function: inlined into a loop body
+ * the same sums measured 7-14× slower (bench/ANALYSIS.md, P7).
  */
-function addMoments(
-  stats: LayerStatistics,
-  M: Float32Array,
-  m0Batch: Float32Array | undefined,
-  rows: number,
-): void {
+function addMoments(stats: LayerStatistics, M: Float32Array, m0Batch: Float32Array): void {
   const { m0, m1, m2 } = stats;
   const nIn = stats.shift.length;
   for (let i = 0; i < m0.length; i++) {
-    m0[i] += m0Batch === undefined ? rows : m0Batch[i];
-    const row = m0Batch === undefined ? 0 : i * 2 * nIn;
+    m0[i] += m0Batch[i];
+    const row = i * 2 * nIn;
     const offset = i * nIn;
     for (let j = 0; j < nIn; j++) {
       m1[offset + j] += M[row + j];

@@ -3,13 +3,19 @@ import { createRandom, type Random } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
-import { applyActivation } from '../model/activations.js';
-import { backpropagate, oneHotCotangents, sumSquaresPerSample } from '../model/backward.js';
-import { type ForwardTrace, forwardTrace, preActivation } from '../model/forward.js';
+import { canEmit } from '../graph/emit/calibration.js';
+import { type Graph, inputSize, type Model } from '../graph/graph.js';
+import { type LossKind, lossFor, lossGradient, requireTargets } from '../graph/loss.js';
+import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
+import { asMatrix, backpropagate, forwardTrace, type GraphTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
-import { inputSize, type Mlp, outputSize } from '../model/mlp.js';
-import { type PhaseTimings, timePhase } from '../timings.js';
-import { type LossKind, lossFor, lossGradient, requireTargets } from '../train/loss.js';
+import { timePhase } from '../timings.js';
+import type {
+  CalibrationStatistics,
+  LayerStatistics,
+  SensitivityKind,
+  StatisticsOptions,
+} from './calibration-statistics.js';
 import { collectWithGraph } from './statistics-graph.js';
 
 /**
@@ -32,7 +38,7 @@ import { collectWithGraph } from './statistics-graph.js';
  *                       output error: mean dyᵀ H dy = 2 × the second-order loss increase.
  *     ce  (softmax cross-entropy on logits y): H = diag(p) - p pᵀ, p = softmax(y). H does not
  *         depend on the label, so 'loss' with ce needs only the model's outputs, no labels.
- *     mse (the per-sample mean (1/K) Σ_k (y_k - t_k)², as in train/loss.ts): H = 2I/K, so the
+ *     mse (the per-sample mean (1/K) Σ_k (y_k - t_k)², as in graph/loss.ts): H = 2I/K, so the
  *         'loss' sensitivities are exactly 2/K times the 'output' ones (same ranking, same δ).
  * Both are computed by one backward pass with R cotangent rows u_r per sample, s_i = Σ_r (u_r · J_i)²:
  * the rows of a factor F with Fᵀ F = H (I for 'output': the one-hot rows; ce: F_k = √p_k (e_k - p),
@@ -47,87 +53,40 @@ import { collectWithGraph } from './statistics-graph.js';
  */
 export const ROUNDING_FLOOR = 1e-5;
 
-export interface LayerStatistics {
-  readonly shift: Float64Array; // n_in
-  readonly m0: Float64Array; // n_out
-  readonly m1: Float64Array; // n_out x n_in, row-major
-  readonly m2: Float64Array; // n_out x n_in, row-major
-  /** mean dL/dW over the calibration set (n_out x n_in), when a loss gradient was requested */
-  readonly lossGradient?: Float64Array;
-  /**
-   * Σ_n s_i(x_n) (z_ref[i](x_n) - z[i](x_n)) (n_out), when a `reference` network was given: the
-   * s-weighted gap between the reference's pre-activations and this network's (see prune-variants).
-   */
-  readonly referenceGap?: Float64Array;
-}
-
-/** What the sensitivities s_i measure: the output change or the loss change (see above). */
-export type SensitivityKind = 'output' | 'loss';
-
-export interface CalibrationStatistics {
-  readonly samples: number;
-  readonly layers: readonly LayerStatistics[];
-}
-
-export interface StatisticsOptions {
-  readonly gemm?: Gemm;
-  readonly batchSize?: number;
-  /** collect m0/m1/m2 (default true = 'output'; false = none) and what s measures */
-  readonly sensitivity?: boolean | SensitivityKind;
-  /**
-   * the loss whose output Hessian weights 'loss' sensitivities; default `lossGradient`, else the
-   * loss that fits the calibration targets (class ids → ce, values → mse)
-   */
-  readonly sensitivityLoss?: LossKind;
-  /** estimate s with this many Rademacher probes per sample instead of the exact K rows */
-  readonly probes?: number;
-  /** seed of the probes (default 0) */
-  readonly probeSeed?: number;
-  /** accumulate the moments of these layers only (default all); the others stay zero */
-  readonly layers?: readonly number[];
-  /** a network of the same shape; fills `referenceGap` of every accumulated layer */
-  readonly reference?: Mlp;
-  /** also collect the loss gradient dL/dW (needs targets) */
-  readonly lossGradient?: LossKind;
-  readonly onProgress?: (samplesDone: number, samplesTotal: number) => void;
-  /**
-   * when given, the milliseconds of `forward`, `sensitivity` and `statistics` are added to it; on
-   * the graph path (see collectStatistics) the three run fused and are booked as `statistics`
-   * (`forward` is then only the short run for the shift), and building the graph as `compile`
-   */
-  readonly timings?: PhaseTimings;
-}
+export type { CalibrationStatistics, LayerStatistics, SensitivityKind, StatisticsOptions };
 
 export const DEFAULT_BATCH_SIZE = 1000;
 
 /**
  * Streams the calibration set once, in batches; memory depends on the batch size, not on N.
  * When the backend runs graphs (`gemm.createSession`: onnxruntime) and the options allow it (exact
- * 'output' sensitivities or none, no probes, no reference), each batch runs as one ONNX graph
- * (statistics-graph.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
+ * 'output' sensitivities or none, no probes, no reference) and every op of the graph emits ONNX,
+ * each batch runs as one ONNX graph emitted from the graph (statistics-graph.ts,
+ * graph/emit/calibration.ts); otherwise GEMM by GEMM below. Both agree to float32 rounding
  * (test/score/statistics-graph.test.ts); `withoutGraphs(gemm)` forces the second.
  */
 export async function collectStatistics(
-  mlp: Mlp,
+  model: Model,
   calibration: Dataset,
   options: StatisticsOptions = {},
 ): Promise<CalibrationStatistics> {
+  const graph = asGraph(model);
   const gemm = options.gemm ?? defaultGemm();
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const sensitivity = sensitivitySpec(options, calibration);
   const total = calibration.samples;
   if (total < 1) throw new EcpruneError('input', 'the calibration set is empty', calibration.name);
-  if (calibration.features !== inputSize(mlp)) {
+  if (calibration.features !== inputSize(graph)) {
     throw new EcpruneError(
       'input',
-      `the calibration data has ${calibration.features} features per sample, the model takes ${inputSize(mlp)}`,
+      `the calibration data has ${calibration.features} features per sample, the model takes ${inputSize(graph)}`,
       calibration.name,
     );
   }
-  const reference = options.reference;
-  if (reference !== undefined) checkSameShape(mlp, reference);
+  const reference = options.reference && asGraph(options.reference);
+  if (reference !== undefined) checkSameShape(graph, reference);
   const wanted = (l: number) => options.layers === undefined || options.layers.includes(l);
-  const layers = mlp.layers.map((layer) => ({
+  const layers = graph.layers.map((layer) => ({
     shift: new Float64Array(layer.weight.cols),
     m0: new Float64Array(layer.weight.rows),
     m1: new Float64Array(layer.weight.data.length),
@@ -139,36 +98,38 @@ export async function collectStatistics(
   const graphFits =
     sensitivity === undefined || (sensitivity.kind === 'output' && sensitivity.probes === undefined);
   const somethingToCollect = sensitivity !== undefined || options.lossGradient !== undefined;
-  if (createSession && graphFits && somethingToCollect && reference === undefined) {
+  if (createSession && graphFits && somethingToCollect && reference === undefined && canEmit(graph)) {
     const accumulators = {
       layers,
       moments: sensitivity !== undefined,
       lossGradient: options.lossGradient,
       wanted,
     };
-    const samples = await collectWithGraph(mlp, calibration, createSession, accumulators, {
+    const samples = await collectWithGraph(graph, calibration, createSession, gemm, accumulators, {
       ...options,
       batchSize,
     });
     return { samples, layers };
   }
+  // the loss gradient is taken at the logits when the graph ends in a softmax head (the losses
+  // are defined on logits; cross-entropy of softmax(logits) is the same value)
+  const lossGraph = logitsGraph(graph);
   let done = 0;
   for await (const batch of calibration.batches(batchSize, { reuseBuffers: true })) {
     const timings = options.timings;
-    const trace = await timePhase(timings, 'forward', () => forwardTrace(mlp, batch.x, gemm));
+    const x = { shape: [batch.x.rows, batch.x.cols], data: batch.x.data };
+    const trace = await timePhase(timings, 'forward', () => forwardTrace(graph, x, gemm));
     if (sensitivity) {
-      const gaps = reference
-        ? await preActivationGaps(mlp, reference, trace, batch.x, wanted, gemm)
-        : undefined;
+      const gaps = reference ? await preActivationGaps(graph, reference, trace, x, wanted, gemm) : undefined;
       const { cotangents, perSample } = sensitivityCotangents(trace.output, sensitivity);
       // the backward pass is booked as `sensitivity`, the moment sums inside it as `statistics`
       const statisticsBefore = timings?.statistics ?? 0;
       await timePhase(timings, 'sensitivity', () =>
-        backpropagate(mlp, trace, cotangents, gemm, async (l, cotangent) => {
+        backpropagate(graph, trace, cotangents, gemm, async (l, cotangent, input) => {
           if (!wanted(l)) return;
           const s = sumSquaresPerSample(cotangent, perSample);
           await timePhase(timings, 'statistics', async () => {
-            await accumulateMoments(layers[l], s, trace.inputs[l], done === 0, gemm);
+            await accumulateMoments(layers[l], s, input, done === 0, gemm);
             if (gaps) accumulateGap(layers[l].referenceGap!, s, gaps[l]!);
           });
         }),
@@ -177,7 +138,9 @@ export async function collectStatistics(
     }
     if (options.lossGradient) {
       const targets = requireTargets(batch.y, options.lossGradient, calibration.name);
-      await accumulateLossGradient(mlp, trace, targets, options.lossGradient, total, gemm, layers);
+      const lossTrace =
+        lossGraph === graph ? trace : { ...trace, output: asMatrix(trace.values.get(lossGraph.output)!) };
+      await accumulateLossGradient(lossGraph, lossTrace, targets, options.lossGradient, total, gemm, layers);
     }
     done += batch.x.rows;
     options.onProgress?.(done, total);
@@ -288,30 +251,26 @@ function hessianFactor(y: Float32Array, spec: SensitivitySpec, factor: Float64Ar
   }
 }
 
-/** z_ref,l - z_l for the wanted layers (B x n_l each): the reference's forward pass beside the trace's. */
+/** z_ref,l - z_l for the wanted layers (B x n_l each): each fully-connected layer's output in the reference's own forward pass beside this network's. */
 async function preActivationGaps(
-  mlp: Mlp,
-  reference: Mlp,
-  trace: ForwardTrace,
-  x: Matrix,
+  graph: Graph,
+  reference: Graph,
+  trace: GraphTrace,
+  x: { shape: number[]; data: Float32Array },
   wanted: (l: number) => boolean,
   gemm: Gemm,
 ): Promise<(Matrix | undefined)[]> {
+  const referenceTrace = await forwardTrace(reference, x, gemm);
   const gaps: (Matrix | undefined)[] = [];
-  let a = x;
-  for (let l = 0; l < mlp.layers.length; l++) {
-    const zReference = await preActivation(reference.layers[l], a, gemm);
-    if (wanted(l)) {
-      const z = await preActivation(mlp.layers[l], trace.inputs[l], gemm);
-      const gap = new Float32Array(z.data.length);
-      for (let i = 0; i < gap.length; i++) gap[i] = zReference.data[i] - z.data[i];
-      gaps[l] = { rows: z.rows, cols: z.cols, data: gap };
-    }
-    a = {
-      rows: zReference.rows,
-      cols: zReference.cols,
-      data: applyActivation(reference.layers[l].activation, zReference.data),
-    };
+  for (const node of graph.nodes) {
+    if (node.op !== 'Dense') continue;
+    const l = node.attrs.layer as number;
+    if (!wanted(l)) continue;
+    const z = trace.values.get(node.outputs[0])!;
+    const zReference = referenceTrace.values.get(node.outputs[0])!;
+    const gap = new Float32Array(z.data.length);
+    for (let i = 0; i < gap.length; i++) gap[i] = zReference.data[i] - z.data[i];
+    gaps[l] = asMatrix({ shape: z.shape, data: gap });
   }
   return gaps;
 }
@@ -323,53 +282,41 @@ function accumulateGap(sum: Float64Array, sensitivity: Matrix, gap: Matrix): voi
   }
 }
 
-function checkSameShape(mlp: Mlp, reference: Mlp): void {
-  const shape = (m: Mlp) => m.layers.map((layer) => `${layer.weight.rows}x${layer.weight.cols}`).join(',');
-  if (shape(mlp) !== shape(reference)) {
+function checkSameShape(graph: Graph, reference: Graph): void {
+  const shape = (m: Graph) => m.layers.map((layer) => `${layer.weight.rows}x${layer.weight.cols}`).join(',');
+  if (shape(graph) !== shape(reference) || graph.nodes.length !== reference.nodes.length) {
     throw new EcpruneError(
       'usage',
-      `the reference network has layers ${shape(reference)}, the model ${shape(mlp)}`,
+      `the reference network has layers ${shape(reference)}, the model ${shape(graph)}`,
     );
   }
 }
 
 /**
- * s_i(x_n) = Σ_k (d y_k / d z_l[i])² for every layer (B x n_l): one backward pass with K one-hot
- * cotangents per sample. For inspection and tests; `collectStatistics` reduces them on the fly.
+ * s_i(x_n) for every layer (B x n_l) under any sensitivity setting ('output' by default, 'loss',
+ * exact or with probes): the per-sample values `collectStatistics` reduces. For inspection and tests.
  */
-export async function outputSensitivities(
-  mlp: Mlp,
+export async function sampleSensitivities(
+  model: Model,
   x: Matrix,
-  gemm: Gemm = defaultGemm(),
+  options: Pick<StatisticsOptions, 'sensitivity' | 'sensitivityLoss' | 'probes' | 'probeSeed' | 'gemm'> = {},
 ): Promise<Matrix[]> {
-  const trace = await forwardTrace(mlp, x, gemm);
-  const outputs = outputSize(mlp);
+  const graph = asGraph(model);
+  const gemm = options.gemm ?? defaultGemm();
+  const spec = sensitivitySpec({ sensitivity: options.sensitivity ?? 'output', ...options });
+  if (spec === undefined) return [];
+  const trace = await forwardTrace(graph, x, gemm);
+  const { cotangents, perSample } = sensitivityCotangents(trace.output, spec);
   const sensitivities: Matrix[] = [];
-  await backpropagate(mlp, trace, oneHotCotangents(x.rows, outputs), gemm, (l, cotangent) => {
-    sensitivities[l] = sumSquaresPerSample(cotangent, outputs);
+  await backpropagate(graph, trace, cotangents, gemm, (l, cotangent) => {
+    sensitivities[l] = sumSquaresPerSample(cotangent, perSample);
   });
   return sensitivities;
 }
 
-/**
- * s_i(x_n) for every layer (B x n_l) under any sensitivity setting ('output' / 'loss', exact or
- * with probes): the per-sample values `collectStatistics` reduces. For inspection and tests.
- */
-export async function sampleSensitivities(
-  mlp: Mlp,
-  x: Matrix,
-  options: Pick<StatisticsOptions, 'sensitivity' | 'sensitivityLoss' | 'probes' | 'probeSeed' | 'gemm'> = {},
-): Promise<Matrix[]> {
-  const gemm = options.gemm ?? defaultGemm();
-  const spec = sensitivitySpec({ sensitivity: options.sensitivity ?? 'output', ...options });
-  if (spec === undefined) return [];
-  const trace = await forwardTrace(mlp, x, gemm);
-  const { cotangents, perSample } = sensitivityCotangents(trace.output, spec);
-  const sensitivities: Matrix[] = [];
-  await backpropagate(mlp, trace, cotangents, gemm, (l, cotangent) => {
-    sensitivities[l] = sumSquaresPerSample(cotangent, perSample);
-  });
-  return sensitivities;
+/** s_i(x_n) = Σ_k (d y_k / d z_l[i])² for every layer (B x n_l): exact output sensitivities. */
+export function outputSensitivities(model: Model, x: Matrix, gemm: Gemm = defaultGemm()): Promise<Matrix[]> {
+  return sampleSensitivities(model, x, { gemm });
 }
 
 /** Adds one batch's Σ s (a-c) and Σ s (a-c)² with a single GEMM: Sᵀ [A-c | (A-c)²]. */
@@ -411,8 +358,8 @@ async function accumulateMoments(
 
 /** Adds this batch's share of the mean gradient dL/dW_l = (1/N) Σ_n g_l(x_n) a_{l-1}(x_n)ᵀ. */
 async function accumulateLossGradient(
-  mlp: Mlp,
-  trace: ForwardTrace,
+  graph: Graph,
+  trace: GraphTrace,
   targets: Targets,
   loss: LossKind,
   total: number,
@@ -421,9 +368,33 @@ async function accumulateLossGradient(
 ): Promise<void> {
   const outputGradient = lossGradient(trace.output, targets, loss);
   for (let i = 0; i < outputGradient.data.length; i++) outputGradient.data[i] /= total;
-  await backpropagate(mlp, trace, outputGradient, gemm, async (l, g) => {
-    const gradient = await gemm.matmul(g, trace.inputs[l], { transA: true });
+  await backpropagate(graph, trace, outputGradient, gemm, async (l, g, input) => {
+    const gradient = await gemm.matmul(g, input, { transA: true });
     const sum = layers[l].lossGradient!;
     for (let i = 0; i < sum.length; i++) sum[i] += gradient.data[i];
   });
+}
+
+/** K one-hot cotangents per sample (B*K x K): row n*K + k is e_k. */
+export function oneHotCotangents(batch: number, outputs: number): Matrix {
+  const data = new Float32Array(batch * outputs * outputs);
+  for (let s = 0; s < batch; s++) for (let k = 0; k < outputs; k++) data[(s * outputs + k) * outputs + k] = 1;
+  return { rows: batch * outputs, cols: outputs, data };
+}
+
+/** Σ_r g[(n,r), i]^2: sum of squares over each sample's R cotangent rows (B x n). */
+export function sumSquaresPerSample(g: Matrix, repeat: number): Matrix {
+  const batch = g.rows / repeat;
+  const n = g.cols;
+  const out = new Float32Array(batch * n);
+  for (let s = 0; s < batch; s++) {
+    for (let r = 0; r < repeat; r++) {
+      const gRow = (s * repeat + r) * n;
+      for (let c = 0; c < n; c++) {
+        const v = g.data[gRow + c];
+        out[s * n + c] += v * v;
+      }
+    }
+  }
+  return { rows: batch, cols: n, data: out };
 }

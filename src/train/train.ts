@@ -1,16 +1,15 @@
 import { type Dataset, inMemoryDataset, materialize, type Targets, targetCount } from '../data/dataset.js';
 import { createRandom } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
-import { evaluate } from '../evaluate.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { type LossKind, lossFor, lossGradient, sampleLosses } from '../graph/loss.js';
+import { backpropagate, forwardTrace } from '../graph/run.js';
 import type { Activation } from '../model/activations.js';
-import { backpropagate } from '../model/backward.js';
-import { forwardTrace } from '../model/forward.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 import { cloneMlp, inputSize, type Layer, layerSizes, type Mlp } from '../model/mlp.js';
+import { evaluate } from '../pipeline/evaluate.js';
 import type { KeepMask } from '../select/select.js';
-import { type LossKind, lossFor, lossGradient, sampleLosses } from './loss.js';
 
 /** A fresh network: layer widths, the hidden activation, the seed of its initial weights. */
 export interface InitSpec {
@@ -123,8 +122,8 @@ export async function lossAndGradients(
   for (let k = 0; k < dy.data.length; k++) dy.data[k] /= batch;
   const weight: Float32Array[] = [];
   const bias: Float32Array[] = [];
-  await backpropagate(mlp, trace, dy, gemm, async (l, g) => {
-    weight[l] = (await gemm.matmul(g, trace.inputs[l], { transA: true })).data;
+  await backpropagate(mlp, trace, dy, gemm, async (l, g, input) => {
+    weight[l] = (await gemm.matmul(g, input, { transA: true })).data;
     const db = new Float32Array(g.cols);
     for (let n = 0; n < g.rows; n++) for (let i = 0; i < g.cols; i++) db[i] += g.data[n * g.cols + i];
     bias[l] = db;

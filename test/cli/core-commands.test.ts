@@ -7,18 +7,18 @@ import { inMemoryDataset } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import { setDefaultGemm } from '../../src/gemm/default.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { readNpy, toFeatureMatrix, writeNpy } from '../../src/io/npy.js';
 import { readNpz } from '../../src/io/npz.js';
-import { readOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
 import { nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
-import { score } from '../../src/prune.js';
+import { score } from '../../src/pipeline/score.js';
 import { assertClose } from '../core/helpers.js';
+import { readOnnxMlp } from '../helpers/onnx-chain.js';
 import { cli, FIXTURES, tempDir } from './run.js';
 
 const MODEL = path.join(FIXTURES, 'onnx', 'mlp_activations.onnx');
-const model = readOnnx(readFileSync(MODEL), MODEL);
+const model = { mlp: readOnnxMlp(readFileSync(MODEL), MODEL) };
 const features = model.mlp.layers[0].weight.cols;
 const outputs = model.mlp.layers.at(-1)!.weight.rows;
 
@@ -62,7 +62,7 @@ describe('ecprune prune', () => {
     ]) {
       assert.equal(typeof timings[phase], 'number', `timing ${phase}`);
     }
-    const pruned = readOnnx(readFileSync(out), out);
+    const pruned = { mlp: readOnnxMlp(readFileSync(out), out) };
     assert.equal(weightCount(pruned.mlp) - nonzeroWeightCount(pruned.mlp), 450);
     const ours = await forward(pruned.mlp, x, tsGemm);
     assertClose(await runOnnx(out, x.data, x.rows), ours.data, 'onnxruntime vs ours', 1e-5);
@@ -99,7 +99,7 @@ describe('ecprune prune', () => {
           ...flags,
         );
         assert.equal(run.code, 0, run.stderr);
-        const zeros = readOnnx(readFileSync(out), out).mlp.layers.map((l) =>
+        const zeros = readOnnxMlp(readFileSync(out), out).layers.map((l) =>
           l.weight.data.map((w) => +(w === 0)),
         );
         runs.push({ zeros, timings: JSON.parse(run.stderr.trim().split('\n').at(-1)!) });

@@ -3,13 +3,13 @@ import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { it } from 'node:test';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
-import { readOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
 import { dequantizeMlp, quantizeCodebook, quantizeInt8 } from '../../src/quantize/quantize.js';
 import { loadEcsr, type QuantizedValues } from '../../src/runtime/index.js';
 import { keepMasksOf } from '../../src/train/train.js';
 import { assertClose } from '../core/helpers.js';
+import { readOnnxMlp } from '../helpers/onnx-chain.js';
 import { cli, FIXTURES, tempDir } from './run.js';
 
 it('export --format csr writes a .ecsr that the runtime runs with the pruned model outputs', async () => {
@@ -27,7 +27,7 @@ it('export --format csr writes a .ecsr that the runtime runs with the pruned mod
   );
   const x = toFeatureMatrix(readNpy(readFileSync(calib)));
   const runtime = loadEcsr(readFileSync(sparse));
-  const expected = await forward(readOnnx(readFileSync(pruned)).mlp, x, tsGemm);
+  const expected = await forward(readOnnxMlp(readFileSync(pruned)), x, tsGemm);
   assertClose(runtime.run(x.data, x.rows), expected.data, 'runtime vs dense forward', 1e-5);
 });
 
@@ -37,7 +37,7 @@ it('export --values int8 and codebook:<bits> write version 2 files that run as t
   const calib = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.input.npy');
   const pruned = path.join(dir, 'pruned.onnx');
   assert.equal((await cli('prune', model, '--calib', calib, '--sparsity', '0.8', '-o', pruned)).code, 0);
-  const mlp = readOnnx(readFileSync(pruned)).mlp;
+  const mlp = readOnnxMlp(readFileSync(pruned));
   const masks = keepMasksOf(mlp);
   const x = toFeatureMatrix(readNpy(readFileSync(calib)));
   const cases: [string, QuantizedValues[]][] = [

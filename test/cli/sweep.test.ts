@@ -14,8 +14,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { writeNpy } from '../../src/io/npy.js';
-import { forward } from '../../src/model/forward.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { loadModel, saveModel } from '../../src/node/models.js';
 import { FIXTURES, cli as runCaptured, tempDir } from './run.js';
@@ -332,7 +332,7 @@ describe('ecprune train and finetune', () => {
     ]);
     assert.equal(train.code, 0);
     assert.equal(train.out.filter((line) => /^train: epoch \d\/2 .*validation loss/.test(line)).length, 2);
-    const trained = (await loadModel(file('m.onnx'))).mlp;
+    const trained = (await loadModel(file('m.onnx'))).mlp!;
     assert.deepEqual(
       trained.layers.map((l) => [l.weight.rows, l.weight.cols]),
       [
@@ -371,8 +371,8 @@ describe('ecprune train and finetune', () => {
       '--quiet',
     ]);
     assert.equal(finetuned.code, 0);
-    const pruned = (await loadModel(file('p.onnx'))).mlp;
-    const tuned = (await loadModel(file('f.onnx'))).mlp;
+    const pruned = (await loadModel(file('p.onnx'))).mlp!;
+    const tuned = (await loadModel(file('f.onnx'))).mlp!;
     let changed = 0;
     pruned.layers.forEach((layer, l) => {
       layer.weight.data.forEach((w, k) => {
@@ -396,7 +396,7 @@ describe('ecprune train and finetune', () => {
       '--quiet',
     ];
     assert.equal((await cli([...argv, '--finetune-epochs', '1', '-o', file('pf.onnx')])).code, 0);
-    const prunedTuned = (await loadModel(file('pf.onnx'))).mlp;
+    const prunedTuned = (await loadModel(file('pf.onnx'))).mlp!;
     prunedTuned.layers.forEach((layer, l) => {
       layer.weight.data.forEach((w, k) => {
         if (pruned.layers[l].weight.data[k] === 0) assert.equal(w, 0);

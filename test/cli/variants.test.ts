@@ -4,11 +4,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
-import { readOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
 import { satisfiesPattern } from '../../src/select/pattern.js';
 import { assertClose } from '../core/helpers.js';
+import { readOnnxMlp } from '../helpers/onnx-chain.js';
 import { cli, FIXTURES, tempDir } from './run.js';
 
 const MODEL = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.onnx');
@@ -17,7 +17,7 @@ const x = toFeatureMatrix(readNpy(readFileSync(CALIB)));
 
 /** The written file, run by onnxruntime, equals our forward pass of the model read back from it. */
 async function checkWritten(file: string) {
-  const written = readOnnx(readFileSync(file), file);
+  const written = { mlp: readOnnxMlp(readFileSync(file), file) };
   const session = await ort.InferenceSession.create(readFileSync(file));
   const input = new ort.Tensor('float32', x.data, [x.rows, 1, 8, 8]);
   const result = await session.run({ [session.inputNames[0]]: input });

@@ -7,7 +7,7 @@ import { activate } from '../../src/model/activations.js';
 import type { Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
-import { prune } from '../../src/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { ecScore } from '../../src/score/ec.js';
 import { METHOD_NAMES } from '../../src/score/methods.js';
 import { collectStatistics, outputSensitivities } from '../../src/score/statistics.js';

@@ -5,11 +5,13 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import type { Graph } from '../../src/graph/graph.js';
+import { chainOf } from '../../src/graph/mlp-graph.js';
+import { forward } from '../../src/graph/run.js';
 import { readNpy } from '../../src/io/npy.js';
 import { describeOnnx, type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from '../../src/io/onnx.js';
-import { forward } from '../../src/model/forward.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
-import { cloneMlp, type Mlp } from '../../src/model/mlp.js';
+import { modified as modify } from '../helpers/modified-graph.js';
 
 const { onnx } = onnxProto;
 
@@ -79,6 +81,7 @@ async function runOrt(bytes: Uint8Array, input: Float32Array, dims: number[]): P
 }
 
 const decode = (bytes: Uint8Array) => onnx.ModelProto.decode(bytes);
+const encodeModel = (model: onnxProto.onnx.ModelProto) => onnx.ModelProto.encode(model).finish();
 const bits = (values: Float32Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 
 /** The op types of a graph's nodes, without the Identity and Constant nodes ecprune does not keep, sorted. */
@@ -87,32 +90,22 @@ function opTypes(bytes: Uint8Array): string[] {
   return ops.filter((op) => op !== 'Identity' && op !== 'Constant').sort();
 }
 
-/** A pruned-and-compensated stand-in: every second weight zeroed, every bias shifted. */
-function modify(mlp: Mlp): Mlp {
-  const out = cloneMlp(mlp);
-  for (const layer of out.layers) {
-    for (let i = 0; i < layer.weight.data.length; i += 2) layer.weight.data[i] = 0;
-    for (let i = 0; i < layer.bias.length; i++) layer.bias[i] += 0.25 * ((i % 3) - 1) + 0.1;
-  }
-  return out;
-}
-
-function assertSameMlp(actual: Mlp, expected: Mlp, what: string): void {
+/** The same layers bit for bit (float32 weights survive a float32 round trip exactly; alpha = 2 is exact too). */
+function assertSameLayers(actual: Graph, expected: Graph, what: string): void {
   assert.equal(actual.layers.length, expected.layers.length, `${what}: layer count`);
   actual.layers.forEach((layer, l) => {
     const other = expected.layers[l];
     assert.deepEqual(
-      [layer.weight.rows, layer.weight.cols],
-      [other.weight.rows, other.weight.cols],
-      `${what}: layer ${l} shape`,
+      [layer.name, layer.weight.rows, layer.weight.cols],
+      [other.name, other.weight.rows, other.weight.cols],
+      `${what}: layer ${l} name and shape`,
     );
     assert.deepEqual(bits(layer.weight.data), bits(other.weight.data), `${what}: layer ${l} weight bits`);
     assert.deepEqual(bits(layer.bias), bits(other.bias), `${what}: layer ${l} bias bits`);
-    assert.deepEqual(layer.activation, other.activation, `${what}: layer ${l} activation`);
   });
 }
 
-const withoutMetadata = (t: OnnxTemplate) => ({ ...t, metadata: {} });
+const withoutBytes = (t: OnnxTemplate) => ({ ...t, bytes: undefined, metadata: {}, irVersion: 0 });
 
 /** The bytes of fixture `name` after `edit` changed its decoded ModelProto. */
 function edited(
@@ -131,7 +124,7 @@ const tensor = (graph: onnxProto.onnx.GraphProto, name: string) =>
 describe('readOnnx on PyTorch exports', () => {
   for (const f of fixtures) {
     it(`${f.name}: our forward pass matches PyTorch`, async () => {
-      const y = await forward(f.model.mlp, f.x, tsGemm);
+      const y = await forward(f.model.graph, f.x, tsGemm);
       assertClose(y.data, f.y.data, f.name);
     });
   }
@@ -140,72 +133,89 @@ describe('readOnnx on PyTorch exports', () => {
     it(`${f.name}: onnxruntime on the original file matches PyTorch and our forward pass`, async () => {
       const ortY = await runOrt(f.bytes, f.x.data, f.inputShape);
       assertClose(ortY, f.y.data, `${f.name} onnxruntime vs PyTorch`);
-      assertClose(ortY, (await forward(f.model.mlp, f.x, tsGemm)).data, `${f.name} onnxruntime vs ours`);
+      assertClose(ortY, (await forward(f.model.graph, f.x, tsGemm)).data, `${f.name} onnxruntime vs ours`);
     });
   }
 
-  it('reads the activations and their parameters', () => {
-    const kinds = fixtureNamed('mlp_activations').model.mlp.layers.map((l) => l.activation);
-    assert.deepEqual(kinds, [
-      { kind: 'relu' },
-      { kind: 'leaky_relu', alpha: 0.2 },
-      { kind: 'tanh' },
-      { kind: 'sigmoid' },
-      { kind: 'gelu' },
-      { kind: 'softplus' },
-      { kind: 'elu', alpha: 0.5 },
-      { kind: 'identity' },
+  it('reads the activations as graph nodes, with their parameters', () => {
+    const ops = (name: string) =>
+      fixtureNamed(name)
+        .model.graph.nodes.filter((n) => n.op !== 'Dense')
+        .map((n) => (typeof n.attrs.alpha === 'number' ? `${n.op}(${Math.fround(n.attrs.alpha)})` : n.op));
+    // GELU before opset 20 is its Erf decomposition, differentiated as it stands
+    assert.deepEqual(ops('mlp_activations'), [
+      'Relu',
+      `LeakyRelu(${Math.fround(0.2)})`,
+      'Tanh',
+      'Sigmoid',
+      'Div',
+      'Erf',
+      'Add',
+      'Mul',
+      'Mul',
+      'Softplus',
+      'Elu(0.5)',
     ]);
+    const chain = chainOf(fixtureNamed('mlp_relu_gemm').model.graph);
     assert.deepEqual(
-      fixtureNamed('mlp_opset9').model.mlp.layers.map((l) => l.activation),
-      [{ kind: 'gelu' }, { kind: 'elu', alpha: 1 }, { kind: 'identity' }],
+      chain?.layers.map((l) => l.activation.kind),
+      ['relu', 'relu', 'identity'],
+      'a plain MLP still reads as a chain',
     );
   });
 
   it('keeps the structure in the template', () => {
-    const named = fixtureNamed('mlp_opset11_named').model.template;
-    assert.deepEqual(describeOnnx(named), {
+    const named = fixtureNamed('mlp_opset11_named').model;
+    assert.deepEqual(describeOnnx(named.template), {
       opset: 11,
       irVersion: 6,
       producer: 'pytorch 1.13.0',
       input: 'features [5, 4, 5]',
       output: 'logits [5, 3]',
+      prefix: [],
+      layers: [
+        '/hidden/MatMul (MatMul): onnx::MatMul_9, no bias',
+        '/out/Gemm (Gemm): out.weight, out.bias',
+      ].map((l, i) => (i === 0 ? l.replace('onnx::MatMul_9', named.template.layers[0].weightName) : l)),
+      head: [],
     });
-    assert.deepEqual(named.preprocess, {
-      op: 'Reshape',
-      nodeName: '/Reshape',
-      shapeName: '/Constant_output_0',
-      shape: [-1, 20],
-    });
-    assert.equal(named.layers[0].op, 'MatMul');
-    assert.equal(named.layers[0].biasName, undefined, 'Linear(bias=False) is a MatMul without Add');
+    assert.deepEqual(named.graph.input, { name: 'features', shape: [4, 5] });
+    assert.deepEqual(
+      named.graph.nodes.map((n) => n.op),
+      ['Reshape', 'Dense', 'Tanh', 'Dense'],
+    );
+    assert.equal(named.graph.layers[0].hasBias, false, 'Linear(bias=False) is a MatMul without Add');
 
     const relu = fixtureNamed('mlp_relu_gemm').model.template;
     assert.deepEqual(relu.input, { name: 'input', elemType: 1, dims: ['N', 1, 8, 8] });
-    assert.deepEqual(relu.preprocess, { op: 'Flatten', nodeName: '/0/Flatten', axis: 1 });
     assert.deepEqual(relu.layers[0], {
       op: 'Gemm',
       nodeName: '/1/Gemm',
       weightName: '1.weight',
+      weightDims: [32, 64],
+      weightType: onnx.TensorProto.DataType.FLOAT,
       transB: true,
-      biasName: '1.bias',
-      activation: { kind: 'relu', nodeNames: ['/2/Relu'] },
+      alpha: 1,
+      beta: 1,
+      bias: { name: '1.bias', dims: [32], dataType: onnx.TensorProto.DataType.FLOAT },
+      output: '/1/Gemm_output_0',
     });
 
     const matmul = fixtureNamed('mlp_matmul_add').model.template.layers;
     assert.deepEqual(
-      matmul.map((l) => [l.op, l.addNodeName, l.biasName, l.biasFirst]),
+      matmul.map((l) => [l.op, l.addNodeName, l.bias?.name]),
       [
-        ['MatMul', '/Add', 'b1', false],
-        ['MatMul', '/Add_1', 'b2', true],
+        ['MatMul', '/Add', 'b1'],
+        ['MatMul', '/Add_1', 'b2'],
       ],
     );
-    const edited = fixtureNamed('mlp_edited').model.template.layers;
-    assert.equal(edited[0].transB, false);
-    assert.deepEqual(edited[1].activation, {
-      kind: 'gelu',
-      nodeNames: ['/3/Div', '/3/Erf', '/3/Add', '/3/Mul', '/3/Mul_1'],
-    });
+    const edited = fixtureNamed('mlp_edited').model;
+    assert.deepEqual(
+      [edited.template.layers[0].transB, edited.template.layers[0].alpha, edited.template.layers[0].beta],
+      [false, 2, 0.5],
+    );
+    // the Erf decomposition of GELU is differentiated as it stands
+    assert.ok(['Div', 'Erf', 'Add', 'Mul'].every((op) => edited.graph.nodes.some((n) => n.op === op)));
   });
 
   it('reads a Gemm without C, and a Reshape shape from a value_ints Constant', async () => {
@@ -215,14 +225,15 @@ describe('readOnnx on PyTorch exports', () => {
       const constant = node(g, '/Constant');
       constant.attribute = [onnx.AttributeProto.create({ name: 'value_ints', ints: [-1, 20], type: 7 })];
     });
-    const { mlp, template } = readOnnx(bytes);
-    assert.deepEqual(template.preprocess, f.model.template.preprocess);
-    assert.equal(template.layers[1].biasName, undefined);
-    assert.deepEqual(mlp.layers[1].bias, new Float32Array(3));
+    const { graph, template } = readOnnx(bytes);
+    assert.deepEqual([...(graph.constants.get('/Constant_output_0')?.data ?? [])], [-1, 20]);
+    assert.equal(template.layers[1].bias, undefined);
+    assert.deepEqual(graph.layers[1].bias, new Float32Array(3));
     // the bias, now nonzero, is written as a C input again
-    const modified = modify(mlp);
+    const modified = modify(graph);
     const written = writeOnnx(modified, template, {});
-    assert.equal(readOnnx(written).template.layers[1].biasName, '/out/Gemm.bias');
+    // the file still holds an unused 'out.bias' initializer: the new one gets a name of its own
+    assert.equal(readOnnx(written).template.layers[1].bias?.name, 'out.bias_1');
     const ours = await forward(modified, f.x, tsGemm);
     assertClose(await runOrt(written, f.x.data, f.inputShape), ours.data, 'Gemm without C');
   });
@@ -231,17 +242,17 @@ describe('readOnnx on PyTorch exports', () => {
 describe('writeOnnx', () => {
   for (const f of fixtures) {
     it(`${f.name}: write → read keeps weights bit for bit and the template`, () => {
-      const written = writeOnnx(f.model.mlp, f.model.template, {});
+      const written = writeOnnx(f.model.graph, f.model.template, {});
       const back = readOnnx(written);
-      assertSameMlp(back.mlp, f.model.mlp, f.name);
-      assert.deepEqual(withoutMetadata(back.template), withoutMetadata(f.model.template));
+      assertSameLayers(back.graph, f.model.graph, f.name);
+      assert.deepEqual(withoutBytes(back.template), withoutBytes(f.model.template));
       assert.deepEqual(opTypes(written), opTypes(f.bytes));
     });
   }
 
   for (const f of runnable) {
     it(`${f.name}: modified weights → written file runs in onnxruntime like our forward pass`, async () => {
-      const modified = modify(f.model.mlp);
+      const modified = modify(f.model.graph);
       const written = writeOnnx(modified, f.model.template, {
         ecprune_version: '0.1.0',
         method: 'test',
@@ -249,38 +260,41 @@ describe('writeOnnx', () => {
       });
       const ours = await forward(modified, f.x, tsGemm);
       assertClose(await runOrt(written, f.x.data, f.inputShape), ours.data, f.name);
-      assertSameMlp(readOnnx(written).mlp, modified, f.name);
+      const back = readOnnx(written).graph;
+      // a layer that gained a bias reads back with one
+      assertSameLayers(
+        { ...back, layers: back.layers.map((l) => ({ ...l, hasBias: true })) },
+        modified,
+        f.name,
+      );
     });
   }
 
-  it('writes plain float32 raw_data weights and keeps the Gemm transB layout with alpha = beta = 1', () => {
-    const { mlp, template } = fixtureNamed('mlp_edited').model; // layer 0: transB=0, alpha=2, beta=0.5
-    const model = decode(writeOnnx(mlp, template, {}));
-    const graph = model.graph as onnxProto.onnx.GraphProto;
-    for (const t of graph.initializer) {
-      assert.equal(t.dataType, onnx.TensorProto.DataType.FLOAT, `${t.name}`);
-      assert.ok((t.rawData?.length ?? 0) > 0 && (t.floatData?.length ?? 0) === 0, `${t.name} is raw_data`);
-    }
-    const gemm = graph.node.find((n) => n.name === '/0/Gemm') as onnxProto.onnx.NodeProto;
-    const attrs = Object.fromEntries(
-      gemm.attribute.map((a) => [
-        a.name,
-        a.type === onnx.AttributeProto.AttributeType.FLOAT ? a.f : Number(a.i),
-      ]),
-    );
-    assert.deepEqual(attrs, { alpha: 1, beta: 1, transB: 0 });
-    const weight = graph.initializer.find((t) => t.name === '0.weight') as onnxProto.onnx.TensorProto;
+  it("writes the weights back in the file's form: Gemm transB layout, alpha and beta as they were", () => {
+    const { graph, template } = fixtureNamed('mlp_edited').model; // layer 0: transB=0, alpha=2, beta=0.5
+    const model = decode(writeOnnx(graph, template, {}));
+    const g = model.graph as onnxProto.onnx.GraphProto;
+    const before = decode(fixtureNamed('mlp_edited').bytes).graph as onnxProto.onnx.GraphProto;
+    const gemm = (x: onnxProto.onnx.GraphProto) =>
+      onnx.NodeProto.encode(x.node.find((n) => n.name === '/0/Gemm') as onnxProto.onnx.NodeProto).finish();
+    assert.deepEqual(gemm(g), gemm(before), 'the Gemm node is as it was');
+    const weight = g.initializer.find((t) => t.name === '0.weight') as onnxProto.onnx.TensorProto;
     assert.deepEqual(weight.dims.map(Number), [6, 5], 'stored n_in x n_out, as read');
     assert.equal(Number(model.opsetImport[0].version), 13);
+    assertSameLayers(
+      readOnnx(encodeModel(model)).graph,
+      graph,
+      'alpha and beta taken out and folded in again',
+    );
   });
 
   it('merges metadata_props with the ones already in the file', () => {
-    const { mlp, template } = fixtureNamed('mlp_relu_gemm').model;
+    const { graph, template } = fixtureNamed('mlp_relu_gemm').model;
     const first = readOnnx(
-      writeOnnx(mlp, template, { ecprune_version: '0.1.0', method: 'ec', sparsity: '0.9' }),
+      writeOnnx(graph, template, { ecprune_version: '0.1.0', method: 'ec', sparsity: '0.9' }),
     );
     assert.deepEqual(first.template.metadata, { ecprune_version: '0.1.0', method: 'ec', sparsity: '0.9' });
-    const second = writeOnnx(mlp, first.template, { sparsity: '0.95', calibration_samples: '512' });
+    const second = writeOnnx(graph, first.template, { sparsity: '0.95', calibration_samples: '512' });
     const props = decode(second).metadataProps.map((p) => [p.key, p.value]);
     assert.deepEqual(props, [
       ['ecprune_version', '0.1.0'],
@@ -292,14 +306,14 @@ describe('writeOnnx', () => {
 
   it('adds a bias input where the original layer had none once the bias is nonzero', () => {
     const f = fixtureNamed('mlp_opset11_named');
-    const written = writeOnnx(modify(f.model.mlp), f.model.template, {});
+    const written = writeOnnx(modify(f.model.graph), f.model.template, {});
     assert.deepEqual(opTypes(written), ['Add', 'Gemm', 'MatMul', 'Reshape', 'Tanh']);
-    assert.equal(readOnnx(written).template.layers[0].biasName, '/hidden/MatMul.bias');
+    assert.equal(readOnnx(written).template.layers[0].bias?.name, '/hidden/MatMul.bias');
   });
 
   it('sparse: weights become sparse_initializers that read back identical and run in onnxruntime', async () => {
     for (const f of runnable) {
-      const modified = modify(f.model.mlp);
+      const modified = modify(f.model.graph);
       const written = writeOnnx(modified, f.model.template, {}, { sparse: true });
       const graph = decode(written).graph as onnxProto.onnx.GraphProto;
       const weightNames = f.model.template.layers.map((l) => l.weightName).sort();
@@ -312,7 +326,12 @@ describe('writeOnnx', () => {
           'indices are [NNZ] positions',
         );
       }
-      assertSameMlp(readOnnx(written).mlp, modified, f.name);
+      const back = readOnnx(written).graph;
+      assertSameLayers(
+        { ...back, layers: back.layers.map((l) => ({ ...l, hasBias: true })) },
+        modified,
+        f.name,
+      );
       assertClose(
         await runOrt(written, f.x.data, f.inputShape),
         (await forward(modified, f.x, tsGemm)).data,
@@ -321,33 +340,40 @@ describe('writeOnnx', () => {
     }
   });
 
-  it('without a template writes a default Gemm graph that onnxruntime runs (every activation, opset 17)', async () => {
+  it('without a template writes a fresh graph that onnxruntime runs (every activation; opset 20 for Gelu)', async () => {
     const f = fixtureNamed('mlp_activations');
-    const written = writeOnnx(f.model.mlp, undefined, { method: 'ec' });
+    const written = writeOnnx(f.model.graph, undefined, { method: 'ec' });
     const model = decode(written);
     assert.equal(Number(model.irVersion), 8);
     assert.deepEqual(
       model.opsetImport.map((o) => [o.domain, Number(o.version)]),
-      [['', 17]],
+      [['', 13]],
     );
     const input = model.graph?.input?.[0];
-    assert.equal(input?.name, 'input');
+    assert.equal(input?.name, f.model.graph.input.name);
     assert.deepEqual(
       input?.type?.tensorType?.shape?.dim?.map((d) => d.dimParam ?? Number(d.dimValue)),
-      ['batch', 12],
+      ['batch', ...f.model.graph.input.shape],
     );
-    assert.equal(model.graph?.output?.[0].name, 'output');
-    assert.ok(!opTypes(written).includes('Gelu'), 'GELU is the Erf decomposition before opset 20');
+    assert.equal(model.graph?.output?.[0].name, f.model.graph.output);
     const back = readOnnx(written);
-    assertSameMlp(back.mlp, f.model.mlp, 'default graph');
+    assertSameLayers(back.graph, f.model.graph, 'fresh graph');
     assert.ok(back.template.layers.every((l) => l.op === 'Gemm' && l.transB));
     assert.deepEqual(back.template.metadata, { method: 'ec' });
-    assertClose(await runOrt(written, f.x.data, [f.x.rows, f.x.cols]), f.y.data, 'default graph vs PyTorch');
+    assertClose(await runOrt(written, f.x.data, f.inputShape), f.y.data, 'fresh graph vs PyTorch');
+    const gelu = fixtureNamed('mlp_gelu_opset20');
+    const withGelu = writeOnnx(gelu.model.graph, undefined, {});
+    assert.equal(Number(decode(withGelu).opsetImport[0].version), 20);
+    assertClose(
+      await runOrt(withGelu, gelu.x.data, gelu.inputShape),
+      gelu.y.data,
+      'fresh Gelu graph vs PyTorch',
+    );
   });
 
   it('writes the Gelu op at opset 20', () => {
-    const { mlp, template } = fixtureNamed('mlp_gelu_opset20').model;
-    assert.ok(opTypes(writeOnnx(mlp, template, {})).includes('Gelu'));
+    const { graph, template } = fixtureNamed('mlp_gelu_opset20').model;
+    assert.ok(opTypes(writeOnnx(graph, template, {})).includes('Gelu'));
   });
 });
 
@@ -403,7 +429,10 @@ describe('readOnnx on malformed files', () => {
       'mlp_activations',
       (g) => Object.assign(node(g, '/1/Relu'), { opType: 'Conv', name: '/1/Conv' }),
       'unsupported',
-      [/node '\/1\/Conv': op 'Conv' is not supported \(ecprune reads Gemm\/MatMul\+Add MLPs/],
+      [
+        /node '\/1\/Conv': op 'Conv' is not supported \(ecprune differentiates fully-connected layers/,
+        /before the first fully-connected layer is fine/,
+      ],
     ],
     [
       'a missing initializer',
@@ -418,31 +447,6 @@ describe('readOnnx on malformed files', () => {
       (g) => g.initializer.push(tensor(g, '1.bias')),
       'input',
       [/two initializers named '1.bias'/],
-    ],
-    [
-      'a weight that does not fit the previous layer',
-      'mlp_relu_gemm',
-      (g) => {
-        g.node.splice(g.node.indexOf(node(g, '/3/Gemm')), 2);
-        node(g, '/5/Gemm').input[0] = '/2/Relu_output_0';
-      },
-      'input',
-      [/node '\/5\/Gemm'/, /takes 16 inputs but the previous layer has 32 outputs/],
-    ],
-    [
-      'a fork (not one chain)',
-      'mlp_relu_gemm',
-      (g) =>
-        g.node.push(
-          onnx.NodeProto.create({
-            opType: 'Relu',
-            name: 'extra',
-            input: ['/2/Relu_output_0'],
-            output: ['extra_out'],
-          }),
-        ),
-      'input',
-      [/not one chain/],
     ],
     [
       'a dangling input',
@@ -468,7 +472,9 @@ describe('readOnnx on malformed files', () => {
           onnx.NodeProto.create({ opType: 'Identity', name: 'loop', input: ['output'], output: ['input'] }),
         ),
       'input',
-      [/node '\/0\/Flatten': the node is reached twice: the graph has a cycle/],
+      [
+        /node '\/0\/Flatten': it reads tensor 'input', which node 'loop' writes after it: the graph has a cycle/,
+      ],
     ],
     [
       'dims larger than the data',
@@ -521,4 +527,133 @@ describe('readOnnx on malformed files', () => {
       );
     });
   }
+});
+
+describe('readOnnx on graphs', () => {
+  it('a weight that does not fit the previous layer: the forward pass names the layer', async () => {
+    const f = fixtureNamed('mlp_relu_gemm');
+    const bytes = edited('mlp_relu_gemm', (g) => {
+      g.node.splice(g.node.indexOf(node(g, '/3/Gemm')), 2);
+      node(g, '/5/Gemm').input[0] = '/2/Relu_output_0';
+    });
+    const { graph } = readOnnx(bytes, 'bad.onnx');
+    await assert.rejects(
+      forward(graph, f.x, tsGemm),
+      (error: unknown) =>
+        error instanceof EcpruneError &&
+        /node '\/5\/Gemm'/.test(error.message) &&
+        /takes 16 features/.test(error.message),
+    );
+  });
+
+  it('a fork is a graph: the forward pass still matches PyTorch on the original output', async () => {
+    const f = fixtureNamed('mlp_relu_gemm');
+    const bytes = edited('mlp_relu_gemm', (g) =>
+      g.node.push(
+        onnx.NodeProto.create({
+          opType: 'Relu',
+          name: 'extra',
+          input: ['/2/Relu_output_0'],
+          output: ['extra_out'],
+        }),
+      ),
+    );
+    const y = await forward(readOnnx(bytes).graph, f.x, tsGemm);
+    assertClose(y.data, f.y.data, 'fork');
+  });
+
+  it('an unsupported op after the first layer, and a prefix tensor used after the cut, are refused', () => {
+    const conv = (g: onnxProto.onnx.GraphProto) => {
+      // a Conv before the first Gemm becomes a frozen prefix; its input read again later is refused
+      node(g, '/0/Flatten').opType = 'Conv';
+      node(g, '/0/Flatten').attribute = [];
+    };
+    const cut = readOnnx(edited('mlp_relu_gemm', conv));
+    assert.deepEqual(cut.template.prefixOps, ['Conv']);
+    assert.ok(cut.prefix !== undefined);
+    assert.throws(
+      () =>
+        readOnnx(
+          edited('mlp_relu_gemm', (g) => {
+            conv(g);
+            g.node.push(
+              onnx.NodeProto.create({ opType: 'Relu', name: 'late', input: ['input'], output: ['late_out'] }),
+            );
+          }),
+          'bad.onnx',
+        ),
+      /bad\.onnx: node 'late': it reads tensor 'input' of the frozen prefix/,
+    );
+  });
+
+  it('several graph outputs: the first is measured; a BatchNormalization in training mode is refused', () => {
+    const bytes = edited('mlp_relu_gemm', (g) => {
+      g.output.push(onnx.ValueInfoProto.create({ name: '/2/Relu_output_0' }));
+    });
+    const { graph, template } = readOnnx(bytes);
+    assert.equal(graph.output, 'output');
+    assert.match(describeOnnx(template).output, /the first of 2 outputs/);
+    assert.throws(
+      () =>
+        readOnnx(
+          edited('mlp_relu_gemm', (g) => {
+            Object.assign(node(g, '/2/Relu'), {
+              opType: 'BatchNormalization',
+              input: ['/1/Gemm_output_0', '1.bias', '1.bias', '1.bias', '1.bias'],
+              output: ['/2/Relu_output_0', 'running_mean', 'running_var'],
+            });
+          }),
+          'bad.onnx',
+        ),
+      /op 'BatchNormalization' in training mode/,
+    );
+  });
+});
+
+describe('writeOnnx on edited Gemm forms', () => {
+  const f = () => fixtureNamed('mlp_relu_gemm');
+  const check = async (bytes: Uint8Array, what: string) => {
+    const { graph, template } = readOnnx(bytes);
+    assertClose(
+      await runOrt(bytes, f().x.data, f().inputShape),
+      (await forward(graph, f().x, tsGemm)).data,
+      what,
+    );
+    const modified = modify(graph);
+    const written = writeOnnx(modified, template, {});
+    assertClose(
+      await runOrt(written, f().x.data, f().inputShape),
+      (await forward(modified, f().x, tsGemm)).data,
+      `${what}, modified`,
+    );
+    return graph;
+  };
+
+  it('a Gemm with beta = 0 has no bias; a new one is written with beta = 1', async () => {
+    const bytes = edited('mlp_relu_gemm', (g) => {
+      const gemm = node(g, '/1/Gemm');
+      gemm.attribute = [
+        ...gemm.attribute.filter((a) => a.name !== 'beta'),
+        onnx.AttributeProto.create({ name: 'beta', f: 0, type: 1 }),
+      ];
+    });
+    const graph = await check(bytes, 'beta = 0');
+    assert.equal(graph.layers[0].hasBias, false);
+  });
+
+  it('a weight held by a Constant node is replaced in that node', async () => {
+    const bytes = edited('mlp_relu_gemm', (g) => {
+      const weight = tensor(g, '1.weight');
+      g.initializer.splice(g.initializer.indexOf(weight), 1);
+      g.node.unshift(
+        onnx.NodeProto.create({
+          opType: 'Constant',
+          name: 'w',
+          output: ['1.weight'],
+          attribute: [onnx.AttributeProto.create({ name: 'value', t: weight, type: 4 })],
+        }),
+      );
+    });
+    await check(bytes, 'Constant weight');
+  });
 });

@@ -9,17 +9,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { evaluate } from '../../src/evaluate.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import { readNpy } from '../../src/io/npy.js';
 import { writeNpz } from '../../src/io/npz.js';
 import { readTorch, writeTorch } from '../../src/io/torch.js';
-import { forward } from '../../src/model/forward.js';
 import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { loadModel, saveModel, sniffFormat } from '../../src/node/models.js';
-import { prune, pruneMetadata } from '../../src/prune.js';
+import { evaluate } from '../../src/pipeline/evaluate.js';
+import { prune, pruneMetadata } from '../../src/pipeline/prune.js';
 import { cli } from '../cli/run.js';
 import { failsWith } from '../helpers/errors.js';
 
@@ -75,7 +75,7 @@ describe('reading torch.save state_dicts', () => {
       assert.deepEqual([...model.pytorch!.dtypes.keys()], keys);
       assert.ok([...model.pytorch!.dtypes.values()].every((d) => d === dtype));
       const expected = readNpy(readFileSync(fixture(`${name}.output.npy`))).data;
-      assertClose(await outputsOn(model.mlp, name), expected, name);
+      assertClose(await outputsOn(model.mlp!, name), expected, name);
     });
   }
 
@@ -149,13 +149,13 @@ describe('writing', () => {
       assert.equal(ours.pytorch!.metadata.ecprune_method, 'ec');
       // what torch computed with the checkpoint ecprune wrote when the fixtures were made
       const torchOutputs = readNpy(readFileSync(fixture(`${name}.pruned.output.npy`))).data;
-      assertClose(await outputsOn(ours.mlp, name), torchOutputs, name);
+      assertClose(await outputsOn(ours.mlp!, name), torchOutputs, name);
       const committed = await loadModel(fixture(`${name}.pruned.pt`));
-      for (const [l, layer] of ours.mlp.layers.entries()) {
+      for (const [l, layer] of ours.mlp!.layers.entries()) {
         const mask = (data: Float32Array) => data.map((w) => +(w !== 0));
         assert.deepEqual(
           mask(layer.weight.data),
-          mask(committed.mlp.layers[l].weight.data),
+          mask(committed.mlp!.layers[l].weight.data),
           `layer ${l} mask`,
         );
       }
@@ -186,7 +186,7 @@ describe('writing', () => {
     );
     const model = await loadModel(file, { arch: 'relu' });
     const calibration = await openDataFile(calib);
-    const result = await prune(model.mlp, calibration, { sparsity: 0.5 });
+    const result = await prune(model.mlp!, calibration, { sparsity: 0.5 });
     const viaLibrary = path.join(tmp, 'library.pt');
     await saveModel(viaLibrary, result.model, { like: model, metadata: pruneMetadata(result, calibration) });
     assert.deepEqual(
@@ -199,10 +199,10 @@ describe('writing', () => {
   it('saveModel writes the pruned model under the names and dtypes it was read with', async () => {
     const model = await loadModel(fixture('tanh_f16.pt'), { arch: 'tanh' });
     const out = path.join(tmp, 'same.pt');
-    await saveModel(out, model.mlp, { like: model, metadata: { origin: 'test' } });
+    await saveModel(out, model.mlp!, { like: model, metadata: { origin: 'test' } });
     const again = await loadModel(out);
     assert.deepEqual(again.pytorch!.dtypes, model.pytorch!.dtypes);
     assert.equal(again.pytorch!.metadata.origin, 'test');
-    for (const [l, layer] of again.mlp.layers.entries()) assert.deepEqual(layer, model.mlp.layers[l]);
+    for (const [l, layer] of again.mlp!.layers.entries()) assert.deepEqual(layer, model.mlp!.layers[l]);
   });
 });

@@ -48,8 +48,8 @@ it('without onnxruntime-node: one line names the backend, the pruned model is th
   const ts = await cli('prune', MODEL, '--calib', CALIB, '--sparsity', '0.9', '--quiet', '-o', reference);
   assert.equal(ts.code, 0, ts.stderr);
   const [a, b] = [await loadModel(out), await loadModel(reference)];
-  for (const [l, layer] of a.mlp.layers.entries()) {
+  for (const [l, layer] of a.mlp!.layers.entries()) {
     const mask = (data: Float32Array) => data.map((w) => +(w !== 0));
-    assert.deepEqual(mask(layer.weight.data), mask(b.mlp.layers[l].weight.data), `layer ${l}`);
+    assert.deepEqual(mask(layer.weight.data), mask(b.mlp!.layers[l].weight.data), `layer ${l}`);
   }
 });

@@ -148,7 +148,7 @@ const ROWS: Row[] = [
     what: 'ONNX Identity node reading its own output',
     argv: pruneModel((i) => i.onnxIdentityLoop),
     code: 2,
-    message: () => says('identity-loop.onnx', "node '/0/Gemm'", "'loop'", 'not an initializer'),
+    message: () => says('identity-loop.onnx', "node '/0/Gemm'", "'loop'", 'cycle'),
   },
   {
     command: 'prune',

@@ -36,6 +36,13 @@ export interface FuzzTarget {
 const COMPRESSED_OR_SPARSE = 1032 * 4;
 
 const fixture = (...parts: string[]) => path.join(FIXTURES, ...parts);
+/** TF.js seeds: Sequential chains, and the zoo's functional residual model and BatchNormalization model */
+const TFJS_SEEDS = [
+  ['interop', 'tfjs_dense'],
+  ['interop', 'tfjs_activation_layers'],
+  ['zoo', 'tfjs_residual'],
+  ['zoo', 'tfjs_batchnorm_swish'],
+];
 const read = (...parts: string[]) => new Uint8Array(readFileSync(fixture(...parts)));
 const filesIn = (folder: string, pattern: RegExp) =>
   readdirSync(fixture(folder))
@@ -92,8 +99,8 @@ function checkMlp(mlp: MlpLike): void {
 }
 
 async function exampleMlp() {
-  const { readOnnx } = await import('../../src/io/onnx.js');
-  return readOnnx(read('onnx', 'mlp_activations.onnx')).mlp;
+  const { readOnnxMlp } = await import('../helpers/onnx-chain.js');
+  return readOnnxMlp(read('onnx', 'mlp_relu_gemm.onnx'));
 }
 
 export const FUZZ_TARGETS: readonly FuzzTarget[] = [
@@ -152,13 +159,14 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
     ext: 'onnx',
     seeds: async () => {
       const { writeOnnx } = await import('../../src/io/onnx.js');
+      const { graphFromMlp } = await import('../../src/graph/mlp-graph.js');
       const mlp = await exampleMlp();
       // plus the same model with sparse initializers, which only the writer makes
-      return [...filesIn('onnx', /\.onnx$/), writeOnnx(mlp, undefined, {}, { sparse: true })];
+      return [...filesIn('onnx', /\.onnx$/), writeOnnx(graphFromMlp(mlp), undefined, {}, { sparse: true })];
     },
     load: async () => {
       const { readOnnx } = await import('../../src/io/onnx.js');
-      return (bytes) => readOnnx(bytes, 'fuzz.onnx').mlp;
+      return (bytes) => readOnnx(bytes, 'fuzz.onnx').graph;
     },
     check: (result) => checkMlp(result as MlpLike),
     allocationFactor: COMPRESSED_OR_SPARSE,
@@ -204,38 +212,35 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
   {
     name: 'tfjs',
     ext: 'json',
-    seeds: async () => [
-      read('interop', 'tfjs_dense', 'model.json'),
-      read('interop', 'tfjs_activation_layers', 'model.json'),
-    ],
+    seeds: async () => TFJS_SEEDS.map((folder) => read(...folder, 'model.json')),
     load: async () => {
       const io = await optional(() => import('../../src/io/tfjs.js'));
       if (!io) return undefined;
       const { ioError } = await import('../../src/node/files.js');
-      // the shards of both seeds, by the path the manifest gives
-      const shards = new Map<string, Uint8Array>();
-      for (const folder of ['tfjs_dense', 'tfjs_activation_layers']) {
-        for (const name of readdirSync(fixture('interop', folder)).filter((n) => n.endsWith('.bin'))) {
-          shards.set(`${folder}/${name}`, read('interop', folder, name));
-        }
-      }
+      // the shards of every seed by the path the manifest gives, and the seed's first weight name
+      const seeds = TFJS_SEEDS.map((parts) => {
+        const folder = parts.join('/');
+        const shards = new Map<string, Uint8Array>();
+        for (const name of readdirSync(fixture(...parts)).filter((n) => n.endsWith('.bin')))
+          shards.set(name, read(...parts, name));
+        const json = JSON.parse(new TextDecoder().decode(read(...parts, 'model.json')));
+        return { folder, shards, signature: String(json.weightsManifest[0].weights[0].name) };
+      });
       return (bytes) => {
         const text = new TextDecoder().decode(bytes);
-        const folder =
-          text.includes('"Activation"') || text.includes('activation_layers')
-            ? 'tfjs_activation_layers'
-            : 'tfjs_dense';
+        // a mutated model.json reads the shards of the seed whose first weight it still names
+        const seed = seeds.find((candidate) => text.includes(candidate.signature)) ?? seeds[0];
         const readShard = (shard: string) => {
           // the containment rule: a path out of the folder never reaches a reader (a plain Error fails the fuzz)
           if (shard.startsWith('/') || shard.includes('\\') || shard.split('/').includes('..'))
             throw new Error(`the reader was asked for '${shard}', outside the model's folder`);
-          const found = shards.get(`${folder}/${shard}`);
+          const found = seed.shards.get(shard);
           // what loadModel's reader throws for a shard that is not there
           if (found === undefined)
             throw ioError(Object.assign(new Error('ENOENT'), { code: 'ENOENT' }), shard);
           return found;
         };
-        return io.readTfjs(text, readShard, 'fuzz/model.json').mlp;
+        return { layers: io.readTfjs(text, readShard, 'fuzz/model.json').graph.layers };
       };
     },
     check: (result) => checkMlp(result as MlpLike),
@@ -248,7 +253,7 @@ export const FUZZ_TARGETS: readonly FuzzTarget[] = [
       const io = await optional(() => import('../../src/io/tfjs.js'));
       if (!io) return undefined;
       const modelJson = new TextDecoder().decode(read('interop', 'tfjs_dense', 'model.json'));
-      return (bytes) => io.readTfjs(modelJson, () => bytes, 'fuzz/model.json').mlp;
+      return (bytes) => ({ layers: io.readTfjs(modelJson, () => bytes, 'fuzz/model.json').graph.layers });
     },
     check: (result) => checkMlp(result as MlpLike),
   },

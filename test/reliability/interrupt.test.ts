@@ -19,6 +19,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createRandom } from '../../src/data/random.js';
+import { graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { writeNpy } from '../../src/io/npy.js';
 import { writeOnnx } from '../../src/io/onnx.js';
 import type { Mlp } from '../../src/model/mlp.js';
@@ -65,7 +66,7 @@ describe('interrupting the CLI', () => {
   it('SIGINT while streaming the calibration set: exit 130, no output, no temp file', async () => {
     const model = path.join(dir, 'model.onnx');
     const calib = path.join(dir, 'calib.npy');
-    writeFileSync(model, writeOnnx(mediumModel(), undefined, {}));
+    writeFileSync(model, writeOnnx(graphFromMlp(mediumModel()), undefined, {}));
     const random = createRandom(4);
     const samples = 8000;
     writeFileSync(

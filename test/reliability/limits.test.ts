@@ -15,7 +15,7 @@ import { EcpruneError } from '../../src/errors.js';
 import { writeNpy } from '../../src/io/npy.js';
 import { writeNpz } from '../../src/io/npz.js';
 import { matrix } from '../../src/model/matrix.js';
-import { estimatePruneMemory, type Mlp } from '../../src/model/mlp.js';
+import { estimatePruneMemory, inputSize, type Mlp, outputSize } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { FIXTURES, tempDir } from '../cli/run.js';
 
@@ -37,6 +37,11 @@ async function collectRows(data: Dataset, batchSize: number): Promise<number[]> 
   const sizes: number[] = [];
   for await (const batch of data.batches(batchSize)) sizes.push(batch.x.rows);
   return sizes;
+}
+
+/** What checkPruneMemory reads of a model: its layers and input/output sizes. */
+function shapeOf(mlp: Mlp) {
+  return { layers: mlp.layers, inputs: inputSize(mlp), outputs: outputSize(mlp) };
 }
 
 describe('every Dataset refuses a batch size below 1', () => {
@@ -181,7 +186,7 @@ describe('the memory estimate of pruning', () => {
       process.env.ECPRUNE_MEMORY_LIMIT = '64GiB';
       assert.equal(memoryLimit().bytes, 64 * 2 ** 30);
       assert.throws(
-        () => checkPruneMemory(huge, { batchSize: 1000, what: 'pruning', file: 'huge.onnx' }),
+        () => checkPruneMemory(shapeOf(huge), { batchSize: 1000, what: 'pruning', file: 'huge.onnx' }),
         failsWith(
           'limit',
           /^huge\.onnx: pruning 100000-100000-10 \(10,001,000,000 weights\) needs about [\d.]+ GiB of memory \(have 64\.0 GiB: ECPRUNE_MEMORY_LIMIT\)$/,
@@ -191,10 +196,14 @@ describe('the memory estimate of pruning', () => {
       // without the variable: the machine's memory (or the container's limit)
       assert.ok(memoryLimit().bytes > 0);
       assert.throws(
-        () => checkPruneMemory(huge, { batchSize: 1000, what: 'pruning' }),
+        () => checkPruneMemory(shapeOf(huge), { batchSize: 1000, what: 'pruning' }),
         failsWith('limit', /needs about/),
       );
-      checkPruneMemory(hugeMlp([784, 300, 100, 10]), { batchSize: 1000, samples: 60_000, what: 'pruning' });
+      checkPruneMemory(shapeOf(hugeMlp([784, 300, 100, 10])), {
+        batchSize: 1000,
+        samples: 60_000,
+        what: 'pruning',
+      });
     } finally {
       if (saved === undefined) delete process.env.ECPRUNE_MEMORY_LIMIT;
       else process.env.ECPRUNE_MEMORY_LIMIT = saved;

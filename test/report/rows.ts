@@ -1,6 +1,7 @@
 /** Hand-made sweep rows for the report tests: every number is chosen here, nothing is computed. */
+
+import type { SweepRow } from '../../src/pipeline/sweep.js';
 import type { ReportInfo } from '../../src/report/results.js';
-import type { SweepRow } from '../../src/sweep.js';
 
 export const SPARSITIES = [0.5, 0.9, 0.95];
 export const METHODS = ['ec', 'ec-nocomp', 'magnitude', 'random'] as const;

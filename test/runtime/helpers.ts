@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { forward } from '../../src/graph/run.js';
 import type { Activation } from '../../src/model/activations.js';
-import { forward } from '../../src/model/forward.js';
 import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 

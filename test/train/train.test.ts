@@ -5,14 +5,14 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { inMemoryDataset, type Targets } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
-import { evaluate } from '../../src/evaluate.js';
 import type { Gemm } from '../../src/gemm/gemm.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import type { LossKind } from '../../src/graph/loss.js';
 import type { Activation } from '../../src/model/activations.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import { layerSizes, type Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
-import type { LossKind } from '../../src/train/loss.js';
+import { evaluate } from '../../src/pipeline/evaluate.js';
 import {
   denseSmall,
   denseWeightCount,

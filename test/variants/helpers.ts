@@ -3,14 +3,13 @@ import { createRequire } from 'node:module';
 import { type Dataset, inMemoryDataset, type Targets } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import type { Gemm } from '../../src/gemm/gemm.js';
-import { backpropagate } from '../../src/model/backward.js';
-import { forwardTrace } from '../../src/model/forward.js';
+import { backpropagate, forwardTrace } from '../../src/graph/run.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 
 export { randomMlp } from '../helpers/random.js';
 
-import { lossGradient } from '../../src/train/loss.js';
+import { lossGradient } from '../../src/graph/loss.js';
 
 /** Gaussian samples with a per-feature mean, so that EC has something to compensate. */
 export function randomData(rows: number, cols: number, seed: number, labels?: number): Dataset {
@@ -79,8 +78,8 @@ export async function trainClassifier(
       const g = lossGradient(trace.output, yb, 'ce');
       for (let i = 0; i < g.data.length; i++) g.data[i] /= batch;
       const grads: Float32Array[] = [];
-      await backpropagate(mlp, trace, g, gemm, async (l, cotangent) => {
-        const dW = await gemm.matmul(cotangent, trace.inputs[l], { transA: true });
+      await backpropagate(mlp, trace, g, gemm, async (l, cotangent, input) => {
+        const dW = await gemm.matmul(cotangent, input, { transA: true });
         const db = new Float32Array(cotangent.cols);
         for (let n = 0; n < cotangent.rows; n++)
           for (let i = 0; i < db.length; i++) db[i] += cotangent.data[n * cotangent.cols + i];

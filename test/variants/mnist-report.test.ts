@@ -1,11 +1,11 @@
 import { after, describe, it } from 'node:test';
 import { outputError } from '../../src/compensate/refit.js';
 import { inMemoryDataset } from '../../src/data/dataset.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import type { Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
-import { type AdvancedPruneOptions, pruneAdvanced } from '../../src/prune-variants.js';
+import { type PruneOptions, prune } from '../../src/pipeline/prune.js';
 import { mnistDigits, randomMlp, trainClassifier } from './helpers.js';
 
 /**
@@ -34,7 +34,7 @@ describe('MNIST 784-64-10: EC vs the variants (printed)', async () => {
       return correct / y.rows;
     };
     console.log(`  dense: test accuracy ${(await accuracy(mlp)).toFixed(3)}`);
-    const variants: [string, AdvancedPruneOptions][] = [
+    const variants: [string, PruneOptions][] = [
       ['magnitude', { method: 'magnitude' }],
       ['ec (paper)', {}],
       ["ec, sensitivity 'loss' (ce)", { sensitivity: 'loss', loss: 'ce' }],
@@ -53,7 +53,7 @@ describe('MNIST 784-64-10: EC vs the variants (printed)', async () => {
     ];
     for (const [name, options] of variants) {
       const start = performance.now();
-      const result = await pruneAdvanced(mlp, calibration, { sparsity: 0.9, gemm, ...options });
+      const result = await prune(mlp, calibration, { sparsity: 0.9, gemm, ...options });
       const seconds = (performance.now() - start) / 1000;
       const error = await outputError(result.model, mlp, calibration, { gemm });
       console.log(

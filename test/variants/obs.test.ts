@@ -5,9 +5,9 @@ import { optimalBiasShift } from '../../src/compensate/delta.js';
 import { augmentedInputGram, obsPruneLayer } from '../../src/compensate/obs.js';
 import { materialize } from '../../src/data/dataset.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { preActivation } from '../../src/model/forward.js';
+import { denseForward } from '../../src/graph/ops/dense.js';
 import type { Layer } from '../../src/model/mlp.js';
-import { pruneAdvanced } from '../../src/prune-variants.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { ecScore } from '../../src/score/ec.js';
 import { magnitudeScore } from '../../src/score/magnitude.js';
 import { collectStatistics } from '../../src/score/statistics.js';
@@ -21,7 +21,7 @@ const data = randomData(60, 16, 72);
 /** ||W A + b - (Ŵ A + b̂)||_F over the calibration inputs of layer 0 (the data). */
 async function reconstructionError(dense: Layer, pruned: Layer): Promise<number> {
   const { x } = await materialize(data);
-  const [z, zHat] = [await preActivation(dense, x, tsGemm), await preActivation(pruned, x, tsGemm)];
+  const [z, zHat] = [await denseForward(dense, x, tsGemm), await denseForward(pruned, x, tsGemm)];
   return Math.sqrt(z.data.reduce((sum, v, p) => sum + (v - zHat.data[p]) ** 2, 0));
 }
 
@@ -64,8 +64,8 @@ describe('layer-wise OBS', () => {
     assert.deepEqual(obs.layer.bias, mlp.layers[1].bias);
   });
 
-  it('through pruneAdvanced: exact global count, surviving weights changed', async () => {
-    const result = await pruneAdvanced(mlp, data, { ...base, sparsity: 0.8, obs: true });
+  it('through prune: exact global count, surviving weights changed', async () => {
+    const result = await prune(mlp, data, { ...base, sparsity: 0.8, obs: true });
     const total = mlp.layers.reduce((sum, layer) => sum + layer.weight.data.length, 0);
     const pruned = result.keepMasks.reduce(
       (sum, keep) => sum + keep.length - keep.reduce((a, b) => a + b, 0),

@@ -4,8 +4,8 @@ import { applyPruning } from '../../src/compensate/apply.js';
 import { materialize } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { forward } from '../../src/model/forward.js';
-import { pruneAdvanced } from '../../src/prune-variants.js';
+import { forward } from '../../src/graph/run.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { ecScore } from '../../src/score/ec.js';
 import { collectStatistics } from '../../src/score/statistics.js';
 import { satisfiesPattern, selectPatternLayer } from '../../src/select/pattern.js';
@@ -40,10 +40,10 @@ describe('N:M pattern', () => {
   });
 
   for (const steps of [1, 2]) {
-    it(`pruneAdvanced 2:4 (steps ${steps}): the model satisfies the pattern, sparsity 0.5`, async () => {
+    it(`prune 2:4 (steps ${steps}): the model satisfies the pattern, sparsity 0.5`, async () => {
       const mlp = randomMlp([8, 12, 6, 3], { kind: 'relu' }, 41);
       const data = randomData(30, 8, 42, 3);
-      const result = await pruneAdvanced(mlp, data, {
+      const result = await prune(mlp, data, {
         ...base,
         pattern: { n: 2, m: 4 },
         steps,
@@ -70,7 +70,7 @@ describe('neuron removal', () => {
 
   for (const scope of ['global', 'layer'] as const) {
     it(`the shrunk network equals the zeroed-neuron, bias-folded one (${scope})`, async () => {
-      const result = await pruneAdvanced(mlp, data, { ...base, structure: 'neuron', sparsity: 0.5, scope });
+      const result = await prune(mlp, data, { ...base, structure: 'neuron', sparsity: 0.5, scope });
       const keep = result.neurons!.keep;
       const removed = keep.reduce((sum, k) => sum + k.length - k.reduce((a, b) => a + b, 0), 0);
       assert.equal(removed, 11); // round(0.5 · 22)
@@ -107,7 +107,7 @@ describe('neuron removal', () => {
     net.layers[0].weight.data.fill(0, 2 * 3, 3 * 3);
     net.layers[0].bias[2] = 0.7;
     const calibration = randomData(20, 3, 62);
-    const result = await pruneAdvanced(net, calibration, { ...base, structure: 'neuron', sparsity: 0.2 });
+    const result = await prune(net, calibration, { ...base, structure: 'neuron', sparsity: 0.2 });
     assert.deepEqual(Array.from(result.neurons!.keep[0]), [1, 1, 0, 1, 1]);
     const { x } = await materialize(calibration);
     assertClose(

@@ -9,10 +9,9 @@ import {
 } from '../../src/compensate/refit.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { forward } from '../../src/model/forward.js';
+import { forward } from '../../src/graph/run.js';
 import type { Mlp } from '../../src/model/mlp.js';
-import { prune } from '../../src/prune.js';
-import { type AdvancedPruneOptions, pruneAdvanced } from '../../src/prune-variants.js';
+import { type PruneOptions, prune } from '../../src/pipeline/prune.js';
 import type { MethodName } from '../../src/score/methods.js';
 import { pruneCount } from '../../src/select/select.js';
 import { assertSameModel, randomData, randomMlp } from './helpers.js';
@@ -22,16 +21,16 @@ const data = randomData(40, 6, 22, 4);
 const singleLayer = randomMlp([6, 5], { kind: 'relu' }, 23);
 const base = { gemm: tsGemm, batchSize: 16 } as const;
 
-async function assertSameAsPrune(mlp: Mlp, options: AdvancedPruneOptions, label: string) {
+async function assertSameAsPrune(mlp: Mlp, options: PruneOptions, label: string) {
   const { sequential: _s, steps: _k, refitBiases: _r, ...core } = options;
   const expected = await prune(mlp, data, { ...base, ...core });
-  const actual = await pruneAdvanced(mlp, data, { ...base, ...options });
+  const actual = await prune(mlp, data, { ...base, ...options });
   assertSameModel(actual.model, expected.model, label);
   assert.deepEqual(actual.keepMasks, expected.keepMasks, `${label}: masks`);
   assert.deepEqual(actual.importance, expected.importance, `${label}: importance`);
 }
 
-describe('pruneAdvanced reduces to plain prune', () => {
+describe('prune reduces to plain prune', () => {
   for (const method of [
     'ec',
     'ec-nocomp',
@@ -71,7 +70,7 @@ describe('sequential', () => {
       });
     };
     const oneShot = await prune(deep, data, { ...base, sparsity: 0.8 });
-    const sequential = await pruneAdvanced(deep, data, { ...base, sparsity: 0.8, sequential: true });
+    const sequential = await prune(deep, data, { ...base, sparsity: 0.8, sequential: true });
     const [biasOneShot, biasSequential] = [await mean(oneShot.model), await mean(sequential.model)];
     console.log(
       `  mean output error, one-shot EC [${biasOneShot.map((v) => v.toFixed(4))}], sequential [${biasSequential.map((v) => v.toExponential(1))}]`,
@@ -88,7 +87,7 @@ describe('sequential', () => {
 describe('steps', () => {
   for (const scope of ['global', 'layer'] as const) {
     it(`reach the exact count, pruned weights are exactly 0 (${scope})`, async () => {
-      const result = await pruneAdvanced(deep, data, { ...base, sparsity: 0.75, steps: 3, scope });
+      const result = await prune(deep, data, { ...base, sparsity: 0.75, steps: 3, scope });
       result.keepMasks.forEach((keep, l) => {
         const weights = result.model.layers[l].weight.data;
         keep.forEach((k, p) => {
@@ -139,11 +138,12 @@ describe('bias refit', () => {
     const calibration = randomData(30, 5, 32);
     const plain = await prune(linear, calibration, { ...base, sparsity: 0.6, method: 'magnitude' });
     const refit = await refitBiases(plain.model, linear, calibration, { iterations: 3, ...base });
+    const refitModel = refit.model as Mlp;
     assert.ok(refit.errorAfter < 0.999 * refit.errorBefore);
     const random = createRandom(5);
     for (let trial = 0; trial < 10; trial++) {
       const moved: Mlp = {
-        layers: refit.model.layers.map((layer) => ({
+        layers: refitModel.layers.map((layer) => ({
           ...layer,
           bias: layer.bias.map((b) => b + 1e-2 * random.normal()),
         })),
@@ -152,9 +152,9 @@ describe('bias refit', () => {
     }
   });
 
-  it('through pruneAdvanced: refit result reported, error not above plain EC', async () => {
-    const plain = await pruneAdvanced(deep, data, { ...base, sparsity: 0.85 });
-    const refit = await pruneAdvanced(deep, data, { ...base, sparsity: 0.85, refitBiases: 3 });
+  it('through prune: refit result reported, error not above plain EC', async () => {
+    const plain = await prune(deep, data, { ...base, sparsity: 0.85 });
+    const refit = await prune(deep, data, { ...base, sparsity: 0.85, refitBiases: 3 });
     assert.deepEqual(refit.keepMasks, plain.keepMasks);
     assert.equal(refit.refit!.errorBefore, await outputError(plain.model, deep, data, base));
     assert.ok(refit.refit!.errorAfter <= refit.refit!.errorBefore);

@@ -3,10 +3,14 @@ import { describe, it } from 'node:test';
 import { inMemoryDataset } from '../../src/data/dataset.js';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
-import { backpropagate, oneHotCotangents } from '../../src/model/backward.js';
-import { forward, forwardTrace } from '../../src/model/forward.js';
+import { backpropagate, forward, forwardTrace } from '../../src/graph/run.js';
 import { matrix } from '../../src/model/matrix.js';
-import { collectStatistics, outputSensitivities, sampleSensitivities } from '../../src/score/statistics.js';
+import {
+  collectStatistics,
+  oneHotCotangents,
+  outputSensitivities,
+  sampleSensitivities,
+} from '../../src/score/statistics.js';
 import { assertClose } from '../core/helpers.js';
 import { randomData, randomMlp } from './helpers.js';
 

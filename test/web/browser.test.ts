@@ -122,7 +122,7 @@ describe('the browser demo in headless Chromium', { skip, timeout: 60_000 }, () 
       );
 
       // the demo network as a TF.js model.json + shard, picked together; it comes back as a zip of both
-      const { modelJson, shards } = writeTfjs(readOnnx(readFileSync(DEMO_MODEL)).mlp);
+      const { modelJson, shards } = writeTfjs(readOnnx(readFileSync(DEMO_MODEL)).graph);
       await page.setInputFiles('#model-files', [
         { name: 'model.json', mimeType: 'application/json', buffer: Buffer.from(modelJson) },
         {

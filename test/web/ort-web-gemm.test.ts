@@ -11,7 +11,7 @@ import type { GemmOptions } from '../../src/gemm/gemm.js';
 import { createOrtWebGemm } from '../../src/gemm/ort-web-gemm.js';
 import { matmulTs, tsGemm } from '../../src/gemm/ts-gemm.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
-import { prune } from '../../src/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { ecScore } from '../../src/score/ec.js';
 import { collectStatistics } from '../../src/score/statistics.js';
 import { randomMlp } from '../helpers/random.js';

@@ -8,10 +8,11 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { unzipSync } from 'fflate';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
+import { chainOf, graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { readOnnx } from '../../src/io/onnx.js';
 import { readTfjs, TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { type Mlp, nonzeroWeightCount, weightCount } from '../../src/model/mlp.js';
-import { prune } from '../../src/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { pruneCount } from '../../src/select/select.js';
 import {
   CURVE_SPARSITIES,
@@ -22,6 +23,7 @@ import {
   readModelFiles,
   runStudy,
 } from '../../web/pipeline.js';
+import { readOnnxMlp } from '../helpers/onnx-chain.js';
 
 const demo = (name: string): NamedBytes => ({
   name,
@@ -78,7 +80,8 @@ describe('web/pipeline.ts on the demo files', async () => {
   it('writes an ONNX input back as ONNX with the chosen sparsity and the settings in its metadata', () => {
     const file = prunedModelFile(model, study, calibration.name);
     assert.equal(file.name, 'model-pruned.onnx');
-    const { mlp, template } = readOnnx(file.bytes);
+    const { template } = readOnnx(file.bytes);
+    const mlp = readOnnxMlp(file.bytes);
     sameParameters(mlp, study.pruned);
     assert.equal(weightCount(mlp) - nonzeroWeightCount(mlp), pruneCount(0.8, weightCount(mlp)));
     assert.equal(template.metadata.ecprune_method, 'ec');
@@ -86,7 +89,7 @@ describe('web/pipeline.ts on the demo files', async () => {
   });
 
   it('reads a TF.js model.json with its shard and writes a zip of both', () => {
-    const { modelJson, shards } = writeTfjs(model.mlp);
+    const { modelJson, shards } = writeTfjs(graphFromMlp(model.mlp));
     const files = [
       { name: 'model.json', bytes: new TextEncoder().encode(modelJson) },
       { name: TFJS_SHARD_NAME, bytes: shards.get(TFJS_SHARD_NAME)! },
@@ -103,7 +106,7 @@ describe('web/pipeline.ts on the demo files', async () => {
     const zip = unzipSync(file.bytes);
     assert.deepEqual(Object.keys(zip).sort(), [TFJS_SHARD_NAME, 'model.json']);
     const back = readTfjs(new TextDecoder().decode(zip['model.json']), (path) => zip[path]);
-    sameParameters(back.mlp, study.pruned);
+    sameParameters(chainOf(back.graph)!, study.pruned);
   });
 
   it('says what is missing when no model file is given', () => {

@@ -25,11 +25,11 @@ export function convertCommand(): Command {
       const write = { force: flags.force, inputs: [modelFile] };
       await checkModelOutput(flags.output, write);
       const model = await loadModel(modelFile, { arch: flags.arch });
-      await saveModel(flags.output, model.mlp, {
+      await saveModel(flags.output, model.graph, {
         ...write,
         like: model,
         metadata: { ecprune_version: VERSION },
       });
-      console.log(`${model.format} model ${layerSizes(model.mlp).join('-')}: wrote ${flags.output}`);
+      console.log(`${model.format} model ${layerSizes(model.graph).join('-')}: wrote ${flags.output}`);
     });
 }

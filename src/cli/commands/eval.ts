@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { EcpruneError } from '../../errors.js';
-import { evaluate } from '../../evaluate.js';
-import { inputSize, type Mlp, outputSize } from '../../model/mlp.js';
-import { loadModel } from '../../node/models.js';
+import type { ModelShape } from '../../graph/run.js';
+import { dataForModel, loadModel } from '../../node/models.js';
+import { evaluate } from '../../pipeline/evaluate.js';
 import { checkDataFitsModel, checkTargetsFit, type DataChoice, openData, targetsName } from '../data.js';
 import { archOption, MODEL_FILES, parseLoss, parsePositiveInt } from '../options.js';
 
@@ -12,12 +12,17 @@ Examples:
   $ ecprune eval pruned.onnx --dataset mnist --reference model.onnx --json`;
 
 /** A reference model must take the same inputs and give the same outputs as the model. */
-function checkSameInterface(mlp: Mlp, modelFile: string, reference: Mlp, referenceFile: string): void {
-  const [inputs, outputs] = [inputSize(mlp), outputSize(mlp)];
-  if (inputSize(reference) !== inputs || outputSize(reference) !== outputs) {
+function checkSameInterface(
+  model: ModelShape,
+  modelFile: string,
+  reference: ModelShape,
+  referenceFile: string,
+): void {
+  const { inputs, outputs } = model;
+  if (reference.inputs !== inputs || reference.outputs !== outputs) {
     throw new EcpruneError(
       'input',
-      `the reference maps ${inputSize(reference)} inputs to ${outputSize(reference)} outputs, the model (${modelFile}) ${inputs} to ${outputs}`,
+      `the reference maps ${reference.inputs} inputs to ${reference.outputs} outputs, the model (${modelFile}) ${inputs} to ${outputs}`,
       referenceFile,
     );
   }
@@ -41,7 +46,8 @@ export function evalCommand(): Command {
     .action(async (modelFile: string, flags) => {
       const model = await loadModel(modelFile, { arch: flags.arch });
       const reference = flags.reference ? await loadModel(flags.reference, { arch: flags.arch }) : undefined;
-      if (reference !== undefined) checkSameInterface(model.mlp, modelFile, reference.mlp, flags.reference);
+      if (reference !== undefined)
+        checkSameInterface(model.shape, modelFile, reference.shape, flags.reference);
       const choice: DataChoice = {
         file: flags.data,
         labels: flags.labels,
@@ -51,10 +57,17 @@ export function evalCommand(): Command {
         labelColumn: flags.labelColumn,
       };
       const data = await openData(choice, 'evaluation');
-      checkDataFitsModel(data, model.mlp, modelFile);
-      checkTargetsFit(data, model.mlp, targetsName(choice, data), flags.loss);
-      const result = await evaluate(model.mlp, data, {
-        reference: reference?.mlp,
+      checkDataFitsModel(data, model.shape, modelFile);
+      checkTargetsFit(data, model.shape, targetsName(choice, data), flags.loss);
+      if (reference?.prefix && !model.prefix) {
+        throw new EcpruneError(
+          'usage',
+          'the reference has a frozen prefix the model does not have',
+          flags.reference,
+        );
+      }
+      const result = await evaluate(model.graph, dataForModel(model, data), {
+        reference: reference?.graph,
         loss: flags.loss,
         batchSize: flags.batchSize,
       });

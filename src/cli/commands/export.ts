@@ -3,7 +3,7 @@ import { EcpruneError } from '../../errors.js';
 import { writeEcsr } from '../../io/ecsr.js';
 import { type Layer, nonzeroWeightCount, weightCount } from '../../model/mlp.js';
 import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
-import { loadModel } from '../../node/models.js';
+import { loadModel, requireChain } from '../../node/models.js';
 import { quantizeCodebook, quantizeInt8 } from '../../quantize/quantize.js';
 import { CODEBOOK_BITS } from '../../runtime/index.js';
 import { keepMasksOf } from '../../train/train.js';
@@ -67,19 +67,20 @@ export function exportCommand(): Command {
       write.inputs.push(...model.files);
       await checkOutputPath(flags.output, write);
       const metadata = { ecprune_version: VERSION, source: modelFile, values: flags.values };
-      const masks = keepMasksOf(model.mlp);
+      const mlp = requireChain(model, 'the .ecsr runtime format');
+      const masks = keepMasksOf(mlp);
       const quantize = (layer: Layer, l: number) =>
         values.kind === 'codebook'
           ? quantizeCodebook(layer.weight, masks[l], { bits: values.bits, seed: seed + l })
           : quantizeInt8(layer.weight, masks[l]);
       const bytes =
         values.kind === 'float32' || values.kind === 'float16'
-          ? writeEcsr(model.mlp, { valueType: values.kind, metadata })
-          : writeEcsr(model.mlp, { metadata, quantized: model.mlp.layers.map(quantize) });
+          ? writeEcsr(mlp, { valueType: values.kind, metadata })
+          : writeEcsr(mlp, { metadata, quantized: mlp.layers.map(quantize) });
       await withParentDir(flags.output, () => writeOutputAtomic(flags.output, bytes, write));
-      const dense = 4 * (weightCount(model.mlp) + model.mlp.layers.reduce((n, l) => n + l.bias.length, 0));
+      const dense = 4 * (weightCount(mlp) + mlp.layers.reduce((n, l) => n + l.bias.length, 0));
       console.log(
-        `${nonzeroWeightCount(model.mlp).toLocaleString('en')} non-zero weights: wrote ${flags.output} ` +
+        `${nonzeroWeightCount(mlp).toLocaleString('en')} non-zero weights: wrote ${flags.output} ` +
           `(${bytes.length.toLocaleString('en')} bytes, ${(dense / bytes.length).toFixed(1)}x smaller than dense float32)`,
       );
     });

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { layerSizes, nonzeroWeightCount } from '../../model/mlp.js';
-import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, requireChain, saveModel } from '../../node/models.js';
 import { estimateTrainMemory, finetune } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import {
@@ -43,13 +43,14 @@ export function finetuneCommand(): Command {
     const write = { force: flags.force, inputs: [modelFile, ...inputFiles(trainingDataChoice(flags))] };
     await checkModelOutput(flags.output, write);
     const model = await loadModel(modelFile);
-    const sizes = layerSizes(model.mlp);
+    const mlp = requireChain(model, 'finetune');
+    const sizes = layerSizes(mlp);
     checkMemory(estimateTrainMemory(sizes, flags.batchSize), `fine-tuning ${sizes.join('-')}`, modelFile);
     const data = await openData(trainingDataChoice(flags), 'training');
-    checkDataFitsModel(data, model.mlp, modelFile);
-    checkTargetsFit(data, model.mlp, targetsName(trainingDataChoice(flags), data), flags.loss);
+    checkDataFitsModel(data, model.shape, modelFile);
+    checkTargetsFit(data, model.shape, targetsName(trainingDataChoice(flags), data), flags.loss);
     const progress = trainingProgress('finetune', flags.epochs, flags.quiet);
-    const result = await finetune(model.mlp, data, {
+    const result = await finetune(mlp, data, {
       ...trainingSettings(flags),
       validationFraction: flags.validation,
       ...progress,
@@ -66,7 +67,7 @@ export function finetuneCommand(): Command {
     const nonzero = nonzeroWeightCount(result.model);
     console.log(
       `fine-tuned ${modelFile} on ${data.name} for ${flags.epochs} epochs (${nonzero.toLocaleString('en')} non-zero weights, ` +
-        `${nonzeroWeightCount(model.mlp).toLocaleString('en')} before): wrote ${flags.output}`,
+        `${nonzeroWeightCount(mlp).toLocaleString('en')} before): wrote ${flags.output}`,
     );
   });
 }

@@ -1,36 +1,57 @@
 import { Command } from 'commander';
+import type { Graph } from '../../graph/graph.js';
+import { describeOnnx } from '../../io/onnx.js';
 import { formatActivation } from '../../model/activations.js';
 import { nonzeroWeightCount, weightCount } from '../../model/mlp.js';
 import { loadModel } from '../../node/models.js';
 import { archOption, MODEL_FILES } from '../options.js';
 
+/** The ops that consume a layer's output, as `Relu` or `BatchNormalization, Add`. */
+function after(graph: Graph, l: number): string {
+  const dense = graph.nodes.find((node) => node.op === 'Dense' && node.attrs.layer === l);
+  const z = dense?.outputs[0] ?? '';
+  const ops = graph.nodes.filter((node) => node.inputs.includes(z)).map((node) => node.op);
+  return ops.length > 0 ? ops.join(', ') : graph.output === z ? '(output)' : '';
+}
+
 export function inspectCommand(): Command {
   return new Command('inspect')
-    .description('layers, shapes, activations, parameters and sparsity of a model')
+    .description(
+      'the graph: frozen prefix, the fully-connected layers EC prunes (shapes, parameters, sparsity), head',
+    )
     .argument('<model>', `the model (${MODEL_FILES})`)
     .addOption(archOption())
     .option('--json', 'print the result as JSON')
     .addHelpText('after', '\nExample:\n  $ ecprune inspect pruned.onnx')
     .action(async (modelFile: string, flags) => {
-      const { mlp, format } = await loadModel(modelFile, { arch: flags.arch });
-      const layers = mlp.layers.map((layer, l) => {
+      const model = await loadModel(modelFile, { arch: flags.arch });
+      const { graph, mlp, format } = model;
+      const layers = graph.layers.map((layer, l) => {
         const weights = layer.weight.data.length;
         const nonzero = nonzeroWeightCount({ layers: [layer] });
         return {
           layer: l,
+          name: layer.name,
           shape: [layer.weight.rows, layer.weight.cols],
-          activation: formatActivation(layer.activation),
+          activation: mlp ? formatActivation(mlp.layers[l].activation) : after(graph, l),
           weights,
           nonzero,
-          biases: layer.bias.length,
+          biases: layer.hasBias ? layer.bias.length : 0,
           sparsity: 1 - nonzero / weights,
         };
       });
-      const total = weightCount(mlp);
-      const nonzero = nonzeroWeightCount(mlp);
+      const total = weightCount(graph);
+      const nonzero = nonzeroWeightCount(graph);
+      const onnx = model.onnx && describeOnnx(model.onnx);
+      const ops = new Map<string, number>();
+      for (const node of graph.nodes) if (node.op !== 'Dense') ops.set(node.op, (ops.get(node.op) ?? 0) + 1);
       const summary = {
         file: modelFile,
         format,
+        chain: mlp !== undefined,
+        prefix: onnx?.prefix ?? [],
+        ops: Object.fromEntries(ops),
+        head: onnx?.head ?? [],
         layers,
         weights: total,
         nonzero,
@@ -41,14 +62,28 @@ export function inspectCommand(): Command {
         return;
       }
       console.log(
-        `${modelFile} (${format}): ${mlp.layers.length} layers, ${total.toLocaleString('en')} weights, ` +
+        `${modelFile} (${format}): ${graph.layers.length} fully-connected layers, ${total.toLocaleString('en')} weights, ` +
           `${nonzero.toLocaleString('en')} non-zero, sparsity ${(100 * summary.sparsity).toFixed(2)} %`,
       );
-      console.log('  layer  shape (out x in)  activation        weights   non-zero  sparsity');
-      for (const row of layers) {
+      if (!mlp) {
+        const counted = [...ops].map(([op, n]) => (n > 1 ? `${op} x${n}` : op)).join(', ');
+        console.log(`  graph: ${counted || 'no other ops'}`);
+      }
+      if (summary.prefix.length > 0) {
         console.log(
-          `  ${String(row.layer).padEnd(5)}  ${`${row.shape[0]} x ${row.shape[1]}`.padEnd(16)}  ${row.activation.padEnd(14)}  ` +
-            `${row.weights.toLocaleString('en').padStart(9)}  ${row.nonzero.toLocaleString('en').padStart(9)}  ${(100 * row.sparsity).toFixed(2).padStart(8)} %`,
+          `  frozen prefix (runs in onnxruntime, written back unchanged): ${summary.prefix.join(', ')}`,
+        );
+      }
+      if (summary.head.length > 0) console.log(`  head: ${summary.head.join(', ')}`);
+      console.log(
+        '  layer  name                  shape (out x in)  then            weights   non-zero  sparsity',
+      );
+      for (const row of layers) {
+        const name = row.name.length > 20 ? `${row.name.slice(0, 19)}…` : row.name;
+        console.log(
+          `  ${String(row.layer).padEnd(5)}  ${name.padEnd(20)}  ${`${row.shape[0]} x ${row.shape[1]}`.padEnd(16)}  ${row.activation.slice(0, 14).padEnd(14)}  ` +
+            `${row.weights.toLocaleString('en').padStart(9)}  ${row.nonzero.toLocaleString('en').padStart(9)}  ${(100 * row.sparsity).toFixed(2).padStart(8)} %` +
+            (row.biases === 0 ? '  (no bias)' : ''),
         );
       }
     });

@@ -1,10 +1,10 @@
 import { Command, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
-import type { Mlp } from '../../model/mlp.js';
-import { layerSizes, weightCount } from '../../model/mlp.js';
-import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
-import { type prune, pruneMetadata } from '../../prune.js';
-import { type AdvancedPruneOptions, pruneAdvanced } from '../../prune-variants.js';
+import { chainOf } from '../../graph/mlp-graph.js';
+import type { ModelShape } from '../../graph/run.js';
+import { weightCount } from '../../model/mlp.js';
+import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
+import { type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
 import { finetune } from '../../train/train.js';
 import {
   checkDataFitsModel,
@@ -81,7 +81,11 @@ export interface CalibrationMemory {
 }
 
 /** Before the data is opened: the memory the model's part of the work needs. */
-export function checkCalibrationMemory(mlp: Mlp, flags: CalibrationFlags, memory: CalibrationMemory): void {
+export function checkCalibrationMemory(
+  mlp: ModelShape,
+  flags: CalibrationFlags,
+  memory: CalibrationMemory,
+): void {
   checkPruneMemory(mlp, { batchSize: flags.batchSize, ...memory, lossGradient: memory.gradmag });
 }
 
@@ -90,7 +94,7 @@ export function checkCalibrationMemory(mlp: Mlp, flags: CalibrationFlags, memory
  * loss, and the memory with batches of the data's size.
  */
 export function checkCalibration(
-  mlp: Mlp,
+  mlp: ModelShape,
   modelFile: string,
   calibration: Dataset,
   flags: CalibrationFlags,
@@ -145,7 +149,10 @@ export function pruneCommand(): Command {
   const command = new Command('prune')
     .description('remove the least important weights and compensate them through the biases (EC pruning)')
     .argument('<model>', `the trained model (${MODEL_FILES})`)
-    .requiredOption('-o, --output <file>', 'where to write the pruned model (its format from the extension)')
+    .requiredOption(
+      '-o, --output <file>',
+      'where to write the pruned model (its format from the extension; .onnx or model.json for graphs)',
+    )
     .option(
       '--method <name>',
       'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
@@ -164,6 +171,18 @@ export function pruneCommand(): Command {
       'store the weights as ONNX sparse_initializer (onnxruntime densifies them at load)',
     )
     .addOption(archOption())
+    .addOption(
+      new Option(
+        '--measure <tensor>',
+        "what EC's output error is measured on: output (the model's output, a softmax head included) or logits (before a Softmax/LogSoftmax head)",
+      )
+        .choices(['output', 'logits'])
+        .default('output'),
+    )
+    .option(
+      '--no-new-bias',
+      'keep the structure exactly: layers stored without a bias (and no BatchNorm after them) are pruned without compensation instead of gaining a bias',
+    )
     .option('--force', 'overwrite the output if it exists')
     .option('--timings', 'print the time of each phase as one JSON line on stderr')
     .option('--quiet', 'no progress bar')
@@ -192,13 +211,19 @@ export function pruneCommand(): Command {
         gradmag: flags.method === 'gradmag',
         sparseOnnx: flags.onnxSparse,
       };
-      checkCalibrationMemory(model.mlp, flags, memory);
+      const epochs: number = flags.finetuneEpochs;
+      const variants = variantOptions(flags);
+      if (!isPlain(variants)) requireChain(model, describeVariant(flags));
+      if (epochs > 0) requireChain(model, '--finetune-epochs');
+      checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
-      checkCalibration(model.mlp, modelFile, calibration, flags, memory);
+      checkCalibration(model.shape, modelFile, calibration, flags, memory);
       clock.lap('load');
       const bar = progressBar('statistics', 'samples', flags.quiet);
-      const options: AdvancedPruneOptions = {
-        ...variantOptions(flags),
+      const options: PruneOptions = {
+        ...variants,
+        measure: flags.measure,
+        newBias: flags.newBias,
         sparsity: flags.sparsity,
         scope: flags.scope,
         seed: flags.seed,
@@ -207,12 +232,17 @@ export function pruneCommand(): Command {
         onProgress: bar.update,
         timings: clock.phases,
       };
-      const result = await pruneAdvanced(model.mlp, calibration, options).finally(bar.stop);
+      const data = dataForModel(model, calibration);
+      const result = await (isPlain(variants)
+        ? prune(model.graph, data, options)
+        : prune(model.mlp ?? model.graph, data, options)
+      ).finally(bar.stop);
       clock.skip(); // prune() timed its own phases
-      const epochs: number = flags.finetuneEpochs;
       let tuned = result.model;
       if (epochs > 0) {
-        tuned = (await finetune(tuned, calibration, { epochs, seed: flags.seed, loss: flags.loss })).model;
+        // checked to be a chain before any work
+        const chain = 'nodes' in tuned ? chainOf(tuned)! : tuned;
+        tuned = (await finetune(chain, calibration, { epochs, seed: flags.seed, loss: flags.loss })).model;
         clock.lap('finetune');
       }
       await saveModel(flags.output, tuned, {
@@ -225,9 +255,23 @@ export function pruneCommand(): Command {
         },
       });
       clock.lap('write');
-      printPruneSummary(describeVariant(flags), result, model.mlp, flags.output);
+      printPruneSummary(describeVariant(flags), result, model.graph, flags.output);
       if (flags.timings) clock.print();
     });
+}
+
+/** No variant flag: plain EC (or a baseline), which runs on any graph. */
+function isPlain(options: PruneOptions): boolean {
+  return (
+    !options.obs &&
+    (options.sensitivity ?? 'output') === 'output' &&
+    options.probes === undefined &&
+    !options.sequential &&
+    !options.refitBiases &&
+    (options.steps ?? 1) === 1 &&
+    options.pattern === undefined &&
+    (options.structure ?? 'weight') === 'weight'
+  );
 }
 
 function printPruneSummary(
@@ -238,16 +282,23 @@ function printPruneSummary(
 ) {
   const total = weightCount(dense);
   const pruned = result.keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + (1 - keep), 0), 0);
-  const sizes = layerSizes(dense);
   console.log(
     `${method}, ${result.scope} scope: pruned ${pruned.toLocaleString('en')} of ${total.toLocaleString('en')} weights ` +
       `(${((100 * pruned) / total).toFixed(1)} %), calibrated on ${result.statistics.samples} samples`,
   );
   result.keepMasks.forEach((mask, l) => {
     const kept = mask.reduce((n, keep) => n + keep, 0);
+    const { rows, cols } = dense.layers[l].weight;
+    const name = 'name' in dense.layers[l] ? ` ${String(dense.layers[l].name)}` : '';
     console.log(
-      `  layer ${l}  ${sizes[l + 1]}x${sizes[l]}  kept ${kept.toLocaleString('en')} (${((100 * kept) / mask.length).toFixed(1)} %)`,
+      `  layer ${l}${name}  ${rows}x${cols}  kept ${kept.toLocaleString('en')} (${((100 * kept) / mask.length).toFixed(1)} %)`,
     );
   });
+  if (result.addedBiases.length > 0) {
+    console.log(`  added a bias to compensate into (stored without one): ${result.addedBiases.join(', ')}`);
+  }
+  if (result.uncompensated.length > 0) {
+    console.log(`  not compensated (no bias, --no-new-bias): ${result.uncompensated.join(', ')}`);
+  }
   console.log(`wrote ${output}`);
 }

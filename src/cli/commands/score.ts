@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { writeNpz } from '../../io/npz.js';
 import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
-import { loadModel } from '../../node/models.js';
-import { score } from '../../prune.js';
+import { dataForModel, loadModel } from '../../node/models.js';
+import { score } from '../../pipeline/score.js';
 import { inputFiles, openData } from '../data.js';
 import { archOption, MODEL_FILES, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';
@@ -47,12 +47,12 @@ export function scoreCommand(): Command {
     writeOptions.inputs.push(...model.files);
     await checkOutputPath(flags.output, writeOptions);
     const memory = { what: 'scoring', file: modelFile, gradmag: flags.method === 'gradmag' };
-    checkCalibrationMemory(model.mlp, flags, memory);
+    checkCalibrationMemory(model.shape, flags, memory);
     const calibration = await openData(calibrationChoice(flags), 'calibration');
-    checkCalibration(model.mlp, modelFile, calibration, flags, memory);
+    checkCalibration(model.shape, modelFile, calibration, flags, memory);
     clock.lap('load');
     const bar = progressBar('statistics', 'samples', flags.quiet);
-    const result = await score(model.mlp, calibration, {
+    const result = await score(model.graph, dataForModel(model, calibration), {
       method: flags.method,
       seed: flags.seed,
       loss: flags.loss,
@@ -63,7 +63,7 @@ export function scoreCommand(): Command {
     }).finally(bar.stop);
     clock.skip();
     const arrays: Record<string, { shape: number[]; data: Float32Array }> = {};
-    model.mlp.layers.forEach((layer, l) => {
+    model.graph.layers.forEach((layer, l) => {
       const shape = [layer.weight.rows, layer.weight.cols];
       arrays[`importance_${l}`] = { shape, data: Float32Array.from(result.importance[l]) };
       arrays[`delta_${l}`] = { shape, data: Float32Array.from(result.deltaBias![l]) };
@@ -71,7 +71,7 @@ export function scoreCommand(): Command {
     await withParentDir(flags.output, () => writeOutputAtomic(flags.output, writeNpz(arrays), writeOptions));
     clock.lap('write');
     console.log(
-      `${result.method} scores of ${model.mlp.layers.length} layers from ${result.statistics.samples} samples: wrote ${flags.output}`,
+      `${result.method} scores of ${model.graph.layers.length} layers from ${result.statistics.samples} samples: wrote ${flags.output}`,
     );
     if (flags.timings) clock.print();
   });

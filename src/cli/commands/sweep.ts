@@ -2,14 +2,12 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Dataset, firstSamples } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
+import type { LossKind } from '../../graph/loss.js';
 import { type Activation, formatActivation } from '../../model/activations.js';
 import { layerSizes, type Mlp } from '../../model/mlp.js';
 import { openNamedDataset } from '../../node/datasets.js';
-import { loadModel } from '../../node/models.js';
+import { loadModel, requireChain } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
-import { tablePrinter } from '../../report/table.js';
-import { METHODS } from '../../score/methods.js';
-import type { Scope } from '../../select/select.js';
 import {
   checkNonlinearSize,
   isSweepMethod,
@@ -17,8 +15,10 @@ import {
   SWEEP_METHODS,
   type SweepMethod,
   type SweepStage,
-} from '../../sweep.js';
-import type { LossKind } from '../../train/loss.js';
+} from '../../pipeline/sweep.js';
+import { tablePrinter } from '../../report/table.js';
+import { METHODS } from '../../score/methods.js';
+import type { Scope } from '../../select/select.js';
 import { denseWeightCount } from '../../train/train.js';
 import { checkDataFitsModel, checkTargetsFit, inputFiles, openData } from '../data.js';
 import {
@@ -301,7 +301,7 @@ export async function sweepAction(
   let modelFiles: readonly string[] = [];
   if (settings.model !== undefined) {
     const loaded = await loadModel(settings.model);
-    model = loaded.mlp;
+    model = requireChain(loaded, 'sweep');
     modelFiles = loaded.files;
     modelText = `${settings.model}: ${describeArchitecture(model)}`;
     const named = [
@@ -310,8 +310,8 @@ export async function sweepAction(
       ...(train && train !== calibration ? [[train, settings.trainLabels] as const] : []),
     ] as const;
     for (const [data, labels] of named) {
-      checkDataFitsModel(data, model, settings.model);
-      checkTargetsFit(data, model, labels ?? data.name, settings.loss);
+      checkDataFitsModel(data, loaded.shape, settings.model);
+      checkTargetsFit(data, loaded.shape, labels ?? data.name, settings.loss);
     }
   } else {
     if (settings.dataset === undefined || train === undefined) {

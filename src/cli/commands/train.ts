@@ -11,7 +11,7 @@ import { EcpruneError } from '../../errors.js';
 import { type Activation, formatActivation, parseActivation } from '../../model/activations.js';
 import { layerSizes, type Mlp, weightCount } from '../../model/mlp.js';
 import { ensureParentDir } from '../../node/files.js';
-import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, requireChain, saveModel } from '../../node/models.js';
 import type { EpochInfo, TrainOptions } from '../../train/train.js';
 import { estimateTrainMemory, trainMlp } from '../../train/train.js';
 import { VERSION } from '../../version.js';
@@ -200,7 +200,7 @@ export async function trainCached(
   const file = cacheFile(spec);
   if (await stat(file).catch(() => undefined)) {
     console.log(`using the cached model ${file}`);
-    return { mlp: (await loadModel(file)).mlp, file, cached: true };
+    return { mlp: requireChain(await loadModel(file), 'a cached training result'), file, cached: true };
   }
   console.log(
     `training ${spec.sizes.join('-')} ${formatActivation(spec.activation)} on ${train.name} for ${spec.settings.epochs} epochs`,

@@ -1,0 +1,202 @@
+/**
+ * TensorFlow.js LayersModel out (browser-safe): a graph written as a model.json and one float32
+ * shard. With the template of the model it was read from, the topology, layer names and weight
+ * names are kept and the weights replaced (quantised or float16 weights come back as float32).
+ * Without one, a chain graph (Dense layers and activations) is written as a fresh Sequential.
+ */
+import { EcpruneError } from '../../errors.js';
+import type { Graph } from '../../graph/graph.js';
+import { chainOf } from '../../graph/mlp-graph.js';
+import type { Activation } from '../../model/activations.js';
+import { transpose } from '../../model/matrix.js';
+import { VERSION } from '../../version.js';
+import { shapeSize } from '../npy.js';
+import { float32LittleEndian, isRecord } from '../safetensors.js';
+import type { Json } from './manifest.js';
+import { configOf, modelConfig, type TfjsTemplate, type TfjsWeightSource } from './read.js';
+
+/** The shard `writeTfjs` writes unless told otherwise (the converter's name for a single shard). */
+export const TFJS_SHARD_NAME = 'group1-shard1of1.bin';
+
+/** How Keras writes an activation: in the Dense's `activation` where it can, else as a layer after it. */
+function kerasForm(activation: Activation, name: string): { inline: string; layer?: Json } {
+  switch (activation.kind) {
+    case 'identity':
+      return { inline: 'linear' };
+    case 'leaky_relu':
+      return {
+        inline: 'linear',
+        layer: {
+          class_name: 'LeakyReLU',
+          config: { name: `${name}_leaky_relu`, trainable: true, alpha: activation.alpha },
+        },
+      };
+    case 'elu':
+      if (activation.alpha === 1) return { inline: 'elu' };
+      return {
+        inline: 'linear',
+        layer: {
+          class_name: 'ELU',
+          config: { name: `${name}_elu`, trainable: true, alpha: activation.alpha },
+        },
+      };
+    default:
+      return { inline: activation.kind };
+  }
+}
+
+/** A template for a chain graph not read from TF.js: a Sequential of Dense layers named as Keras names them. */
+function freshTemplate(graph: Graph): TfjsTemplate {
+  const mlp = chainOf(graph);
+  if (mlp === undefined) {
+    throw new EcpruneError(
+      'unsupported',
+      'this model is not a chain of Dense layers and activations, and it was not read from TF.js: ' +
+        'ecprune writes such graphs to TF.js only over the model.json they were read from (write it as ONNX instead)',
+    );
+  }
+  const names = mlp.layers.map((_, l) => (l === 0 ? 'dense' : `dense_${l}`));
+  const layers: Json[] = [];
+  const denseIndex: number[] = [];
+  mlp.layers.forEach((layer, l) => {
+    const form = kerasForm(layer.activation, names[l]);
+    denseIndex.push(layers.length);
+    layers.push({
+      class_name: 'Dense',
+      config: {
+        name: names[l],
+        trainable: true,
+        ...(l === 0 ? { batch_input_shape: [null, layer.weight.cols] } : {}),
+        dtype: 'float32',
+        units: layer.weight.rows,
+        activation: form.inline,
+        use_bias: true,
+      },
+    });
+    if (form.layer) layers.push(form.layer);
+  });
+  return {
+    modelJson: {
+      format: 'layers-model',
+      generatedBy: `ecprune ${VERSION}`,
+      convertedBy: null,
+      modelTopology: { class_name: 'Sequential', config: { name: 'sequential', layers } },
+    },
+    layers: names.map((name, l) => ({
+      index: denseIndex[l],
+      name,
+      kernelName: `${name}/kernel`,
+      biasName: `${name}/bias`,
+    })),
+    weights: mlp.layers.flatMap((layer, l): TfjsWeightSource[] => [
+      {
+        name: `${names[l]}/kernel`,
+        shape: [layer.weight.cols, layer.weight.rows],
+        dense: { layer: l, role: 'kernel' },
+      },
+      { name: `${names[l]}/bias`, shape: [layer.weight.rows], dense: { layer: l, role: 'bias' } },
+    ]),
+  };
+}
+
+export interface TfjsWriteOptions {
+  /** stored in model.json's userDefinedMetadata (merged over the template's) */
+  readonly metadata?: Record<string, string>;
+  /** the shard's file name, relative to the model.json; default `group1-shard1of1.bin` */
+  readonly shardName?: string;
+}
+
+/** A graph constant as float32, checked against the size the model.json gives it. */
+function constantValues(graph: Graph, source: { name: string; shape: readonly number[] }): Float32Array {
+  const value = graph.constants.get(source.name);
+  if (value === undefined || value.data.length !== shapeSize(source.shape)) {
+    throw new EcpruneError(
+      'internal',
+      `the graph has no constant '${source.name}' of shape [${source.shape}] for the TF.js model it was read from`,
+    );
+  }
+  return value.data instanceof Float32Array ? value.data : Float32Array.from(value.data);
+}
+
+/**
+ * Encodes `graph` as a model.json and one float32 shard. A Dense layer with `use_bias: false` that
+ * now has a bias (compensation put one there) keeps its structure when its only consumer is a
+ * BatchNormalization (the bias is folded into the moving mean: BN(z + b; μ) = BN(z; μ − b));
+ * otherwise it gets `use_bias: true` and a bias weight.
+ */
+export function writeTfjs(
+  graph: Graph,
+  template?: TfjsTemplate,
+  options: TfjsWriteOptions = {},
+): { modelJson: string; shards: Map<string, Uint8Array> } {
+  const base = template ?? freshTemplate(graph);
+  if (base.layers.length !== graph.layers.length) {
+    throw new EcpruneError(
+      'usage',
+      `the graph has ${graph.layers.length} fully-connected layers, the TF.js model it was read from ${base.layers.length}`,
+    );
+  }
+  const json = structuredClone(base.modelJson);
+  const { layers: list } = modelConfig(json);
+  const foldedMeans = new Map<string, Float32Array>();
+  const gainsBias = new Set<number>();
+  graph.layers.forEach((layer, l) => {
+    const t = base.layers[l];
+    const entry = list[t.index];
+    const config = configOf(entry);
+    config.units = layer.weight.rows;
+    const build = entry.build_config;
+    if (isRecord(build) && Array.isArray(build.input_shape))
+      build.input_shape[build.input_shape.length - 1] = layer.weight.cols;
+    if (t.biasName !== undefined || layer.bias.every((b) => b === 0)) return;
+    if (t.foldInto !== undefined) {
+      const mean =
+        foldedMeans.get(t.foldInto) ??
+        constantValues(graph, { name: t.foldInto, shape: [layer.bias.length] });
+      foldedMeans.set(
+        t.foldInto,
+        mean.map((m, i) => m - layer.bias[i]),
+      );
+    } else {
+      config.use_bias = true;
+      gainsBias.add(l);
+    }
+  });
+  const manifest: Json[] = [];
+  const arrays: Float32Array[] = [];
+  for (const source of base.weights) {
+    if (source.dense === undefined) {
+      manifest.push({ name: source.name, shape: source.shape, dtype: 'float32' });
+      arrays.push(foldedMeans.get(source.name) ?? constantValues(graph, source));
+      continue;
+    }
+    const layer = graph.layers[source.dense.layer];
+    if (source.dense.role === 'bias') {
+      manifest.push({ name: source.name, shape: [layer.bias.length], dtype: 'float32' });
+      arrays.push(layer.bias);
+      continue;
+    }
+    manifest.push({ name: source.name, shape: [layer.weight.cols, layer.weight.rows], dtype: 'float32' });
+    arrays.push(transpose(layer.weight).data);
+    if (gainsBias.has(source.dense.layer)) {
+      manifest.push({ name: biasNameFor(source.name), shape: [layer.bias.length], dtype: 'float32' });
+      arrays.push(layer.bias);
+    }
+  }
+  const shardName = options.shardName ?? TFJS_SHARD_NAME;
+  json.weightsManifest = [{ paths: [shardName], weights: manifest }];
+  if (options.metadata && Object.keys(options.metadata).length > 0) {
+    json.userDefinedMetadata = {
+      ...(isRecord(json.userDefinedMetadata) ? json.userDefinedMetadata : {}),
+      ...options.metadata,
+    };
+  }
+  return { modelJson: JSON.stringify(json), shards: new Map([[shardName, float32LittleEndian(arrays)]]) };
+}
+
+/** The bias name that goes with a kernel name (for a layer read without a bias that now has one). */
+function biasNameFor(kernelName: string): string {
+  const match = /^(.*)(kernel|vars\/0)(:0)?$/.exec(kernelName);
+  if (!match) return `${kernelName}_bias`;
+  return `${match[1]}${match[2] === 'kernel' ? 'bias' : 'vars/1'}${match[3] ?? ''}`;
+}

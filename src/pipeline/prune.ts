@@ -1,0 +1,453 @@
+import { applyPruning } from '../compensate/apply.js';
+import { optimalBiasShift } from '../compensate/delta.js';
+import { obsPrune } from '../compensate/obs.js';
+import { type RefitResult, refitBiases } from '../compensate/refit.js';
+import type { Dataset } from '../data/dataset.js';
+import { EcpruneError } from '../errors.js';
+import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
+import { type LossKind, lossFor } from '../graph/loss.js';
+import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
+import type { Mlp } from '../model/mlp.js';
+import type { LayerScores } from '../score/criterion.js';
+import { checkMethod, METHODS, type MethodSpec } from '../score/methods.js';
+import {
+  type CalibrationStatistics,
+  collectStatistics,
+  type LayerStatistics,
+  type SensitivityKind,
+  type StatisticsOptions,
+} from '../score/statistics.js';
+import {
+  checkPattern,
+  type NmPattern,
+  patternSparsity,
+  selectPattern,
+  selectPatternLayer,
+} from '../select/pattern.js';
+import {
+  checkScope,
+  checkSparsity,
+  type KeepMask,
+  lowestK,
+  pruneCount,
+  type Scope,
+  selectMasks,
+} from '../select/select.js';
+import { neuronKeepMasks, neuronScores, removeNeurons, selectNeurons } from '../select/structure.js';
+import { timePhase } from '../timings.js';
+import { VERSION } from '../version.js';
+import type { ScoreOptions, ScoreResult } from './score.js';
+
+/**
+ * The one prune pipeline: score → select → compensate, with the "beyond the paper" variants as
+ * options. Every option defaults to the paper's one-shot EC: score every weight (score.ts), prune
+ * the lowest k globally, shift each neuron's bias by the optimal compensation of its pruned weights.
+ *
+ *   sensitivity: 'loss'  s_i = J_iᵀ H J_i with H the output Hessian of the loss (see statistics.ts);
+ *                        the Hessian's loss is `loss` (default from the labels; needed without them).
+ *   probes: m            s estimated with m Rademacher probes per sample, seeded by `seed`.
+ *   sequential           layers pruned in order, each on the already-pruned upstream network, the
+ *                        bias compensation aiming at the DENSE network's pre-activations (below).
+ *   steps: k             k prune–recompute rounds; kept fraction (1-S)^(t/k) after round t.
+ *   pattern: {n, m}      N:M along the inputs of each row; the sparsity becomes (m-n)/m and the
+ *                        scope is ignored; with steps, round t keeps n_t = round(m (n/m)^(t/k)).
+ *   structure: 'neuron'  whole hidden neurons removed and the model shrunk (select/structure.ts);
+ *                        sparsity = the fraction of hidden neurons removed.
+ *   obs                  layer-wise OBS (SparseGPT) reconstruction; CHANGES SURVIVING WEIGHTS.
+ *   refitBiases: iters   after everything else, a joint Gauss–Newton refit of all biases to the
+ *                        dense network's outputs (compensate/refit.ts); never raises the error.
+ *
+ * Sequential compensation. Let z^D_l(x) = W a^D(x) + b be the dense pre-activation and
+ * z^P_l(x) = W a^P(x) + b the one on the inputs a^P of the already-pruned upstream network. Pruning
+ * the set R_i of row i and shifting the bias by δ_i gives z_i = z^P_i - Σ_{j∈R_i} W_ij a^P_j + δ_i.
+ * The s-weighted least squares toward the dense target,
+ *   min_δ Σ_n s_i(x_n) (z_i(x_n) - z^D_i(x_n))²,
+ * is a weighted mean: δ_i = E_s[Σ_{j∈R_i} W_ij a^P_j] + E_s[z^D_i - z^P_i]
+ *                         = Σ_{j∈R_i} δ_ij + u_i,   u_i = Σ_n s_i (z^D_i - z^P_i) / Σ_n s_i,
+ * i.e. plain EC on the upstream-pruned statistics plus the s-weighted mean gap u_i, which corrects
+ * the mean error the pruned upstream layers pass down (collected as `referenceGap`). u_i is added to
+ * every neuron of the layer, pruned weights or not. s is the sensitivity of the current network.
+ * The score stays the EC score w² Var_s(a^P_j)/N: the exact increase of the objective would add the
+ * cross term -2 w Cov_s(z^D_i - z^P_i, a^P_j)/N, which needs another n_out x n_in moment; left out.
+ * Budgets: with `scope: 'layer'` each layer prunes its share; with `global`, the per-layer counts
+ * come from one global ranking on the network as it is at the start of the step. For layer 0 the
+ * inputs are the data, so u = 0 exactly and a one-layer network is pruned exactly like EC.
+ * Without compensation (`magnitude`, `ec-nocomp`, ...) u is not applied either.
+ */
+export interface PruneOptions extends ScoreOptions {
+  /** fraction of weights to remove, in [0, 1); default 0.9 */
+  readonly sparsity?: number;
+  /** rank all layers together (`global`, default) or each layer on its own (`layer`) */
+  readonly scope?: Scope;
+  /**
+   * a layer stored without a bias (and no BatchNorm after it to absorb the shift) gets a bias to
+   * compensate into (default true); false keeps the structure exactly and prunes those layers
+   * without compensation
+   */
+  readonly newBias?: boolean;
+
+  /** what s measures: 'output' (default, the paper) or 'loss' (dyᵀ H dy, H the Hessian of `loss`) */
+  readonly sensitivity?: SensitivityKind;
+  /** estimate s with this many Rademacher probes per sample (seeded by `seed`); default exact */
+  readonly probes?: number;
+  /** prune layer by layer on the already-pruned upstream network, compensating toward the dense one */
+  readonly sequential?: boolean;
+  /** Gauss–Newton iterations of the joint bias refit after the mask is fixed; default 0 (none) */
+  readonly refitBiases?: number;
+  /** reach the sparsity in this many prune–recompute steps; default 1 */
+  readonly steps?: number;
+  /** N:M pattern along the input dimension: overrides `sparsity` with (m-n)/m, ignores `scope` */
+  readonly pattern?: NmPattern;
+  /** 'weight' (default) or 'neuron' (whole hidden neurons; sparsity = fraction of hidden neurons) */
+  readonly structure?: 'weight' | 'neuron';
+  /** layer-wise OBS reconstruction instead of the bias compensation (changes surviving weights) */
+  readonly obs?: boolean;
+}
+
+/**
+ * What `prune` returns. For multi-pass variants `importance`, `deltaBias` and
+ * `statistics` are those of the last step (sequential: each layer's entry from the pass that pruned
+ * it); for obs, `importance` holds the OBS saliencies w²/[H⁻¹]_jj of the dense weights. `keepMasks`
+ * always have the original shapes (structure 'neuron': the rows and columns of removed neurons are
+ * 0, while `model` is the shrunk network); `sparsity` is the N:M value (m-n)/m under a pattern and
+ * the fraction of hidden neurons removed under structure 'neuron'.
+ */
+export interface PruneResult extends ScoreResult {
+  /** the pruned (and compensated) network, of the kind it was given (graph or MLP) */
+  readonly model: Model;
+  readonly keepMasks: KeepMask[];
+  readonly sparsity: number;
+  readonly scope: Scope;
+  /** names of bias-free layers that gained a bias, and of those left uncompensated (`newBias: false`) */
+  readonly addedBiases: readonly string[];
+  readonly uncompensated: readonly string[];
+  /** the bias refit, when `refitBiases` > 0 (its output errors before and after) */
+  readonly refit?: Omit<RefitResult, 'model'>;
+  /** structure 'neuron': per hidden layer, 1 = neuron kept, and the neuron scores */
+  readonly neurons?: { readonly keep: Uint8Array[]; readonly scores: Float64Array[] };
+}
+
+type Pruned = Omit<PruneResult, 'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'>;
+
+/**
+ * The metadata ecprune stores in a pruned model (ONNX metadata_props, safetensors and TF.js
+ * metadata, a record in a .pt), as the CLI writes it: pass it to saveModel's `metadata`.
+ * `method` defaults to the result's (the CLI passes its variant name, e.g. `ec+refit5`).
+ */
+export function pruneMetadata(
+  result: PruneResult,
+  calibration: Pick<Dataset, 'name'>,
+  method: string = result.method,
+): Record<string, string> {
+  return {
+    ecprune_version: VERSION,
+    ecprune_method: method,
+    ecprune_sparsity: String(result.sparsity),
+    ecprune_scope: result.scope,
+    ecprune_calibration_samples: String(result.statistics.samples),
+    ecprune_calibration: calibration.name,
+  };
+}
+
+/** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
+function chainFor(model: Model, variant: string): Mlp {
+  const chain = 'nodes' in model ? chainOf(model) : model;
+  if (chain) return chain;
+  throw new EcpruneError(
+    'unsupported',
+    `${variant} needs a plain chain of fully-connected layers and activations; this model is a graph (${asGraph(model).nodes.length} ops)`,
+  );
+}
+
+/** What every variant needs: the resolved method and options. */
+interface Run {
+  readonly calibration: Dataset;
+  readonly options: PruneOptions;
+  readonly spec: MethodSpec;
+  readonly sparsity: number;
+  readonly scope: Scope;
+  readonly steps: number;
+  readonly pattern?: NmPattern;
+  /** the model as given, as a graph: where each layer's compensation can go */
+  readonly graph: Graph;
+  /** bias-free layers that gained a bias, or stayed uncompensated (`newBias: false`) */
+  readonly addedBiases: Set<string>;
+  readonly uncompensated: Set<string>;
+}
+
+/**
+ * Prunes `mlp` (a graph or an MLP) with the chosen method and variants (see above).
+ * @example const { model } = await prune(model, calibration, { method: 'ec', sparsity: 0.9 });
+ * @example const { model } = await prune(mlp, calibration, { sparsity: 0.9, sequential: true, refitBiases: 3 });
+ */
+export async function prune(
+  mlp: Mlp,
+  calibration: Dataset,
+  options?: PruneOptions,
+): Promise<PruneResult & { readonly model: Mlp }>;
+export async function prune(
+  graph: Graph,
+  calibration: Dataset,
+  options?: PruneOptions,
+): Promise<PruneResult & { readonly model: Graph }>;
+export async function prune(mlp: Model, calibration: Dataset, options?: PruneOptions): Promise<PruneResult>;
+export async function prune(
+  mlp: Model,
+  calibration: Dataset,
+  options: PruneOptions = {},
+): Promise<PruneResult> {
+  const method = checkMethod(options.method);
+  const scope = checkScope(options.scope ?? 'global');
+  const steps = options.steps ?? 1;
+  if (!Number.isInteger(steps) || steps < 1)
+    throw new EcpruneError('usage', `steps must be a positive integer, got ${steps}`);
+  const refitIterations = options.refitBiases ?? 0;
+  if (!Number.isInteger(refitIterations) || refitIterations < 0) {
+    throw new EcpruneError('usage', `refitBiases must be a non-negative integer, got ${refitIterations}`);
+  }
+  const structure = options.structure ?? 'weight';
+  if (structure !== 'weight' && structure !== 'neuron')
+    throw new EcpruneError('usage', `unknown structure '${structure}' (choose weight or neuron)`);
+  const pattern = options.pattern && checkPattern(options.pattern);
+  const sparsity = pattern ? patternSparsity(pattern) : checkSparsity(options.sparsity ?? 0.9);
+  const conflicts: [boolean, string][] = [
+    [
+      structure === 'neuron' && (pattern !== undefined || steps > 1 || !!options.sequential || !!options.obs),
+      'structure neuron takes none of pattern, steps, sequential, obs',
+    ],
+    [!!options.obs && (pattern !== undefined || steps > 1), 'obs takes neither pattern nor steps'],
+  ];
+  for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
+
+  const run: Run = {
+    calibration,
+    options,
+    spec: METHODS[method],
+    sparsity,
+    scope,
+    steps,
+    pattern,
+    graph: asGraph(mlp),
+    addedBiases: new Set(),
+    uncompensated: new Set(),
+  };
+  const pruned =
+    structure === 'neuron'
+      ? await pruneNeurons(chainFor(mlp, 'structure neuron'), run)
+      : options.obs
+        ? await pruneObs(chainFor(mlp, 'obs'), run)
+        : await pruneWeights(mlp, run);
+  const result: PruneResult = {
+    ...pruned,
+    method,
+    sparsity,
+    scope,
+    addedBiases: [...run.addedBiases],
+    uncompensated: [...run.uncompensated],
+  };
+  if (refitIterations === 0) return result;
+  const { model, ...refit } = await timePhase(options.timings, 'refit', () =>
+    refitBiases(result.model, mlp, calibration, {
+      iterations: refitIterations,
+      gemm: options.gemm,
+      batchSize: options.batchSize,
+    }),
+  );
+  return { ...result, model, refit };
+}
+
+/** The statistics options of a method under the variant's sensitivity settings. */
+function statisticsOptions(run: Run, extra: Partial<StatisticsOptions> = {}): StatisticsOptions {
+  const { options, spec, calibration } = run;
+  let lossGradient: LossKind | undefined;
+  if (spec.needsLossGradient) {
+    if (calibration.targetKind === undefined) {
+      throw new EcpruneError(
+        'usage',
+        'the method needs labels for the calibration set (--calib-labels)',
+        calibration.name,
+      );
+    }
+    lossGradient = options.loss ?? lossFor(calibration.targetKind);
+  }
+  const needsSensitivity = spec.needsSensitivity || spec.compensate || !!options.withDelta;
+  return {
+    gemm: options.gemm,
+    batchSize: options.batchSize,
+    sensitivity: needsSensitivity ? (options.sensitivity ?? 'output') : false,
+    sensitivityLoss: options.loss,
+    probes: options.probes,
+    probeSeed: options.seed,
+    lossGradient,
+    onProgress: options.onProgress,
+    timings: options.timings,
+    ...extra,
+  };
+}
+
+/** Scores, with the weights that are already pruned forced to the front (-∞). */
+function scoresOf(
+  mlp: Model,
+  statistics: CalibrationStatistics,
+  run: Run,
+  keepMasks: readonly KeepMask[],
+): LayerScores {
+  const scores = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
+  scores.forEach((s, l) => {
+    for (let p = 0; p < s.length; p++) if (keepMasks[l][p] === 0) s[p] = Number.NEGATIVE_INFINITY;
+  });
+  return scores;
+}
+
+/**
+ * The optimal bias shifts (compensating methods, or `withDelta`). A layer stored without a bias
+ * and with no BatchNorm after it to absorb the shift gains a bias, or with `newBias: false` keeps
+ * its structure and is not compensated (graph.ts compensationTarget); both are recorded by name.
+ */
+function deltaOf(mlp: Model, statistics: CalibrationStatistics, run: Run): Float64Array[] | undefined {
+  if (!run.spec.compensate && !run.options.withDelta) return undefined;
+  return optimalBiasShift(mlp, statistics).map((delta, l) => {
+    if (!run.spec.compensate || compensationTarget(run.graph, l) !== 'new-bias') return delta;
+    const name = run.graph.layers[l].name;
+    if (run.options.newBias === false) {
+      run.uncompensated.add(name);
+      return new Float64Array(delta.length);
+    }
+    run.addedBiases.add(name);
+    return delta;
+  });
+}
+
+/** What the statistics measure: the model's output, or the logits before its softmax head. */
+function measured(model: Model, run: Run): Model {
+  return run.options.measure === 'logits' ? logitsGraph(asGraph(model)) : model;
+}
+
+/** Weight pruning: one-shot or sequential, in one or more steps, unstructured or N:M. */
+async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
+  const { calibration, spec, steps, scope, pattern } = run;
+  const shapes = mlp.layers.map((layer) => layer.weight);
+  let current = mlp;
+  let keepMasks: KeepMask[] = mlp.layers.map((layer) => new Uint8Array(layer.weight.data.length).fill(1));
+  let last:
+    | { importance: LayerScores; deltaBias?: Float64Array[]; statistics: CalibrationStatistics }
+    | undefined;
+  for (let step = 1; step <= steps; step++) {
+    const stepSparsity = step === steps ? run.sparsity : 1 - (1 - run.sparsity) ** (step / steps);
+    const stepPattern = pattern && patternAtStep(pattern, step, steps);
+    const select = (scores: LayerScores) =>
+      stepPattern ? selectPattern(scores, shapes, stepPattern) : selectMasks(scores, stepSparsity, scope);
+
+    if (!run.options.sequential) {
+      const statistics = await collectStatistics(measured(current, run), calibration, statisticsOptions(run));
+      const previous = keepMasks;
+      const stepResult = await timePhase(run.options.timings, 'select', () => {
+        const importance = scoresOf(current, statistics, run, previous);
+        const deltaBias = deltaOf(current, statistics, run);
+        const masks = select(importance);
+        return {
+          importance,
+          deltaBias,
+          masks,
+          model: applyPruning(current, masks, spec.compensate ? deltaBias : undefined),
+        };
+      });
+      const { importance, deltaBias } = stepResult;
+      keepMasks = stepResult.masks;
+      current = stepResult.model;
+      last = { importance, deltaBias, statistics };
+      continue;
+    }
+
+    // sequential: the first pass (all layers) also fixes the per-layer budgets of this step
+    const first = await collectStatistics(
+      measured(current, run),
+      calibration,
+      statisticsOptions(run, { reference: mlp }),
+    );
+    const firstScores = scoresOf(current, first, run, keepMasks);
+    const budgets = select(firstScores).map((keep) => keep.length - keep.reduce((sum, k) => sum + k, 0));
+    const importance: LayerScores = [];
+    const deltas: Float64Array[] = [];
+    const layerStatistics: LayerStatistics[] = [];
+    for (let l = 0; l < current.layers.length; l++) {
+      const statistics =
+        l === 0
+          ? first
+          : await collectStatistics(
+              measured(current, run),
+              calibration,
+              statisticsOptions(run, { reference: mlp, layers: [l] }),
+            );
+      const scores = l === 0 ? firstScores : scoresOf(current, statistics, run, keepMasks);
+      const { rows, cols } = current.layers[l].weight;
+      const keep = stepPattern
+        ? selectPatternLayer(scores[l], rows, cols, stepPattern)
+        : lowestK(scores[l], budgets[l]);
+      const delta = deltaOf(current, statistics, run);
+      const masks = current.layers.map((layer, k) =>
+        k === l ? keep : new Uint8Array(layer.weight.data.length).fill(1),
+      );
+      current = applyPruning(current, masks, spec.compensate ? delta : undefined);
+      if (spec.compensate) addUpstreamGap(current.layers[l].bias, statistics.layers[l]);
+      keepMasks = keepMasks.map((mask, k) => (k === l ? keep : mask));
+      importance.push(scores[l]);
+      if (delta) deltas.push(delta[l]);
+      layerStatistics.push(statistics.layers[l]);
+    }
+    last = {
+      importance,
+      deltaBias: deltas.length > 0 ? deltas : undefined,
+      statistics: { samples: first.samples, layers: layerStatistics },
+    };
+  }
+  return { ...last!, model: current, keepMasks };
+}
+
+/** b_i += u_i = Σ_n s_i (z^D_i - z^P_i) / Σ_n s_i: the upstream mean gap (see the top). */
+function addUpstreamGap(bias: Float32Array, statistics: LayerStatistics): void {
+  const gap = statistics.referenceGap!;
+  for (let i = 0; i < bias.length; i++)
+    if (statistics.m0[i] > 0 && gap[i] !== 0) bias[i] += gap[i] / statistics.m0[i];
+}
+
+/** N:M for step t of k: keep n_t = round(m (n/m)^(t/k)) per group, never fewer than n. */
+function patternAtStep(pattern: NmPattern, step: number, steps: number): NmPattern {
+  const { n, m } = pattern;
+  return { n: Math.min(m, Math.max(n, Math.round(m * (n / m) ** (step / steps)))), m };
+}
+
+/** Whole hidden neurons: scores from the weight criterion, EC fold into the next layer, model shrunk. */
+async function pruneNeurons(mlp: Mlp, run: Run): Promise<Pruned> {
+  const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
+  const importance = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
+  const deltaBias = deltaOf(mlp, statistics, run);
+  const scores = neuronScores(mlp, importance);
+  const keep = selectNeurons(scores, run.sparsity, run.scope);
+  const model = removeNeurons(mlp, keep, run.spec.compensate ? deltaBias : undefined);
+  return {
+    importance,
+    deltaBias,
+    statistics,
+    model,
+    keepMasks: neuronKeepMasks(mlp, keep),
+    neurons: { keep, scores },
+  };
+}
+
+/** Layer-wise OBS with per-layer counts from the scope (global: the criterion's ranking on the dense network). */
+async function pruneObs(mlp: Mlp, run: Run): Promise<Pruned> {
+  const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
+  const ranking = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
+  const counts =
+    run.scope === 'global'
+      ? selectMasks(ranking, run.sparsity, 'global').map(
+          (keep) => keep.length - keep.reduce((sum, k) => sum + k, 0),
+        )
+      : mlp.layers.map((layer) => pruneCount(run.sparsity, layer.weight.data.length));
+  const { options } = run;
+  const obs = await timePhase(options.timings, 'obs', () =>
+    obsPrune(mlp, run.calibration, counts, { gemm: options.gemm, batchSize: options.batchSize }),
+  );
+  return { importance: obs.saliency, statistics, model: obs.model, keepMasks: obs.keepMasks };
+}
