@@ -40,6 +40,7 @@ export {
 export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
 export { type PruneOptions, type PruneResult, prune, pruneMetadata } from './pipeline/prune.js';
 export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
+export { runSweep, type SweepOptions, type SweepRow } from './pipeline/sweep.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {
