@@ -430,8 +430,8 @@ describe('readOnnx on malformed files', () => {
       (g) => Object.assign(node(g, '/1/Relu'), { opType: 'Conv', name: '/1/Conv' }),
       'unsupported',
       [
-        /node '\/1\/Conv': op 'Conv' is not supported \(ecprune differentiates fully-connected layers/,
-        /before the first fully-connected layer is fine/,
+        /node '\/1\/Conv': op 'Conv' is not supported \(ops before the first fully-connected layer may be anything/,
+        /listed by `ecprune inspect --help`/,
       ],
     ],
     [

@@ -134,7 +134,8 @@ const ROWS: Row[] = [
     what: 'unsupported ONNX op',
     argv: pruneModel((i) => i.onnxUnsupported),
     code: 2,
-    message: () => says('conv.onnx', "node '/1/Relu'", "op 'Conv'", 'not supported'),
+    message: () =>
+      says('conv.onnx', "node '/1/Relu'", "op 'Conv'", 'not supported', 'ecprune inspect --help'),
   },
   {
     command: 'prune',
@@ -681,6 +682,27 @@ const ROWS: Row[] = [
   },
   {
     command: 'inspect',
+    what: 'ONNX Gemm with 4 inputs (onnxruntime refuses it)',
+    argv: (i) => ['inspect', i.onnxGemmFourInputs],
+    code: 2,
+    message: () => says('gemm-4-inputs.onnx', 'Gemm takes 2 or 3 inputs, this node has 4'),
+  },
+  {
+    command: 'inspect',
+    what: 'ONNX float64 input with float32 weights (onnxruntime refuses it)',
+    argv: (i) => ['inspect', i.onnxDoubleInput],
+    code: 2,
+    message: () => says('double-input.onnx', 'is DOUBLE but the weight', 'is FLOAT', 'one float type'),
+  },
+  {
+    command: 'inspect',
+    what: 'ONNX opset 30',
+    argv: (i) => ['inspect', i.onnxOpset30],
+    code: 2,
+    message: () => says('opset30.onnx', 'opset 30 is newer than ecprune knows (9 to 21)'),
+  },
+  {
+    command: 'inspect',
     what: 'ONNX LeakyRelu with alpha NaN',
     argv: (i) => ['inspect', i.onnxLeakyNan],
     code: 2,
@@ -699,7 +721,7 @@ const ROWS: Row[] = [
     argv: (i) => ['inspect', i.tfjsChannelsFirst],
     code: 2,
     message: () =>
-      says('tfjs-channels-first/model.json', "layer 'flatten'", "'channels_first' is not supported"),
+      says('tfjs-channels-first/model.json', "layer 'flatten'", 'channels_first', 'channels_last only'),
   },
   {
     command: 'inspect',

@@ -279,6 +279,26 @@ export function writeInputs(dir: string) {
         leaky.attribute = [{ name: 'alpha', type: onnx.AttributeProto.AttributeType.FLOAT, f: Number.NaN }];
       }),
     ),
+    // what onnxruntime refuses is refused before any work, not read as something else
+    onnxGemmFourInputs: write(
+      'gemm-4-inputs.onnx',
+      editOnnx((m) => {
+        const gemm = m.graph!.node!.find((n) => n.opType === 'Gemm')!;
+        gemm.input = [...gemm.input!, gemm.input![2]];
+      }),
+    ),
+    onnxDoubleInput: write(
+      'double-input.onnx',
+      editOnnx((m) => {
+        m.graph!.input![0].type!.tensorType!.elemType = onnx.TensorProto.DataType.DOUBLE;
+      }),
+    ),
+    onnxOpset30: write(
+      'opset30.onnx',
+      editOnnx((m) => {
+        for (const o of m.opsetImport!) if (!o.domain) o.version = 30;
+      }),
+    ),
     tfjsChannelsFirst: tfjsEdited(dir, 'tfjs-channels-first', 'tfjs_dense', (json) =>
       json.replace('"data_format": "channels_last"', '"data_format": "channels_first"'),
     ),

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import type { Graph } from '../../graph/graph.js';
+import { SUPPORTED_OPS } from '../../graph/ops/index.js';
 import { describeOnnx } from '../../io/onnx.js';
 import { formatActivation } from '../../model/activations.js';
 import { nonzeroWeightCount, weightCount } from '../../model/mlp.js';
@@ -22,7 +23,10 @@ export function inspectCommand(): Command {
     .argument('<model>', `the model (${MODEL_FILES})`)
     .addOption(archOption())
     .option('--json', 'print the result as JSON')
-    .addHelpText('after', '\nExample:\n  $ ecprune inspect pruned.onnx')
+    .addHelpText(
+      'after',
+      `\nExample:\n  $ ecprune inspect pruned.onnx\n\nOps ecprune runs and differentiates (ONNX names; TF.js layers map onto them), besides the\nfully-connected layers (Gemm, MatMul + Add, Dense); ops before the first layer may be anything:\n  ${SUPPORTED_OPS.join(', ')}`,
+    )
     .action(async (modelFile: string, flags) => {
       const model = await loadModel(modelFile, { arch: flags.arch });
       const { graph, mlp, format } = model;

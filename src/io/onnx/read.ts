@@ -47,6 +47,8 @@ type ValueInfoProto = OnnxTypes.IValueInfoProto;
 type AttributeProto = OnnxTypes.IAttributeProto;
 
 const MIN_OPSET = 9;
+/** The newest opset whose op definitions ecprune knows (a newer file may change them). */
+const MAX_OPSET = 21;
 const DEFAULT_DOMAINS = ['', 'ai.onnx'];
 
 /** A graph input or output: name, element type (TensorProto.DataType), dims (number, symbolic name, or null = unknown). */
@@ -103,10 +105,11 @@ export interface OnnxModel {
   readonly prefix?: Uint8Array;
 }
 
+/** Short enough for one line: the full list of supported ops is in `ecprune inspect --help`. */
 const SUPPORTED_HINT = () =>
-  `ecprune differentiates fully-connected layers (Gemm, MatMul with a constant weight) and ${SUPPORTED_OPS.join(', ')}; ` +
-  'any op before the first fully-connected layer is fine (it runs frozen in onnxruntime), ' +
-  'otherwise export the model with another opset or move the op before the first layer';
+  'ops before the first fully-connected layer may be anything (they run frozen in onnxruntime); after it, ' +
+  `ecprune runs ${SUPPORTED_OPS.length} ops, listed by \`ecprune inspect --help\`: export with another opset ` +
+  'or move the op before the first layer';
 
 const isDefaultDomain = (node: NodeProto) => DEFAULT_DOMAINS.includes(node.domain ?? '');
 
@@ -355,6 +358,15 @@ interface ReadDense {
 /** A Gemm with a constant B, or a MatMul with a constant 2-D second operand (+ its bias Add): one layer. */
 function readDense(r: Reader, node: NodeProto): ReadDense | undefined {
   const [a, b, c] = node.input ?? [];
+  // what onnxruntime refuses must not be read as something else
+  const arity = { Gemm: [2, 3], MatMul: [2, 2] }[node.opType as 'Gemm' | 'MatMul'];
+  const count = (node.input ?? []).length;
+  if (arity && (count < arity[0] || count > arity[1])) {
+    throw r.error(
+      node,
+      `${node.opType} takes ${arity[0] === arity[1] ? arity[0] : `${arity[0]} or ${arity[1]}`} inputs, this node has ${count}`,
+    );
+  }
   if (node.opType === 'Gemm') {
     if (r.isConstant(a)) return undefined;
     // the rows of A are the batch; with transA=1 they would be the features
@@ -469,6 +481,13 @@ export function readOnnx(bytes: Uint8Array, file?: string): OnnxModel {
     throw new EcpruneError(
       'unsupported',
       `opset ${opset} is older than ecprune reads (${MIN_OPSET} and later); export the model with a newer opset`,
+      file,
+    );
+  }
+  if (opset > MAX_OPSET) {
+    throw new EcpruneError(
+      'unsupported',
+      `opset ${opset} is newer than ecprune knows (${MIN_OPSET} to ${MAX_OPSET}); export the model with opset ${MAX_OPSET} or older`,
       file,
     );
   }
@@ -587,6 +606,20 @@ export function readOnnx(bytes: Uint8Array, file?: string): OnnxModel {
       : [firstLayer.weight.cols];
   const denseLayers = layers.map((l) => l.layer);
   checkFinite(denseLayers, file);
+  // a float64 input reaches every layer in float64 unless the graph casts it: onnxruntime refuses
+  // such a model, and reading it would silently compute in another precision than the file says
+  if (input.elemType === DOUBLE && !fileNodes.some((n) => n.opType === 'Cast')) {
+    for (const l of layers) {
+      const { weightType, weightName } = l.template;
+      if (weightType !== input.elemType) {
+        const typeName = (t: number) => onnx.TensorProto.DataType[t] ?? String(t);
+        throw r.error(
+          undefined,
+          `input '${input.name}' is ${typeName(input.elemType)} but the weight '${weightName}' is ${typeName(weightType)} (onnxruntime refuses the mix): export the model in one float type`,
+        );
+      }
+    }
+  }
   const lastDense = nodes.map((n) => n.op).lastIndexOf('Dense');
   const template: OnnxTemplate = {
     bytes,
