@@ -14,6 +14,35 @@ export type EcpruneErrorCode =
   | 'io' // the file system refused (missing file, permission, disk full)
   | 'internal'; // a bug in ecprune
 
+/**
+ * The options messages name, each in the library's words and as the command-line flag. A message
+ * writes `option('force')`; the library's error reads "the `force` option", and the CLI prints
+ * the same error with "--force" (`messageWithFlags`), so each speaks its own user's terms.
+ */
+export const OPTIONS = {
+  force: { library: 'the `force` option', flag: '--force' },
+  arch: { library: 'the `arch` option', flag: '--arch' },
+  loss: { library: 'the `loss` option', flag: '--loss' },
+  calibrationLabels: { library: "the calibration Dataset's targets", flag: '--calib-labels' },
+  labels: { library: "the test Dataset's targets", flag: '--labels' },
+  data: { library: 'openDataFile', flag: '--data' },
+  noGraph: { library: 'withoutGraphs(gemm)', flag: '--no-graph' },
+  nonlinearSamples: { library: 'the `nonlinearSamples` option', flag: '--nonlinear-samples' },
+} as const;
+
+export type OptionName = keyof typeof OPTIONS;
+
+/** An option named in an error message (see `OPTIONS`). */
+export function option(name: OptionName): string {
+  return `\u2039${name}\u203a`;
+}
+
+const OPTION_TOKEN = /\u2039([A-Za-z]+)\u203a/g;
+
+function renderOptions(text: string, form: 'library' | 'flag'): string {
+  return text.replace(OPTION_TOKEN, (token, name: string) => OPTIONS[name as OptionName]?.[form] ?? token);
+}
+
 export class EcpruneError extends Error {
   override readonly name = 'EcpruneError';
   constructor(
@@ -22,7 +51,20 @@ export class EcpruneError extends Error {
     readonly file?: string,
     readonly where?: string,
   ) {
-    super([file, where, detail].filter((part) => part !== undefined && part !== '').join(': '));
+    super(
+      renderOptions(
+        [file, where, detail].filter((part) => part !== undefined && part !== '').join(': '),
+        'library',
+      ),
+    );
+  }
+
+  /** The message as the command line says it: options named by their flags. */
+  messageWithFlags(): string {
+    return renderOptions(
+      [this.file, this.where, this.detail].filter((part) => part !== undefined && part !== '').join(': '),
+      'flag',
+    );
   }
 
   /** The same error, attributed to `file` (used where a parser learns the file name late). */

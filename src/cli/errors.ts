@@ -31,7 +31,7 @@ export function oneLine(text: string): string {
 /** One line for the user; the stack trace only with --debug. */
 export function describeError(error: unknown, debug: boolean): string {
   if (debug && error instanceof Error && error.stack) return error.stack;
-  if (error instanceof EcpruneError) return `ecprune: ${oneLine(error.message)}`;
+  if (error instanceof EcpruneError) return `ecprune: ${oneLine(error.messageWithFlags())}`;
   // a file-system error that was not wrapped where it happened: still the user's file, not a bug
   if (isFsError(error)) return `ecprune: ${oneLine(ioError(error, error.path ?? '').message)}`;
   const message = error instanceof Error ? error.message : String(error);

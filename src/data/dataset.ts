@@ -3,7 +3,12 @@ import { type Matrix, rowSlice } from '../model/matrix.js';
 
 /** Supervision for a data set: integer class ids, or real-valued targets (N x K). */
 export type Targets =
-  | { readonly kind: 'classes'; readonly values: Int32Array }
+  | {
+      readonly kind: 'classes';
+      readonly values: Int32Array;
+      /** 'one-hot' when the file held one-hot rows, read as the class of their one */
+      readonly readFrom?: 'one-hot';
+    }
   | { readonly kind: 'values'; readonly values: Matrix };
 
 export interface Batch {

@@ -11,7 +11,7 @@
  * Examples: `784,300,100,10:relu`, `784,300,10:leaky_relu:0.1`, `tanh` (sizes from the weights),
  * `784,100,1:relu/sigmoid`, `6,8,8,3:relu,tanh,sigmoid` (per layer).
  */
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import { type Activation, formatActivation, parseActivation } from '../model/activations.js';
 import { layerSizes, type Mlp } from '../model/mlp.js';
 
@@ -66,7 +66,7 @@ export function requireArch(arch: Arch | undefined, file?: string): Arch {
   if (arch === undefined) {
     throw new EcpruneError(
       'usage',
-      "holds weights only: give the activations with --arch (e.g. --arch relu or --arch '784,300,10:relu')",
+      `holds weights only: give the activations with ${option('arch')} (e.g. relu, or '784,300,10:relu')`,
       file,
     );
   }

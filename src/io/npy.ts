@@ -357,7 +357,7 @@ export function toTargets(array: NpyArray, file?: string, kind?: Targets['kind']
     const ids = new Int32Array(rows);
     for (let row = 0; row < rows; row++)
       ids[row] = array.data.subarray(row * classes, (row + 1) * classes).indexOf(1);
-    return { kind: 'classes', values: ids };
+    return { kind: 'classes', values: ids, readFrom: 'one-hot' };
   }
   const resolved =
     kind ??

@@ -25,7 +25,7 @@ import {
 } from '../data/dataset.js';
 import { diffusionSorptionDataset } from '../data/diffusion-sorption.js';
 import { createRandom } from '../data/random.js';
-import { badInput, EcpruneError } from '../errors.js';
+import { badInput, EcpruneError, option } from '../errors.js';
 import { readCsv } from '../io/csv.js';
 import { type IdxHeader, idxHeaderLength, isGzip, looksLikeIdx, parseIdxHeader, readIdx } from '../io/idx.js';
 import {
@@ -566,7 +566,7 @@ export async function openFashionMnist(split: Split, dir = FASHION_MNIST_DIR): P
     }
     throw new EcpruneError(
       'input',
-      'fashion-mnist is not installed: on Debian/Ubuntu `apt-get install dataset-fashion-mnist`, or pass the IDX files with --data/--labels',
+      `fashion-mnist is not installed: on Debian/Ubuntu \`apt-get install dataset-fashion-mnist\`, or pass the IDX files with ${option('data')}`,
     );
   };
   const images = await find(`${prefix}-images-idx3-ubyte`);

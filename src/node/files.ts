@@ -23,7 +23,7 @@ import {
   unlink,
 } from 'node:fs/promises';
 import path from 'node:path';
-import { EcpruneError, quote } from '../errors.js';
+import { EcpruneError, option, quote } from '../errors.js';
 
 const REASONS: Record<string, string> = {
   ENOENT: 'no such file or folder',
@@ -168,11 +168,15 @@ export async function checkOutputPath(file: string, options: WriteOptions = {}):
   const existing = await lstat(file).catch(() => undefined);
   if (existing?.isDirectory()) throw new EcpruneError('io', 'cannot write: it is a folder', file);
   if (!options.force && existing !== undefined) {
-    throw new EcpruneError('usage', 'already exists (use --force to overwrite)', file);
+    throw new EcpruneError('usage', `already exists (use ${option('force')} to overwrite)`, file);
   }
   // a symlink, device or FIFO would be replaced by a regular file (as root, even /dev/null)
   if (existing !== undefined && !existing.isFile()) {
-    throw new EcpruneError('usage', 'is not a regular file: refusing to replace it, even with --force', file);
+    throw new EcpruneError(
+      'usage',
+      `is not a regular file: refusing to replace it, even with ${option('force')}`,
+      file,
+    );
   }
   await checkWritableFolder(file);
 }
@@ -267,7 +271,7 @@ export async function writeOutputAtomic(
     if (isFsError(error) && error.code === 'EEXIST' && !options.force) {
       throw new EcpruneError(
         'usage',
-        'already exists (use --force to overwrite): another run wrote it meanwhile',
+        `already exists (use ${option('force')} to overwrite): another run wrote it meanwhile`,
         file,
       );
     }
@@ -288,7 +292,7 @@ async function moveIntoPlace(temp: string, file: string, force: boolean): Promis
     if (existing !== undefined && !existing.isFile()) {
       throw new EcpruneError(
         'usage',
-        'is not a regular file: refusing to replace it, even with --force',
+        `is not a regular file: refusing to replace it, even with ${option('force')}`,
         file,
       );
     }

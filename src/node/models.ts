@@ -9,7 +9,7 @@ import { realpathSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dataset } from '../data/dataset.js';
-import { badInput, EcpruneError, quote } from '../errors.js';
+import { badInput, EcpruneError, option, quote } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Graph, Model } from '../graph/graph.js';
 import { asGraph, chainOf, graphFromMlp } from '../graph/mlp-graph.js';
@@ -126,7 +126,7 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
   if (arch !== undefined && (format === 'onnx' || format === 'tfjs')) {
     throw new EcpruneError(
       'usage',
-      `--arch is for weight-only models (.safetensors, .pt, .npz); this ${format} model states its own activations`,
+      `${option('arch')} is for weight-only models (.safetensors, .pt, .npz); this ${format} model states its own activations`,
       file,
     );
   }

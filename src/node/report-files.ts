@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import type { SweepRow } from '../pipeline/sweep.js';
 import { renderCharts } from '../report/charts.js';
 import { reportHtml } from '../report/html.js';
@@ -48,7 +48,11 @@ export async function checkReportFolder(folder: string, options: ReportFolderOpt
     throw isFsError(error) ? ioError(error, folder) : error;
   });
   if (entries.length > 0 && !options.force) {
-    throw new EcpruneError('usage', 'the report folder is not empty (use --force to write into it)', folder);
+    throw new EcpruneError(
+      'usage',
+      `the report folder is not empty (use ${option('force')} to write into it)`,
+      folder,
+    );
   }
   const realFolder = await realpath(folder).catch(() => undefined);
   for (const input of options.inputs ?? []) {

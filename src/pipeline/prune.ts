@@ -3,7 +3,7 @@ import { optimalBiasShift } from '../compensate/delta.js';
 import { obsPrune } from '../compensate/obs.js';
 import { type RefitResult, refitBiases } from '../compensate/refit.js';
 import type { Dataset } from '../data/dataset.js';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
 import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
@@ -264,7 +264,7 @@ function statisticsOptions(run: Run, extra: Partial<StatisticsOptions> = {}): St
     if (calibration.targetKind === undefined) {
       throw new EcpruneError(
         'usage',
-        'the method needs labels for the calibration set (--calib-labels)',
+        `the method needs labels for the calibration set (${option('calibrationLabels')})`,
         calibration.name,
       );
     }

@@ -1,6 +1,6 @@
 import { optimalBiasShift } from '../compensate/delta.js';
 import type { Dataset } from '../data/dataset.js';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
 import type { Model } from '../graph/graph.js';
 import type { LossKind } from '../graph/loss.js';
@@ -58,7 +58,7 @@ export async function score(
     if (calibration.targetKind === undefined) {
       throw new EcpruneError(
         'usage',
-        `method '${method}' needs labels for the calibration set (--calib-labels)`,
+        `method '${method}' needs labels for the calibration set (${option('calibrationLabels')})`,
         calibration.name,
       );
     }

@@ -8,7 +8,7 @@
 import { applyPruning } from '../compensate/apply.js';
 import { optimalBiasShift } from '../compensate/delta.js';
 import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
 import { inputSize, type Mlp, nonzeroWeightCount, weightCount } from '../model/mlp.js';
@@ -259,7 +259,7 @@ function checkOptions(
   if (!(Number.isInteger(seeds) && seeds >= 1))
     throw new EcpruneError('usage', `seeds must be a positive integer, got ${seeds}`);
   if (test.targetKind === undefined)
-    throw new EcpruneError('usage', 'the test set needs labels (--labels)', test.name);
+    throw new EcpruneError('usage', `the test set needs labels (${option('labels')})`, test.name);
   for (const data of [calibration, test]) {
     if (data.features !== inputSize(model)) {
       throw new EcpruneError(
@@ -273,7 +273,7 @@ function checkOptions(
   if (gradient && calibration.targetKind === undefined) {
     throw new EcpruneError(
       'usage',
-      `method '${gradient}' needs labels for the calibration set (--calib-labels)`,
+      `method '${gradient}' needs labels for the calibration set (${option('calibrationLabels')})`,
       calibration.name,
     );
   }
@@ -304,7 +304,7 @@ export function checkNonlinearSize(
     throw new EcpruneError(
       'limit',
       `method 'nonlinear' re-runs the network for every weight: ${weights.toLocaleString('en')} weights × ${samples} samples ` +
-        `is over its limit of ${NONLINEAR_MAX_WORK.toLocaleString('en')} (use a smaller network or fewer --nonlinear-samples, or leave nonlinear out)`,
+        `is over its limit of ${NONLINEAR_MAX_WORK.toLocaleString('en')} (use a smaller network or fewer ${option('nonlinearSamples')}, or leave nonlinear out)`,
     );
   }
 }

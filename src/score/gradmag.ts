@@ -1,4 +1,4 @@
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import { type Criterion, mapWeights } from './criterion.js';
 
 /** First-order Taylor saliency |w · dL/dw| with L the mean training loss over the calibration set. */
@@ -6,6 +6,9 @@ export const gradmagScore: Criterion = (mlp, statistics) =>
   mapWeights(mlp, (w, l, _i, _j, flat) => {
     const gradient = statistics.layers[l].lossGradient;
     if (gradient === undefined)
-      throw new EcpruneError('usage', 'gradmag needs labels and a loss (--labels, --loss)');
+      throw new EcpruneError(
+        'usage',
+        `gradmag needs labels and a loss (${option('calibrationLabels')}, ${option('loss')})`,
+      );
     return Math.abs(w * gradient[flat]);
   });

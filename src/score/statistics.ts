@@ -1,6 +1,6 @@
 import type { Dataset, Targets } from '../data/dataset.js';
 import { createRandom, type Random } from '../data/random.js';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
 import { canEmit } from '../graph/emit/calibration.js';
@@ -178,7 +178,7 @@ function sensitivitySpec(
     if (loss === undefined) {
       throw new EcpruneError(
         'usage',
-        'loss sensitivity needs the loss (--loss ce or mse) when the calibration set has no labels',
+        `loss sensitivity needs the loss (${option('loss')}: ce or mse) when the calibration set has no labels`,
         calibration?.name,
       );
     }

@@ -157,6 +157,28 @@ describe('ecprune score', () => {
 });
 
 describe('ecprune eval and inspect', () => {
+  it('eval reads one-hot labels as the classes they encode, and says so in one note', async () => {
+    const dir = tempDir();
+    const { files, y } = writeData(dir);
+    const oneHot = new Float32Array(y.length * outputs);
+    y.forEach((label, n) => {
+      oneHot[n * outputs + label] = 1;
+    });
+    const oneHotFile = path.join(dir, 'y_onehot.npy');
+    writeFileSync(oneHotFile, writeNpy({ shape: [y.length, outputs], data: oneHot }));
+    // one after the other: cli() captures the console
+    const evalWith = async (labels: string) => {
+      const run = await cli('eval', MODEL, '--data', files.x, '--labels', labels, '--json');
+      return { ...run, result: run.code === 0 ? JSON.parse(run.stdout) : undefined };
+    };
+    const ids = await evalWith(files.y);
+    const rows = await evalWith(oneHotFile);
+    assert.equal(rows.code, 0, rows.stderr);
+    assert.equal(rows.result.loss, 'ce');
+    assert.equal(rows.result.accuracy, ids.result.accuracy);
+    assert.match(rows.stderr, /^ecprune: note: .*y_onehot\.npy: one-hot rows, read as class ids/m);
+    assert.doesNotMatch(ids.stderr, /one-hot/);
+  });
   it('eval reports accuracy, cross-entropy and the output error against a reference', async () => {
     const dir = tempDir();
     const { files, x, y } = writeData(dir);

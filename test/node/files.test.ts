@@ -65,9 +65,10 @@ describe('writeOutputAtomic', () => {
   it('refuses an existing file unless forced', async () => {
     const file = path.join(folder(), 'out.json');
     writeFileSync(file, 'old');
+    // the library's words; the CLI prints the same error with --force (bad-inputs, core-commands)
     await assert.rejects(
       writeOutputAtomic(file, 'new'),
-      failsWith('usage', file, 'already exists \\(use --force'),
+      failsWith('usage', file, 'already exists \\(use the `force` option'),
     );
     assert.equal(readFileSync(file, 'utf8'), 'old');
     await writeOutputAtomic(file, 'new', { force: true });
