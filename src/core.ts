@@ -18,7 +18,19 @@ export { EcpruneError, type EcpruneErrorCode } from './errors.js';
 export { defaultGemm, setDefaultGemm } from './gemm/default.js';
 export type { Gemm, GemmOptions } from './gemm/gemm.js';
 export { matmulTs, tsGemm } from './gemm/ts-gemm.js';
+export {
+  compensationTarget,
+  type DenseLayer,
+  type Graph,
+  type GraphNode,
+  type Model,
+  withLayers,
+  withOutput,
+} from './graph/graph.js';
 export type { LossKind } from './graph/loss.js';
+export { asGraph, chainOf, graphFromMlp, logitsGraph } from './graph/mlp-graph.js';
+export { SUPPORTED_OPS } from './graph/ops/index.js';
+export { type FrozenPrefix, throughPrefix } from './graph/prefix.js';
 export { forward } from './graph/run.js';
 export { readCsv } from './io/csv.js';
 export { readIdx } from './io/idx.js';

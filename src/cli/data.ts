@@ -44,7 +44,9 @@ export async function openData(choice: DataChoice, what: string): Promise<Datase
       : await openNamedDataset(choice.dataset!, choice.split);
   if (data.samples === 0) throw new EcpruneError('input', 'has no samples', data.name);
   if (data.targets?.kind === 'classes' && data.targets.readFrom === 'one-hot') {
-    console.error(`ecprune: note: ${choice.labels ?? data.name}: one-hot rows, read as class ids (the column of each row's 1)`);
+    console.error(
+      `ecprune: note: ${choice.labels ?? data.name}: one-hot rows, read as class ids (the column of each row's 1)`,
+    );
   }
   return choice.samples === undefined ? data : firstSamples(data, choice.samples);
 }

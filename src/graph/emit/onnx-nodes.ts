@@ -12,7 +12,18 @@ const { INT, INTS, FLOAT, STRING } = onnx.AttributeProto.AttributeType;
 /** The opset of the emitted graphs: Gelu (20) and the reductions' axes as inputs (18). */
 export const EMIT_OPSET = 21;
 
-export type Attribute = OnnxTypes.IAttributeProto;
+/**
+ * A node attribute, as onnx-proto encodes it (the fields the emission writes); declared here so
+ * that no onnx-proto type reaches the published declarations.
+ */
+export interface Attribute {
+  readonly name: string;
+  readonly type: number;
+  readonly i?: number;
+  readonly f?: number;
+  readonly ints?: number[];
+  readonly s?: Uint8Array;
+}
 
 export const intAttr = (name: string, i: number): Attribute => ({ name, i, type: INT });
 export const intsAttr = (name: string, ints: readonly number[]): Attribute => ({
@@ -28,9 +39,13 @@ export const stringAttr = (name: string, s: string): Attribute => ({
 });
 
 export class OnnxNodes {
+  /** @internal */
   readonly nodes: OnnxTypes.INodeProto[] = [];
+  /** @internal */
   readonly initializers: OnnxTypes.ITensorProto[] = [];
+  /** @internal */
   readonly inputs: OnnxTypes.IValueInfoProto[] = [];
+  /** @internal */
   readonly outputs: OnnxTypes.IValueInfoProto[] = [];
   private count = 0;
   /** initializers by their values array: a layer's weight used forward and backward is stored once */
