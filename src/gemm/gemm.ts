@@ -19,6 +19,11 @@ export interface Gemm {
    * calibration pass then runs each batch as one graph (graph/emit/calibration.ts) instead of many GEMMs.
    */
   createSession?(model: Uint8Array): Promise<GraphSession>;
+  /**
+   * false: the calibration pass runs GEMM by GEMM even though the backend runs graphs (a frozen
+   * prefix still runs as a graph: it has no other way to run)
+   */
+  readonly calibrationGraphs?: boolean;
   /** Frees native resources; the backend must not be used afterwards. */
   dispose?(): Promise<void>;
 }
@@ -52,9 +57,14 @@ export function productShape(a: Matrix, b: Matrix, options: GemmOptions = {}): [
 }
 
 /**
- * The same backend without `createSession`: the calibration pass then runs GEMM by GEMM, with
- * `forward`, `sensitivity` and `statistics` timed separately (`--no-graph`).
+ * The same backend with its calibration pass GEMM by GEMM, `forward`, `sensitivity` and
+ * `statistics` timed separately (`--no-graph`).
  */
 export function withoutGraphs(gemm: Gemm): Gemm {
-  return { name: gemm.name, matmul: (a, b, options) => gemm.matmul(a, b, options) };
+  return {
+    name: gemm.name,
+    matmul: (a, b, options) => gemm.matmul(a, b, options),
+    ...(gemm.createSession && { createSession: (model: Uint8Array) => gemm.createSession!(model) }),
+    calibrationGraphs: false,
+  };
 }

@@ -94,7 +94,7 @@ export async function collectStatistics(
     lossGradient: options.lossGradient ? new Float64Array(layer.weight.data.length) : undefined,
     referenceGap: reference ? new Float64Array(layer.weight.rows) : undefined,
   }));
-  const createSession = gemm.createSession?.bind(gemm);
+  const createSession = gemm.calibrationGraphs === false ? undefined : gemm.createSession?.bind(gemm);
   const graphFits =
     sensitivity === undefined || (sensitivity.kind === 'output' && sensitivity.probes === undefined);
   const somethingToCollect = sensitivity !== undefined || options.lossGradient !== undefined;
