@@ -4,6 +4,8 @@
  * Derivatives are taken with respect to the pre-activation z. Conventions: relu'(0) = 0,
  * leaky_relu'(0) = alpha, elu'(0) = 1 (the left limit would be alpha; PyTorch uses the right one).
  */
+import { erf, sigmoid, softplus } from './special-functions.js';
+
 export type Activation =
   | { readonly kind: 'identity' }
   | { readonly kind: 'relu' }
@@ -34,43 +36,6 @@ interface ActivationRule {
 
 const SQRT1_2 = Math.SQRT1_2;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
-
-function sigmoid(z: number): number {
-  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
-}
-
-/** log(1 + e^z) without overflow for large z or loss of precision for very negative z. */
-function softplus(z: number): number {
-  return z > 0 ? z + Math.log1p(Math.exp(-z)) : Math.log1p(Math.exp(z));
-}
-
-/**
- * erf(x) to about 1e-15 relative: Abramowitz–Stegun's series for small |x| and the continued
- * fraction of erfc (evaluated backwards) for large |x|. JavaScript has no Math.erf.
- */
-export function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    // Maclaurin series: erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
-    let term = ax;
-    let sum = ax;
-    const x2 = ax * ax;
-    for (let n = 1; n < 80; n++) {
-      term *= -x2 / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    const value = (2 / Math.sqrt(Math.PI)) * sum;
-    return x < 0 ? -value : value;
-  }
-  if (ax > 6) return x < 0 ? -1 : 1;
-  // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
-  let fraction = ax;
-  for (let k = 60; k >= 1; k--) fraction = ax + k / 2 / fraction;
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / fraction;
-  return x < 0 ? erfc - 1 : 1 - erfc;
-}
 
 const RULES: Record<ActivationKind, ActivationRule> = {
   identity: { apply: (z) => z, derivative: () => 1 },

@@ -95,9 +95,17 @@ describe('toTargets', () => {
 
   it('reads one-hot rows as the classes of their ones (float or integer), unless told values', () => {
     const oneHot = { shape: [3, 3], dtype: '<f4', data: new Float32Array([0, 0, 1, 1, 0, 0, 0, 1, 0]) };
-    assert.deepEqual(toTargets(oneHot), { kind: 'classes', values: new Int32Array([2, 0, 1]), readFrom: 'one-hot' });
+    assert.deepEqual(toTargets(oneHot), {
+      kind: 'classes',
+      values: new Int32Array([2, 0, 1]),
+      readFrom: 'one-hot',
+    });
     const bytes = { shape: [2, 2], dtype: '|u1', data: new Uint8Array([0, 1, 1, 0]) };
-    assert.deepEqual(toTargets(bytes), { kind: 'classes', values: new Int32Array([1, 0]), readFrom: 'one-hot' });
+    assert.deepEqual(toTargets(bytes), {
+      kind: 'classes',
+      values: new Int32Array([1, 0]),
+      readFrom: 'one-hot',
+    });
     assert.equal(toTargets(oneHot, 'y.npy', 'values').kind, 'values');
     // a probability row or two ones is not one-hot: values
     const soft = { shape: [2, 2], dtype: '<f4', data: new Float32Array([0.5, 0.5, 0, 1]) };

@@ -7,10 +7,10 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import type { Graph } from '../../src/graph/graph.js';
 import { graphFromMlp } from '../../src/graph/mlp-graph.js';
-import { erf } from '../../src/graph/ops/unary.js';
 import { forward } from '../../src/graph/run.js';
 import { float32LittleEndian } from '../../src/io/safetensors.js';
 import { readTfjs, type TfjsModel, writeTfjs } from '../../src/io/tfjs.js';
+import { erf } from '../../src/model/special-functions.js';
 import { failsWith } from '../helpers/errors.js';
 import { randomMatrix, randomMlp } from '../helpers/random.js';
 

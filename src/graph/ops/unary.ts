@@ -5,6 +5,7 @@
  * leaky_relu'(0) = alpha, elu'(0) = 1, clip/hardtanh' = 1 strictly inside the range only.
  */
 
+import { erf, sigmoid, softplus } from '../../model/special-functions.js';
 import { type Attribute, floatAttr, intAttr, type OnnxNodes, stringAttr } from '../emit/onnx-nodes.js';
 import { type Tensor, zerosLike } from '../tensor.js';
 import { type EmitContext, numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
@@ -20,41 +21,6 @@ const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 /** SELU's constants as ONNX and PyTorch define them */
 export const SELU_ALPHA = 1.6732632423543772;
 export const SELU_GAMMA = 1.0507009873554805;
-
-export function sigmoid(x: number): number {
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
-}
-
-/** log(1 + e^x) without overflow for large x or loss of precision for very negative x. */
-export function softplus(x: number): number {
-  return x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x));
-}
-
-/**
- * erf(x) to about 1e-15 relative: the Maclaurin series for small |x| and the continued fraction of
- * erfc (evaluated backwards) for large |x|. JavaScript has no Math.erf.
- */
-export function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    let term = ax;
-    let sum = ax;
-    const x2 = ax * ax;
-    for (let n = 1; n < 80; n++) {
-      term *= -x2 / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    const value = TWO_OVER_SQRT_PI * sum;
-    return x < 0 ? -value : value;
-  }
-  if (ax > 6) return x < 0 ? -1 : 1;
-  let fraction = ax;
-  for (let k = 60; k >= 1; k--) fraction = ax + k / 2 / fraction;
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / fraction;
-  return x < 0 ? erfc - 1 : 1 - erfc;
-}
 
 /** The scalar rule of each unary op, given its attributes (ONNX names and defaults). */
 export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => ScalarRule> = {
