@@ -146,7 +146,7 @@ async function handle(request: FuzzRequest): Promise<FuzzReport> {
     const bytes = mutate(seeds[which], mutations);
     failures.unshift({
       input: base64(bytes),
-      error: `minimal case (seed ${which}, ${JSON.stringify(mutations)}): ${result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance)}`,
+      error: `minimal case (seed ${which}, ${JSON.stringify(mutations, (_key, value) => (typeof value === 'bigint' ? `${value}n` : value))}): ${result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance)}`,
     });
   }
   return { target: target.name, cases, ms: performance.now() - started, failures, mostAllocated };
