@@ -176,7 +176,7 @@ export function requireChain(model: LoadedModel, what: string): Mlp {
   throw new EcpruneError(
     'unsupported',
     `${what} needs a plain chain of fully-connected layers and activations; this model is a graph ` +
-      `(${model.graph.nodes.length} ops: a residual, normalisation, head or prefix). Plain pruning (no variant flags) works on it`,
+      `(${model.graph.nodes.length} ops: a residual, normalisation, head or prefix); plain pruning and the other variants work on it`,
     model.file,
   );
 }

@@ -149,6 +149,16 @@ export function pruneMetadata(
   };
 }
 
+/**
+ * The variant the options ask for that needs a chain of layers (neuron removal rebuilds the layers
+ * along one, OBS solves layer by layer along one), or undefined: every other option runs on any
+ * graph. The CLI asks it before any work; `prune` refuses a graph with it.
+ */
+export function chainOnlyVariant(options: Pick<PruneOptions, 'structure' | 'obs'>): string | undefined {
+  if (options.structure === 'neuron') return 'structure neuron';
+  return options.obs ? 'obs' : undefined;
+}
+
 /** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
 function chainFor(model: Model, variant: string): Mlp {
   const chain = 'nodes' in model ? chainOf(model) : model;
@@ -185,11 +195,6 @@ export async function prune(
   calibration: Dataset,
   options?: PruneOptions,
 ): Promise<PruneResult & { readonly model: Mlp }>;
-export async function prune(
-  graph: Graph,
-  calibration: Dataset,
-  options?: PruneOptions,
-): Promise<PruneResult & { readonly model: Graph }>;
 export async function prune(mlp: Model, calibration: Dataset, options?: PruneOptions): Promise<PruneResult>;
 export async function prune(
   mlp: Model,
@@ -231,12 +236,13 @@ export async function prune(
     addedBiases: new Set(),
     uncompensated: new Set(),
   };
+  const chainOnly = chainOnlyVariant(options);
   const pruned =
-    structure === 'neuron'
-      ? await pruneNeurons(chainFor(mlp, 'structure neuron'), run)
-      : options.obs
-        ? await pruneObs(chainFor(mlp, 'obs'), run)
-        : await pruneWeights(mlp, run);
+    chainOnly === undefined
+      ? await pruneWeights(mlp, run)
+      : structure === 'neuron'
+        ? await pruneNeurons(chainFor(mlp, chainOnly), run)
+        : await pruneObs(chainFor(mlp, chainOnly), run);
   const result: PruneResult = {
     ...pruned,
     method,

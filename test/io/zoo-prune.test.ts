@@ -249,6 +249,42 @@ describe('the CLI on graph models, as a user runs it', () => {
     assert.equal(kept.code, 0, kept.stderr);
     assert.match(kept.stdout, /not compensated/);
   });
+  it('the variants that work layer by layer on any graph run on a residual model; onnxruntime runs the result', async () => {
+    const model = path.join(ZOO, 'residual', 'model.onnx');
+    const calib = path.join(ZOO, 'residual', 'calib.npy');
+    for (const variant of [
+      ['--sequential', '--steps', '2', '--refit-biases', '2'],
+      ['--pattern', '2:4'],
+      ['--sensitivity', 'loss', '--loss', 'ce', '--probes', '3'],
+    ]) {
+      const out = path.join(work, 'variants', `${variant[0].slice(2)}.onnx`);
+      const run = await cli(
+        'prune',
+        model,
+        '--calib',
+        calib,
+        '--sparsity',
+        '0.5',
+        ...variant,
+        '--quiet',
+        '-o',
+        out,
+      );
+      assert.equal(run.code, 0, run.stderr);
+      const session = await ort.InferenceSession.create(out);
+      const x = calibrationOf(fixtures.find((f) => f.name === 'residual')!);
+      const y = await session.run({
+        [session.inputNames[0]]: new ort.Tensor('float32', x.data, [x.rows, x.cols]),
+      });
+      assert.ok(
+        Array.from(y[session.outputNames[0]].data as Float32Array).every(Number.isFinite),
+        variant.join(' '),
+      );
+      await session.release();
+      const inspected = JSON.parse((await cli('inspect', out, '--json')).stdout);
+      assert.ok(inspected.sparsity > 0.45, `${variant.join(' ')}: sparsity ${inspected.sparsity}`);
+    }
+  });
   it('a variant that needs a chain refuses a graph in one line, exit 2', async () => {
     const model = path.join(ZOO, 'residual', 'model.onnx');
     const run = await cli(

@@ -1,10 +1,11 @@
 import { Command, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
+import type { Model } from '../../graph/graph.js';
 import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
 import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
-import { type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
+import { chainOnlyVariant, type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
 import { finetune } from '../../train/train.js';
 import {
   checkDataFitsModel,
@@ -213,7 +214,8 @@ export function pruneCommand(): Command {
       };
       const epochs: number = flags.finetuneEpochs;
       const variants = variantOptions(flags);
-      if (!isPlain(variants)) requireChain(model, describeVariant(flags));
+      const chainOnly = chainOnlyVariant(variants);
+      if (chainOnly !== undefined) requireChain(model, chainOnly);
       if (epochs > 0) requireChain(model, '--finetune-epochs');
       checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
@@ -233,12 +235,11 @@ export function pruneCommand(): Command {
         timings: clock.phases,
       };
       const data = dataForModel(model, calibration);
-      const result = await (isPlain(variants)
-        ? prune(model.graph, data, options)
-        : prune(model.mlp ?? model.graph, data, options)
-      ).finally(bar.stop);
+      // the graph keeps what the chain view cannot say (a layer stored without a bias); the
+      // chain-only variants take the chain view of it themselves
+      const result = await prune(model.graph, data, options).finally(bar.stop);
       clock.skip(); // prune() timed its own phases
-      let tuned = result.model;
+      let tuned: Model = result.model;
       if (epochs > 0) {
         // checked to be a chain before any work
         const chain = 'nodes' in tuned ? chainOf(tuned)! : tuned;
@@ -258,20 +259,6 @@ export function pruneCommand(): Command {
       printPruneSummary(describeVariant(flags), result, model.graph, flags.output);
       if (flags.timings) clock.print();
     });
-}
-
-/** No variant flag: plain EC (or a baseline), which runs on any graph. */
-function isPlain(options: PruneOptions): boolean {
-  return (
-    !options.obs &&
-    (options.sensitivity ?? 'output') === 'output' &&
-    options.probes === undefined &&
-    !options.sequential &&
-    !options.refitBiases &&
-    (options.steps ?? 1) === 1 &&
-    options.pattern === undefined &&
-    (options.structure ?? 'weight') === 'weight'
-  );
 }
 
 function printPruneSummary(
