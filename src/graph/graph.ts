@@ -10,7 +10,7 @@ import type { Layered, Mlp } from '../model/mlp.js';
 
 export type { Layered };
 
-import type { Tensor } from './tensor.js';
+import { sizeOf, type Tensor } from './tensor.js';
 
 export type AttributeValue = number | string | readonly number[] | Tensor;
 
@@ -62,7 +62,7 @@ export function layerOf(node: GraphNode): number {
 }
 
 export function inputSize(graph: Graph): number {
-  return graph.input.shape.reduce((p, n) => p * n, 1);
+  return sizeOf(graph.input.shape);
 }
 
 export function weightCount(graph: Pick<Graph, 'layers'>): number {

@@ -7,6 +7,7 @@
 import type { Batch, Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import type { Gemm, GraphSession } from '../gemm/gemm.js';
+import { sizeOf } from './tensor.js';
 
 export interface FrozenPrefix {
   /** an ONNX model from the model's input to the fully-connected part's input */
@@ -19,7 +20,7 @@ export interface FrozenPrefix {
 
 /** `data` as the fully-connected part sees it: every batch run through the prefix. */
 export function throughPrefix(data: Dataset, prefix: FrozenPrefix, gemm: Gemm, features: number): Dataset {
-  const inputFeatures = prefix.inputShape.reduce((p, n) => p * n, 1);
+  const inputFeatures = sizeOf(prefix.inputShape);
   if (data.features !== inputFeatures) {
     throw new EcpruneError(
       'input',

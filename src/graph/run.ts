@@ -8,7 +8,7 @@ import type { Gemm } from '../gemm/gemm.js';
 import { tsGemm } from '../gemm/ts-gemm.js';
 import type { Matrix } from '../model/matrix.js';
 import type { Layered } from '../model/mlp.js';
-import { batchedTensors, type Graph, type GraphNode, layerOf, type Model } from './graph.js';
+import { batchedTensors, type Graph, type GraphNode, inputSize, layerOf, type Model } from './graph.js';
 import { asGraph } from './mlp-graph.js';
 import { OPS } from './ops/index.js';
 import type { Op, OpContext } from './ops/op.js';
@@ -135,7 +135,7 @@ export interface ModelShape extends Layered {
 /** The model's input and output sizes (the output's from a forward pass of one zero sample). */
 export async function modelShape(model: Model): Promise<ModelShape> {
   const graph = asGraph(model);
-  const inputs = graph.input.shape.reduce((p, n) => p * n, 1);
+  const inputs = inputSize(graph);
   const { output } = await forwardTrace(
     graph,
     { rows: 1, cols: inputs, data: new Float32Array(inputs) },

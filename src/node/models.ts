@@ -11,10 +11,11 @@ import path from 'node:path';
 import type { Dataset } from '../data/dataset.js';
 import { badInput, EcpruneError, option, quote } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
-import type { Graph, Model } from '../graph/graph.js';
+import { type Graph, inputSize, type Model } from '../graph/graph.js';
 import { asGraph, chainOf, graphFromMlp } from '../graph/mlp-graph.js';
 import { type FrozenPrefix, throughPrefix } from '../graph/prefix.js';
 import { type ModelShape, modelShape } from '../graph/run.js';
+import { sizeOf } from '../graph/tensor.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
 import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
@@ -163,7 +164,7 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
 async function described(model: Omit<LoadedModel, 'mlp' | 'shape'>): Promise<LoadedModel> {
   const mlp = chainOf(model.graph);
   const shape = await modelShape(model.graph);
-  const inputs = model.prefix ? model.prefix.inputShape.reduce((p, n) => p * n, 1) : shape.inputs;
+  const inputs = model.prefix ? sizeOf(model.prefix.inputShape) : shape.inputs;
   return { ...model, mlp: mlp && validateMlp(mlp, model.file), shape: { ...shape, inputs } };
 }
 
@@ -183,14 +184,7 @@ export function requireChain(model: LoadedModel, what: string): Mlp {
 
 /** The data as the model's fully-connected part sees it: through the frozen prefix, if any. */
 export function dataForModel(model: LoadedModel, data: Dataset): Dataset {
-  return model.prefix
-    ? throughPrefix(
-        data,
-        model.prefix,
-        defaultGemm(),
-        model.graph.input.shape.reduce((p, n) => p * n, 1),
-      )
-    : data;
+  return model.prefix ? throughPrefix(data, model.prefix, defaultGemm(), inputSize(model.graph)) : data;
 }
 
 function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined): Promise<LoadedModel> {
