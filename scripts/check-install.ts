@@ -38,13 +38,13 @@ function run(command: string, args: string[], cwd: string): SpawnSyncReturns<str
 /** The consumer: every entry point, its main functions called with their documented types. */
 const CONSUMER = `import { readFile } from 'node:fs/promises';
 import { dataForModel, evaluate, loadModel, openDataFile, prune, saveModel } from 'ecprune';
-import { type Graph, readNpz } from 'ecprune/core';
+import { type Model, readNpz } from 'ecprune/core';
 import { loadEcsr } from 'ecprune/runtime';
 
 const model = await loadModel('model.onnx');
 const calibration = dataForModel(model, await openDataFile('calib.npy'));
 const { model: pruned } = await prune(model.graph, calibration, { method: 'ec', sparsity: 0.5 });
-const layers: Graph['layers'] = pruned.layers;
+const layers: Model['layers'] = pruned.layers;
 await saveModel('pruned-lib.onnx', pruned, { like: model });
 console.log(JSON.stringify({ layers: layers.length, evaluation: await evaluate(pruned, calibration) }));
 export const unused = [readNpz, loadEcsr, readFile];
