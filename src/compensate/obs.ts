@@ -2,10 +2,10 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
-import { denseForward } from '../graph/ops/dense.js';
-import { applyActivation } from '../model/activations.js';
+import { type DenseLayer, denseNodeOf, type Model } from '../graph/graph.js';
+import { asGraph } from '../graph/mlp-graph.js';
+import { asMatrix, forwardTrace } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
-import type { Layer, Mlp } from '../model/mlp.js';
 import { DEFAULT_BATCH_SIZE } from '../score/statistics.js';
 import type { KeepMask } from '../select/select.js';
 import { cholesky, choleskyInverse } from './refit.js';
@@ -28,7 +28,11 @@ import { cholesky, choleskyInverse } from './refit.js';
  * just before the block is processed, by the OBS saliency w² / U_jj² over all rows of the block;
  * each block prunes its proportional share of the layer's count, so the layer's total is exact.
  * The bias column is never pruned and absorbs every update (it plays EC's compensation role, with
- * unweighted samples: the objective has no output sensitivity s).
+ * unweighted samples: the objective has no output sensitivity s). A layer whose bias must stay as
+ * it is (`fixedBias`) is solved without the bias column (H is then Σ a aᵀ + λ I).
+ *
+ * OBS is layer-wise, so it runs on any graph: a layer's inputs a are read from the graph's forward
+ * trace (through residuals, normalisations, anything before the layer), whatever follows it.
  */
 export interface ObsOptions {
   readonly gemm?: Gemm;
@@ -37,59 +41,72 @@ export interface ObsOptions {
   readonly damping?: number;
   /** columns per mask-selection block; default 32 */
   readonly blockSize?: number;
+  /** indices of the layers whose bias must not change (a bias-free layer kept so) */
+  readonly fixedBias?: ReadonlySet<number>;
 }
 
-export interface ObsResult {
-  readonly model: Mlp;
+export interface ObsResult<M extends Model> {
+  /** the model of the kind it was given (a graph keeps its nodes), with the reconstructed layers */
+  readonly model: M;
   readonly keepMasks: KeepMask[];
   /** per layer, the OBS saliency w² / [H⁻¹]_jj of every weight before pruning (low = pruned first) */
   readonly saliency: Float64Array[];
 }
 
 /** Prunes `pruneCounts[l]` weights of each layer l, in layer order, reconstructing each layer by OBS. */
-export async function obsPrune(
-  mlp: Mlp,
+export async function obsPrune<M extends Model>(
+  model: M,
   calibration: Dataset,
   pruneCounts: readonly number[],
   options: ObsOptions = {},
-): Promise<ObsResult> {
+): Promise<ObsResult<M>> {
   const gemm = options.gemm ?? defaultGemm();
-  const layers = [...mlp.layers];
+  let current = model;
   const keepMasks: KeepMask[] = [];
   const saliency: Float64Array[] = [];
-  for (let l = 0; l < layers.length; l++) {
+  for (let l = 0; l < model.layers.length; l++) {
     const gram = await augmentedInputGram(
-      { layers },
+      current,
       l,
       calibration,
       gemm,
       options.batchSize ?? DEFAULT_BATCH_SIZE,
     );
-    const result = obsPruneLayer(layers[l], gram, pruneCounts[l], options, `layer ${l}`);
-    layers[l] = result.layer;
+    const layer = current.layers[l];
+    const result = obsPruneLayer(
+      layer,
+      gram,
+      pruneCounts[l],
+      { ...options, withBias: !options.fixedBias?.has(l) },
+      'name' in layer ? `layer '${layer.name}'` : `layer ${l}`,
+    );
+    const layers = current.layers.map((old, k) => (k === l ? { ...old, ...result.layer } : old));
+    current = { ...current, layers } as M;
     keepMasks.push(result.keep);
     saliency.push(result.saliency);
   }
-  return { model: { layers }, keepMasks, saliency };
+  return { model: current, keepMasks, saliency };
 }
 
-/** Σ_n [a;1][a;1]ᵀ ((n_in+1)², float64) of layer l's inputs over the calibration set. */
+/**
+ * Σ_n [a;1][a;1]ᵀ ((n_in+1)², float64) of layer l's inputs over the calibration set, a read from
+ * the forward trace of the model (any graph) at the input of the layer's Dense node.
+ */
 export async function augmentedInputGram(
-  mlp: Mlp,
+  model: Model,
   l: number,
   calibration: Dataset,
   gemm: Gemm,
   batchSize: number,
 ): Promise<Float64Array> {
-  const nIn = mlp.layers[l].weight.cols;
+  const graph = asGraph(model);
+  const input = denseNodeOf(graph, l).inputs[0];
+  const nIn = graph.layers[l].weight.cols;
   const size = nIn + 1;
   const gram = new Float64Array(size * size);
   for await (const batch of calibration.batches(batchSize)) {
-    let a = batch.x;
-    for (let k = 0; k < l; k++) {
-      const z = await denseForward(mlp.layers[k], a, gemm);
-      a = { rows: z.rows, cols: z.cols, data: applyActivation(mlp.layers[k].activation, z.data) };
-    }
+    const trace = await forwardTrace(graph, batch.x, gemm);
+    const a = asMatrix(trace.values.get(input)!);
     const augmented: Matrix = { rows: a.rows, cols: size, data: new Float32Array(a.rows * size) };
     for (let n = 0; n < a.rows; n++) {
       augmented.data.set(a.data.subarray(n * nIn, (n + 1) * nIn), n * size);
@@ -105,21 +122,26 @@ export async function augmentedInputGram(
  * One layer: prunes `count` weights and updates the survivors and the bias (see the top).
  * `gram` = Σ [a;1][a;1]ᵀ of the layer's inputs. Pruned weights are exactly 0 in the result.
  */
-export function obsPruneLayer(
-  layer: Layer,
+export function obsPruneLayer<L extends Pick<DenseLayer, 'weight' | 'bias'>>(
+  layer: L,
   gram: Float64Array,
   count: number,
-  options: Pick<ObsOptions, 'damping' | 'blockSize'> = {},
+  options: Pick<ObsOptions, 'damping' | 'blockSize'> & { readonly withBias?: boolean } = {},
   where?: string,
-): { layer: Layer; keep: KeepMask; saliency: Float64Array } {
+): { layer: L; keep: KeepMask; saliency: Float64Array } {
   const { rows, cols } = layer.weight;
-  const size = cols + 1; // the bias is column `cols`
+  const withBias = options.withBias ?? true;
+  const size = withBias ? cols + 1 : cols; // the bias is column `cols`
+  const augmentedSize = cols + 1;
   if (!(count >= 0 && count <= rows * cols))
     throw new EcpruneError('usage', `cannot prune ${count} of ${rows * cols} weights`, undefined, where);
   const blockSize = options.blockSize ?? 32;
+  // without the bias column, H is the leading cols x cols block of the augmented gram
+  const damped = new Float64Array(size * size);
+  for (let j = 0; j < size; j++)
+    damped.set(gram.subarray(j * augmentedSize, j * augmentedSize + size), j * size);
   let meanDiagonal = 0;
-  for (let j = 0; j < size; j++) meanDiagonal += gram[j * size + j] / size;
-  const damped = gram.slice();
+  for (let j = 0; j < size; j++) meanDiagonal += damped[j * size + j] / size;
   for (let j = 0; j < size; j++) damped[j * size + j] += (options.damping ?? 0.01) * meanDiagonal;
   const factor = cholesky(damped, size);
   if (factor === undefined)
@@ -137,7 +159,7 @@ export function obsPruneLayer(
   const w = new Float64Array(rows * size);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) w[i * size + j] = layer.weight.data[i * cols + j];
-    w[i * size + cols] = layer.bias[i];
+    if (withBias) w[i * size + cols] = layer.bias[i];
   }
   const saliency = new Float64Array(rows * cols);
   for (let i = 0; i < rows; i++)
@@ -168,10 +190,10 @@ export function obsPruneLayer(
   const bias = new Float32Array(rows);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) weight[i * cols + j] = keep[i * cols + j] ? w[i * size + j] : 0;
-    bias[i] = w[i * size + cols];
+    bias[i] = withBias ? w[i * size + cols] : layer.bias[i];
   }
   return {
-    layer: { weight: { rows, cols, data: weight }, bias, activation: layer.activation },
+    layer: { ...layer, weight: { rows, cols, data: weight }, bias },
     keep,
     saliency,
   };

@@ -61,6 +61,11 @@ export function layerOf(node: GraphNode): number {
   return node.attrs.layer as number;
 }
 
+/** The Dense node of layer `l` (every layer has exactly one). */
+export function denseNodeOf(graph: Graph, l: number): GraphNode {
+  return graph.nodes.find((node) => node.op === 'Dense' && node.attrs.layer === l)!;
+}
+
 export function inputSize(graph: Graph): number {
   return sizeOf(graph.input.shape);
 }
@@ -106,9 +111,8 @@ export function batchedTensors(graph: Graph): ReadonlySet<string> {
  */
 export function compensationTarget(graph: Graph, l: number): 'bias' | 'batchnorm' | 'new-bias' {
   if (graph.layers[l].hasBias) return 'bias';
-  const dense = graph.nodes.find((node) => node.op === 'Dense' && node.attrs.layer === l);
-  const z = dense?.outputs[0];
-  const consumers = graph.nodes.filter((node) => node.inputs.includes(z ?? ''));
+  const z = denseNodeOf(graph, l).outputs[0];
+  const consumers = graph.nodes.filter((node) => node.inputs.includes(z));
   const onlyBatchNorm =
     consumers.length === 1 && consumers[0].op === 'BatchNormalization' && consumers[0].inputs[0] === z;
   return onlyBatchNorm && graph.output !== z ? 'batchnorm' : 'new-bias';

@@ -151,12 +151,11 @@ export function pruneMetadata(
 
 /**
  * The variant the options ask for that needs a chain of layers (neuron removal rebuilds the layers
- * along one, OBS solves layer by layer along one), or undefined: every other option runs on any
- * graph. The CLI asks it before any work; `prune` refuses a graph with it.
+ * along one), or undefined: every other option runs on any graph. The CLI asks it before any work;
+ * `prune` refuses a graph with it.
  */
-export function chainOnlyVariant(options: Pick<PruneOptions, 'structure' | 'obs'>): string | undefined {
-  if (options.structure === 'neuron') return 'structure neuron';
-  return options.obs ? 'obs' : undefined;
+export function chainOnlyVariant(options: Pick<PruneOptions, 'structure'>): string | undefined {
+  return options.structure === 'neuron' ? 'structure neuron' : undefined;
 }
 
 /** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
@@ -238,11 +237,11 @@ export async function prune(
   };
   const chainOnly = chainOnlyVariant(options);
   const pruned =
-    chainOnly === undefined
-      ? await pruneWeights(mlp, run)
-      : structure === 'neuron'
-        ? await pruneNeurons(chainFor(mlp, chainOnly), run)
-        : await pruneObs(chainFor(mlp, chainOnly), run);
+    chainOnly !== undefined
+      ? await pruneNeurons(chainFor(mlp, chainOnly), run)
+      : options.obs
+        ? await pruneObs(mlp, run)
+        : await pruneWeights(mlp, run);
   const result: PruneResult = {
     ...pruned,
     method,
@@ -441,8 +440,12 @@ async function pruneNeurons(mlp: Mlp, run: Run): Promise<Pruned> {
   };
 }
 
-/** Layer-wise OBS with per-layer counts from the scope (global: the criterion's ranking on the dense network). */
-async function pruneObs(mlp: Mlp, run: Run): Promise<Pruned> {
+/**
+ * Layer-wise OBS with per-layer counts from the scope (global: the criterion's ranking on the dense
+ * network), on any graph. The bias column absorbs OBS's updates, so a bias-free layer gains a bias
+ * (or, through a BatchNorm, shifts its mean) like EC's; with `newBias: false` it is solved without one.
+ */
+async function pruneObs(mlp: Model, run: Run): Promise<Pruned> {
   const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
   const ranking = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
   const counts =
@@ -451,9 +454,21 @@ async function pruneObs(mlp: Mlp, run: Run): Promise<Pruned> {
           (keep) => keep.length - keep.reduce((sum, k) => sum + k, 0),
         )
       : mlp.layers.map((layer) => pruneCount(run.sparsity, layer.weight.data.length));
+  const fixedBias = new Set<number>();
+  run.graph.layers.forEach((layer, l) => {
+    if (compensationTarget(run.graph, l) !== 'new-bias') return;
+    if (run.options.newBias === false) {
+      fixedBias.add(l);
+      run.uncompensated.add(layer.name);
+    } else run.addedBiases.add(layer.name);
+  });
   const { options } = run;
   const obs = await timePhase(options.timings, 'obs', () =>
-    obsPrune(mlp, run.calibration, counts, { gemm: options.gemm, batchSize: options.batchSize }),
+    obsPrune(mlp, run.calibration, counts, {
+      gemm: options.gemm,
+      batchSize: options.batchSize,
+      fixedBias,
+    }),
   );
   return { importance: obs.saliency, statistics, model: obs.model, keepMasks: obs.keepMasks };
 }

@@ -256,8 +256,9 @@ describe('the CLI on graph models, as a user runs it', () => {
       ['--sequential', '--steps', '2', '--refit-biases', '2'],
       ['--pattern', '2:4'],
       ['--sensitivity', 'loss', '--loss', 'ce', '--probes', '3'],
+      ['--method', 'obs'],
     ]) {
-      const out = path.join(work, 'variants', `${variant[0].slice(2)}.onnx`);
+      const out = path.join(work, 'variants', `${variant.join('').replace(/[^a-z0-9]/gi, '')}.onnx`);
       const run = await cli(
         'prune',
         model,

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import type { Graph } from '../../graph/graph.js';
+import { denseNodeOf, type Graph } from '../../graph/graph.js';
 import { SUPPORTED_OPS } from '../../graph/ops/index.js';
 import { describeOnnx } from '../../io/onnx.js';
 import { formatActivation } from '../../model/activations.js';
@@ -9,8 +9,7 @@ import { archOption, MODEL_FILES } from '../options.js';
 
 /** The ops that consume a layer's output, as `Relu` or `BatchNormalization, Add`. */
 function after(graph: Graph, l: number): string {
-  const dense = graph.nodes.find((node) => node.op === 'Dense' && node.attrs.layer === l);
-  const z = dense?.outputs[0] ?? '';
+  const z = denseNodeOf(graph, l).outputs[0];
   const ops = graph.nodes.filter((node) => node.inputs.includes(z)).map((node) => node.op);
   return ops.length > 0 ? ops.join(', ') : graph.output === z ? '(output)' : '';
 }
