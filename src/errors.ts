@@ -28,6 +28,7 @@ export const OPTIONS = {
   data: { library: 'openDataFile', flag: '--data' },
   noGraph: { library: 'withoutGraphs(gemm)', flag: '--no-graph' },
   nonlinearSamples: { library: 'the `nonlinearSamples` option', flag: '--nonlinear-samples' },
+  structureWeight: { library: "`structure: 'weight'`", flag: '--structure weight' },
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;

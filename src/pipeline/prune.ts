@@ -6,7 +6,7 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
-import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
+import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import type { Mlp } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { checkMethod, METHODS, type MethodSpec } from '../score/methods.js';
@@ -33,7 +33,13 @@ import {
   type Scope,
   selectMasks,
 } from '../select/select.js';
-import { neuronKeepMasks, neuronScores, removeNeurons, selectNeurons } from '../select/structure.js';
+import {
+  neuronKeepMasks,
+  neuronScores,
+  removeNeurons,
+  selectNeurons,
+  unitFlows,
+} from '../select/structure.js';
 import { timePhase } from '../timings.js';
 import { VERSION } from '../version.js';
 import type { ScoreOptions, ScoreResult } from './score.js';
@@ -51,7 +57,8 @@ import type { ScoreOptions, ScoreResult } from './score.js';
  *   steps: k             k prune–recompute rounds; kept fraction (1-S)^(t/k) after round t.
  *   pattern: {n, m}      N:M along the inputs of each row; the sparsity becomes (m-n)/m and the
  *                        scope is ignored; with steps, round t keeps n_t = round(m (n/m)^(t/k)).
- *   structure: 'neuron'  whole hidden neurons removed and the model shrunk (select/structure.ts);
+ *   structure: 'neuron'  whole hidden neurons removed and the model shrunk, on any graph whose hidden
+ *                        units reach their consumers unit by unit (select/structure.ts);
  *                        sparsity = the fraction of hidden neurons removed.
  *   obs                  layer-wise OBS (SparseGPT) reconstruction; CHANGES SURVIVING WEIGHTS.
  *   refitBiases: iters   after everything else, a joint Gauss–Newton refit of all biases to the
@@ -150,22 +157,12 @@ export function pruneMetadata(
 }
 
 /**
- * The variant the options ask for that needs a chain of layers (neuron removal rebuilds the layers
- * along one), or undefined: every other option runs on any graph. The CLI asks it before any work;
- * `prune` refuses a graph with it.
+ * Refuses, before any work, a variant that cannot apply to this model: neuron removal where a
+ * hidden layer's units feed an op that cannot drop one (a residual Add, LayerNorm ...; see
+ * select/structure.ts). Every other option runs on any graph. The CLI asks it before loading data.
  */
-export function chainOnlyVariant(options: Pick<PruneOptions, 'structure'>): string | undefined {
-  return options.structure === 'neuron' ? 'structure neuron' : undefined;
-}
-
-/** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
-function chainFor(model: Model, variant: string): Mlp {
-  const chain = 'nodes' in model ? chainOf(model) : model;
-  if (chain) return chain;
-  throw new EcpruneError(
-    'unsupported',
-    `${variant} needs a plain chain of fully-connected layers and activations; this model is a graph (${asGraph(model).nodes.length} ops)`,
-  );
+export function checkVariantApplies(model: Model, options: Pick<PruneOptions, 'structure'>): void {
+  if (options.structure === 'neuron') unitFlows(model);
 }
 
 /** What every variant needs: the resolved method and options. */
@@ -235,10 +232,9 @@ export async function prune(
     addedBiases: new Set(),
     uncompensated: new Set(),
   };
-  const chainOnly = chainOnlyVariant(options);
   const pruned =
-    chainOnly !== undefined
-      ? await pruneNeurons(chainFor(mlp, chainOnly), run)
+    structure === 'neuron'
+      ? await pruneNeurons(mlp, run)
       : options.obs
         ? await pruneObs(mlp, run)
         : await pruneWeights(mlp, run);
@@ -423,7 +419,7 @@ function patternAtStep(pattern: NmPattern, step: number, steps: number): NmPatte
 }
 
 /** Whole hidden neurons: scores from the weight criterion, EC fold into the next layer, model shrunk. */
-async function pruneNeurons(mlp: Mlp, run: Run): Promise<Pruned> {
+async function pruneNeurons(mlp: Model, run: Run): Promise<Pruned> {
   const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
   const importance = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
   const deltaBias = deltaOf(mlp, statistics, run);

@@ -1,29 +1,148 @@
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
+import {
+  batchedTensors,
+  type DenseLayer,
+  denseNodeOf,
+  type Graph,
+  type GraphNode,
+  layerOf,
+  type Model,
+} from '../graph/graph.js';
+import { asGraph, chainOf } from '../graph/mlp-graph.js';
+import { BINARY_RULES } from '../graph/ops/binary.js';
+import { UNARY_RULES } from '../graph/ops/unary.js';
+import type { Tensor } from '../graph/tensor.js';
 import type { Mlp } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { type KeepMask, pruneCount, type Scope } from './select.js';
 
 /**
- * Structured pruning of whole hidden neurons (EC's idea applied to neurons).
+ * Structured pruning of whole hidden neurons (EC's idea applied to neurons), on any graph where it
+ * applies.
  *
- * Removing hidden neuron k of layer l removes its activation a_k from every neuron i of layer
- * l+1, i.e. the column W_{l+1}[:, k]. Each entry of that column is a single weight of its row, so
- * the EC analysis of one weight applies per row exactly: the optimal compensation is
- *   b_{l+1}[i] += W_{l+1}[i,k] · E_{s_i}[a_k]          (= delta_{l+1}[i,k] of `optimalBiasShift`)
- * and the output error it leaves is I_{l+1}[i,k] = W_{l+1}[i,k]² Var_{s_i}(a_k) / N. The neuron
- * score is the sum over its outgoing weights, Σ_i I_{l+1}[i,k] (cross-row interactions ignored, as
- * EC ignores them between weights). With another criterion, the column sums of its scores.
- * Sparsity for neurons is the fraction of hidden neurons removed (the output layer is never
- * touched); every hidden layer keeps at least one neuron.
+ * Removing output unit k of a fully-connected layer removes row k of its weight and bias and, since
+ * unit k reaches its consumers only through ops that act on each unit alone (elementwise activations,
+ * arithmetic with scalars or per-unit constants, BatchNorm with its per-unit parameters), column k
+ * of every fully-connected layer that consumes it: together the unit's *flow* (`unitFlows`). Each
+ * entry of such a column is a single weight of its row, so the EC analysis of one weight applies
+ * per row exactly: the optimal compensation is
+ *   b_c[i] += W_c[i,k] · E_{s_i}[a_k]          (= delta_c[i,k] of `optimalBiasShift`)
+ * and the output error it leaves is I_c[i,k] = W_c[i,k]² Var_{s_i}(a_k) / N. The neuron score is the
+ * sum over its outgoing weights in every consumer c, Σ_c Σ_i I_c[i,k] (cross-row interactions
+ * ignored, as EC ignores them between weights). With another criterion, the column sums of its scores.
+ * A layer is *hidden* when another fully-connected layer follows it; its units must then reach the
+ * consumers through such ops only: a residual Add, LayerNorm, Softmax, Reshape, Concat ... in the
+ * way cannot drop a unit, and neuron removal is refused there, naming the layer and the op.
+ * Sparsity for neurons is the fraction of hidden neurons removed (the output layers are never
+ * touched); every hidden layer keeps at least one neuron. A plain MLP is the chain of such flows.
  */
 
-/** Per hidden layer l (0 .. L-2), one score per neuron: the column sums of layer l+1's weight scores. */
-export function neuronScores(mlp: Mlp, weightScores: LayerScores): Float64Array[] {
-  return mlp.layers.slice(0, -1).map((_, l) => {
-    const { rows, cols } = mlp.layers[l + 1].weight;
-    const scores = new Float64Array(cols);
-    const next = weightScores[l + 1];
-    for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) scores[k] += next[i * cols + k];
+/** Ops that act on each unit alone (their other inputs, if any, are scalars or per-unit constants). */
+const PER_UNIT_OPS = new Set([
+  ...Object.keys(UNARY_RULES),
+  ...Object.keys(BINARY_RULES),
+  'Clip',
+  'Dropout',
+  'Cast',
+]);
+/** Ops whose constant inputs are per-unit parameters (sliced with the units), by input index. */
+const PER_UNIT_PARAMETERS: Readonly<Record<string, readonly number[]>> = { BatchNormalization: [1, 2, 3, 4] };
+
+/** How the units of one hidden layer reach the fully-connected layers that read them. */
+export interface UnitFlow {
+  readonly layer: number;
+  /** the layers whose input columns are these units */
+  readonly consumers: readonly number[];
+  /** per-unit constants on the way, sliced with the units */
+  readonly constants: readonly string[];
+}
+
+/**
+ * The flows of the model's hidden layers, in layer order; an error naming the layer and the op
+ * when a hidden layer's units feed something that cannot drop one.
+ */
+export function unitFlows(model: Model): UnitFlow[] {
+  const graph = asGraph(model);
+  const batched = batchedTensors(graph);
+  const flows: UnitFlow[] = [];
+  graph.layers.forEach((layer, l) => {
+    const z = denseNodeOf(graph, l).outputs[0];
+    if (!feedsADenseLayer(graph, z)) return;
+    const units = layer.weight.rows;
+    const inFlow = new Set([z]);
+    const consumers: number[] = [];
+    const constants: string[] = [];
+    const refuse = (what: string) =>
+      new EcpruneError(
+        'unsupported',
+        `neuron removal cannot remove units of layer '${layer.name}': ${what}, which cannot drop a unit; prune its weights instead (${option('structureWeight')})`,
+      );
+    for (const node of graph.nodes) {
+      if (!node.inputs.some((name) => inFlow.has(name))) continue;
+      if (node.op === 'Dense') {
+        consumers.push(layerOf(node));
+        continue;
+      }
+      const sliced = perUnitInputs(graph, node, inFlow, batched, units);
+      if (sliced === undefined) throw refuse(`they feed ${node.op} node '${node.name}'`);
+      constants.push(...sliced);
+      for (const name of node.outputs) inFlow.add(name);
+    }
+    if (inFlow.has(graph.output)) throw refuse("they are the model's output");
+    flows.push({ layer: l, consumers, constants });
+  });
+  return flows;
+}
+
+/** Whether a Dense node is downstream of tensor `z`, by any path. */
+function feedsADenseLayer(graph: Graph, z: string): boolean {
+  const reached = new Set([z]);
+  for (const node of graph.nodes) {
+    if (!node.inputs.some((name) => reached.has(name))) continue;
+    if (node.op === 'Dense') return true;
+    for (const name of node.outputs) reached.add(name);
+  }
+  return false;
+}
+
+/**
+ * The constants of `node` to slice with the units when the node acts on each unit alone, or
+ * undefined when it cannot drop a unit: every input is in the flow, omitted, a scalar constant, or
+ * a constant of one value per unit ([units] or [1, units]) used by this node only.
+ */
+function perUnitInputs(
+  graph: Graph,
+  node: GraphNode,
+  inFlow: ReadonlySet<string>,
+  batched: ReadonlySet<string>,
+  units: number,
+): string[] | undefined {
+  const parameters = PER_UNIT_PARAMETERS[node.op];
+  if (!PER_UNIT_OPS.has(node.op) && parameters === undefined) return undefined;
+  const sliced: string[] = [];
+  for (const [i, name] of node.inputs.entries()) {
+    if (name === '' || inFlow.has(name)) continue;
+    const constant = graph.constants.get(name);
+    if (constant === undefined || batched.has(name)) return undefined;
+    if (constant.data.length === 1 && parameters === undefined) continue;
+    const perUnit = constant.data.length === units && constant.shape[constant.shape.length - 1] === units;
+    const shared = graph.nodes.some((other) => other !== node && other.inputs.includes(name));
+    if (!perUnit || shared || (parameters !== undefined && !parameters.includes(i))) return undefined;
+    sliced.push(name);
+  }
+  return sliced;
+}
+
+/** Per hidden layer (the flows' order), one score per neuron: the column sums of its consumers' weight scores. */
+export function neuronScores(model: Model, weightScores: LayerScores): Float64Array[] {
+  const graph = asGraph(model);
+  return unitFlows(graph).map(({ layer, consumers }) => {
+    const scores = new Float64Array(graph.layers[layer].weight.rows);
+    for (const c of consumers) {
+      const { rows, cols } = graph.layers[c].weight;
+      const next = weightScores[c];
+      for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) scores[k] += next[i * cols + k];
+    }
     return scores;
   });
 }
@@ -35,7 +154,10 @@ export function neuronScores(mlp: Mlp, weightScores: LayerScores): Float64Array[
  */
 export function selectNeurons(scores: readonly Float64Array[], fraction: number, scope: Scope): Uint8Array[] {
   if (scores.length === 0)
-    throw new EcpruneError('usage', 'neuron pruning needs a hidden layer (the model has one layer)');
+    throw new EcpruneError(
+      'usage',
+      'neuron pruning needs a hidden layer (no fully-connected layer feeds another)',
+    );
   const keep = scores.map((s) => new Uint8Array(s.length).fill(1));
   const removeLowest = (candidates: { l: number; k: number }[], count: number) => {
     candidates.sort((a, b) => scores[a.l][a.k] - scores[b.l][b.k] || a.l - b.l || a.k - b.k);
@@ -64,58 +186,95 @@ export function selectNeurons(scores: readonly Float64Array[], fraction: number,
   return keep;
 }
 
+/** Per layer, which output units (rows) and input units (columns) survive a neuron selection. */
+function survivors(
+  graph: Graph,
+  keepNeurons: readonly Uint8Array[],
+): { rows: (Uint8Array | undefined)[]; cols: (Uint8Array | undefined)[] } {
+  const rows: (Uint8Array | undefined)[] = graph.layers.map(() => undefined);
+  const cols: (Uint8Array | undefined)[] = graph.layers.map(() => undefined);
+  unitFlows(graph).forEach(({ layer, consumers }, h) => {
+    rows[layer] = keepNeurons[h];
+    for (const c of consumers) cols[c] = keepNeurons[h];
+  });
+  return { rows, cols };
+}
+
 /**
- * The weight keep-masks of the original shapes that a neuron selection amounts to: the rows of
- * W_l and the columns of W_{l+1} of every removed neuron are 0. `applyPruning(mlp, masks, delta)`
- * then gives the zeroed-neuron, bias-folded network that `removeNeurons` builds physically smaller.
+ * The weight keep-masks of the original shapes that a neuron selection amounts to: the rows of a
+ * hidden layer and the columns of its consumers of every removed neuron are 0.
+ * `applyPruning(model, masks, delta)` then gives the zeroed-neuron, bias-folded network that
+ * `removeNeurons` builds physically smaller.
  */
-export function neuronKeepMasks(mlp: Mlp, keepNeurons: readonly Uint8Array[]): KeepMask[] {
-  return mlp.layers.map((layer, l) => {
+export function neuronKeepMasks(model: Model, keepNeurons: readonly Uint8Array[]): KeepMask[] {
+  const graph = asGraph(model);
+  const { rows: rowKept, cols: colKept } = survivors(graph, keepNeurons);
+  return graph.layers.map((layer, l) => {
     const { rows, cols } = layer.weight;
     const mask = new Uint8Array(rows * cols);
-    const rowKept = keepNeurons[l]; // undefined for the output layer
-    const colKept = l > 0 ? keepNeurons[l - 1] : undefined; // undefined for the input layer
     for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < cols; j++) mask[i * cols + j] = (rowKept?.[i] ?? 1) & (colKept?.[j] ?? 1);
+      for (let j = 0; j < cols; j++) mask[i * cols + j] = (rowKept[l]?.[i] ?? 1) & (colKept[l]?.[j] ?? 1);
     }
     return mask;
   });
 }
 
+/** The indices whose mask entry is 1 (all of 0..size-1 without a mask). */
+function kept(mask: Uint8Array | undefined, size: number): number[] {
+  return Array.from({ length: size }, (_, k) => k).filter((k) => mask === undefined || mask[k] === 1);
+}
+
 /**
- * The physically smaller network: rows of W_l and b_l and columns of W_{l+1} of every removed
- * neuron are dropped, and (when `deltaBias` is given) b_{l+1}[i] += Σ_{k removed} delta_{l+1}[i,k],
- * summed in float64 and rounded once, like `applyPruning`.
+ * The physically smaller network: rows of a hidden layer's weight and bias, its per-unit constants
+ * (BatchNorm parameters ...) and the columns of its consumers of every removed neuron are dropped,
+ * and (when `deltaBias` is given) b_c[i] += Σ_{k removed} delta_c[i,k] in every consumer c, summed
+ * in float64 and rounded once, like `applyPruning`. Returns a model of the kind it was given.
  */
-export function removeNeurons(
-  mlp: Mlp,
+export function removeNeurons<M extends Model>(
+  model: M,
   keepNeurons: readonly Uint8Array[],
   deltaBias?: readonly Float64Array[],
-): Mlp {
-  const kept = (mask: Uint8Array | undefined, size: number) =>
-    Array.from({ length: size }, (_, k) => k).filter((k) => mask === undefined || mask[k] === 1);
-  return {
-    layers: mlp.layers.map((layer, l) => {
-      const { rows, cols, data } = layer.weight;
-      const keptRows = kept(keepNeurons[l], rows);
-      const keptCols = kept(l > 0 ? keepNeurons[l - 1] : undefined, cols);
-      const weight = new Float32Array(keptRows.length * keptCols.length);
-      const bias = new Float32Array(keptRows.length);
-      keptRows.forEach((i, r) => {
-        keptCols.forEach((j, c) => {
-          weight[r * keptCols.length + c] = data[i * cols + j];
-        });
-        let fold = 0;
-        const delta = deltaBias?.[l];
-        if (delta && l > 0)
-          for (let j = 0; j < cols; j++) if (keepNeurons[l - 1][j] === 0) fold += delta[i * cols + j];
-        bias[r] = layer.bias[i] + fold;
+): M {
+  const graph = asGraph(model);
+  const flows = unitFlows(graph);
+  const { rows: rowKept, cols: colKept } = survivors(graph, keepNeurons);
+  const layers = graph.layers.map((layer, l): DenseLayer => {
+    const { rows, cols, data } = layer.weight;
+    const keptRows = kept(rowKept[l], rows);
+    const keptCols = kept(colKept[l], cols);
+    const weight = new Float32Array(keptRows.length * keptCols.length);
+    const bias = new Float32Array(keptRows.length);
+    const delta = deltaBias?.[l];
+    const removedCols = colKept[l];
+    keptRows.forEach((i, r) => {
+      keptCols.forEach((j, c) => {
+        weight[r * keptCols.length + c] = data[i * cols + j];
       });
-      return {
-        weight: { rows: keptRows.length, cols: keptCols.length, data: weight },
-        bias,
-        activation: layer.activation,
-      };
-    }),
-  };
+      let fold = 0;
+      if (delta && removedCols)
+        for (let j = 0; j < cols; j++) if (removedCols[j] === 0) fold += delta[i * cols + j];
+      bias[r] = layer.bias[i] + fold;
+    });
+    return { ...layer, weight: { rows: keptRows.length, cols: keptCols.length, data: weight }, bias };
+  });
+  const constants = new Map(graph.constants);
+  flows.forEach(({ constants: names }, h) => {
+    for (const name of names) constants.set(name, keepUnits(graph.constants.get(name)!, keepNeurons[h]));
+  });
+  const shrunk: Graph = { ...graph, layers, constants };
+  if ('nodes' in model) return shrunk as M;
+  return chainOf(shrunk) as Mlp as M;
+}
+
+/** A per-unit constant ([units] or [1, units]) with only the kept units. */
+function keepUnits(constant: Tensor, keep: Uint8Array): Tensor {
+  const indices = kept(keep, keep.length);
+  const data =
+    constant.data instanceof Float64Array
+      ? new Float64Array(indices.length)
+      : new Float32Array(indices.length);
+  indices.forEach((k, r) => {
+    data[r] = constant.data[k];
+  });
+  return { shape: [...constant.shape.slice(0, -1), indices.length], data };
 }

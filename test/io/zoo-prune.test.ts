@@ -11,9 +11,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import '@tensorflow/tfjs-backend-cpu';
-import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { inMemoryDataset } from '../../src/data/dataset.js';
@@ -23,9 +20,9 @@ import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { cli } from '../cli/run.js';
+import { consumerOutputs } from '../helpers/consumers.js';
 
 const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
-tf.env().set('IS_TEST', true);
 // as the CLI and `ecprune` in Node: onnxruntime runs the GEMMs, the calibration graphs and frozen prefixes
 setDefaultGemm(lazyOrtGemm());
 
@@ -51,37 +48,13 @@ function calibrationOf(fixture: Fixture) {
 }
 
 /** The consumer's outputs for a written file on the calibration inputs. */
-async function consumerOutputs(fixture: Fixture, file: string): Promise<Float64Array> {
-  const x = calibrationOf(fixture);
-  if (fixture.producer === 'torch') {
-    const session = await ort.InferenceSession.create(file);
-    const data = fixture.ioDtype === 'float64' ? Float64Array.from(x.data) : x.data;
-    const input = new ort.Tensor(fixture.ioDtype === 'float64' ? 'float64' : 'float32', data, [
-      x.rows,
-      ...fixture.inputShape,
-    ]);
-    const out = await session.run({ [session.inputNames[0]]: input });
-    const y = Float64Array.from(out[session.outputNames[0]].data as Float32Array);
-    await session.release();
-    return y;
-  }
-  const json = JSON.parse(readFileSync(file, 'utf8'));
-  const weights = json.weightsManifest.flatMap((group: { paths: string[] }) =>
-    group.paths.map((p) => readFileSync(path.join(path.dirname(file), p))),
+function consumerOutputsOf(fixture: Fixture, file: string): Promise<Float64Array> {
+  return consumerOutputs(
+    file,
+    calibrationOf(fixture),
+    fixture.inputShape,
+    fixture.ioDtype === 'float64' ? 'float64' : 'float32',
   );
-  const buffer = Buffer.concat(weights);
-  const model = await tfl.loadLayersModel(
-    tf.io.fromMemory({
-      modelTopology: json.modelTopology,
-      weightSpecs: json.weightsManifest.flatMap((g: { weights: unknown[] }) => g.weights),
-      weightData: buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength),
-    }),
-  );
-  const prediction = model.predict(tf.tensor(x.data, [x.rows, ...fixture.inputShape])) as tf.Tensor;
-  const y = Float64Array.from(await prediction.data());
-  prediction.dispose();
-  for (const layer of model.layers) layer.dispose?.();
-  return y;
 }
 
 function meanSquared(a: Float64Array, b: Float64Array): number {
@@ -183,7 +156,7 @@ async function pruneBoth(fixture: Fixture): Promise<Record<string, number>> {
       }
     });
     if (fixture.producer === 'torch') assertRestUnchanged(fixture, file, out);
-    errors[method] = meanSquared(await consumerOutputs(fixture, out), reference);
+    errors[method] = meanSquared(await consumerOutputsOf(fixture, out), reference);
   }
   return errors;
 }
@@ -285,20 +258,5 @@ describe('the CLI on graph models, as a user runs it', () => {
       const inspected = JSON.parse((await cli('inspect', out, '--json')).stdout);
       assert.ok(inspected.sparsity > 0.45, `${variant.join(' ')}: sparsity ${inspected.sparsity}`);
     }
-  });
-  it('a variant that needs a chain refuses a graph in one line, exit 2', async () => {
-    const model = path.join(ZOO, 'residual', 'model.onnx');
-    const run = await cli(
-      'prune',
-      model,
-      '--calib',
-      path.join(ZOO, 'residual', 'calib.npy'),
-      '--structure',
-      'neuron',
-      '-o',
-      path.join(work, 'x.onnx'),
-    );
-    assert.equal(run.code, 2);
-    assert.match(run.stderr.trim(), /^[^\n]*needs a plain chain[^\n]*$/);
   });
 });

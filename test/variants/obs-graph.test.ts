@@ -9,7 +9,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import * as ort from 'onnxruntime-node';
 import { augmentedInputGram, obsPruneLayer } from '../../src/compensate/obs.js';
 import { type Dataset, inMemoryDataset, materialize } from '../../src/data/dataset.js';
 import { setDefaultGemm } from '../../src/gemm/default.js';
@@ -25,6 +24,7 @@ import { dataForModel, type LoadedModel, loadModel, saveModel } from '../../src/
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { pruneCount } from '../../src/select/select.js';
+import { consumerOutputs } from '../helpers/consumers.js';
 
 const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
 setDefaultGemm(lazyOrtGemm()); // the CNN head's frozen prefix runs in onnxruntime, as in the CLI
@@ -43,15 +43,6 @@ async function load(name: string): Promise<{ model: LoadedModel; x: Matrix; data
   return { model, x, data: dataForModel(model, inMemoryDataset(x, undefined, 'calib.npy')) };
 }
 
-async function onnxruntimeOutputs(file: string, x: Matrix, shape: readonly number[]): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(file);
-  const out = await session.run({
-    [session.inputNames[0]]: new ort.Tensor('float32', x.data, [x.rows, ...shape]),
-  });
-  await session.release();
-  return out[session.outputNames[0]].data as Float32Array;
-}
-
 function meanSquared(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let sum = 0;
   for (let i = 0; i < a.length; i++) sum += (a[i] - b[i]) ** 2;
@@ -63,7 +54,7 @@ describe('OBS on graph models of the producer zoo', () => {
     it(`${name}: onnxruntime runs the written file, zeros in place, ecprune's outputs, below magnitude's error`, async () => {
       const { model, x, data } = await load(name);
       const shape = (model.onnx!.input.dims ?? []).slice(1) as number[];
-      const reference = await onnxruntimeOutputs(model.file, x, shape);
+      const reference = await consumerOutputs(model.file, x, shape);
       const errors: Record<string, number> = {};
       for (const method of ['obs', 'magnitude'] as const) {
         const options = method === 'obs' ? { obs: true } : { method };
@@ -76,7 +67,7 @@ describe('OBS on graph models of the producer zoo', () => {
             if (!keep) assert.equal(layer.weight.data[k], 0, `${name} ${method}: layer ${l} weight ${k}`);
           });
         });
-        const consumer = await onnxruntimeOutputs(out, x, shape);
+        const consumer = await consumerOutputs(out, x, shape);
         errors[method] = meanSquared(consumer, reference);
         if (method !== 'obs') continue;
         assert.equal(

@@ -5,7 +5,7 @@ import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
 import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
-import { chainOnlyVariant, type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
+import { checkVariantApplies, type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
 import { finetune } from '../../train/train.js';
 import {
   checkDataFitsModel,
@@ -214,8 +214,7 @@ export function pruneCommand(): Command {
       };
       const epochs: number = flags.finetuneEpochs;
       const variants = variantOptions(flags);
-      const chainOnly = chainOnlyVariant(variants);
-      if (chainOnly !== undefined) requireChain(model, chainOnly);
+      checkVariantApplies(model.graph, variants);
       if (epochs > 0) requireChain(model, '--finetune-epochs');
       checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
@@ -235,8 +234,7 @@ export function pruneCommand(): Command {
         timings: clock.phases,
       };
       const data = dataForModel(model, calibration);
-      // the graph keeps what the chain view cannot say (a layer stored without a bias); the
-      // chain-only variants take the chain view of it themselves
+      // the graph keeps what the chain view cannot say (a layer stored without a bias)
       const result = await prune(model.graph, data, options).finally(bar.stop);
       clock.skip(); // prune() timed its own phases
       let tuned: Model = result.model;

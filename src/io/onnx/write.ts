@@ -139,9 +139,34 @@ function intoTemplate(graph: Graph, template: OnnxTemplate, options: WriteOnnxOp
     }
     reshaped ||= stored.rows !== t.weightDims[0] || stored.cols !== t.weightDims[1];
   });
+  reshaped = replaceResizedConstants(g, graph) || reshaped;
   // value_info of intermediate tensors would contradict the new widths: onnxruntime infers them again
   if (reshaped) g.valueInfo = [];
   return model;
+}
+
+/**
+ * Puts the graph's constants whose size changed (per-unit parameters sliced by neuron removal, e.g.
+ * a BatchNorm's) in place of the template's, in their element type; true when there was one.
+ */
+function replaceResizedConstants(g: GraphProto, graph: Graph): boolean {
+  let resized = false;
+  const stored: [string, TensorProto | null | undefined][] = [
+    ...(g.initializer ?? []).map((t): [string, TensorProto] => [t.name ?? '', t]),
+    ...(g.node ?? [])
+      .filter((n) => n.opType === 'Constant')
+      .map((n): [string, TensorProto | null | undefined] => [
+        n.output?.[0] ?? '',
+        n.attribute?.find((a) => a.name === 'value')?.t,
+      ]),
+  ];
+  for (const [name, tensor] of stored) {
+    const constant = graph.constants.get(name);
+    if (!tensor || !constant || product((tensor.dims ?? []).map(Number)) === constant.data.length) continue;
+    replaceInitializer(g, name, constant.shape, constant.data, tensor.dataType ?? FLOAT, false);
+    resized = true;
+  }
+  return resized;
 }
 
 /**

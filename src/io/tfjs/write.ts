@@ -106,16 +106,27 @@ export interface TfjsWriteOptions {
   readonly shardName?: string;
 }
 
-/** A graph constant as float32, checked against the size the model.json gives it. */
-function constantValues(graph: Graph, source: { name: string; shape: readonly number[] }): Float32Array {
+/**
+ * A graph constant as float32 and its shape: the model.json's, or the constant's own when only the
+ * last dimension differs (a per-unit parameter sliced by neuron removal).
+ */
+function constantValues(
+  graph: Graph,
+  source: { name: string; shape: readonly number[] },
+): { values: Float32Array; shape: readonly number[] } {
   const value = graph.constants.get(source.name);
-  if (value === undefined || value.data.length !== shapeSize(source.shape)) {
+  const sliced =
+    value !== undefined &&
+    value.shape.length === source.shape.length &&
+    value.shape.slice(0, -1).every((d, i) => d === source.shape[i]);
+  if (value === undefined || (value.data.length !== shapeSize(source.shape) && !sliced)) {
     throw new EcpruneError(
       'internal',
       `the graph has no constant '${source.name}' of shape [${source.shape}] for the TF.js model it was read from`,
     );
   }
-  return value.data instanceof Float32Array ? value.data : Float32Array.from(value.data);
+  const values = value.data instanceof Float32Array ? value.data : Float32Array.from(value.data);
+  return { values, shape: sliced ? value.shape : source.shape };
 }
 
 /**
@@ -152,7 +163,7 @@ export function writeTfjs(
     if (t.foldInto !== undefined) {
       const mean =
         foldedMeans.get(t.foldInto) ??
-        constantValues(graph, { name: t.foldInto, shape: [layer.bias.length] });
+        constantValues(graph, { name: t.foldInto, shape: [layer.bias.length] }).values;
       foldedMeans.set(
         t.foldInto,
         mean.map((m, i) => m - layer.bias[i]),
@@ -166,8 +177,9 @@ export function writeTfjs(
   const arrays: Float32Array[] = [];
   for (const source of base.weights) {
     if (source.dense === undefined) {
-      manifest.push({ name: source.name, shape: source.shape, dtype: 'float32' });
-      arrays.push(foldedMeans.get(source.name) ?? constantValues(graph, source));
+      const { values, shape } = constantValues(graph, source);
+      manifest.push({ name: source.name, shape, dtype: 'float32' });
+      arrays.push(foldedMeans.get(source.name) ?? values);
       continue;
     }
     const layer = graph.layers[source.dense.layer];
