@@ -169,8 +169,8 @@ async function described(model: Omit<LoadedModel, 'mlp' | 'shape'>): Promise<Loa
 }
 
 /**
- * The model as a chain of layers, for the commands and variants that need one (the `.ecsr` runtime,
- * neuron removal, OBS, sequential pruning ...): an error naming `what` otherwise.
+ * The model as a chain of layers, for the commands that need one (the `.ecsr` runtime, training
+ * and fine-tuning): an error naming `what` otherwise.
  */
 export function requireChain(model: LoadedModel, what: string): Mlp {
   if (model.mlp) return model.mlp;

@@ -3,6 +3,8 @@
  * network measured on a test set against the dense one. The calibration statistics are collected
  * once, in one pass that serves every method; each criterion and each compensation is computed
  * once and reused across sparsities and scopes (see `prune.ts` for the one-shot composition).
+ * The model may be any graph: pruning and measuring run on graphs; what trains or re-runs a chain
+ * of layers (fine-tuning, `dense-small`, `nonlinear`) needs the model to be one and says so.
  */
 
 import { applyPruning } from '../compensate/apply.js';
@@ -10,8 +12,10 @@ import { optimalBiasShift } from '../compensate/delta.js';
 import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { inputSize, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
-import { inputSize, type Mlp, nonzeroWeightCount, weightCount } from '../model/mlp.js';
+import { asGraph, chainOf } from '../graph/mlp-graph.js';
+import { type Mlp, nonzeroWeightCount, weightCount } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
 import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
@@ -139,7 +143,7 @@ interface Scored {
  * @example const rows = await runSweep(mlp, calib, test, { methods: ['ec', 'magnitude'], sparsities: [0.5, 0.9] });
  */
 export async function runSweep(
-  model: Mlp,
+  model: Model,
   calibration: Dataset,
   test: Dataset,
   options: SweepOptions,
@@ -151,7 +155,7 @@ export async function runSweep(
     rows.push(row);
     options.onRow?.(row);
   };
-  const measure = (mlp: Mlp, fields: RowFields) => measureRow(mlp, model, test, fields, options);
+  const measure = (pruned: Model, fields: RowFields) => measureRow(pruned, model, test, fields, options);
 
   emit(
     await measure(model, {
@@ -178,7 +182,7 @@ export async function runSweep(
       for (const [f, epochs] of finetuneEpochs.entries()) {
         for (const method of options.methods) {
           if (method === 'dense-small') {
-            if (s === 0 && f === 0) emit(await denseSmallRow(model, sparsity, scope, options, measure));
+            if (s === 0 && f === 0) emit(await denseSmallRow(chainFor(model)!, sparsity, scope, options, measure));
             continue;
           }
           if (isVariant(method)) {
@@ -201,7 +205,7 @@ export async function runSweep(
             const { importance, deltaBias, ms } = await scoresOf(plain, runSeed);
             const start = performance.now();
             const keepMasks = selectMasks(importance, sparsity, scope);
-            let pruned = applyPruning(model, keepMasks, deltaBias);
+            let pruned: Model = applyPruning(model, keepMasks, deltaBias);
             if (epochs > 0) pruned = await finetuneModel(pruned, epochs, 'finetune', options);
             const row = await measure(pruned, {
               method,
@@ -210,7 +214,7 @@ export async function runSweep(
               finetuneEpochs: epochs,
               seed: method === 'random' ? runSeed : undefined,
               layerSparsity: keepMasks.map(prunedFraction),
-              keptFirstLayer: imageSide(inputSize(model)) ? keepMasks[0] : undefined,
+              keptFirstLayer: imageSide(inputSize(asGraph(model))) ? keepMasks[0] : undefined,
               ms: ms + performance.now() - start,
             });
             runRows.push(row);
@@ -233,7 +237,7 @@ interface CheckedOptions {
 
 /** Every problem is reported before the first (possibly long) computation. */
 function checkOptions(
-  model: Mlp,
+  model: Model,
   calibration: Dataset,
   test: Dataset,
   options: SweepOptions,
@@ -260,11 +264,12 @@ function checkOptions(
     throw new EcpruneError('usage', `seeds must be a positive integer, got ${seeds}`);
   if (test.targetKind === undefined)
     throw new EcpruneError('usage', `the test set needs labels (${option('labels')})`, test.name);
+  const features = inputSize(asGraph(model));
   for (const data of [calibration, test]) {
-    if (data.features !== inputSize(model)) {
+    if (data.features !== features) {
       throw new EcpruneError(
         'input',
-        `has ${data.features} features per sample, the model takes ${inputSize(model)}`,
+        `has ${data.features} features per sample, the model takes ${features}`,
         data.name,
       );
     }
@@ -284,6 +289,17 @@ function checkOptions(
       : undefined;
   if (training && (options.train?.targetKind === undefined || options.training === undefined)) {
     throw new EcpruneError('usage', `${training} needs labelled training data and the training settings`);
+  }
+  const needsChain = [
+    ...options.methods.filter((m) => m === 'nonlinear' || m === 'dense-small'),
+    ...(finetuneEpochs.some((e) => e > 0) ? ['fine-tuning'] : []),
+  ];
+  if (needsChain.length > 0 && chainFor(model) === undefined) {
+    throw new EcpruneError(
+      'unsupported',
+      `${needsChain.join(', ')} ${needsChain.length > 1 ? 'need' : 'needs'} a plain chain of fully-connected layers and activations; ` +
+        `this model is a graph (${asGraph(model).nodes.length} ops): leave ${needsChain.length > 1 ? 'them' : 'it'} out (every pruning method and variant runs on graphs)`,
+    );
   }
   if (options.methods.includes('nonlinear'))
     checkNonlinearSize(weightCount(model), calibration.samples, options.nonlinearSamples);
@@ -309,9 +325,14 @@ export function checkNonlinearSize(
   }
 }
 
+/** The model as a chain of layers, when it is one (what training and `nonlinear` need). */
+function chainFor(model: Model): Mlp | undefined {
+  return 'nodes' in model ? chainOf(model) : model;
+}
+
 /** One calibration pass collecting what any of the methods needs (nothing for magnitude/random only). */
 async function sharedStatistics(
-  model: Mlp,
+  model: Model,
   calibration: Dataset,
   options: SweepOptions,
 ): Promise<CalibrationStatistics> {
@@ -329,7 +350,7 @@ async function sharedStatistics(
 }
 
 async function scoreMethod(
-  model: Mlp,
+  model: Model,
   calibration: Dataset,
   statistics: CalibrationStatistics,
   method: MethodName | 'nonlinear',
@@ -340,7 +361,8 @@ async function scoreMethod(
   if (method === 'nonlinear') {
     const samples = Math.min(calibration.samples, options.nonlinearSamples ?? NONLINEAR_DEFAULT_SAMPLES);
     const { x } = await materialize(firstSamples(calibration, samples));
-    const result = await nonlinearScore(model, x, {
+    // checked to be a chain before any work
+    const result = await nonlinearScore(chainFor(model)!, x, {
       gemm: options.gemm,
       maxSamples: samples,
       onProgress: (done, total) => options.onProgress?.('nonlinear', done, total),
@@ -354,13 +376,14 @@ async function scoreMethod(
 }
 
 async function finetuneModel(
-  model: Mlp,
+  model: Model,
   epochs: number,
   stage: SweepStage,
   options: SweepOptions,
 ): Promise<Mlp> {
   const { train, training } = options;
-  const result = await finetune(model, train!, {
+  // checked to be a chain before any work
+  const result = await finetune(chainFor(model)!, train!, {
     ...training!,
     epochs,
     loss: options.loss,
@@ -376,7 +399,7 @@ async function denseSmallRow(
   sparsity: number,
   scope: Scope,
   options: SweepOptions,
-  measure: (mlp: Mlp, fields: RowFields) => Promise<SweepRow>,
+  measure: (pruned: Model, fields: RowFields) => Promise<SweepRow>,
 ): Promise<SweepRow> {
   const start = performance.now();
   const { model: small } = await trainDenseSmall(model, 1 - sparsity, options.train!, {
@@ -400,12 +423,12 @@ async function denseSmallRow(
 
 /** One row of a variant method: the whole advanced pruning at this sparsity, then fine-tuning. */
 async function variantRow(
-  model: Mlp,
+  model: Model,
   calibration: Dataset,
   method: SweepMethod,
   at: { sparsity: number; scope: Scope; epochs: number; seed: number },
   options: SweepOptions,
-  measure: (mlp: Mlp, fields: RowFields) => Promise<SweepRow>,
+  measure: (pruned: Model, fields: RowFields) => Promise<SweepRow>,
 ): Promise<SweepRow> {
   const start = performance.now();
   const result = await prune(model, calibration, {
@@ -418,7 +441,7 @@ async function variantRow(
     gemm: options.gemm,
     onProgress: (done, total) => options.onProgress?.('statistics', done, total),
   });
-  let pruned = result.model;
+  let pruned: Model = result.model;
   if (at.epochs > 0) pruned = await finetuneModel(pruned, at.epochs, 'finetune', options);
   return measure(pruned, {
     method,
@@ -426,14 +449,14 @@ async function variantRow(
     sparsity: at.sparsity,
     finetuneEpochs: at.epochs,
     layerSparsity: result.keepMasks.map(prunedFraction),
-    keptFirstLayer: imageSide(inputSize(model)) ? result.keepMasks[0] : undefined,
+    keptFirstLayer: imageSide(inputSize(asGraph(model))) ? result.keepMasks[0] : undefined,
     ms: performance.now() - start,
   });
 }
 
 async function measureRow(
-  mlp: Mlp,
-  dense: Mlp,
+  mlp: Model,
+  dense: Model,
   test: Dataset,
   fields: RowFields,
   options: SweepOptions,

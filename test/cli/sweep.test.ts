@@ -13,11 +13,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRandom } from '../../src/data/random.js';
+import { defaultGemm, setDefaultGemm } from '../../src/gemm/default.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
-import { writeNpy } from '../../src/io/npy.js';
+import { readNpy, writeNpy } from '../../src/io/npy.js';
 import type { Mlp } from '../../src/model/mlp.js';
-import { loadModel, saveModel } from '../../src/node/models.js';
+import { openDataFile } from '../../src/node/datasets.js';
+import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
+import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
+import { evaluate } from '../../src/pipeline/evaluate.js';
+import { prune } from '../../src/pipeline/prune.js';
 import { FIXTURES, cli as runCaptured, tempDir } from './run.js';
 
 const CONSTANTS = [0.8, -0.6, 0.5, -0.9, 0.3, 0.7];
@@ -460,5 +465,103 @@ describe('sweep with beyond-the-paper variants', () => {
     ]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /unknown method 'ec\+twice'/);
+  });
+});
+
+describe('sweep on graph models (issue #11)', () => {
+  const ZOO = path.join(FIXTURES, 'zoo');
+  // as the CLI runs: onnxruntime runs the CNN head's frozen prefix
+  const backend = defaultGemm();
+  before(() => setDefaultGemm(lazyOrtGemm()));
+  after(() => setDefaultGemm(backend));
+  /** The zoo model's calibration inputs, labelled by the model's own arg-max (its outputs.npy). */
+  function labelled(name: string): { x: string; y: string } {
+    const outputs = readNpy(readFileSync(path.join(ZOO, name, 'outputs.npy')));
+    const [rows, classes] = outputs.shape;
+    const labels = Int32Array.from({ length: rows }, (_, n) => {
+      let best = 0;
+      for (let k = 1; k < classes; k++)
+        if (outputs.data[n * classes + k] > outputs.data[n * classes + best]) best = k;
+      return best;
+    });
+    const y = path.join(tempDir(), `${name}-labels.npy`);
+    writeFileSync(y, writeNpy({ shape: [rows], data: labels }));
+    return { x: path.join(ZOO, name, 'calib.npy'), y };
+  }
+
+  for (const name of ['residual', 'cnn_head']) {
+    it(`${name}: every pruning method and variant runs; the EC row equals prune + evaluate`, async () => {
+      const { x, y } = labelled(name);
+      const report = path.join(tempDir(), 'report');
+      const methods = 'ec,magnitude,obs,ec+sequential+refit2,ec+2:4';
+      const run = await cli([
+        'sweep',
+        path.join(ZOO, name, 'model.onnx'),
+        '--calib',
+        x,
+        '--data',
+        x,
+        '--labels',
+        y,
+        '--methods',
+        methods,
+        '--sparsities',
+        '0.5',
+        '--quiet',
+        '-o',
+        report,
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      const { rows } = JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')) as {
+        rows: { method: string; nonzero: number; outputMse: number; accuracy: number }[];
+      };
+      assert.deepEqual(
+        rows.map((r) => r.method),
+        ['dense', ...methods.split(',')],
+      );
+      assert.equal(rows[0].accuracy, 1, 'the labels are the dense model’s own predictions');
+      const model = await loadModel(path.join(ZOO, name, 'model.onnx'));
+      const weights = model.graph.layers.reduce((n, l) => n + l.weight.data.length, 0);
+      assert.equal(rows[1].nonzero, weights - Math.round(weights / 2));
+      // the second computation: the prune pipeline and evaluate, on the data through the model's prefix
+      const calibration = dataForModel(model, await openDataFile(x));
+      const pruned = await prune(model.graph, calibration, { method: 'ec', sparsity: 0.5 });
+      const evaluated = await evaluate(pruned.model, calibration, { reference: model.graph });
+      assert.ok(
+        Math.abs(rows[1].outputMse - evaluated.outputMse!) <= 1e-6 * evaluated.outputMse!,
+        `${name}: sweep ${rows[1].outputMse} vs prune + evaluate ${evaluated.outputMse}`,
+      );
+      assert.ok(rows[1].outputMse < rows[2].outputMse, `${name}: EC below magnitude`);
+    });
+  }
+
+  it('what needs a chain (dense-small, nonlinear, fine-tuning) is refused on a graph in one line, exit 2', async () => {
+    const { x, y } = labelled('residual');
+    for (const extra of [
+      ['--methods', 'ec,dense-small'],
+      ['--methods', 'nonlinear'],
+      ['--finetune-epochs', '0,1'],
+    ]) {
+      const run = await cli([
+        'sweep',
+        path.join(ZOO, 'residual', 'model.onnx'),
+        '--calib',
+        x,
+        '--data',
+        x,
+        '--labels',
+        y,
+        '--train',
+        x,
+        '--train-labels',
+        y,
+        ...extra,
+        '--quiet',
+        '-o',
+        path.join(tempDir(), 'refused'),
+      ]);
+      assert.equal(run.code, 2, extra.join(' '));
+      assert.match(run.stderr.trim(), /^[^\n]*needs? a plain chain[^\n]*leave (it|them) out[^\n]*$/);
+    }
   });
 });

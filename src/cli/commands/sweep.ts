@@ -2,11 +2,12 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Dataset, firstSamples } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
+import type { Graph, Model } from '../../graph/graph.js';
 import type { LossKind } from '../../graph/loss.js';
 import { type Activation, formatActivation } from '../../model/activations.js';
-import { layerSizes, type Mlp } from '../../model/mlp.js';
+import { layerSizes, weightCount } from '../../model/mlp.js';
 import { openNamedDataset } from '../../node/datasets.js';
-import { loadModel, requireChain } from '../../node/models.js';
+import { dataForModel, loadModel } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
 import {
   checkNonlinearSize,
@@ -280,6 +281,13 @@ export function reproduceCommand(
   return parts.join(' ');
 }
 
+/** A model that is not a chain, in a few words: its layers and parameters, the ops around them. */
+function describeGraph(graph: Graph): string {
+  const parameters = weightCount(graph) + graph.layers.reduce((sum, layer) => sum + layer.bias.length, 0);
+  const ops = [...new Set(graph.nodes.filter((node) => node.op !== 'Dense').map((node) => node.op))];
+  return `a graph of ${graph.layers.length} fully-connected layers (${layerSizes(graph).join('-')}; ${parameters.toLocaleString('en')} parameters) with ${ops.join(', ')}`;
+}
+
 /** Runs a sweep from settings: opens the data, trains or loads the model, prints the table, writes the report. */
 export async function sweepAction(
   settings: SweepSettings,
@@ -294,16 +302,17 @@ export async function sweepAction(
     force: settings.force,
     inputs: [...(settings.model === undefined ? [] : [settings.model]), ...dataFiles],
   });
-  const { calibration, test, train } = await openSweepData(settings);
+  let { calibration, test, train } = await openSweepData(settings);
   const methods = settings.methods ?? defaultMethods(calibration);
-  let model: Mlp;
+  let model: Model;
   let modelText: string;
   let modelFiles: readonly string[] = [];
   if (settings.model !== undefined) {
     const loaded = await loadModel(settings.model);
-    model = requireChain(loaded, 'sweep');
+    // a chain as its layers (what fine-tuning and the chain-only methods take), any other graph as it is
+    model = loaded.mlp ?? loaded.graph;
     modelFiles = loaded.files;
-    modelText = `${settings.model}: ${describeArchitecture(model)}`;
+    modelText = `${settings.model}: ${loaded.mlp ? describeArchitecture(loaded.mlp) : describeGraph(loaded.graph)}`;
     const named = [
       [calibration, settings.calibLabels],
       [test, settings.labels],
@@ -313,6 +322,9 @@ export async function sweepAction(
       checkDataFitsModel(data, loaded.shape, settings.model);
       checkTargetsFit(data, loaded.shape, labels ?? data.name, settings.loss);
     }
+    // the fully-connected part sees every data set through the frozen prefix, if any
+    [calibration, test] = [dataForModel(loaded, calibration), dataForModel(loaded, test)];
+    train = train && dataForModel(loaded, train);
   } else {
     if (settings.dataset === undefined || train === undefined) {
       throw new EcpruneError('usage', 'give a model file, or --dataset NAME to train one');
