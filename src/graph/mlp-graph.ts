@@ -17,7 +17,8 @@ const ACTIVATION_OPS: Record<Exclude<ActivationKind, 'identity'>, string> = {
   elu: 'Elu',
 };
 
-export function graphFromMlp(mlp: Mlp): Graph {
+/** The MLP's graph; `names` are the layers' names in the file (a state_dict's module paths), else `layer0`, ... */
+export function graphFromMlp(mlp: Mlp, names?: readonly string[]): Graph {
   const nodes: GraphNode[] = [];
   let current = 'input';
   mlp.layers.forEach((layer, l) => {
@@ -39,7 +40,7 @@ export function graphFromMlp(mlp: Mlp): Graph {
     nodes,
     constants: new Map(),
     layers: mlp.layers.map((layer, l) => ({
-      name: `layer${l}`,
+      name: names?.[l] ?? `layer${l}`,
       weight: layer.weight,
       bias: layer.bias,
       hasBias: true,

@@ -172,19 +172,45 @@ async function described(model: Omit<LoadedModel, 'mlp' | 'shape'>): Promise<Loa
  * The model as a chain of layers, for the commands that need one (the `.ecsr` runtime, training
  * and fine-tuning): an error naming `what` otherwise.
  */
-export function requireChain(model: LoadedModel, what: string): Mlp {
+export function requireChain(
+  model: LoadedModel,
+  what: string,
+  instead = 'plain pruning and the other variants work on it',
+): Mlp {
   if (model.mlp) return model.mlp;
   throw new EcpruneError(
     'unsupported',
     `${what} needs a plain chain of fully-connected layers and activations; this model is a graph ` +
-      `(${model.graph.nodes.length} ops: a residual, normalisation, head or prefix); plain pruning and the other variants work on it`,
+      `(${model.graph.nodes.length} ops: a residual, normalisation, head or prefix); ${instead}`,
     model.file,
   );
+}
+
+/** The formats that hold only the weights of a chain of layers (the activations come from --arch). */
+const CHAIN_FORMATS: ReadonlySet<ModelFormat> = new Set(['safetensors', 'pytorch', 'npz']);
+
+function notAChain(format: ModelFormat, file: string): EcpruneError {
+  return new EcpruneError(
+    'unsupported',
+    `a ${format} file holds only the weights of a chain of layers; this model is a graph: write .onnx or TF.js model.json`,
+    file,
+  );
+}
+
+/** Refuses, before any work, writing a model that is not a chain to a weight-only format. */
+export function checkFormatHolds(file: string, model: LoadedModel): void {
+  const format = formatFromExtension(file);
+  if (CHAIN_FORMATS.has(format) && model.mlp === undefined) throw notAChain(format, file);
 }
 
 /** The data as the model's fully-connected part sees it: through the frozen prefix, if any. */
 export function dataForModel(model: LoadedModel, data: Dataset): Dataset {
   return model.prefix ? throughPrefix(data, model.prefix, defaultGemm(), inputSize(model.graph)) : data;
+}
+
+/** Each layer's name in a state_dict: its module path (`fc1`, `net.0`). */
+function moduleNames(keys: readonly StateDictLayerKeys[]): string[] {
+  return keys.map((key) => key.weight.replace(/\.weight$/, ''));
 }
 
 function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined): Promise<LoadedModel> {
@@ -193,7 +219,7 @@ function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined
   const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
   const { mlp, keys } = mlpFromStateDict(readSafetensors(bytes, file), chosen, file);
   return described({
-    graph: graphFromMlp(mlp),
+    graph: graphFromMlp(mlp, moduleNames(keys)),
     format: 'safetensors',
     file,
     files: [file],
@@ -208,7 +234,7 @@ function loadTorch(file: string, bytes: Uint8Array, arch: Arch | undefined): Pro
   const { mlp, keys } = mlpFromStateDict(tensors, chosen, file);
   const dtypes = new Map([...tensors].map(([name, tensor]) => [name, tensor.dtype]));
   return described({
-    graph: graphFromMlp(mlp),
+    graph: graphFromMlp(mlp, moduleNames(keys)),
     format: 'pytorch',
     file,
     files: [file],
@@ -277,11 +303,7 @@ export async function saveModel(file: string, model: Model, options: SaveOptions
   const chain = () => {
     const mlp = chainOf(graph);
     if (mlp) return mlp;
-    throw new EcpruneError(
-      'unsupported',
-      `a ${format} file holds only the weights of a chain of layers; this model is a graph: write .onnx or TF.js model.json`,
-      file,
-    );
+    throw notAChain(format, file);
   };
   const like = options.like?.format === format ? options.like : undefined;
   // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)

@@ -182,7 +182,8 @@ export async function runSweep(
       for (const [f, epochs] of finetuneEpochs.entries()) {
         for (const method of options.methods) {
           if (method === 'dense-small') {
-            if (s === 0 && f === 0) emit(await denseSmallRow(chainFor(model)!, sparsity, scope, options, measure));
+            if (s === 0 && f === 0)
+              emit(await denseSmallRow(chainFor(model)!, sparsity, scope, options, measure));
             continue;
           }
           if (isVariant(method)) {

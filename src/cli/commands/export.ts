@@ -67,7 +67,11 @@ export function exportCommand(): Command {
       write.inputs.push(...model.files);
       await checkOutputPath(flags.output, write);
       const metadata = { ecprune_version: VERSION, source: modelFile, values: flags.values };
-      const mlp = requireChain(model, 'the .ecsr runtime format');
+      const mlp = requireChain(
+        model,
+        'the .ecsr runtime format',
+        'keep it as ONNX or TF.js (prune --onnx-sparse stores an ONNX model’s weights sparse)',
+      );
       const masks = keepMasksOf(mlp);
       const quantize = (layer: Layer, l: number) =>
         values.kind === 'codebook'

@@ -4,7 +4,14 @@ import type { Model } from '../../graph/graph.js';
 import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
-import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
+import {
+  checkFormatHolds,
+  checkModelOutput,
+  dataForModel,
+  loadModel,
+  requireChain,
+  saveModel,
+} from '../../node/models.js';
 import { checkVariantApplies, type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
 import { finetune } from '../../train/train.js';
 import {
@@ -215,6 +222,7 @@ export function pruneCommand(): Command {
       const epochs: number = flags.finetuneEpochs;
       const variants = variantOptions(flags);
       checkVariantApplies(model.graph, variants);
+      checkFormatHolds(flags.output, model);
       if (epochs > 0) requireChain(model, '--finetune-epochs');
       checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
