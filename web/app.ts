@@ -2,23 +2,19 @@
  * The demo page's glue: inputs and buttons to web/pipeline.ts, results to the page. Built by
  * scripts/build-web.ts into web/dist/ (with the onnxruntime-web wasm, served from the same folder).
  */
-import {
-  type Dataset,
-  layerSizes,
-  METHOD_NAMES,
-  type MethodName,
-  nonzeroWeightCount,
-  weightCount,
-} from '../src/core.js';
+import { type Dataset, METHOD_NAMES, type MethodName, nonzeroWeightCount } from '../src/core.js';
 import { createOrtWebGemm } from '../src/gemm/ort-web-gemm.js';
+import { weightCount } from '../src/graph/graph.js';
+import { headOf } from '../src/graph/mlp-graph.js';
+import { escapeHtml } from '../src/report/html.js';
 import {
-  errorChartSvg,
   type NamedBytes,
   prunedModelFile,
-  readCalibration,
+  readData,
   readModelFiles,
   runStudy,
   type Study,
+  studyCharts,
   type WebModel,
 } from './pipeline.js';
 
@@ -26,6 +22,8 @@ const element = <T extends HTMLElement>(id: string) => document.getElementById(i
 const modelInput = element<HTMLInputElement>('model-files');
 const calibInput = element<HTMLInputElement>('calib-file');
 const labelsInput = element<HTMLInputElement>('labels-file');
+const heldOutInput = element<HTMLInputElement>('heldout-file');
+const heldOutLabelsInput = element<HTMLInputElement>('heldout-labels-file');
 const methodSelect = element<HTMLSelectElement>('method');
 const sparsityInput = element<HTMLInputElement>('sparsity');
 const pruneButton = element<HTMLButtonElement>('prune');
@@ -34,6 +32,7 @@ const errorBox = element<HTMLDivElement>('error');
 
 let model: WebModel | undefined;
 let calibration: Dataset | undefined;
+let heldOut: Dataset | undefined;
 let study: Study | undefined;
 
 // the GEMM starts loading at once (the wasm is ~14 MB); Prune waits for it
@@ -75,18 +74,34 @@ function setModel(files: NamedBytes[]): void {
   model = undefined;
   element('model-info').textContent = '';
   model = readModelFiles(files);
+  const { graph } = model;
   const format = model.tfjs ? 'TF.js' : 'ONNX';
+  const shapes = graph.layers.map((layer) => `${layer.weight.rows}x${layer.weight.cols}`).join(', ');
+  const prefix = model.onnx?.prefixOps.length ? `; frozen prefix ${model.onnx.prefixOps.join(', ')}` : '';
+  const head = headOf(graph);
   element('model-info').textContent =
-    `${model.name}: ${format}, ${layerSizes(model.mlp).join('-')}, ${weightCount(model.mlp).toLocaleString('en')} weights`;
+    `${model.name}: ${format}, ${graph.layers.length} fully-connected layers (${shapes}), ` +
+    `${weightCount(graph).toLocaleString('en')} weights, ${graph.nodes.length} ops${prefix}${head ? `; ${head} head` : ''}`;
 }
+
+const describeData = (data: Dataset) =>
+  `${data.name}: ${data.samples} samples x ${data.features} features, ${data.targetKind ? `labels: ${data.targetKind}` : 'no labels'}`;
 
 function setCalibration(inputs: NamedBytes, labels?: NamedBytes): void {
   calibration = undefined;
   element('calib-info').textContent = '';
-  calibration = readCalibration(inputs, labels);
-  const targets = calibration.targetKind ? `, labels: ${calibration.targetKind}` : ', no labels';
-  element('calib-info').textContent =
-    `${calibration.name}: ${calibration.samples} samples x ${calibration.features} features${targets}`;
+  calibration = readData(inputs, labels);
+  element('calib-info').textContent = describeData(calibration);
+}
+
+function setHeldOut(inputs: NamedBytes | undefined, labels?: NamedBytes): void {
+  heldOut = undefined;
+  element('heldout-info').textContent = 'none: accuracy and loss will be measured on the calibration samples';
+  if (inputs === undefined) return;
+  heldOut = readData(inputs, labels);
+  element('heldout-info').textContent = heldOut.targetKind
+    ? describeData(heldOut)
+    : `${describeData(heldOut)}: add its labels to measure accuracy and loss on it`;
 }
 
 function updateState(): void {
@@ -111,14 +126,27 @@ const onDataChange = () =>
 calibInput.addEventListener('change', onDataChange);
 labelsInput.addEventListener('change', onDataChange);
 
+const onHeldOutChange = () =>
+  guarded(async () => {
+    const inputs = heldOutInput.files?.[0];
+    const labels = heldOutLabelsInput.files?.[0];
+    setHeldOut(inputs && (await readFile(inputs)), labels && (await readFile(labels)));
+  }).finally(updateState);
+heldOutInput.addEventListener('change', onHeldOutChange);
+heldOutLabelsInput.addEventListener('change', onHeldOutChange);
+
 element('load-demo').addEventListener('click', () =>
   guarded(async () => {
-    for (const input of [modelInput, calibInput, labelsInput]) input.value = '';
-    const [onnx, inputs, labels] = await Promise.all(
-      ['demo/model.onnx', 'demo/calib.npy', 'demo/labels.npy'].map(fetchFile),
+    for (const input of [modelInput, calibInput, labelsInput, heldOutInput, heldOutLabelsInput])
+      input.value = '';
+    const [onnx, inputs, labels, testInputs, testLabels] = await Promise.all(
+      ['demo/model.onnx', 'demo/calib.npy', 'demo/labels.npy', 'demo/test.npy', 'demo/test-labels.npy'].map(
+        fetchFile,
+      ),
     );
     setModel([onnx]);
     setCalibration(inputs, labels);
+    setHeldOut(testInputs, testLabels);
   }).finally(updateState),
 );
 
@@ -132,17 +160,23 @@ pruneButton.addEventListener('click', () =>
     try {
       element('status').textContent = 'loading onnxruntime-web';
       const backend = await gemm;
-      study = await runStudy(model.mlp, calibration, {
+      study = await runStudy(model, calibration, {
         method: methodSelect.value as MethodName,
         sparsity: Number(sparsityInput.value),
         gemm: backend,
+        heldOut: heldOut?.targetKind ? heldOut : undefined,
         onStep: async (done, total, label) => {
           progress.value = done / total;
           element('status').textContent = label;
           await nextFrame();
         },
       });
-      element('chart').innerHTML = await errorChartSvg(study.rows);
+      element('charts').innerHTML = (await studyCharts(study))
+        .map(
+          (chart) =>
+            `<figure class="chart" id="chart-${chart.name}">${chart.svg}<figcaption>${escapeHtml(chart.title)}</figcaption></figure>`,
+        )
+        .join('');
       showSummary(model, study);
       element('results').hidden = false;
     } finally {
@@ -153,20 +187,29 @@ pruneButton.addEventListener('click', () =>
 );
 
 function showSummary(dense: WebModel, result: Study): void {
-  const sizes = layerSizes(dense.mlp);
   const rows = result.keepMasks.map((mask, l) => {
+    const { name, weight } = dense.graph.layers[l];
     const kept = mask.reduce((n, keep) => n + keep, 0);
-    return `<tr><td>layer ${l}</td><td>${sizes[l + 1]} x ${sizes[l]}</td><td>${mask.length.toLocaleString('en')}</td><td>${kept.toLocaleString('en')}</td><td>${percent(kept / mask.length)}</td></tr>`;
+    return `<tr><td>${escapeHtml(name)}</td><td>${weight.rows} x ${weight.cols}</td><td>${mask.length.toLocaleString('en')}</td><td>${kept.toLocaleString('en')}</td><td>${percent(kept / mask.length)}</td></tr>`;
   });
-  const total = weightCount(dense.mlp);
+  const total = weightCount(dense.graph);
   const kept = nonzeroWeightCount(result.pruned);
-  const accuracy =
+  const on = result.evaluatedOn;
+  const where = on.heldOut
+    ? `on the held-out data (${escapeHtml(on.name)}, ${on.samples} samples)`
+    : `on the ${on.samples} calibration samples (no held-out data given: these numbers favour the methods fitted to them)`;
+  const quality = [
     result.chosen.accuracy === undefined
       ? ''
-      : `; accuracy ${percent(result.chosen.accuracy)} (dense ${percent(result.dense.accuracy!)})`;
+      : `accuracy ${percent(result.chosen.accuracy)} (dense ${percent(result.dense.accuracy!)})`,
+    result.chosen.loss === undefined
+      ? ''
+      : `loss ${result.chosen.loss.toPrecision(4)} (dense ${result.dense.loss!.toPrecision(4)})`,
+    `output MSE against the dense model ${result.chosen.outputMse.toExponential(3)}`,
+    result.chosen.loss === undefined ? 'no labels, so no accuracy or loss' : '',
+  ].filter((text) => text !== '');
   element('summary').innerHTML =
-    `<p><b>${result.method}</b> at sparsity ${result.sparsity}: on the ${result.calibrationSamples} calibration samples, ` +
-    `output MSE against the dense model ${result.chosen.outputMse.toExponential(3)}${accuracy}.</p>` +
+    `<p><b>${result.method}</b> at sparsity ${result.sparsity}, ${where}: ${quality.join('; ')}.</p>` +
     '<table><thead><tr><th>layer</th><th>shape (out x in)</th><th>weights</th><th>kept</th><th>kept %</th></tr></thead><tbody>' +
     rows.join('') +
     `<tr><th>total</th><td></td><th>${total.toLocaleString('en')}</th><th>${kept.toLocaleString('en')}</th><th>${percent(kept / total)}</th></tr>` +

@@ -9,12 +9,14 @@ import {
   type Dataset,
   EcpruneError,
   evaluate,
+  type FrozenPrefix,
   type Gemm,
+  type Graph,
   inMemoryDataset,
   type KeepMask,
   METHODS,
   type MethodName,
-  type Mlp,
+  materialize,
   nonzeroWeightCount,
   type OnnxTemplate,
   readNpy,
@@ -22,15 +24,17 @@ import {
   type ScoreResult,
   score,
   selectMasks,
+  throughPrefix,
   toFeatureMatrix,
   toTargets,
   VERSION,
   writeOnnx,
 } from '../src/core.js';
-import { chainOf, graphFromMlp } from '../src/graph/mlp-graph.js';
+import { inputSize } from '../src/graph/graph.js';
+import { frozenPrefixOf } from '../src/io/onnx.js';
 import { readTfjs, type TfjsTemplate, writeTfjs } from '../src/io/tfjs.js';
 import type { SweepRow } from '../src/pipeline/sweep.js';
-import { buildCharts, renderSvg } from '../src/report/charts.js';
+import { type EvaluatedOn, type RenderedChart, renderCharts } from '../src/report/charts.js';
 
 export interface NamedBytes {
   readonly name: string;
@@ -40,9 +44,12 @@ export interface NamedBytes {
 /** A model as read, with what is needed to write it back in its own format. */
 export interface WebModel {
   readonly name: string;
-  readonly mlp: Mlp;
+  /** the model's graph: residuals, normalisations and heads included */
+  readonly graph: Graph;
   readonly onnx?: OnnxTemplate;
   readonly tfjs?: TfjsTemplate;
+  /** ops before the first fully-connected layer (a CNN's features), run forward-only in onnxruntime-web */
+  readonly prefix?: FrozenPrefix;
 }
 
 const baseName = (path: string) => path.slice(path.lastIndexOf('/') + 1);
@@ -64,95 +71,115 @@ export function readModelFiles(files: readonly NamedBytes[]): WebModel {
       return found.bytes;
     };
     const { graph, template } = readTfjs(new TextDecoder().decode(json.bytes), shard, json.name);
-    const mlp = chainOf(graph);
-    if (mlp === undefined)
-      throw new EcpruneError(
-        'unsupported',
-        'is not a chain of Dense layers, which this page needs',
-        json.name,
-      );
-    return { name: json.name, mlp, tfjs: template };
+    return { name: json.name, graph, tfjs: template };
   }
   const onnx =
     files.find((file) => hasExtension(file, '.onnx')) ?? (files.length === 1 ? files[0] : undefined);
   if (onnx === undefined) {
     throw new EcpruneError('usage', 'choose an .onnx file, or a TF.js model.json with its .bin weight files');
   }
-  const { graph, template } = readOnnx(onnx.bytes, onnx.name);
-  const mlp = chainOf(graph);
-  if (mlp === undefined)
-    throw new EcpruneError('unsupported', 'the graph is not a chain of layers', onnx.name);
-  return { name: onnx.name, mlp, onnx: template };
+  const read = readOnnx(onnx.bytes, onnx.name);
+  return { name: onnx.name, graph: read.graph, onnx: read.template, prefix: frozenPrefixOf(read, onnx.name) };
 }
 
-/** Calibration inputs from a .npy (N x ...), with optional targets from another .npy. */
-export function readCalibration(inputs: NamedBytes, labels?: NamedBytes): Dataset {
+/** Inputs from a .npy (N x ...), with optional targets from another .npy: calibration or held-out data. */
+export function readData(inputs: NamedBytes, labels?: NamedBytes): Dataset {
   const x = toFeatureMatrix(readNpy(inputs.bytes, inputs.name), inputs.name);
   const y = labels && toTargets(readNpy(labels.bytes, labels.name), labels.name);
   return inMemoryDataset(x, y, inputs.name);
 }
 
-/** The sparsities of the error curve. */
+/** The sparsities of the curves. */
 export const CURVE_SPARSITIES = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
 
-/** The baseline drawn next to the chosen method. */
-export const BASELINE: MethodName = 'magnitude';
+/** The methods drawn next to the chosen one: the paper's EC and the simplest baseline. */
+export const COMPARED: readonly MethodName[] = ['ec', 'magnitude'];
 
 /**
- * What `prune` does after scoring (src/prune.ts): select the lowest scores globally, zero them and,
- * for compensating methods, shift the biases. Scoring once per method and pruning here at every
- * sparsity saves a calibration pass per point of the curve.
+ * What `prune` does after scoring (src/pipeline/prune.ts): select the lowest scores globally, zero
+ * them and, for compensating methods, shift the biases. Scoring once per method and pruning here
+ * at every sparsity saves a calibration pass per point of the curve.
  */
 export function pruneScored(
-  mlp: Mlp,
+  graph: Graph,
   scored: ScoreResult,
   sparsity: number,
-): { model: Mlp; keepMasks: KeepMask[] } {
+): { model: Graph; keepMasks: KeepMask[] } {
   const keepMasks = selectMasks(scored.importance, sparsity, 'global');
   const deltaBias = METHODS[scored.method].compensate ? scored.deltaBias : undefined;
-  return { model: applyPruning(mlp, keepMasks, deltaBias), keepMasks };
+  return { model: applyPruning(graph, keepMasks, deltaBias), keepMasks };
+}
+
+/**
+ * `data` as the fully-connected part sees it: through the model's frozen prefix (computed once,
+ * in onnxruntime-web), or as it is.
+ */
+export async function dataForLayers(model: WebModel, data: Dataset, gemm: Gemm): Promise<Dataset> {
+  if (model.prefix === undefined) return data;
+  const { x, y } = await materialize(throughPrefix(data, model.prefix, gemm, inputSize(model.graph)));
+  return inMemoryDataset(x, y, data.name);
 }
 
 export interface StudyOptions {
   readonly method: MethodName;
   readonly sparsity: number;
-  readonly gemm?: Gemm;
+  readonly gemm: Gemm;
   readonly seed?: number;
+  /** held-out inputs with labels: accuracy and loss are measured on them, else on the calibration data */
+  readonly heldOut?: Dataset;
   /** after each step; the page awaits it to repaint */
   readonly onStep?: (done: number, total: number, label: string) => void | Promise<void>;
 }
 
 export interface Study {
-  /** one row per method and curve sparsity, measured on the calibration data against the dense model */
+  /** the dense model, then one row per method and curve sparsity, measured on `evaluatedOn` against it */
   readonly rows: SweepRow[];
   /** the chosen method at the chosen sparsity */
-  readonly pruned: Mlp;
+  readonly pruned: Graph;
   readonly keepMasks: KeepMask[];
   readonly method: MethodName;
   readonly sparsity: number;
   readonly calibrationSamples: number;
-  /** on the calibration data; accuracy only with class labels */
-  readonly dense: { accuracy?: number };
-  readonly chosen: { accuracy?: number; outputMse: number };
+  /** what accuracy, loss and output error were measured on */
+  readonly evaluatedOn: EvaluatedOn & { readonly samples: number };
+  /** accuracy (class labels) and loss (any labels) of the dense model on `evaluatedOn` */
+  readonly dense: { accuracy?: number; loss?: number };
+  readonly chosen: { accuracy?: number; loss?: number; outputMse: number };
 }
 
-/** The chosen method and the baseline along CURVE_SPARSITIES, and the chosen method at the chosen sparsity. */
-export async function runStudy(mlp: Mlp, calibration: Dataset, options: StudyOptions): Promise<Study> {
-  const methods = [...new Set([options.method, BASELINE])];
-  const total = methods.length * (1 + CURVE_SPARSITIES.length) + 1;
+/**
+ * The chosen method, EC and magnitude along CURVE_SPARSITIES, measured on the held-out data when
+ * given (else the calibration data), and the chosen method at the chosen sparsity.
+ */
+export async function runStudy(model: WebModel, calibration: Dataset, options: StudyOptions): Promise<Study> {
+  const { gemm } = options;
+  if (options.heldOut !== undefined && options.heldOut.targetKind === undefined) {
+    throw new EcpruneError(
+      'usage',
+      'held-out data needs its labels (.npy of class ids or values)',
+      options.heldOut.name,
+    );
+  }
+  const methods = [...new Set([options.method, ...COMPARED])];
+  const total = methods.length * (1 + CURVE_SPARSITIES.length) + 2;
   let done = 0;
   const step = async (label: string) => options.onStep?.(++done, total, label);
-  const measure = (model: Mlp) => evaluate(model, calibration, { reference: mlp, gemm: options.gemm });
+  const calibrationSeen = await dataForLayers(model, calibration, gemm);
+  const evaluated = options.heldOut ?? calibration;
+  const evaluatedSeen = options.heldOut ? await dataForLayers(model, options.heldOut, gemm) : calibrationSeen;
+  await step(model.prefix ? 'ran the frozen prefix' : 'read the data');
+  const { graph } = model;
+  const measure = (pruned: Graph) => evaluate(pruned, evaluatedSeen, { reference: graph, gemm });
 
   const rows: SweepRow[] = [];
-  let chosen: { model: Mlp; keepMasks: KeepMask[] } | undefined;
+  let chosen: { model: Graph; keepMasks: KeepMask[] } | undefined;
   for (const method of methods) {
-    const scored = await score(mlp, calibration, { method, gemm: options.gemm, seed: options.seed });
+    const scored = await score(graph, calibrationSeen, { method, gemm, seed: options.seed });
     await step(`scored ${method}`);
-    if (method === options.method) chosen = pruneScored(mlp, scored, options.sparsity);
+    if (method === options.method) chosen = pruneScored(graph, scored, options.sparsity);
     for (const sparsity of CURVE_SPARSITIES) {
-      const { model, keepMasks } = pruneScored(mlp, scored, sparsity);
-      const result = await measure(model);
+      const { model: pruned, keepMasks } = pruneScored(graph, scored, sparsity);
+      const result = await measure(pruned);
       rows.push({
         method,
         scope: 'global',
@@ -160,39 +187,57 @@ export async function runStudy(mlp: Mlp, calibration: Dataset, options: StudyOpt
         finetuneEpochs: 0,
         testLoss: result.meanLoss ?? Number.NaN,
         accuracy: result.accuracy,
+        testMse: result.loss === 'mse' ? result.meanLoss : undefined,
         outputMse: result.outputMse!,
         layerSparsity: keepMasks.map((mask) => 1 - mask.reduce((n, keep) => n + keep, 0) / mask.length),
-        nonzero: nonzeroWeightCount(model),
+        nonzero: nonzeroWeightCount(pruned),
         ms: 0,
       });
       await step(`${method} at sparsity ${sparsity}`);
     }
   }
-  const [dense, pruned] = await Promise.all([measure(mlp), measure(chosen!.model)]);
+  const [dense, pruned] = await Promise.all([measure(graph), measure(chosen!.model)]);
   await step('done');
+  // the dense model first, as in a sweep: the charts draw it as the reference rule
+  const denseRow: SweepRow = {
+    method: 'dense',
+    scope: 'global',
+    sparsity: 0,
+    finetuneEpochs: 0,
+    testLoss: dense.meanLoss ?? Number.NaN,
+    accuracy: dense.accuracy,
+    testMse: dense.loss === 'mse' ? dense.meanLoss : undefined,
+    outputMse: 0,
+    layerSparsity: graph.layers.map(() => 0),
+    nonzero: nonzeroWeightCount(graph),
+    ms: 0,
+  };
   return {
-    rows,
+    rows: [denseRow, ...rows],
     pruned: chosen!.model,
     keepMasks: chosen!.keepMasks,
     method: options.method,
     sparsity: options.sparsity,
     calibrationSamples: calibration.samples,
-    dense: { accuracy: dense.accuracy },
-    chosen: { accuracy: pruned.accuracy, outputMse: pruned.outputMse! },
+    evaluatedOn: { name: evaluated.name, heldOut: options.heldOut !== undefined, samples: evaluated.samples },
+    dense: { accuracy: dense.accuracy, loss: dense.meanLoss },
+    chosen: { accuracy: pruned.accuracy, loss: pruned.meanLoss, outputMse: pruned.outputMse! },
   };
 }
 
-/** The output-error-vs-sparsity chart of the study, as an SVG string (the report's chart). */
-export async function errorChartSvg(rows: readonly SweepRow[]): Promise<string> {
-  const chart = buildCharts(rows).find((c) => c.name === 'output-error');
-  if (chart === undefined) throw new EcpruneError('internal', 'the study has no output error to draw');
-  return renderSvg(chart.spec);
+/**
+ * The study's charts as SVG strings, the report's own: accuracy and loss (when the data has
+ * labels) and the output error, with the same marks (best method ringed, off-axis points valued).
+ */
+export async function studyCharts(study: Study): Promise<RenderedChart[]> {
+  const charts = await renderCharts(study.rows, { evaluatedOn: study.evaluatedOn });
+  return charts.filter((chart) => chart.name !== 'layer-sparsity');
 }
 
 /**
- * The pruned model in the input's format: an .onnx written with the input's graph template, or a
- * TF.js model as one .zip holding model.json and its weight shard (one download, loadable once
- * unzipped).
+ * The pruned model in the input's format: an .onnx written with the input's graph template (a
+ * frozen prefix kept as it was), or a TF.js model as one .zip holding model.json and its weight
+ * shard (one download, loadable once unzipped).
  */
 export function prunedModelFile(
   model: WebModel,
@@ -209,10 +254,10 @@ export function prunedModelFile(
   };
   const stem = model.name.replace(/\.[^.]*$/, '');
   if (model.tfjs !== undefined) {
-    const { modelJson, shards } = writeTfjs(graphFromMlp(study.pruned), model.tfjs, { metadata });
+    const { modelJson, shards } = writeTfjs(study.pruned, model.tfjs, { metadata });
     const bytes = zipSync({ 'model.json': strToU8(modelJson), ...Object.fromEntries(shards) });
     return { name: `${stem}-pruned-tfjs.zip`, bytes, type: 'application/zip' };
   }
-  const bytes = writeOnnx(graphFromMlp(study.pruned), model.onnx, metadata);
+  const bytes = writeOnnx(study.pruned, model.onnx, metadata);
   return { name: `${stem}-pruned.onnx`, bytes, type: 'application/octet-stream' };
 }

@@ -4,6 +4,7 @@
  */
 export {
   describeOnnx,
+  frozenPrefixOf,
   type OnnxLayerTemplate,
   type OnnxModel,
   type OnnxTemplate,

@@ -18,7 +18,7 @@ import { type ModelShape, modelShape } from '../graph/run.js';
 import { sizeOf } from '../graph/tensor.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
-import { type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
+import { frozenPrefixOf, type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
 import {
   ARCH_METADATA_KEY,
   mlpFromStateDict,
@@ -133,20 +133,9 @@ export async function loadModel(file: string, options: LoadOptions = {}): Promis
   }
   switch (format) {
     case 'onnx': {
-      const { graph, template, prefix } = readOnnx(bytes, file);
-      const frozen = prefix && {
-        onnx: prefix,
-        inputName: template.input.name,
-        inputShape: (template.input.dims ?? []).slice(1).map((d) => (typeof d === 'number' ? d : Number.NaN)),
-        outputName: graph.input.name,
-      };
-      if (frozen && !frozen.inputShape.every((d) => Number.isInteger(d) && d > 0)) {
-        throw new EcpruneError(
-          'unsupported',
-          `the input '${template.input.name}' has no fixed per-sample shape, which its frozen prefix needs (export with fixed dimensions except the batch)`,
-          file,
-        );
-      }
+      const read = readOnnx(bytes, file);
+      const { graph, template } = read;
+      const frozen = frozenPrefixOf(read, file);
       return described({ graph, format, file, files: [file], onnx: template, prefix: frozen });
     }
     case 'tfjs':

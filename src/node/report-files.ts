@@ -128,7 +128,10 @@ async function writeReportFiles(
   } catch (error) {
     throw isFsError(error) ? ioError(error, chartsFolder, 'create folder') : error;
   }
-  const charts = await renderCharts(rows, info.layerShapes);
+  const charts = await renderCharts(rows, {
+    layerShapes: info.layerShapes,
+    evaluatedOn: { name: info.data, heldOut: info.heldOut ?? true },
+  });
   const write = (file: string, content: Uint8Array | string) =>
     writeOutputAtomic(path.join(folder, file), content, { force: options.force, inputs: options.inputs });
   await write('results.json', resultsJson(rows, info));

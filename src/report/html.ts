@@ -4,10 +4,11 @@
  */
 import type { SweepRow } from '../pipeline/sweep.js';
 import { VERSION } from '../version.js';
+import { bestRows, competingRows } from './best.js';
 import type { RenderedChart } from './charts.js';
 import { type MaskComparison, maskComparison } from './masks.js';
 import type { ReportInfo } from './results.js';
-import { formatPercent, tableColumns, taskOf } from './table.js';
+import { type Column, formatPercent, methodLabel, tableColumns, taskOf } from './table.js';
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -28,9 +29,13 @@ th { text-align: left; border-bottom: 2px solid #ccc; }
 td.right, th.right { text-align: right; }
 tr.dense td { background: #f0f4fa; font-weight: 600; }
 tr.seed td { color: #888; }
-.charts { display: flex; flex-wrap: wrap; gap: 16px; }
+.charts { display: flex; flex-direction: column; gap: 28px; }
 figure { margin: 0; }
-figure.chart svg { max-width: 100%; height: auto; }
+figure.chart svg { width: 100%; height: auto; }
+td.best { font-weight: 700; background: #fff4c2; }
+td.best::after { content: " ★"; }
+table.best-of td, table.best-of th { font: 14px/1.4 system-ui, "DejaVu Sans", sans-serif; }
+p.warning { background: #fff0f0; border-left: 4px solid #c33; padding: 6px 10px; }
 .masks { display: flex; flex-wrap: wrap; gap: 24px; }
 .masks img { image-rendering: pixelated; border: 1px solid #ccc; }
 .masks .tiles { width: 100%; max-width: 560px; }
@@ -51,18 +56,59 @@ function scopeSvgIds(svg: string, prefix: string): string {
     .replace(/href="#([^"]+)"/g, `href="#${prefix}-$1"`);
 }
 
+/** Per column that has a better direction, the rows best at their sparsity. */
+function bestCells(rows: readonly SweepRow[], columns: readonly Column[]): Map<Column, Set<SweepRow>> {
+  return new Map(
+    columns.flatMap((c) =>
+      c.quality ? [[c, bestRows(rows, c.quality.value, c.quality.better)] as const] : [],
+    ),
+  );
+}
+
 function resultsTable(rows: readonly SweepRow[]): string {
   if (rows.length === 0) return '<p>No results.</p>';
   const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length);
+  const best = bestCells(rows, columns);
   const head = columns.map((c) => `<th class="${c.align}">${escapeHtml(c.header)}</th>`).join('');
   const body = rows
     .map((row) => {
       const kind = row.method === 'dense' ? 'dense' : row.seed !== undefined ? 'seed' : '';
-      const cells = columns.map((c) => `<td class="${c.align}">${escapeHtml(c.value(row))}</td>`).join('');
+      const cells = columns
+        .map((c) => {
+          const mark = best.get(c)?.has(row) ? ' best' : '';
+          return `<td class="${c.align}${mark}">${escapeHtml(c.value(row))}</td>`;
+        })
+        .join('');
       return `<tr class="${kind}">${cells}</tr>`;
     })
     .join('\n');
   return `<div class="table-wrap"><table>\n<thead><tr>${head}</tr></thead>\n<tbody>\n${body}\n</tbody></table></div>`;
+}
+
+/**
+ * One line per sparsity: the method(s) with the best value of each quality column (held-out
+ * accuracy and loss, the output error), with the value; ties list every method.
+ */
+function bestTable(rows: readonly SweepRow[]): string {
+  if (rows.length === 0) return '';
+  const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length).filter((c) => c.quality);
+  const best = bestCells(rows, columns);
+  const sparsities = [...new Set(competingRows(rows).map((row) => row.sparsity))].sort((a, b) => a - b);
+  const several = new Set(competingRows(rows).map((row) => `${row.scope} ${row.finetuneEpochs}`)).size > 1;
+  const who = (row: SweepRow) =>
+    `${methodLabel(row)}${several ? ` (${row.scope}${row.finetuneEpochs ? ` +${row.finetuneEpochs} ep` : ''})` : ''}`;
+  const lines = sparsities.map((sparsity) => {
+    const cells = columns.map((c) => {
+      const winners = [...(best.get(c) ?? [])].filter((row) => row.sparsity === sparsity);
+      if (winners.length === 0) return '<td></td>';
+      return `<td><b>${escapeHtml(winners.map(who).join(', '))}</b> ${escapeHtml(c.value(winners[0]))}</td>`;
+    });
+    return `<tr><td class="right">${formatPercent(sparsity, 0)}</td>${cells.join('')}</tr>`;
+  });
+  const head = columns.map((c) => `<th>best ${escapeHtml(c.quality!.label)}</th>`).join('');
+  return `<div class="table-wrap"><table class="best-of"><thead><tr><th>sparsity</th>${head}</tr></thead><tbody>
+${lines.join('\n')}
+</tbody></table></div>`;
 }
 
 function chartsSection(charts: readonly RenderedChart[]): string {
@@ -95,6 +141,13 @@ the neuron's bias absorbs them.</p>
 <div class="masks">${panels}</div>`;
 }
 
+/** Whether accuracy and loss come from held-out data, said before any number. */
+function heldOutNote(info: ReportInfo): string {
+  return info.heldOut === false
+    ? `<p class="warning">The test data is the calibration data: accuracy and loss are not held out, and favour the methods that fit the calibration samples (EC among them). Give a separate test set (${escapeHtml('--data/--labels')}) for numbers to trust.</p>`
+    : `<p>Accuracy and loss are measured on the held-out test data (${escapeHtml(info.data)}), not on the calibration samples the methods were fitted to.</p>`;
+}
+
 export interface ReportPage {
   readonly rows: readonly SweepRow[];
   readonly info: ReportInfo;
@@ -122,14 +175,20 @@ export function reportHtml({ rows, info, charts }: ReportPage): string {
 <dt>Calibration</dt><dd>${escapeHtml(info.calibration)}</dd>
 </dl>
 ${notes}
-<h2>Results</h2>
+${heldOutNote(info)}
+<h2>Charts</h2>
+${chartsSection(charts)}
+<h2>Best method at each sparsity</h2>
+<p>Per sparsity, the method with the highest test accuracy and the lowest test loss on the test data
+(${escapeHtml(info.data)}), and the lowest output error against the dense network (EC's objective).
+Marked ★ in the table below and ringed in the charts.</p>
+${bestTable(rows)}
+<h2>All results</h2>
 <p>Sparsity: the fraction of weights removed. Test loss: ${rows[0] && taskOf(rows[0]) === 'classes' ? 'cross-entropy' : 'mean squared error'} on the test set.
 Output MSE: the mean squared change of the outputs against the dense network on the test set. ft: fine-tuning epochs.
 Random runs are listed per seed (grey) and as their mean, which the charts show. ms: scoring, selection,
 compensation and fine-tuning of the row (the calibration pass is shared and not counted).</p>
 ${resultsTable(rows)}
-<h2>Charts</h2>
-${chartsSection(charts)}
 ${masks ? masksSection(masks) : ''}
 <h2>How to reproduce</h2>
 <pre><code>${escapeHtml(info.command)}</code></pre>

@@ -13,6 +13,8 @@ export interface ReportInfo {
   readonly model: string;
   /** the test set */
   readonly data: string;
+  /** false when the test set is the calibration set (said in the report); default true */
+  readonly heldOut?: boolean;
   /** the calibration set */
   readonly calibration: string;
   /** the command that reproduces the report */

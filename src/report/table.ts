@@ -3,6 +3,7 @@
  * sweep goes) or as markdown.
  */
 import type { SweepRow } from '../pipeline/sweep.js';
+import type { Better } from './best.js';
 
 /** Class labels (accuracy) or real-valued targets (test MSE). */
 export type TaskKind = 'classes' | 'values';
@@ -12,6 +13,12 @@ export interface Column {
   readonly width: number;
   readonly align: 'left' | 'right';
   readonly value: (row: SweepRow) => string;
+  /** a measure of quality: the number behind the text, which way is better, and its name */
+  readonly quality?: {
+    readonly value: (row: SweepRow) => number | undefined;
+    readonly better: Better;
+    readonly label: string;
+  };
 }
 
 export function taskOf(row: SweepRow): TaskKind {
@@ -44,8 +51,20 @@ export function tableColumns(task: TaskKind, layers: number, methodWidth = 22): 
   const quality: Column[] =
     task === 'classes'
       ? [
-          { header: 'test loss', width: 9, align: 'right', value: (row) => formatNumber(row.testLoss) },
-          { header: 'accuracy', width: 8, align: 'right', value: (row) => formatPercent(row.accuracy, 2) },
+          {
+            header: 'test loss',
+            width: 9,
+            align: 'right',
+            value: (row) => formatNumber(row.testLoss),
+            quality: { value: (row) => row.testLoss, better: 'lower', label: 'test loss' },
+          },
+          {
+            header: 'accuracy',
+            width: 8,
+            align: 'right',
+            value: (row) => formatPercent(row.accuracy, 2),
+            quality: { value: (row) => row.accuracy, better: 'higher', label: 'test accuracy' },
+          },
         ]
       : [
           {
@@ -53,6 +72,7 @@ export function tableColumns(task: TaskKind, layers: number, methodWidth = 22): 
             width: 9,
             align: 'right',
             value: (row) => formatNumber(row.testMse ?? row.testLoss),
+            quality: { value: (row) => row.testMse ?? row.testLoss, better: 'lower', label: 'test MSE' },
           },
         ];
   return [
@@ -61,7 +81,13 @@ export function tableColumns(task: TaskKind, layers: number, methodWidth = 22): 
     { header: 'sparsity', width: 8, align: 'right', value: (row) => formatPercent(row.sparsity) },
     { header: 'ft', width: 2, align: 'right', value: (row) => String(row.finetuneEpochs) },
     ...quality,
-    { header: 'output MSE', width: 10, align: 'right', value: (row) => formatNumber(row.outputMse) },
+    {
+      header: 'output MSE',
+      width: 10,
+      align: 'right',
+      value: (row) => formatNumber(row.outputMse),
+      quality: { value: (row) => row.outputMse, better: 'lower', label: 'output MSE' },
+    },
     {
       header: 'nonzero',
       width: 9,

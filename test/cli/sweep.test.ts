@@ -156,6 +156,12 @@ describe('ecprune sweep', () => {
         `charts/${name}.svg and .png`,
       );
     }
+    const html = readFileSync(path.join(report, 'report.html'), 'utf8');
+    assert.match(
+      html,
+      /Accuracy and loss are measured on the held-out test data \([^)]*test_x\.npy: 300 samples\)/,
+    );
+    assert.doesNotMatch(html, /class="warning"/);
     const png = readFileSync(path.join(report, 'charts', 'test-loss.png'));
     assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]); // 'PNG'
 
@@ -186,6 +192,37 @@ describe('ecprune sweep', () => {
     assert.ok(Math.abs(random[2].outputMse - (random[0].outputMse + random[1].outputMse) / 2) < 1e-12);
     const weights = HIDDEN * FEATURES + CLASSES * HIDDEN;
     assert.equal(at('ec', 0.8).nonzero, weights - Math.floor(0.8 * weights + 0.5));
+  });
+
+  it('says at the top of the report when the test data is the calibration data', async () => {
+    const report = file('not-held-out');
+    const same = [
+      '--calib',
+      file('calib_x.npy'),
+      '--data',
+      file('calib_x.npy'),
+      '--labels',
+      file('calib_y.npy'),
+    ];
+    const { code } = await cli([
+      'sweep',
+      file('model.onnx'),
+      ...same,
+      '--methods',
+      'ec,magnitude',
+      '--sparsities',
+      '0.5',
+      '-o',
+      report,
+      '--quiet',
+    ]);
+    assert.equal(code, 0);
+    const html = readFileSync(path.join(report, 'report.html'), 'utf8');
+    assert.match(
+      html,
+      /<p class="warning">The test data is the calibration data: accuracy and loss are not held out/,
+    );
+    assert.equal(JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')).heldOut, false);
   });
 
   it('refuses a non-empty report folder without --force', async () => {

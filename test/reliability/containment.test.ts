@@ -50,7 +50,7 @@ describe('TF.js shard containment', () => {
     ];
     assert.throws(() => readModelFiles(files), /is not a file inside the model's folder/);
     files[0].bytes = new TextEncoder().encode(JSON.stringify(json));
-    assert.equal(readModelFiles(files).mlp.layers.length, 3);
+    assert.equal(readModelFiles(files).graph.layers.length, 3);
   });
 
   it('every reader is given the bytes still declared, and a longer answer is refused', () => {

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { writeReportFolder } from '../../src/node/report-files.js';
 import { launchChromium, skipWithoutChromium } from '../helpers/chromium.js';
-import { classificationRows, INFO } from './rows.js';
+import { classificationRows, INFO, METHODS, SPARSITIES } from './rows.js';
 
 const skip = skipWithoutChromium;
 
@@ -59,13 +59,48 @@ describe('report.html in headless Chromium', { skip }, () => {
       );
       assert.deepEqual(
         charts.map((c) => c.id),
-        ['chart-test-loss', 'chart-accuracy', 'chart-output-error', 'chart-layer-sparsity'],
+        ['chart-accuracy', 'chart-test-loss', 'chart-output-error', 'chart-layer-sparsity'],
       );
       for (const chart of charts) {
-        assert.ok(chart.svg > 100, `${chart.id} is laid out`);
+        assert.ok(chart.svg > 600, `${chart.id} spans the page (${chart.svg} px)`);
         assert.ok(chart.marks > 0, `${chart.id} has marks`);
         assert.equal(chart.visible, chart.marks, `${chart.id}: every point and line has a visible box`);
       }
+
+      // every method's accuracy points, drawn inside the plot (random's off-axis ones on its edge),
+      // and a ring on the best at each sparsity
+      const accuracy = await page.evaluate(() => {
+        const svg = document.querySelector('#chart-accuracy svg')!;
+        // the plot area: the x axis' domain line spans its width, the y axis' its height
+        const [xDomain, yDomain] = [...svg.querySelectorAll('.role-axis-domain')].map((d) =>
+          d.getBoundingClientRect(),
+        );
+        const plot = { left: xDomain.left, right: xDomain.right, top: yDomain.top, bottom: yDomain.bottom };
+        return [...svg.querySelectorAll('[aria-roledescription="point"]')].map((mark) => {
+          const box = mark.getBoundingClientRect();
+          const [cx, cy] = [box.x + box.width / 2, box.y + box.height / 2];
+          return {
+            label: mark.getAttribute('aria-label') ?? '',
+            visible: box.width > 2 && box.height > 2,
+            inside:
+              cx >= plot.left - 1 && cx <= plot.right + 1 && cy >= plot.top - 1 && cy <= plot.bottom + 1,
+          };
+        });
+      });
+      for (const method of METHODS) {
+        const own = accuracy.filter((m) => m.label.startsWith(`method: ${method};`));
+        assert.equal(own.length, SPARSITIES.length, `accuracy points of ${method}`);
+        assert.ok(
+          own.every((m) => m.visible && m.inside),
+          `${method}: every accuracy point visible inside the plot`,
+        );
+      }
+      const rings = accuracy.filter((m) => m.label.startsWith('best at'));
+      assert.equal(rings.length, SPARSITIES.length, 'a best ring per sparsity');
+      assert.ok(
+        rings.every((m) => m.visible && m.inside),
+        'the rings are visible',
+      );
 
       const images = await page.evaluate(() =>
         [...document.querySelectorAll('.masks img')].map((img) => ({

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { crc32, inflateSync } from 'node:zlib';
+import type { SweepRow } from '../../src/pipeline/sweep.js';
 import { buildCharts, type RenderedChart, renderCharts } from '../../src/report/charts.js';
 import { reportHtml } from '../../src/report/html.js';
 import { maskComparison } from '../../src/report/masks.js';
@@ -38,12 +39,12 @@ describe('charts', () => {
   const chart = (name: string) => charts.find((c) => c.name === name)!;
 
   it('renders one chart per measure, each with a line and a point per sparsity for every method', async () => {
-    charts = await renderCharts(classificationRows(), INFO.layerShapes);
+    charts = await renderCharts(classificationRows(), INFO);
     assert.deepEqual(
       charts.map((c) => c.name),
-      ['test-loss', 'accuracy', 'output-error', 'layer-sparsity'],
+      ['accuracy', 'test-loss', 'output-error', 'layer-sparsity'],
     );
-    for (const name of ['test-loss', 'accuracy', 'output-error']) {
+    for (const name of ['accuracy', 'test-loss', 'output-error']) {
       const { svg } = chart(name);
       assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
       for (const method of METHODS) {
@@ -105,8 +106,73 @@ describe('charts', () => {
   it('plots the test MSE for regression and has no accuracy chart', () => {
     const names = buildCharts(regressionRows()).map((c) => c.name);
     assert.deepEqual(names, ['test-loss', 'output-error', 'layer-sparsity']);
-    assert.equal(buildCharts(regressionRows())[0].spec.title, 'Test loss vs sparsity');
-    assert.match(JSON.stringify(buildCharts(regressionRows())[0].spec), /"title":"test MSE"/);
+    assert.equal(buildCharts(regressionRows())[0].title, 'Loss on the held-out data vs sparsity');
+    assert.match(JSON.stringify(buildCharts(regressionRows())[0].spec), /"title":"held-out MSE"/);
+  });
+
+  it('rings the best method at each sparsity, with its value, in every measure', () => {
+    const rows = classificationRows();
+    const measures = [
+      ['accuracy', (r: SweepRow) => r.accuracy!, 'higher', (v: number) => `${(100 * v).toFixed(1)}%`],
+      ['test-loss', (r: SweepRow) => r.testLoss, 'lower', formatNumber],
+      ['output-error', (r: SweepRow) => r.outputMse, 'lower', formatNumber],
+    ] as const;
+    for (const [name, value, better, format] of measures) {
+      const rings = elements(chart(name).svg, 'path')
+        .map((p) => p['aria-label'] ?? '')
+        .filter((label) => label.startsWith('best at'));
+      // by hand from the rows: the plotted rows (no dense, random as its mean) at each sparsity
+      const expected = SPARSITIES.map((s) => {
+        const candidates = rows.filter(
+          (r) => r.sparsity === s && r.method !== 'dense' && r.seed === undefined,
+        );
+        const top = candidates.reduce((a, b) =>
+          (better === 'higher' ? value(b) > value(a) : value(b) < value(a)) ? b : a,
+        );
+        return `best at ${Math.round(100 * s)}%: ${top.method} ${format(value(top))}`;
+      });
+      assert.deepEqual(rings, expected, name);
+    }
+  });
+
+  it("keeps the random baseline from squashing the axis: its points outside the other methods' range sit on the edge, valued", () => {
+    const rows = classificationRows();
+    const svg = chart('accuracy').svg;
+    const axis = yAxisLabel(svg).match(/values from ([\d.]+)% to ([\d.]+)%/)!;
+    const others = rows
+      .filter((r) => r.method !== 'random' && r.accuracy !== undefined)
+      .map((r) => r.accuracy!);
+    const randomMeans = rows.filter((r) => r.method === 'random' && r.seeds !== undefined);
+    // the axis spans the other methods (and the dense network), not random's lowest mean
+    assert.ok(Number(axis[1]) / 100 <= Math.min(...others), `axis from ${axis[1]}%`);
+    assert.ok(Number(axis[2]) / 100 >= Math.max(...others), `axis to ${axis[2]}%`);
+    const below = randomMeans.filter((r) => r.accuracy! < Number(axis[1]) / 100);
+    assert.ok(below.length > 0, 'random falls below the axis somewhere');
+    const labels = elements(svg, 'text').map((t) => t['aria-label'] ?? '');
+    for (const r of below) {
+      const text = `${(100 * r.accuracy!).toFixed(1)}%`;
+      assert.ok(labels.includes(`value label: random ${text}`), `random at ${r.sparsity}: its value written`);
+      const point = elements(svg, 'path').find((p) =>
+        (p['aria-label'] ?? '').startsWith(
+          `method: random; variant: global; sparsity: ${Math.round(100 * r.sparsity)}%;`,
+        ),
+      );
+      assert.match(point?.['aria-label'] ?? '', new RegExp(`${text} \\(off the axis, below\\)$`));
+    }
+    assert.match(
+      JSON.stringify(chart('accuracy').spec),
+      /off the axis \(value written\)/,
+      'the subtitle says so',
+    );
+  });
+
+  it('says in the titles whether accuracy and loss are held out', () => {
+    const rows = classificationRows();
+    const held = buildCharts(rows, { evaluatedOn: { name: 'x_test.npy', heldOut: true } });
+    assert.equal(held[0].title, 'Accuracy on the held-out data vs sparsity (x_test.npy)');
+    const calib = buildCharts(rows, { evaluatedOn: { name: 'calib.npy', heldOut: false } });
+    assert.match(calib[0].title, /no held-out data: measured on the calibration samples/);
+    assert.match(calib[1].title, /^Loss on the calibration data/);
   });
 
   it('builds nothing from no rows', () => {
@@ -117,7 +183,7 @@ describe('charts', () => {
 describe('report.html', () => {
   it('is self-contained: no external URL, no script, images as data: URIs', async () => {
     const rows = classificationRows();
-    const html = reportHtml({ rows, info: INFO, charts: await renderCharts(rows, INFO.layerShapes) });
+    const html = reportHtml({ rows, info: INFO, charts: await renderCharts(rows, INFO) });
     const urls = [...html.matchAll(/\b(?:https?:)?\/\/[^\s"'<>)]+/g)].map((m) => m[0]);
     assert.ok(urls.length > 0);
     for (const url of urls)
@@ -145,6 +211,37 @@ describe('report.html', () => {
     assert.equal((html.match(/<tr class="[^"]*">/g) ?? []).length, rows.length);
     assert.equal((html.match(/<tr class="seed">/g) ?? []).length, 9);
     assert.match(html, /First-layer masks at 90% sparsity/);
+  });
+
+  it('puts the charts first, then the best method per sparsity, then every row with the best cells starred', async () => {
+    const rows = classificationRows();
+    const html = reportHtml({ rows, info: INFO, charts: await renderCharts(rows, INFO) });
+    const at = (text: string) => html.indexOf(text);
+    assert.ok(at('<figure class="chart"') > 0, 'charts');
+    assert.ok(at('<figure class="chart"') < at('Best method at each sparsity'), 'charts before the best');
+    assert.ok(at('Best method at each sparsity') < at('<table>'), 'the best before the full table');
+    // the rows' numbers make ec best in every measure at every sparsity: 3 cells per sparsity
+    const starred = [
+      ...html.matchAll(
+        /<tr class="([^"]*)"><td class="left">([^<]*)<\/td><td class="left">global<\/td><td class="right">([^<]*)<\/td>(.*?)<\/tr>/g,
+      ),
+    ]
+      .filter((m) => m[4].includes(' best"'))
+      .map((m) => `${m[2]} ${m[3]} ${(m[4].match(/ best"/g) ?? []).length}`);
+    assert.deepEqual(starred, ['ec 50.0% 3', 'ec 90.0% 3', 'ec 95.0% 3']);
+    const best = html.slice(at('<table class="best-of">'), at('</table>'));
+    assert.equal((best.match(/<tr><td class="right">/g) ?? []).length, SPARSITIES.length);
+    assert.match(best, /<td class="right">90%<\/td><td><b>ec<\/b> 0\.3<\/td><td><b>ec<\/b> 95\.00%<\/td>/);
+    assert.match(html, /measured on the held-out test data \(test set: 2,000 samples\)/);
+  });
+
+  it('warns at the top when the test data is the calibration data', () => {
+    const html = reportHtml({ rows: classificationRows(), info: { ...INFO, heldOut: false }, charts: [] });
+    assert.match(
+      html,
+      /<p class="warning">The test data is the calibration data: accuracy and loss are not held out/,
+    );
+    assert.ok(html.indexOf('class="warning"') < html.indexOf('<h2>'), 'before the first section');
   });
 
   it('has no mask section for inputs that are not images', () => {

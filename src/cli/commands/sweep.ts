@@ -377,6 +377,8 @@ export async function sweepAction(
       title: describe.title ?? `EC pruning study: ${sizes.join('-')} on ${test.name}`,
       model: modelText,
       data: `${test.name}: ${test.samples.toLocaleString('en')} samples`,
+      heldOut:
+        settings.data === undefined || path.resolve(settings.data) !== path.resolve(settings.calib ?? ''),
       calibration: `${calibration.name}: ${calibration.samples.toLocaleString('en')} samples`,
       command: describe.command ? `${describe.command}\n# the same as:\n${command}` : command,
       features: sizes[0],

@@ -13,6 +13,7 @@ import onnxProto from 'onnx-proto';
 import { badInput, EcpruneError } from '../../errors.js';
 import type { AttributeValue, DenseLayer, Graph, GraphNode } from '../../graph/graph.js';
 import { OPS, SUPPORTED_OPS } from '../../graph/ops/index.js';
+import type { FrozenPrefix } from '../../graph/prefix.js';
 import type { Tensor } from '../../graph/tensor.js';
 import { matrix, transpose } from '../../model/matrix.js';
 import { checkFiniteLayer } from '../../model/mlp.js';
@@ -103,6 +104,24 @@ export interface OnnxModel {
   readonly template: OnnxTemplate;
   /** the frozen prefix as an ONNX model: the original input → the graph's input tensor [batch, n_in] */
   readonly prefix?: Uint8Array;
+}
+
+/**
+ * The frozen prefix of a read model as the calibration and evaluation passes run it (see
+ * graph/prefix.ts), or undefined without one. The prefix needs a fixed per-sample input shape.
+ */
+export function frozenPrefixOf(model: OnnxModel, file?: string): FrozenPrefix | undefined {
+  if (model.prefix === undefined) return undefined;
+  const { input } = model.template;
+  const inputShape = (input.dims ?? []).slice(1).map((d) => (typeof d === 'number' ? d : Number.NaN));
+  if (!inputShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new EcpruneError(
+      'unsupported',
+      `the input '${input.name}' has no fixed per-sample shape, which its frozen prefix needs (export with fixed dimensions except the batch)`,
+      file,
+    );
+  }
+  return { onnx: model.prefix, inputName: input.name, inputShape, outputName: model.graph.input.name };
 }
 
 /** Short enough for one line: the full list of supported ops is in `ecprune inspect --help`. */
