@@ -13,7 +13,7 @@ import { layerSizes, type Mlp, weightCount } from '../../model/mlp.js';
 import { ensureParentDir } from '../../node/files.js';
 import { checkModelOutput, loadModel, requireChain, saveModel } from '../../node/models.js';
 import type { EpochInfo, TrainOptions } from '../../train/train.js';
-import { estimateTrainMemory, trainMlp } from '../../train/train.js';
+import { estimateTrainMemory, trainModel } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import { checkMemory, inputFiles, openData } from '../data.js';
 import { listOf, MODEL_FILES, parseLoss, parseNonNegativeInt, parsePositiveInt } from '../options.js';
@@ -206,7 +206,7 @@ export async function trainCached(
     `training ${spec.sizes.join('-')} ${formatActivation(spec.activation)} on ${train.name} for ${spec.settings.epochs} epochs`,
   );
   const progress = trainingProgress('train', spec.settings.epochs, spec.quiet);
-  const { model } = await trainMlp(
+  const { model } = await trainModel(
     { sizes: spec.sizes, activation: spec.activation, seed: spec.settings.seed },
     train,
     {
@@ -280,7 +280,7 @@ export function trainCommand(): Command {
     const sizes = await architectureFor(data, flags.layers);
     checkMemory(estimateTrainMemory(sizes, flags.batchSize), `training ${sizes.join('-')}`, data.name);
     const progress = trainingProgress('train', flags.epochs, flags.quiet);
-    const { model, history } = await trainMlp(
+    const { model, history } = await trainModel(
       { sizes, activation: flags.activation, seed: flags.seed },
       data,
       {
