@@ -36,6 +36,8 @@ export interface EpochInfo {
   readonly trainLoss: number;
   readonly validationLoss?: number;
   readonly validationAccuracy?: number;
+  /** under a pruning schedule: the fraction of the fully-connected weights pruned at the epoch's end */
+  readonly sparsity?: number;
 }
 
 export interface TrainOptions {
@@ -289,6 +291,13 @@ function checkMasks(model: Layered, keepMasks: readonly KeepMask[]): void {
   });
 }
 
+/** Pruned weights / all weights. */
+function prunedFraction(keepMasks: readonly KeepMask[]): number {
+  const kept = keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + keep, 0), 0);
+  const total = keepMasks.reduce((sum, mask) => sum + mask.length, 0);
+  return 1 - kept / total;
+}
+
 /** Sets the masked-out weights (and their gradients) to exactly zero. */
 function applyMasks(arrays: Float32Array[], keepMasks: readonly KeepMask[] | undefined): void {
   if (!keepMasks) return;
@@ -397,9 +406,7 @@ export async function trainModel(
       weights[l].set(layer.weight.data);
       biases[l].set(layer.bias);
     });
-    const kept = keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + keep, 0), 0);
-    const total = keepMasks.reduce((sum, mask) => sum + mask.length, 0);
-    gradual.onPrune?.({ step, targetSparsity, sparsity: 1 - kept / total });
+    gradual.onPrune?.({ step, targetSparsity, sparsity: prunedFraction(keepMasks) });
   };
 
   const history: EpochInfo[] = [];
@@ -421,6 +428,7 @@ export async function trainModel(
       options.onBatch?.(step + 1, totalSteps);
     }
     let info: EpochInfo = { epoch, trainLoss: lossSum / order.length };
+    if (gradual && keepMasks) info = { ...info, sparsity: prunedFraction(keepMasks) };
     if (validation) {
       const result = await evaluate(model, validation, { gemm, loss });
       info = { ...info, validationLoss: result.meanLoss, validationAccuracy: result.accuracy };
