@@ -406,7 +406,7 @@ export async function trainModel(
       weights[l].set(layer.weight.data);
       biases[l].set(layer.bias);
     });
-    gradual.onPrune?.({ step, targetSparsity, sparsity: prunedFraction(keepMasks) });
+    gradual.onPrune?.({ step, targetSparsity, sparsity: prunedFraction(keepMasks), keepMasks, model });
   };
 
   const history: EpochInfo[] = [];
