@@ -110,12 +110,12 @@ async function checkRun(init: Model, features: number, name: string): Promise<vo
       expectedZeros(target, total),
       `${name}: zeros at step ${info.step} (s = ${target})`,
     );
-    previous?.forEach((mask, l) =>
-      mask.forEach((zero, k) => {
+    for (const [l, mask] of (previous ?? []).entries()) {
+      for (const [k, zero] of mask.entries()) {
         if (zero)
           assert.equal(zeros[l][k], 1, `${name}: step ${info.step} keeps layer ${l} weight ${k} pruned`);
-      }),
-    );
+      }
+    }
     previous = zeros;
   }
   // after the last pruning step the masks are held: the same zeros, exactly the final sparsity
