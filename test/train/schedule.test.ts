@@ -5,13 +5,17 @@
  * exactly at the final sparsity, and compensate every step with EC's bias shift.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { inMemoryDataset, type Targets } from '../../src/data/dataset.js';
 import { createRandom } from '../../src/data/random.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { type Graph, type Model, withLayers } from '../../src/graph/graph.js';
+import { writeNpy } from '../../src/io/npy.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Layered } from '../../src/model/mlp.js';
+import { loadModel } from '../../src/node/models.js';
 import { score } from '../../src/pipeline/score.js';
 import type { KeepMask } from '../../src/select/select.js';
 import {
@@ -22,6 +26,7 @@ import {
   sparsityAt,
 } from '../../src/train/schedule.js';
 import { initMlp, trainModel } from '../../src/train/train.js';
+import { cli, tempDir } from '../cli/run.js';
 import { buildGraph, randomInput, residualSpec } from '../graph/build.js';
 
 describe('the polynomial-decay schedule', () => {
@@ -182,4 +187,43 @@ describe('each pruning step compensates as its method does', () => {
       }
     });
   }
+});
+
+describe('ecprune train --prune-to', () => {
+  it('writes a model at exactly the final sparsity, with its schedule in the metadata; bad ends are one line', async () => {
+    const dir = tempDir();
+    const data = blobs(200, 6, 5);
+    const [x, y] = [path.join(dir, 'x.npy'), path.join(dir, 'y.npy')];
+    writeFileSync(x, writeNpy({ shape: [200, 6], data: data.x.data }));
+    writeFileSync(y, writeNpy({ shape: [200], data: (data.y as { values: Int32Array }).values }));
+    const out = path.join(dir, 'm.onnx');
+    const argv = ['train', '--data', x, '--labels', y, '--layers', '6,12,3', '--epochs', '3', '--quiet'];
+    const schedule = [
+      '--prune-to',
+      '0.6',
+      '--prune-begin',
+      '0.5',
+      '--prune-every',
+      '2',
+      '--batch-size',
+      '20',
+    ];
+    const run = await cli(...argv, ...schedule, '-o', out);
+    assert.equal(run.code, 0, run.stderr);
+    const { graph } = await loadModel(out);
+    assert.equal(count(zerosOf(graph)), expectedZeros(0.6, 6 * 12 + 12 * 3), 'the final sparsity');
+    assert.match(readFileSync(out).toString('latin1'), /ecprune_pruning_schedule/);
+    const late = await cli(
+      ...argv,
+      '--prune-to',
+      '0.6',
+      '--prune-end',
+      '4',
+      '-o',
+      path.join(dir, 'late.onnx'),
+    );
+    assert.equal(late.code, 2);
+    assert.equal(late.stderr.trim(), 'ecprune: --prune-end 4 is after the last epoch (--epochs 3)');
+    rmSync(dir, { recursive: true, force: true });
+  });
 });
