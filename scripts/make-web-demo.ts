@@ -16,7 +16,7 @@ import { openNamedDataset } from '../src/node/datasets.js';
 import { writeOutputAtomic } from '../src/node/files.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
 import { evaluate } from '../src/pipeline/evaluate.js';
-import { trainMlp } from '../src/train/train.js';
+import { trainModel } from '../src/train/train.js';
 import { VERSION } from '../src/version.js';
 
 const OUT = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'web', 'demo');
@@ -46,7 +46,7 @@ async function pooled(split: 'train' | 'test') {
 const gemm = await createOrtGemm();
 const train = await pooled('train');
 const test = await pooled('test');
-const { model } = await trainMlp(
+const { model } = await trainModel(
   { sizes: SIZES, activation: { kind: 'relu' }, seed: 0 },
   inMemoryDataset(train.x, train.y, 'mnist14:train'),
   { epochs: EPOCHS, seed: 0, gemm },

@@ -1,6 +1,7 @@
 import type { Targets } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import type { Matrix } from '../model/matrix.js';
+import { zerosLike } from './tensor.js';
 
 /** `ce`: softmax cross-entropy on logits with class ids; `mse`: per-sample mean squared error. */
 export type LossKind = 'ce' | 'mse';
@@ -88,11 +89,14 @@ export function sampleLosses(output: Matrix, targets: Targets, loss: LossKind): 
   return losses;
 }
 
-/** d loss_n / d y for every sample n (B x K), not divided by the batch size. */
+/**
+ * d loss_n / d y for every sample n (B x K), not divided by the batch size; in the output's
+ * precision (float64 for the finite-difference tests that run a graph in float64).
+ */
 export function lossGradient(output: Matrix, targets: Targets, loss: LossKind): Matrix {
   checkTargets(output, targets, loss);
   const { rows, cols } = output;
-  const gradient = new Float32Array(rows * cols);
+  const gradient = zerosLike(output.data, rows * cols) as Float32Array;
   for (let n = 0; n < rows; n++) {
     const row = output.data.subarray(n * cols, (n + 1) * cols);
     const lse = loss === 'ce' ? logSumExp(row) : 0;

@@ -102,6 +102,12 @@ export interface PruneOptions extends ScoreOptions {
   readonly structure?: 'weight' | 'neuron';
   /** layer-wise OBS reconstruction instead of the bias compensation (changes surviving weights) */
   readonly obs?: boolean;
+  /**
+   * weights pruned before this call (0 = pruned, e.g. by an earlier step of a gradual schedule,
+   * src/train/schedule.ts): ranked first (-∞), never kept, counted in the sparsity; a zero weight
+   * shifts no bias, so they are not compensated twice. Weight pruning only.
+   */
+  readonly keepMasks?: readonly KeepMask[];
 }
 
 /**
@@ -221,6 +227,10 @@ export async function prune(
       'structure neuron takes none of pattern, steps, sequential, obs',
     ],
     [!!options.obs && (pattern !== undefined || steps > 1), 'obs takes neither pattern nor steps'],
+    [
+      options.keepMasks !== undefined && (structure === 'neuron' || !!options.obs),
+      'keepMasks (already pruned weights) go with weight pruning, not structure neuron or obs',
+    ],
   ];
   for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
 
@@ -334,15 +344,25 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
   const { calibration, spec, steps, scope, pattern } = run;
   const shapes = mlp.layers.map((layer) => layer.weight);
   let current = mlp;
-  let keepMasks: KeepMask[] = mlp.layers.map((layer) => new Uint8Array(layer.weight.data.length).fill(1));
+  let keepMasks: KeepMask[] = mlp.layers.map(
+    (layer, l) => run.options.keepMasks?.[l].slice() ?? new Uint8Array(layer.weight.data.length).fill(1),
+  );
+  if (keepMasks.some((mask, l) => mask.length !== mlp.layers[l].weight.data.length)) {
+    throw new EcpruneError('usage', 'keepMasks must have one entry per weight of every layer');
+  }
   let last:
     | { importance: LayerScores; deltaBias?: Float64Array[]; statistics: CalibrationStatistics }
     | undefined;
   for (let step = 1; step <= steps; step++) {
     const stepSparsity = step === steps ? run.sparsity : 1 - (1 - run.sparsity) ** (step / steps);
     const stepPattern = pattern && patternAtStep(pattern, step, steps);
+    const held = keepMasks;
+    // a weight pruned earlier stays pruned even where this step's count is below the earlier one
     const select = (scores: LayerScores) =>
-      stepPattern ? selectPattern(scores, shapes, stepPattern) : selectMasks(scores, stepSparsity, scope);
+      heldPruned(
+        stepPattern ? selectPattern(scores, shapes, stepPattern) : selectMasks(scores, stepSparsity, scope),
+        held,
+      );
 
     if (!run.options.sequential) {
       const statistics = await collectStatistics(measured(current, run), calibration, statisticsOptions(run));
@@ -387,9 +407,14 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
             );
       const scores = l === 0 ? firstScores : scoresOf(current, statistics, run, keepMasks);
       const { rows, cols } = current.layers[l].weight;
-      const keep = stepPattern
-        ? selectPatternLayer(scores[l], rows, cols, stepPattern)
-        : lowestK(scores[l], budgets[l]);
+      const keep = heldPruned(
+        [
+          stepPattern
+            ? selectPatternLayer(scores[l], rows, cols, stepPattern)
+            : lowestK(scores[l], budgets[l]),
+        ],
+        [held[l]],
+      )[0];
       const delta = deltaOf(current, statistics, run);
       const masks = current.layers.map((layer, k) =>
         k === l ? keep : new Uint8Array(layer.weight.data.length).fill(1),
@@ -408,6 +433,11 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
     };
   }
   return { ...last!, model: current, keepMasks };
+}
+
+/** The masks with every weight that `held` prunes pruned too. */
+function heldPruned(masks: KeepMask[], held: readonly KeepMask[]): KeepMask[] {
+  return masks.map((mask, l) => mask.map((keep, p) => keep & held[l][p]));
 }
 
 /** b_i += u_i = Σ_n s_i (z^D_i - z^P_i) / Σ_n s_i: the upstream mean gap (see the top). */

@@ -3,13 +3,22 @@ import { createRandom } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
+import { type Graph, inputSize, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor, lossGradient, sampleLosses } from '../graph/loss.js';
+import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import { backpropagate, forwardTrace } from '../graph/run.js';
 import type { Activation } from '../model/activations.js';
 import { type Matrix, matrix } from '../model/matrix.js';
-import { cloneMlp, inputSize, type Layer, layerSizes, type Mlp } from '../model/mlp.js';
+import { type Layer, type Layered, layerSizes, type Mlp } from '../model/mlp.js';
 import { evaluate } from '../pipeline/evaluate.js';
 import type { KeepMask } from '../select/select.js';
+import {
+  checkSchedule,
+  type GradualPruning,
+  isPruningStep,
+  pruneToSparsity,
+  sparsityAt,
+} from './schedule.js';
 
 /** A fresh network: layer widths, the hidden activation, the seed of its initial weights. */
 export interface InitSpec {
@@ -27,6 +36,8 @@ export interface EpochInfo {
   readonly trainLoss: number;
   readonly validationLoss?: number;
   readonly validationAccuracy?: number;
+  /** under a pruning schedule: the fraction of the fully-connected weights pruned at the epoch's end */
+  readonly sparsity?: number;
 }
 
 export interface TrainOptions {
@@ -45,14 +56,16 @@ export interface TrainOptions {
   readonly validationFraction?: number;
   /** fine-tuning: weights with mask 0 are set to zero and stay exactly zero; biases all train */
   readonly keepMasks?: readonly KeepMask[];
+  /** prune as training goes, on a schedule (schedule.ts); masks from `keepMasks` stay pruned */
+  readonly pruning?: GradualPruning;
   readonly gemm?: Gemm;
   readonly onEpoch?: (info: EpochInfo) => void;
   /** batches done and total, counted over all epochs (a progress bar with an ETA) */
   readonly onBatch?: (done: number, total: number) => void;
 }
 
-export interface TrainResult {
-  readonly model: Mlp;
+export interface TrainResult<M extends Model = Mlp> {
+  readonly model: M;
   readonly history: EpochInfo[];
 }
 
@@ -90,43 +103,66 @@ export function initMlp(spec: InitSpec): Mlp {
 }
 
 /** 1 where the weight is non-zero: the masks that keep a pruned network's zeros in place. */
-export function keepMasksOf(mlp: Mlp): KeepMask[] {
-  return mlp.layers.map((layer) => Uint8Array.from(layer.weight.data, (w) => +(w !== 0)));
+export function keepMasksOf(model: Layered): KeepMask[] {
+  return model.layers.map((layer) => Uint8Array.from(layer.weight.data, (w) => +(w !== 0)));
+}
+
+/** The same model with its own copies of every weight and bias (training updates them in place). */
+function copyOf<M extends Model>(model: M): M {
+  const layers = model.layers.map((layer) => ({
+    ...layer,
+    weight: { ...layer.weight, data: layer.weight.data.slice() },
+    bias: layer.bias.slice(),
+  }));
+  return { ...model, layers } as M;
 }
 
 export interface Gradients {
   /** mean loss over the batch */
   readonly loss: number;
-  /** dL/dW_l (n_l x n_{l-1}, like W) and dL/db_l, L the batch-mean loss */
+  /** dL/dW_l (n_out x n_in, like W) and dL/db_l of every fully-connected layer, L the batch-mean loss */
   readonly weight: Float32Array[];
   readonly bias: Float32Array[];
 }
 
 /**
- * The batch-mean loss and its gradient. With g_l = dL/dz_l (B x n_l) from backpropagation:
- *   dL/dW_l = g_lᵀ a_{l-1}      dL/db_l = Σ_n g_l[n, :]
- * Dividing dL/dy by B first makes both sums batch means.
+ * The graph the loss is computed on: cross-entropy is defined on logits, so behind a
+ * Softmax/LogSoftmax head it is the head's input (as `evaluate` measures it).
+ */
+function lossGraph(model: Model, loss: LossKind): Graph {
+  return loss === 'ce' ? logitsGraph(asGraph(model)) : asGraph(model);
+}
+
+/**
+ * The batch-mean loss and its gradient with respect to every fully-connected layer's weight and
+ * bias, through the whole graph (residuals, normalisations, heads: whatever lies between a layer
+ * and the output). With g = dL/dz of a layer (B x n_out, from backpropagating the loss cotangent)
+ * and a its input (B x n_in):
+ *   dL/dW = gᵀ a      dL/db = Σ_n g[n, :]
+ * Dividing dL/dy by B first makes both sums batch means. Other parameters (BatchNorm, LayerNorm,
+ * PRelu slopes, constants) get no gradient: they stay as they are.
  */
 export async function lossAndGradients(
-  mlp: Mlp,
+  model: Model,
   x: Matrix,
   y: Targets,
   loss: LossKind,
   gemm: Gemm,
 ): Promise<Gradients> {
-  const trace = await forwardTrace(mlp, x, gemm);
+  const graph = lossGraph(model, loss);
+  const trace = await forwardTrace(graph, x, gemm);
   const batch = x.rows;
   let lossSum = 0;
   for (const value of sampleLosses(trace.output, y, loss)) lossSum += value;
   const dy = lossGradient(trace.output, y, loss);
   for (let k = 0; k < dy.data.length; k++) dy.data[k] /= batch;
-  const weight: Float32Array[] = [];
-  const bias: Float32Array[] = [];
-  await backpropagate(mlp, trace, dy, gemm, async (l, g, input) => {
-    weight[l] = (await gemm.matmul(g, input, { transA: true })).data;
-    const db = new Float32Array(g.cols);
+  // a layer the output does not depend on gets zero gradients
+  const weight = graph.layers.map((layer) => new Float32Array(layer.weight.data.length));
+  const bias = graph.layers.map((layer) => new Float32Array(layer.bias.length));
+  await backpropagate(graph, trace, dy, gemm, async (l, g, input) => {
+    weight[l].set((await gemm.matmul(g, input, { transA: true })).data);
+    const db = bias[l];
     for (let n = 0; n < g.rows; n++) for (let i = 0; i < g.cols; i++) db[i] += g.data[n * g.cols + i];
-    bias[l] = db;
   });
   return { loss: lossSum / batch, weight, bias };
 }
@@ -180,6 +216,11 @@ function gather(data: InMemory, indices: ArrayLike<number>): InMemory {
   return { x, y: { kind: 'values', values } };
 }
 
+/** How many of n samples a validation fraction holds out. */
+function heldOutCount(n: number, fraction: number): number {
+  return Math.round(fraction * n);
+}
+
 function splitInMemory(
   data: InMemory,
   fraction: number,
@@ -189,7 +230,7 @@ function splitInMemory(
     throw new EcpruneError('usage', `the validation fraction must be in (0, 1), got ${fraction}`);
   }
   const n = data.x.rows;
-  const held = Math.round(fraction * n);
+  const held = heldOutCount(n, fraction);
   if (held < 1 || held >= n) {
     throw new EcpruneError(
       'usage',
@@ -234,20 +275,27 @@ function checkOptions(options: TrainOptions): void {
   }
 }
 
-function checkMasks(mlp: Mlp, keepMasks: readonly KeepMask[]): void {
-  if (keepMasks.length !== mlp.layers.length) {
-    throw new EcpruneError('usage', `${keepMasks.length} keep-masks for ${mlp.layers.length} layers`);
+function checkMasks(model: Layered, keepMasks: readonly KeepMask[]): void {
+  if (keepMasks.length !== model.layers.length) {
+    throw new EcpruneError('usage', `${keepMasks.length} keep-masks for ${model.layers.length} layers`);
   }
   keepMasks.forEach((mask, l) => {
-    if (mask.length !== mlp.layers[l].weight.data.length) {
+    if (mask.length !== model.layers[l].weight.data.length) {
       throw new EcpruneError(
         'usage',
-        `keep-mask has ${mask.length} entries, the weight ${mlp.layers[l].weight.data.length}`,
+        `keep-mask has ${mask.length} entries, the weight ${model.layers[l].weight.data.length}`,
         undefined,
         `layer ${l}`,
       );
     }
   });
+}
+
+/** Pruned weights / all weights. */
+function prunedFraction(keepMasks: readonly KeepMask[]): number {
+  const kept = keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + keep, 0), 0);
+  const total = keepMasks.reduce((sum, mask) => sum + mask.length, 0);
+  return 1 - kept / total;
 }
 
 /** Sets the masked-out weights (and their gradients) to exactly zero. */
@@ -259,27 +307,50 @@ function applyMasks(arrays: Float32Array[], keepMasks: readonly KeepMask[] | und
   });
 }
 
+/** Optimizer updates per epoch for `samples` training samples (after a validation fraction is held out). */
+export function batchesPerEpoch(
+  samples: number,
+  options: Pick<TrainOptions, 'batchSize' | 'validationFraction'>,
+): number {
+  const held =
+    options.validationFraction === undefined ? 0 : heldOutCount(samples, options.validationFraction);
+  return Math.ceil((samples - held) / (options.batchSize ?? 128));
+}
+
 /**
- * Trains an MLP with Adam on mini-batches reshuffled every epoch. `init` is either a network to
- * continue from (copied, never modified) or a spec for a fresh PyTorch-style initialisation.
- * The training set is read into memory (shuffling needs random access).
- * @example const { model } = await trainMlp({ sizes: [784, 64, 10], activation: { kind: 'relu' }, seed: 1 }, train, { epochs: 3, seed: 1 });
+ * Trains a model's fully-connected layers with Adam on mini-batches reshuffled every epoch: an MLP
+ * or any graph (the loss gradient reaches every layer through the whole graph; see
+ * `lossAndGradients`). `init` is either a model to continue from (copied, never modified) or a spec
+ * for a fresh PyTorch-style MLP. The training set is read into memory (shuffling needs random
+ * access); a model with a frozen prefix trains on the data as seen through it.
+ * @example const { model } = await trainModel({ sizes: [784, 64, 10], activation: { kind: 'relu' }, seed: 1 }, train, { epochs: 3, seed: 1 });
  */
-export async function trainMlp(
+export async function trainModel(
   init: Mlp | InitSpec,
   train: Dataset,
   options: TrainOptions,
-): Promise<TrainResult> {
+): Promise<TrainResult<Mlp>>;
+export async function trainModel<M extends Model>(
+  init: M,
+  train: Dataset,
+  options: TrainOptions,
+): Promise<TrainResult<M>>;
+export async function trainModel(
+  init: Model | InitSpec,
+  train: Dataset,
+  options: TrainOptions,
+): Promise<TrainResult<Model>> {
   checkOptions(options);
-  const mlp = 'layers' in init ? cloneMlp(init) : initMlp(init);
+  const model: Model = 'layers' in init ? copyOf(init) : initMlp(init);
   const gemm = options.gemm ?? defaultGemm();
   const batchSize = options.batchSize ?? 128;
   if (train.targetKind === undefined)
     throw new EcpruneError('usage', 'training needs targets (labels)', train.name);
-  if (train.features !== inputSize(mlp)) {
+  const features = inputSize(asGraph(model));
+  if (train.features !== features) {
     throw new EcpruneError(
       'input',
-      `the data has ${train.features} features per sample, the model takes ${inputSize(mlp)}`,
+      `the data has ${train.features} features per sample, the model takes ${features}`,
       train.name,
     );
   }
@@ -294,47 +365,88 @@ export async function trainMlp(
     validation = inMemoryDataset(parts.validation.x, parts.validation.y, `${train.name}:validation`);
   }
 
-  const weights = mlp.layers.map((layer) => layer.weight.data);
-  const biases = mlp.layers.map((layer) => layer.bias);
-  if (options.keepMasks) {
-    checkMasks(mlp, options.keepMasks);
-    applyMasks(weights, options.keepMasks);
+  const weights = model.layers.map((layer) => layer.weight.data);
+  const biases = model.layers.map((layer) => layer.bias);
+  // a layer stored without a bias keeps it that way (zero, or what compensation put there)
+  const trainsBias = model.layers.map((layer) => !('hasBias' in layer) || layer.hasBias !== false);
+  let keepMasks = options.keepMasks;
+  if (keepMasks) {
+    checkMasks(model, keepMasks);
+    applyMasks(weights, keepMasks);
   }
   const adam = createAdam([...weights, ...biases], options.learningRate ?? 1e-3);
   const random = createRandom(options.seed);
   const order = Int32Array.from({ length: data.x.rows }, (_, i) => i);
-  const batchesPerEpoch = Math.ceil(order.length / batchSize);
+  const perEpoch = batchesPerEpoch(all.x.rows, options);
+  const totalSteps = options.epochs * perEpoch;
+
+  const gradual = options.pruning;
+  const schedule = gradual && checkSchedule(gradual.schedule, totalSteps);
+  const calibrationRows = Math.min(data.x.rows, gradual?.calibrationSamples ?? 1000);
+  const calibration =
+    gradual &&
+    (() => {
+      const slice = gather(
+        data,
+        Int32Array.from({ length: calibrationRows }, (_, i) => i),
+      );
+      return inMemoryDataset(slice.x, slice.y, `${train.name}:calibration`);
+    })();
+  /** At a pruning step of the schedule: the network pruned, its values copied into the trained arrays. */
+  const pruneAt = async (step: number) => {
+    if (!schedule || !calibration || !isPruningStep(schedule, step)) return;
+    keepMasks ??= model.layers.map((layer) => new Uint8Array(layer.weight.data.length).fill(1));
+    const targetSparsity = sparsityAt(schedule, step);
+    const pruned = await pruneToSparsity(model, keepMasks, targetSparsity, calibration, {
+      gemm,
+      ...gradual.prune,
+    });
+    keepMasks = pruned.keepMasks;
+    pruned.model.layers.forEach((layer, l) => {
+      weights[l].set(layer.weight.data);
+      biases[l].set(layer.bias);
+    });
+    gradual.onPrune?.({ step, targetSparsity, sparsity: prunedFraction(keepMasks) });
+  };
+
   const history: EpochInfo[] = [];
   for (let epoch = 1; epoch <= options.epochs; epoch++) {
     random.shuffle(order);
     let lossSum = 0;
-    for (let b = 0; b < batchesPerEpoch; b++) {
+    for (let b = 0; b < perEpoch; b++) {
+      const step = (epoch - 1) * perEpoch + b;
+      await pruneAt(step);
       const batch = gather(data, order.subarray(b * batchSize, (b + 1) * batchSize));
-      const gradients = await lossAndGradients(mlp, batch.x, batch.y, loss, gemm);
+      const gradients = await lossAndGradients(model, batch.x, batch.y, loss, gemm);
       lossSum += gradients.loss * batch.x.rows;
-      applyMasks(gradients.weight, options.keepMasks); // a pruned weight gets no update ...
+      applyMasks(gradients.weight, keepMasks); // a pruned weight gets no update ...
+      gradients.bias.forEach((g, l) => {
+        if (!trainsBias[l]) g.fill(0);
+      });
       adam.step([...gradients.weight, ...gradients.bias]);
-      applyMasks(weights, options.keepMasks); // ... and is re-zeroed so it stays exactly 0
-      options.onBatch?.((epoch - 1) * batchesPerEpoch + b + 1, options.epochs * batchesPerEpoch);
+      applyMasks(weights, keepMasks); // ... and is re-zeroed so it stays exactly 0
+      options.onBatch?.(step + 1, totalSteps);
     }
     let info: EpochInfo = { epoch, trainLoss: lossSum / order.length };
+    if (gradual && keepMasks) info = { ...info, sparsity: prunedFraction(keepMasks) };
     if (validation) {
-      const result = await evaluate(mlp, validation, { gemm, loss });
+      const result = await evaluate(model, validation, { gemm, loss });
       info = { ...info, validationLoss: result.meanLoss, validationAccuracy: result.accuracy };
     }
     history.push(info);
     options.onEpoch?.(info);
   }
-  return { model: mlp, history };
+  await pruneAt(totalSteps); // a schedule may end after the last update
+  return { model, history };
 }
 
-/** Fine-tunes a pruned network: trainMlp with its zero weights held at zero. */
-export function finetune(
-  model: Mlp,
+/** Fine-tunes a pruned network: trainModel with its zero weights held at zero. */
+export function finetune<M extends Model>(
+  model: M,
   train: Dataset,
   options: Omit<TrainOptions, 'keepMasks'>,
-): Promise<TrainResult> {
-  return trainMlp(model, train, { ...options, keepMasks: keepMasksOf(model) });
+): Promise<TrainResult<M>> {
+  return trainModel(model, train, { ...options, keepMasks: keepMasksOf(model) });
 }
 
 /** Weights of a dense MLP with these widths (biases not counted: pruning does not remove them). */
@@ -399,5 +511,5 @@ export function trainDenseSmall(
           seed: options.seed,
         }
       : like;
-  return trainMlp({ ...spec, sizes: denseSmall(spec.sizes, keepFraction) }, train, options);
+  return trainModel({ ...spec, sizes: denseSmall(spec.sizes, keepFraction) }, train, options);
 }

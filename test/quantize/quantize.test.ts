@@ -11,7 +11,7 @@ import {
   quantizeCodebook,
   quantizeInt8,
 } from '../../src/quantize/quantize.js';
-import { initMlp, keepMasksOf, lossAndGradients, trainMlp } from '../../src/train/train.js';
+import { initMlp, keepMasksOf, lossAndGradients, trainModel } from '../../src/train/train.js';
 import { rng } from '../runtime/helpers.js';
 
 function randomLayer(rows: number, cols: number, keep: number, seed: number) {
@@ -81,7 +81,7 @@ describe('quantisation of the kept weights', () => {
     const y = { kind: 'classes' as const, values: labels };
     const data = inMemoryDataset(x, y);
     const initial = initMlp({ sizes: [12, 16, 4], activation: { kind: 'relu' }, seed: 1 });
-    const { model: trained } = await trainMlp(initial, data, {
+    const { model: trained } = await trainModel(initial, data, {
       epochs: 30,
       batchSize: 32,
       learningRate: 0.01,

@@ -16,7 +16,7 @@ import { openNamedDataset } from '../../src/node/datasets.js';
 import { createOrtGemm, lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { type ScoreResult, score } from '../../src/pipeline/score.js';
-import { trainMlp } from '../../src/train/train.js';
+import { trainModel } from '../../src/train/train.js';
 import { cli, tempDir } from '../cli/run.js';
 import { writeInputs } from './inputs.js';
 
@@ -105,11 +105,15 @@ describe('other batch sizes and GEMM backends agree up to float rounding', () =>
   before(async () => {
     // a real-ish network: 784-64-32-10 ReLU trained for one epoch on 4,000 MNIST digits
     const train = firstSamples(await openNamedDataset('mnist', 'train'), 4000);
-    ({ model } = await trainMlp({ sizes: [784, 64, 32, 10], activation: { kind: 'relu' }, seed: 1 }, train, {
-      epochs: 1,
-      seed: 1,
-      gemm: tsGemm,
-    }));
+    ({ model } = await trainModel(
+      { sizes: [784, 64, 32, 10], activation: { kind: 'relu' }, seed: 1 },
+      train,
+      {
+        epochs: 1,
+        seed: 1,
+        gemm: tsGemm,
+      },
+    ));
     calibration = firstSamples(await openNamedDataset('mnist', 'test'), 1000);
     ort = await createOrtGemm();
   });

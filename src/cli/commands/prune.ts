@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
 import type { Model } from '../../graph/graph.js';
-import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
 import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
@@ -216,7 +215,6 @@ export function pruneCommand(): Command {
       const variants = variantOptions(flags);
       const chainOnly = chainOnlyVariant(variants);
       if (chainOnly !== undefined) requireChain(model, chainOnly);
-      if (epochs > 0) requireChain(model, '--finetune-epochs');
       checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
       checkCalibration(model.shape, modelFile, calibration, flags, memory);
@@ -241,9 +239,7 @@ export function pruneCommand(): Command {
       clock.skip(); // prune() timed its own phases
       let tuned: Model = result.model;
       if (epochs > 0) {
-        // checked to be a chain before any work
-        const chain = 'nodes' in tuned ? chainOf(tuned)! : tuned;
-        tuned = (await finetune(chain, calibration, { epochs, seed: flags.seed, loss: flags.loss })).model;
+        tuned = (await finetune(tuned, data, { epochs, seed: flags.seed, loss: flags.loss })).model;
         clock.lap('finetune');
       }
       await saveModel(flags.output, tuned, {

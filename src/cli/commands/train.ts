@@ -12,11 +12,22 @@ import { type Activation, formatActivation, parseActivation } from '../../model/
 import { layerSizes, type Mlp, weightCount } from '../../model/mlp.js';
 import { ensureParentDir } from '../../node/files.js';
 import { checkModelOutput, loadModel, requireChain, saveModel } from '../../node/models.js';
+import { isMethodName, METHOD_NAMES, type MethodName } from '../../score/methods.js';
+import type { Scope } from '../../select/select.js';
+import type { GradualPruning } from '../../train/schedule.js';
 import type { EpochInfo, TrainOptions } from '../../train/train.js';
-import { estimateTrainMemory, trainMlp } from '../../train/train.js';
+import { batchesPerEpoch, estimateTrainMemory, trainModel } from '../../train/train.js';
 import { VERSION } from '../../version.js';
 import { checkMemory, inputFiles, openData } from '../data.js';
-import { listOf, MODEL_FILES, parseLoss, parseNonNegativeInt, parsePositiveInt } from '../options.js';
+import {
+  listOf,
+  MODEL_FILES,
+  parseLoss,
+  parseNonNegativeInt,
+  parsePositiveInt,
+  parseScope,
+  parseSparsity,
+} from '../options.js';
 import { progressBar } from '../progress.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -91,6 +102,120 @@ export function trainingSettings(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Gradual pruning (train, finetune)
+
+function parseEpochPoint(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && Number.isFinite(value)))
+    throw new InvalidArgumentError(`expected a number of epochs >= 0, got '${text}'`);
+  return value;
+}
+
+function parseScheduleMethod(text: string): MethodName {
+  if (isMethodName(text)) return text;
+  throw new InvalidArgumentError(`unknown method '${text}' (choose from ${METHOD_NAMES.join(', ')})`);
+}
+
+/** --prune-to and the rest of a polynomial-decay pruning schedule (src/train/schedule.ts). */
+export function addPruningScheduleOptions(command: Command, initialDefault: string): Command {
+  return command
+    .option(
+      '--prune-to <s>',
+      'prune gradually while training, to this final sparsity (fraction of the fully-connected weights)',
+      parseSparsity,
+    )
+    .option('--prune-from <s>', `the sparsity at --prune-begin (default ${initialDefault})`, parseSparsity)
+    .option(
+      '--prune-begin <epochs>',
+      'when the first pruning step happens, in epochs (fractions allowed)',
+      parseEpochPoint,
+      0,
+    )
+    .option(
+      '--prune-end <epochs>',
+      'when --prune-to is reached, in epochs; the masks are held after it (default: one epoch before the end)',
+      parseEpochPoint,
+    )
+    .option('--prune-every <steps>', 'optimizer steps (batches) between pruning steps', parsePositiveInt, 100)
+    .option(
+      '--prune-power <p>',
+      'exponent of the polynomial decay from --prune-from to --prune-to',
+      parseLearningRate,
+      3,
+    )
+    .option(
+      '--prune-method <name>',
+      `the criterion of every pruning step (${METHOD_NAMES.join(', ')}); compensating methods shift the biases at every step`,
+      parseScheduleMethod,
+      'ec',
+    )
+    .option(
+      '--prune-scope <scope>',
+      'rank the weights of all layers together (global) or per layer',
+      parseScope,
+      'global',
+    )
+    .option(
+      '--prune-samples <n>',
+      'each pruning step is scored on the first n training samples',
+      parsePositiveInt,
+      1000,
+    );
+}
+
+export interface PruningScheduleFlags {
+  pruneTo?: number;
+  pruneFrom?: number;
+  pruneBegin: number;
+  pruneEnd?: number;
+  pruneEvery: number;
+  prunePower: number;
+  pruneMethod: MethodName;
+  pruneScope: Scope;
+  pruneSamples: number;
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  validation?: number;
+}
+
+/**
+ * The schedule the flags ask for (undefined without --prune-to), its begin and end turned from
+ * epochs into optimizer steps of `data`; `initialSparsity` is --prune-from's default.
+ */
+export function pruningFromFlags(
+  flags: PruningScheduleFlags,
+  data: Dataset,
+  initialSparsity: number,
+): GradualPruning | undefined {
+  if (flags.pruneTo === undefined) return undefined;
+  const perEpoch = batchesPerEpoch(data.samples, {
+    batchSize: flags.batchSize,
+    validationFraction: flags.validation,
+  });
+  const step = (epochs: number) => Math.round(epochs * perEpoch);
+  return {
+    schedule: {
+      initialSparsity: flags.pruneFrom ?? initialSparsity,
+      finalSparsity: flags.pruneTo,
+      begin: step(flags.pruneBegin),
+      end: step(flags.pruneEnd ?? Math.max(flags.pruneBegin, flags.epochs - 1)),
+      frequency: flags.pruneEvery,
+      power: flags.prunePower,
+    },
+    prune: { method: flags.pruneMethod, scope: flags.pruneScope, seed: flags.seed },
+    calibrationSamples: flags.pruneSamples,
+  };
+}
+
+/** The metadata a run with a schedule stores in its model. */
+export function pruningMetadata(pruning: GradualPruning | undefined): Record<string, string> {
+  return pruning === undefined
+    ? {}
+    : { ecprune_pruning_schedule: JSON.stringify({ ...pruning.schedule, ...pruning.prune }) };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Progress while training
 
 /**
@@ -119,6 +244,7 @@ export function describeEpoch(info: EpochInfo, epochs: number): string {
   if (info.validationLoss !== undefined) parts.push(`validation loss ${info.validationLoss.toPrecision(4)}`);
   if (info.validationAccuracy !== undefined)
     parts.push(`validation accuracy ${(100 * info.validationAccuracy).toFixed(2)} %`);
+  if (info.sparsity !== undefined) parts.push(`sparsity ${(100 * info.sparsity).toFixed(1)} %`);
   return parts.join('  ');
 }
 
@@ -206,7 +332,7 @@ export async function trainCached(
     `training ${spec.sizes.join('-')} ${formatActivation(spec.activation)} on ${train.name} for ${spec.settings.epochs} epochs`,
   );
   const progress = trainingProgress('train', spec.settings.epochs, spec.quiet);
-  const { model } = await trainMlp(
+  const { model } = await trainModel(
     { sizes: spec.sizes, activation: spec.activation, seed: spec.settings.seed },
     train,
     {
@@ -228,7 +354,10 @@ export async function trainCached(
 const EXAMPLES = `
 Examples:
   $ ecprune train --dataset mnist --layers 784,300,100,10 --epochs 5 -o model.onnx
-  $ ecprune train --data x.npy --labels y.npy --layers 6,64,64,1 --activation tanh --loss mse -o surrogate.onnx`;
+  $ ecprune train --data x.npy --labels y.npy --layers 6,64,64,1 --activation tanh --loss mse -o surrogate.onnx
+  $ ecprune train --dataset mnist --epochs 8 --prune-to 0.9 --prune-begin 1 --prune-end 6 -o sparse.onnx
+    (gradual pruning: the sparsity rises from --prune-from to --prune-to as a cubic decay, pruning
+    every --prune-every steps by --prune-method, EC compensating at every step; masks held after)`;
 
 /** --data/--dataset/--labels/--label-column/--samples: the training data of train and finetune. */
 export function addTrainingDataOptions(command: Command): Command {
@@ -273,19 +402,22 @@ export function trainCommand(): Command {
   addTrainingDataOptions(command);
   addArchitectureOptions(command);
   addTrainingOptions(command, 5);
+  addPruningScheduleOptions(command, '0');
   return command.addHelpText('after', EXAMPLES).action(async (flags) => {
     const inputs = inputFiles(trainingDataChoice(flags));
     await checkModelOutput(flags.output, { force: flags.force, inputs });
     const data = await openData(trainingDataChoice(flags), 'training');
     const sizes = await architectureFor(data, flags.layers);
     checkMemory(estimateTrainMemory(sizes, flags.batchSize), `training ${sizes.join('-')}`, data.name);
+    const pruning = pruningFromFlags(flags, data, 0);
     const progress = trainingProgress('train', flags.epochs, flags.quiet);
-    const { model, history } = await trainMlp(
+    const { model, history } = await trainModel(
       { sizes, activation: flags.activation, seed: flags.seed },
       data,
       {
         ...trainingSettings(flags),
         validationFraction: flags.validation,
+        pruning,
         ...progress,
       },
     ).finally(progress.stop);
@@ -296,6 +428,7 @@ export function trainCommand(): Command {
         ecprune_version: VERSION,
         ecprune_trained_on: data.name,
         ecprune_epochs: String(flags.epochs),
+        ...pruningMetadata(pruning),
       },
     });
     const last = history.at(-1);
