@@ -1,13 +1,14 @@
 /**
- * Deep compression of a chain (Han, Mao & Dally, ICLR 2016) as one search: EC pruning with
- * fine-tuning → weight sharing (a k-means codebook of 2^bits values per layer, its centroids
+ * Deep compression of a chain (Han, Mao & Dally, ICLR 2016) as one search: gradual EC pruning
+ * during fine-tuning (the schedule of src/train/schedule.ts) → weight sharing (a k-means codebook of 2^bits values per layer, its centroids
  * fine-tuned) → `.ecsr` version 2 (codebook indices and column gaps Huffman-coded). The smallest
  * file within an accuracy budget on held-out validation data is searched in two bisections:
  *
  *   1. sparsity: the largest probed sparsity whose pruned, fine-tuned model keeps the validation
  *      accuracy within `maxAccuracyDrop` points of the dense model's. The first probe is
  *      `maxSparsity`; then bisection between the largest accepted and the smallest refused probe
- *      (the dense model, sparsity 0, is accepted by definition).
+ *      (the dense model, sparsity 0, is accepted by definition), at the geometric mean of their
+ *      kept fractions (1 − s), since the file's size follows the kept fraction.
  *   2. bits: on that model, the fewest codebook bits in [minBits, maxBits] whose fine-tuned codebook
  *      keeps the budget (first probe maxBits, then bisection). When even maxBits breaks the budget,
  *      the next lower accepted sparsity is tried, down to the dense model.
@@ -17,7 +18,7 @@
  * (the smallest refused sparsity above it, the bits one below it) did not, each as measured.
  * The test data, when given, is evaluated for the table only and never steers the search.
  */
-import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
+import { type Dataset, materialize } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
@@ -29,9 +30,8 @@ import type { Mlp } from '../model/mlp.js';
 import { type CodebookValues, fineTuneCentroids, quantizeCodebook } from '../quantize/quantize.js';
 import { CODEBOOK_BITS } from '../runtime/index.js';
 import type { MethodName } from '../score/methods.js';
-import { finetune, keepMasksOf, splitDataset } from '../train/train.js';
+import { batchesPerEpoch, keepMasksOf, splitDataset, trainModel } from '../train/train.js';
 import { evaluate } from './evaluate.js';
-import { prune } from './prune.js';
 
 export interface CompressOptions {
   /** held-out data the search is judged on; default a seeded `validationFraction` of `train` */
@@ -51,9 +51,12 @@ export interface CompressOptions {
   readonly maxBits?: number;
   /** the pruning criterion (compensated where the method compensates); default 'ec' */
   readonly method?: MethodName;
-  /** training samples that calibrate each pruning; default 1000 */
+  /** training samples that calibrate each pruning step; default 1000 */
   readonly calibrationSamples?: number;
-  /** fine-tuning epochs after pruning (Adam, pruned weights held at zero); default 3 */
+  /**
+   * fine-tuning epochs of each sparsity probe (Adam): the sparsity rises from 0 over the first two
+   * thirds of the updates, pruned every few steps, and the masks are held for the rest; default 3
+   */
   readonly finetuneEpochs?: number;
   /** epochs of centroid fine-tuning per codebook; default 1 */
   readonly centroidEpochs?: number;
@@ -110,6 +113,9 @@ export interface CompressResult {
   /** every probe, in the order measured */
   readonly probes: CompressProbe[];
 }
+
+/** Pruning steps of the gradual schedule of each sparsity probe (fewer when there are fewer updates). */
+const PRUNING_STEPS = 10;
 
 function check(condition: boolean, message: string): void {
   if (!condition) throw new EcpruneError('usage', message);
@@ -188,7 +194,6 @@ export async function compress(
   const denseAccuracy = await accuracyOf(dense, heldOut);
   // a small epsilon so that "exactly the dense accuracy" is not refused by float rounding
   const threshold = denseAccuracy - maxAccuracyDrop / 100 - 1e-12;
-  const calibration = firstSamples(fitData, options.calibrationSamples ?? 1000);
   const probes: CompressProbe[] = [];
   const steps = 1 + sparsityProbes + bisectionProbes(maxBits - minBits + 1);
   let step = 0;
@@ -199,21 +204,31 @@ export async function compress(
     return accepted;
   };
 
-  // 1. sparsity: each probe prunes the dense model and fine-tunes it
+  // 1. sparsity: each probe prunes the dense model gradually while fine-tuning it (src/train/schedule.ts)
+  const epochs = options.finetuneEpochs ?? 3;
+  const totalSteps = epochs * batchesPerEpoch(fitData.samples, { batchSize });
+  // the sparsity rises over the first two thirds of the updates, in about PRUNING_STEPS steps; the
+  // last third fine-tunes with the masks held (no updates at all: one-shot pruning)
+  const end = Math.floor((2 * totalSteps) / 3);
+  const frequency = Math.max(1, Math.ceil(end / PRUNING_STEPS));
   const pruneAt = async (sparsity: number): Promise<Mlp> => {
     step++;
     options.onStep?.(
       step,
       Math.max(step, steps),
-      `pruning to ${(100 * sparsity).toFixed(1)} % and fine-tuning`,
+      `pruning to ${(100 * sparsity).toFixed(1)} % while fine-tuning`,
     );
-    const { model: pruned } = await prune(dense, calibration, { sparsity, method: options.method, gemm });
-    const { model: tuned } = await finetune(pruned, fitData, {
-      epochs: options.finetuneEpochs ?? 3,
+    const { model: tuned } = await trainModel(dense, fitData, {
+      epochs,
       learningRate: options.learningRate,
       batchSize,
       seed,
       gemm,
+      pruning: {
+        schedule: { finalSparsity: sparsity, end, frequency },
+        prune: { method: options.method, gemm },
+        calibrationSamples: options.calibrationSamples,
+      },
     });
     return tuned;
   };
@@ -221,10 +236,11 @@ export async function compress(
   const accepted: { sparsity: number; mlp: Mlp; accuracy: number }[] = [
     { sparsity: 0, mlp: dense, accuracy: denseAccuracy },
   ];
-  let refused = Number.POSITIVE_INFINITY;
+  let refused = maxSparsity;
   for (let probe = 0; probe <= sparsityProbes; probe++) {
-    const sparsity =
-      probe === 0 ? maxSparsity : Number(((accepted.at(-1)!.sparsity + refused) / 2).toFixed(4));
+    // bisection in log density: the file's size follows the kept fraction, so its ratio halves evenly
+    const density = Math.sqrt((1 - accepted.at(-1)!.sparsity) * (1 - refused));
+    const sparsity = probe === 0 ? maxSparsity : Number((1 - density).toFixed(4));
     const mlp = await pruneAt(sparsity);
     const accuracy = await accuracyOf(mlp, heldOut);
     if (measure({ stage: 'prune', sparsity, validationAccuracy: accuracy })) {

@@ -26,7 +26,9 @@ const EXAMPLES = `
 Stages: EC pruning with fine-tuning, weight sharing (a k-means codebook of 2^bits values per layer,
 centroids fine-tuned), then .ecsr version 2 (Huffman-coded indices). The search keeps the
 validation accuracy within --max-accuracy-drop points of the dense model's: bisection over the
-sparsity (first probe --max-sparsity), then the fewest codebook bits. The test data, when given
+sparsity (first probe --max-sparsity, then the geometric mean of the kept fractions), then the fewest
+codebook bits. Each sparsity probe prunes the dense model gradually while fine-tuning it (EC at
+each of about 10 pruning steps over the first two thirds of --finetune-epochs, masks held after). The test data, when given
 (--test-data, or the test split of --dataset), is reported in the table and never steers the search.
 
 Examples:
@@ -85,7 +87,7 @@ async function openHeldOut(
 function describeProbe(probe: CompressProbe): string {
   const point =
     probe.stage === 'prune'
-      ? `pruned to ${(100 * probe.sparsity).toFixed(1)} % and fine-tuned`
+      ? `pruned gradually to ${(100 * probe.sparsity).toFixed(1)} % while fine-tuning`
       : `${probe.bits}-bit codebooks at ${(100 * probe.sparsity).toFixed(1)} %`;
   return `${point}: validation accuracy ${(100 * probe.validationAccuracy).toFixed(2)} % (${probe.accepted ? 'within' : 'outside'} the budget)`;
 }
