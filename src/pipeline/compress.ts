@@ -186,6 +186,9 @@ export async function compress(
     throw new EcpruneError('input', 'the validation data needs class labels', validation.name);
   }
   const heldOut: Dataset = validation;
+  if (options.test !== undefined && options.test.targetKind !== 'classes') {
+    throw new EcpruneError('input', 'the test data needs class labels', options.test.name);
+  }
 
   const gemm = options.gemm ?? defaultGemm();
   const batchSize = options.batchSize ?? 128;

@@ -80,7 +80,7 @@ async function openHeldOut(
 ): Promise<Dataset> {
   const data = await openData(choice, what);
   checkDataFitsModel(data, shape, modelFile);
-  checkTargetsFit(data, shape, targetsName(choice, data), 'ce');
+  checkTargetsFit(data, shape, targetsName(choice, data));
   return data;
 }
 
