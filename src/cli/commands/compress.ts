@@ -30,9 +30,12 @@ sparsity (first probe --max-sparsity, then the geometric mean of the kept fracti
 codebook bits. Each sparsity probe prunes the dense model gradually while fine-tuning it (EC at
 each of about 10 pruning steps over the first two thirds of --finetune-epochs, masks held after). The test data, when given
 (--test-data, or the test split of --dataset), is reported in the table and never steers the search.
+With --validation f, train the dense model with the same --validation f --seed s, so that it has not
+seen the validation part either.
 
 Examples:
-  $ ecprune compress model.onnx --dataset mnist -o model.ecsr
+  $ ecprune train --dataset mnist --layers 784,300,100,10 --epochs 10 --validation 0.1 --seed 0 -o model.onnx
+  $ ecprune compress model.onnx --dataset mnist --validation 0.1 --seed 0 -o model.ecsr
   $ ecprune compress model.onnx --data x.npy --labels y.npy --val-data xv.npy --val-labels yv.npy --max-accuracy-drop 0.5 -o model.ecsr`;
 
 function parsePoints(text: string): number {
