@@ -290,7 +290,7 @@ export async function compress(
       if (shared.ok) best = shared;
       else refusedBits = shared.bits;
     }
-    return finish(dense, { mlp, sparsity, accuracy }, best);
+    return finish({ mlp, sparsity, accuracy }, best);
   }
   throw new EcpruneError(
     'unsupported',
@@ -298,48 +298,53 @@ export async function compress(
   );
 
   async function finish(
-    denseMlp: Mlp,
-    { mlp: pruned, sparsity, accuracy: prunedAccuracy }: { mlp: Mlp; sparsity: number; accuracy: number },
+    pruned: { mlp: Mlp; sparsity: number; accuracy: number },
     shared: { bits: number; codebooks: CodebookValues[]; model: Mlp; validationAccuracy: number },
   ): Promise<CompressResult> {
     // the structure (which weights are stored) is the pruned model's; values and biases the tuned codebooks'
     const withBiases: Mlp = {
-      layers: pruned.layers.map((layer, l) => ({ ...layer, bias: shared.model.layers[l].bias })),
+      layers: pruned.mlp.layers.map((layer, l) => ({ ...layer, bias: shared.model.layers[l].bias })),
     };
     const file = writeEcsr(withBiases, { quantized: shared.codebooks });
-    const denseBytes = writeOnnx(graphFromMlp(denseMlp), undefined, {}).length;
+    const denseBytes = writeOnnx(graphFromMlp(dense!), undefined, {}).length;
     const test = options.test;
     const row = async (
       stage: CompressStage['stage'],
       storage: string,
       mlp: Mlp,
-      s: number,
       bits: number,
       bytes: number,
-      validationAccuracy?: number,
+      validationAccuracy: number,
     ): Promise<CompressStage> => ({
       stage,
       storage,
-      sparsity: s,
+      sparsity: stage === 'dense' ? 0 : pruned.sparsity,
       bits,
       bytes,
       ratio: denseBytes / bytes,
-      validationAccuracy: validationAccuracy ?? (await accuracyOf(mlp, heldOut)),
+      validationAccuracy,
       ...(test && { testAccuracy: await accuracyOf(mlp, test) }),
     });
     const stages = [
-      await row('dense', 'ONNX float32', denseMlp, 0, 32, denseBytes, denseAccuracy),
-      await row('pruned', '.ecsr v1 float32', pruned, sparsity, 32, writeEcsr(pruned).length, prunedAccuracy),
+      await row('dense', 'ONNX float32', dense!, 32, denseBytes, denseAccuracy),
+      await row('pruned', '.ecsr v1 float32', pruned.mlp, 32, writeEcsr(pruned.mlp).length, pruned.accuracy),
       await row(
         'shared',
-        `.ecsr v2 codebook`,
+        '.ecsr v2 codebook',
         shared.model,
-        sparsity,
         shared.bits,
         file.length,
         shared.validationAccuracy,
       ),
     ];
-    return { file, model: shared.model, sparsity, bits: shared.bits, threshold, stages, probes };
+    return {
+      file,
+      model: shared.model,
+      sparsity: pruned.sparsity,
+      bits: shared.bits,
+      threshold,
+      stages,
+      probes,
+    };
   }
 }
