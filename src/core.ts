@@ -49,6 +49,13 @@ export {
   validateMlp,
   weightCount,
 } from './model/mlp.js';
+export {
+  type CompressOptions,
+  type CompressProbe,
+  type CompressResult,
+  type CompressStage,
+  compress,
+} from './pipeline/compress.js';
 export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
 export { type PruneOptions, type PruneResult, prune, pruneMetadata } from './pipeline/prune.js';
 export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';

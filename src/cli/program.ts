@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { defaultGemm, setDefaultGemm } from '../gemm/default.js';
 import { withoutGraphs } from '../gemm/gemm.js';
 import { VERSION } from '../version.js';
+import { compressCommand } from './commands/compress.js';
 import { convertCommand } from './commands/convert.js';
 import { demoCommand } from './commands/demo.js';
 import { evalCommand } from './commands/eval.js';
@@ -50,6 +51,7 @@ Examples:
     inspectCommand(),
     convertCommand(),
     exportCommand(),
+    compressCommand(),
     trainCommand(),
     finetuneCommand(),
     sweepCommand(),

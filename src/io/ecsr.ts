@@ -331,26 +331,42 @@ export function writeEcsr(mlp: Mlp, options: WriteEcsrOptions = {}): Uint8Array 
   return bytes;
 }
 
-/**
- * Reads `.ecsr` bytes into a dense Mlp (for pruning further, exporting to other formats, or
- * comparing). Validation is the runtime's; its messages become EcpruneError('input') naming `file`.
- */
 /** 2^28 weights (1 GiB of float32): beyond any MLP ecprune prunes on one machine. */
 const MAX_DENSE_WEIGHTS = 2 ** 28;
 
-export function readEcsrAsMlp(bytes: ArrayBuffer | Uint8Array, file?: string): Mlp {
+export interface ReadEcsrOptions {
+  /**
+   * The most weights (all layers, dense) the reader may allocate; default 2^28 (1 GiB of float32).
+   * A sparse file is small whatever shape its headers declare (a forged n_in costs 4 bytes), so
+   * the declared dense size is checked against this budget before anything dense is allocated:
+   * a caller that holds a memory budget (a service reading untrusted files) passes its own.
+   */
+  readonly maxDenseWeights?: number;
+}
+
+/**
+ * Reads `.ecsr` bytes into a dense Mlp (for pruning further, exporting to other formats, or
+ * comparing). Validation is the runtime's; its messages become EcpruneError('input') naming `file`.
+ * The dense matrices are allocated only when their declared size fits `maxDenseWeights`.
+ */
+export function readEcsrAsMlp(
+  bytes: ArrayBuffer | Uint8Array,
+  file?: string,
+  options: ReadEcsrOptions = {},
+): Mlp {
   let model: ReturnType<typeof loadEcsr>;
   try {
     model = loadEcsr(bytes);
   } catch (error) {
     throw new EcpruneError('input', error instanceof Error ? error.message : String(error), file);
   }
-  // the sparse file is small whatever the dense shape: refuse forged shapes before densifying
+  const maxDenseWeights = options.maxDenseWeights ?? MAX_DENSE_WEIGHTS;
   const denseValues = model.layers.reduce((sum, layer) => sum + layer.nOut * layer.nIn, 0);
-  if (denseValues > MAX_DENSE_WEIGHTS) {
+  if (denseValues > maxDenseWeights) {
+    const shapes = model.layers.map((layer) => `${layer.nOut}x${layer.nIn}`).join(', ');
     throw new EcpruneError(
       'limit',
-      `dense layers of ${denseValues} weights in all: more than ${MAX_DENSE_WEIGHTS}`,
+      `the layers (${shapes}) hold ${denseValues} weights once dense, more than the reader's budget of ${maxDenseWeights} (maxDenseWeights)`,
       file,
     );
   }

@@ -387,6 +387,26 @@ describe('writeEcsr / readEcsrAsMlp', () => {
     });
   });
 
+  it('refuses to densify a file whose declared shape is beyond the dense budget, before allocating it', () => {
+    const mlp = prune(randomMlp([40, 20, 5], { kind: 'relu' }, 3), 0.9, 3);
+    const bytes = writeEcsr(mlp);
+    // a forged n_in of layer 0 (offset 20: header 16 bytes, then n_out, n_in): 2^20 inputs, still a valid sparse file
+    new DataView(bytes.buffer, bytes.byteOffset).setUint32(20, 2 ** 20, true);
+    assert.equal(loadEcsr(bytes).layers[0].nIn, 2 ** 20, 'the runtime reads the sparse form');
+    assert.throws(
+      () => readEcsrAsMlp(bytes, 'forged.ecsr', { maxDenseWeights: 1_000_000 }),
+      (e: unknown) =>
+        e instanceof EcpruneError &&
+        e.code === 'limit' &&
+        /^forged\.ecsr: the layers \(20x1048576, 5x20\) hold 20971620 weights once dense, more than the reader's budget of 1000000/.test(
+          e.message,
+        ),
+      'refused with the declared shapes',
+    );
+    const exact = readEcsrAsMlp(writeEcsr(mlp), 'm.ecsr', { maxDenseWeights: 40 * 20 + 20 * 5 });
+    assert.deepEqual(exact.layers[0].weight, mlp.layers[0].weight, 'a file exactly at the budget reads');
+  });
+
   it('stores alpha as float32 and reads back the shortest decimal with the same float32', () => {
     const mlp = randomMlp([3, 2], { kind: 'leaky_relu', alpha: 0.123456789 }, 1);
     const back = readEcsrAsMlp(writeEcsr(mlp)).layers[0].activation;
