@@ -17,6 +17,7 @@ import {
   type SensitivityKind,
   type StatisticsOptions,
 } from '../score/statistics.js';
+import { type LayerControl, layerTargets } from '../select/layers.js';
 import {
   checkPattern,
   type NmPattern,
@@ -28,8 +29,8 @@ import {
   checkScope,
   checkSparsity,
   type KeepMask,
+  type LayerTargets,
   lowestK,
-  pruneCount,
   type Scope,
   selectMasks,
 } from '../select/select.js';
@@ -74,7 +75,7 @@ import type { ScoreOptions, ScoreResult } from './score.js';
  * inputs are the data, so u = 0 exactly and a one-layer network is pruned exactly like EC.
  * Without compensation (`magnitude`, `ec-nocomp`, ...) u is not applied either.
  */
-export interface PruneOptions extends ScoreOptions {
+export interface PruneOptions extends ScoreOptions, LayerControl {
   /** fraction of weights to remove, in [0, 1); default 0.9 */
   readonly sparsity?: number;
   /** rank all layers together (`global`, default) or each layer on its own (`layer`) */
@@ -102,6 +103,12 @@ export interface PruneOptions extends ScoreOptions {
   readonly structure?: 'weight' | 'neuron';
   /** layer-wise OBS reconstruction instead of the bias compensation (changes surviving weights) */
   readonly obs?: boolean;
+  /**
+   * the calibration statistics of this model under these same options, from an earlier result
+   * (`result.statistics` of a one-shot prune): the calibration pass on the dense model is skipped.
+   * Not with `sequential` or `steps` > 1, whose passes run on partly pruned networks.
+   */
+  readonly statistics?: CalibrationStatistics;
 }
 
 /**
@@ -180,6 +187,8 @@ interface Run {
   readonly pattern?: NmPattern;
   /** the model as given, as a graph: where each layer's compensation can go */
   readonly graph: Graph;
+  /** layers with a sparsity of their own (`exclude`, `layerSparsity`) */
+  readonly targets?: LayerTargets;
   /** bias-free layers that gained a bias, or stayed uncompensated (`newBias: false`) */
   readonly addedBiases: Set<string>;
   readonly uncompensated: Set<string>;
@@ -221,6 +230,15 @@ export async function prune(
       'structure neuron takes none of pattern, steps, sequential, obs',
     ],
     [!!options.obs && (pattern !== undefined || steps > 1), 'obs takes neither pattern nor steps'],
+    [
+      (options.exclude !== undefined || options.layerSparsity !== undefined) &&
+        (pattern !== undefined || structure === 'neuron'),
+      `${option('exclude')} and ${option('layerSparsity')} take neither pattern nor structure neuron`,
+    ],
+    [
+      options.statistics !== undefined && (steps > 1 || !!options.sequential),
+      'reused statistics are for one-shot pruning (no sequential, steps 1)',
+    ],
   ];
   for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
 
@@ -233,6 +251,10 @@ export async function prune(
     steps,
     pattern,
     graph: asGraph(mlp),
+    targets: layerTargets(
+      asGraph(mlp).layers.map((layer) => layer.name),
+      options,
+    ),
     addedBiases: new Set(),
     uncompensated: new Set(),
   };
@@ -324,6 +346,20 @@ function deltaOf(mlp: Model, statistics: CalibrationStatistics, run: Run): Float
   });
 }
 
+/** The statistics of the model as given: reused from `options.statistics`, or collected. */
+async function denseStatistics(model: Model, run: Run): Promise<CalibrationStatistics> {
+  const reused = run.options.statistics;
+  if (reused === undefined)
+    return collectStatistics(measured(model, run), run.calibration, statisticsOptions(run));
+  if (reused.samples !== run.calibration.samples || reused.layers.length !== model.layers.length) {
+    throw new EcpruneError(
+      'usage',
+      `the reused statistics (${reused.samples} samples, ${reused.layers.length} layers) are not of this model and calibration set (${run.calibration.samples} samples, ${model.layers.length} layers)`,
+    );
+  }
+  return reused;
+}
+
 /** What the statistics measure: the model's output, or the logits before its softmax head. */
 function measured(model: Model, run: Run): Model {
   return run.options.measure === 'logits' ? logitsGraph(asGraph(model)) : model;
@@ -339,13 +375,19 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
     | { importance: LayerScores; deltaBias?: Float64Array[]; statistics: CalibrationStatistics }
     | undefined;
   for (let step = 1; step <= steps; step++) {
-    const stepSparsity = step === steps ? run.sparsity : 1 - (1 - run.sparsity) ** (step / steps);
+    const atStep = (sparsity: number) => (step === steps ? sparsity : 1 - (1 - sparsity) ** (step / steps));
+    const stepTargets = run.targets?.map((target) => (target === undefined ? undefined : atStep(target)));
     const stepPattern = pattern && patternAtStep(pattern, step, steps);
     const select = (scores: LayerScores) =>
-      stepPattern ? selectPattern(scores, shapes, stepPattern) : selectMasks(scores, stepSparsity, scope);
+      stepPattern
+        ? selectPattern(scores, shapes, stepPattern)
+        : selectMasks(scores, atStep(run.sparsity), scope, stepTargets);
 
     if (!run.options.sequential) {
-      const statistics = await collectStatistics(measured(current, run), calibration, statisticsOptions(run));
+      const statistics =
+        step === 1
+          ? await denseStatistics(current, run)
+          : await collectStatistics(measured(current, run), calibration, statisticsOptions(run));
       const previous = keepMasks;
       const stepResult = await timePhase(run.options.timings, 'select', () => {
         const importance = scoresOf(current, statistics, run, previous);
@@ -425,7 +467,7 @@ function patternAtStep(pattern: NmPattern, step: number, steps: number): NmPatte
 
 /** Whole hidden neurons: scores from the weight criterion, EC fold into the next layer, model shrunk. */
 async function pruneNeurons(mlp: Mlp, run: Run): Promise<Pruned> {
-  const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
+  const statistics = await denseStatistics(mlp, run);
   const importance = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
   const deltaBias = deltaOf(mlp, statistics, run);
   const scores = neuronScores(mlp, importance);
@@ -443,14 +485,12 @@ async function pruneNeurons(mlp: Mlp, run: Run): Promise<Pruned> {
 
 /** Layer-wise OBS with per-layer counts from the scope (global: the criterion's ranking on the dense network). */
 async function pruneObs(mlp: Mlp, run: Run): Promise<Pruned> {
-  const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
+  const statistics = await denseStatistics(mlp, run);
   const ranking = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
-  const counts =
-    run.scope === 'global'
-      ? selectMasks(ranking, run.sparsity, 'global').map(
-          (keep) => keep.length - keep.reduce((sum, k) => sum + k, 0),
-        )
-      : mlp.layers.map((layer) => pruneCount(run.sparsity, layer.weight.data.length));
+  // global: the criterion's ranking on the dense network; layer: each layer's share
+  const counts = selectMasks(ranking, run.sparsity, run.scope, run.targets).map(
+    (keep) => keep.length - keep.reduce((sum, k) => sum + k, 0),
+  );
   const { options } = run;
   const obs = await timePhase(options.timings, 'obs', () =>
     obsPrune(mlp, run.calibration, counts, { gemm: options.gemm, batchSize: options.batchSize }),
