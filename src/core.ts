@@ -49,6 +49,12 @@ export {
   validateMlp,
   weightCount,
 } from './model/mlp.js';
+export {
+  type BudgetOptions,
+  type BudgetProbe,
+  type BudgetResult,
+  pruneToBudget,
+} from './pipeline/budget.js';
 export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
 export { type PruneOptions, type PruneResult, prune, pruneMetadata } from './pipeline/prune.js';
 export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
@@ -62,7 +68,15 @@ export {
   outputSensitivities,
 } from './score/statistics.js';
 export {
+  type LayerControl,
+  type LayerRef,
+  MIN_KEPT_PER_NEURON,
+  type ThinLayer,
+  thinLayers,
+} from './select/layers.js';
+export {
   type KeepMask,
+  type LayerTargets,
   pruneCount,
   type Scope,
   selectGlobal,
