@@ -2,14 +2,15 @@ import { applyPruning } from '../compensate/apply.js';
 import { optimalBiasShift } from '../compensate/delta.js';
 import { obsPrune } from '../compensate/obs.js';
 import { type RefitResult, refitBiases } from '../compensate/refit.js';
-import type { Dataset } from '../data/dataset.js';
+import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
 import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
-import type { Mlp } from '../model/mlp.js';
+import { type Mlp, weightCount } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { checkMethod, METHODS, type MethodSpec } from '../score/methods.js';
+import { checkNonlinearSize, NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
 import {
   type CalibrationStatistics,
   collectStatistics,
@@ -109,6 +110,13 @@ export interface PruneOptions extends ScoreOptions, LayerControl {
    * Not with `sequential` or `steps` > 1, whose passes run on partly pruned networks.
    */
   readonly statistics?: CalibrationStatistics;
+  /**
+   * the exact non-linear criterion and bias compensation (score/nonlinear.ts) instead of the
+   * method's: the network re-run for every weight, so small chains only
+   */
+  readonly nonlinear?: boolean;
+  /** calibration samples `nonlinear` uses (the first ones); default 512 */
+  readonly nonlinearSamples?: number;
 }
 
 /**
@@ -161,8 +169,11 @@ export function pruneMetadata(
  * along one, OBS solves layer by layer along one), or undefined: every other option runs on any
  * graph. The CLI asks it before any work; `prune` refuses a graph with it.
  */
-export function chainOnlyVariant(options: Pick<PruneOptions, 'structure' | 'obs'>): string | undefined {
+export function chainOnlyVariant(
+  options: Pick<PruneOptions, 'structure' | 'obs' | 'nonlinear'>,
+): string | undefined {
   if (options.structure === 'neuron') return 'structure neuron';
+  if (options.nonlinear) return 'nonlinear';
   return options.obs ? 'obs' : undefined;
 }
 
@@ -236,6 +247,16 @@ export async function prune(
       `${option('exclude')} and ${option('layerSparsity')} take neither pattern nor structure neuron`,
     ],
     [
+      !!options.nonlinear &&
+        (structure === 'neuron' ||
+          !!options.obs ||
+          !!options.sequential ||
+          steps > 1 ||
+          options.sensitivity === 'loss' ||
+          options.probes !== undefined),
+      'nonlinear takes none of structure neuron, obs, sequential, steps, sensitivity loss, probes',
+    ],
+    [
       options.statistics !== undefined && (steps > 1 || !!options.sequential),
       'reused statistics are for one-shot pruning (no sequential, steps 1)',
     ],
@@ -262,9 +283,11 @@ export async function prune(
   const pruned =
     chainOnly === undefined
       ? await pruneWeights(mlp, run)
-      : structure === 'neuron'
-        ? await pruneNeurons(chainFor(mlp, chainOnly), run)
-        : await pruneObs(chainFor(mlp, chainOnly), run);
+      : options.nonlinear
+        ? await pruneNonlinear(chainFor(mlp, chainOnly), run)
+        : structure === 'neuron'
+          ? await pruneNeurons(chainFor(mlp, chainOnly), run)
+          : await pruneObs(chainFor(mlp, chainOnly), run);
   const result: PruneResult = {
     ...pruned,
     method,
@@ -496,4 +519,30 @@ async function pruneObs(mlp: Mlp, run: Run): Promise<Pruned> {
     obsPrune(mlp, run.calibration, counts, { gemm: options.gemm, batchSize: options.batchSize }),
   );
   return { importance: obs.saliency, statistics, model: obs.model, keepMasks: obs.keepMasks };
+}
+
+/** The exact non-linear criterion and compensation on the first calibration samples, then one selection. */
+async function pruneNonlinear(mlp: Mlp, run: Run): Promise<Pruned> {
+  const { options, calibration } = run;
+  const samples = Math.min(calibration.samples, options.nonlinearSamples ?? NONLINEAR_DEFAULT_SAMPLES);
+  checkNonlinearSize(weightCount(mlp), samples);
+  const { x } = await materialize(firstSamples(calibration, samples));
+  const { importance, deltaBias } = await timePhase(options.timings, 'nonlinear', () =>
+    nonlinearScore(mlp, x, { gemm: options.gemm, maxSamples: samples }),
+  );
+  const keepMasks = run.pattern
+    ? selectPattern(
+        importance,
+        mlp.layers.map((layer) => layer.weight),
+        run.pattern,
+      )
+    : selectMasks(importance, run.sparsity, run.scope, run.targets);
+  return {
+    importance,
+    deltaBias,
+    // the criterion collects its own; none are shared
+    statistics: { samples, layers: [] },
+    model: applyPruning(mlp, keepMasks, deltaBias),
+    keepMasks,
+  };
 }

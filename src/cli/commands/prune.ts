@@ -15,6 +15,7 @@ import {
   prune,
   pruneMetadata,
 } from '../../pipeline/prune.js';
+import { pruneMethodsText } from '../../pipeline/variant-name.js';
 import { describeThinLayer, MIN_KEPT_PER_NEURON, thinLayers } from '../../select/layers.js';
 import { finetune } from '../../train/train.js';
 import {
@@ -182,7 +183,7 @@ export function pruneCommand(): Command {
     )
     .option(
       '--method <name>',
-      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
+      `${pruneMethodsText()}; the variant flags below add to a name`,
       parsePruneMethod,
       'ec',
     )
@@ -269,15 +270,15 @@ export function pruneCommand(): Command {
       };
       await checkModelOutput(flags.output, writeOptions);
       const model = await loadModel(modelFile, { arch: flags.arch });
+      const variants = variantOptions(flags);
       const memory = {
         what: 'pruning',
         file: modelFile,
-        probes: flags.probes,
-        gradmag: flags.method === 'gradmag',
+        probes: variants.probes,
+        gradmag: variants.method === 'gradmag',
         sparseOnnx: flags.onnxSparse,
       };
       const epochs: number = flags.finetuneEpochs;
-      const variants = variantOptions(flags);
       const chainOnly = chainOnlyVariant(variants);
       if (chainOnly !== undefined) requireChain(model, chainOnly);
       if (epochs > 0) requireChain(model, '--finetune-epochs');
