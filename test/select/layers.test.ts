@@ -117,6 +117,10 @@ describe('thin layers', () => {
 describe('per-layer control on a graph (the zoo residual model)', () => {
   const file = path.join(ZOO, 'residual', 'model.onnx');
   const calib = path.join(ZOO, 'residual', 'calib.npy');
+  const dir = tempDir();
+  /** `prune` on the residual model into `dir/out` with these flags. */
+  const pruneResidual = (out: string, ...flags: string[]) =>
+    cli('prune', file, '--calib', calib, '--quiet', '-o', path.join(dir, out), ...flags);
 
   it('library: head excluded, blocks.0.fc1 at 0.5, the rest at 0.8 of their weights', async () => {
     const model = await loadModel(file);
@@ -151,22 +155,15 @@ describe('per-layer control on a graph (the zoo residual model)', () => {
   });
 
   it('CLI: names and indices, the written file has the zeros; an unknown name lists the layers', async () => {
-    const dir = tempDir();
     const out = path.join(dir, 'out.onnx');
-    const run = await cli(
-      'prune',
-      file,
-      '--calib',
-      calib,
+    const run = await pruneResidual(
+      'out.onnx',
       '--sparsity',
       '0.7',
       '--exclude',
       '5,stem',
       '--layer-sparsity',
       'blocks.1.fc2:0.25',
-      '--quiet',
-      '-o',
-      out,
     );
     assert.equal(run.code, 0, run.stderr);
     const written = await loadModel(out);
@@ -184,17 +181,7 @@ describe('per-layer control on a graph (the zoo residual model)', () => {
       pruneCount(0.7, 3 * 384),
     );
 
-    const bad = await cli(
-      'prune',
-      file,
-      '--calib',
-      calib,
-      '--exclude',
-      'fc9',
-      '--quiet',
-      '-o',
-      path.join(dir, 'bad.onnx'),
-    );
+    const bad = await pruneResidual('bad.onnx', '--exclude', 'fc9');
     assert.equal(bad.code, 2);
     assert.equal(
       bad.stderr.trim(),
@@ -203,20 +190,7 @@ describe('per-layer control on a graph (the zoo residual model)', () => {
   });
 
   it('--scope layer at 0.95 warns, naming the thin layers; --exclude head leaves head out of it', async () => {
-    const dir = tempDir();
-    const run = await cli(
-      'prune',
-      file,
-      '--calib',
-      calib,
-      '--scope',
-      'layer',
-      '--sparsity',
-      '0.95',
-      '--quiet',
-      '-o',
-      path.join(dir, 'a.onnx'),
-    );
+    const run = await pruneResidual('a.onnx', '--scope', 'layer', '--sparsity', '0.95');
     assert.equal(run.code, 0, run.stderr);
     // head is 4 x 16: 95 % keeps 3 weights for 4 outputs; stem 16 x 10 keeps 8 for 16
     assert.match(
@@ -224,36 +198,18 @@ describe('per-layer control on a graph (the zoo residual model)', () => {
       /^ecprune: warning: layer 5 'head' keeps 3 weights for 4 output neurons \(0\.8 per neuron, fewer than 4; \d+ with none\): keep it denser with --layer-sparsity or --exclude$/m,
     );
     assert.match(run.stderr, /warning: layer 0 'stem' keeps 8 weights/);
-    const excluded = await cli(
-      'prune',
-      file,
-      '--calib',
-      calib,
+    const excluded = await pruneResidual(
+      'b.onnx',
       '--scope',
       'layer',
       '--sparsity',
       '0.95',
       '--exclude',
       'head',
-      '--quiet',
-      '-o',
-      path.join(dir, 'b.onnx'),
     );
     assert.equal(excluded.code, 0, excluded.stderr);
     assert.doesNotMatch(excluded.stderr, /'head'/);
-    const mild = await cli(
-      'prune',
-      file,
-      '--calib',
-      calib,
-      '--scope',
-      'layer',
-      '--sparsity',
-      '0.5',
-      '--quiet',
-      '-o',
-      path.join(dir, 'c.onnx'),
-    );
+    const mild = await pruneResidual('c.onnx', '--scope', 'layer', '--sparsity', '0.5');
     assert.doesNotMatch(mild.stderr, /warning/);
   });
 });
