@@ -50,6 +50,12 @@ export {
   weightCount,
 } from './model/mlp.js';
 export {
+  type BudgetOptions,
+  type BudgetProbe,
+  type BudgetResult,
+  pruneToBudget,
+} from './pipeline/budget.js';
+export {
   type CompressOptions,
   type CompressProbe,
   type CompressResult,
@@ -69,7 +75,15 @@ export {
   outputSensitivities,
 } from './score/statistics.js';
 export {
+  type LayerControl,
+  type LayerRef,
+  MIN_KEPT_PER_NEURON,
+  type ThinLayer,
+  thinLayers,
+} from './select/layers.js';
+export {
   type KeepMask,
+  type LayerTargets,
   pruneCount,
   type Scope,
   selectGlobal,

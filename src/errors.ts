@@ -29,6 +29,11 @@ export const OPTIONS = {
   noGraph: { library: 'withoutGraphs(gemm)', flag: '--no-graph' },
   nonlinearSamples: { library: 'the `nonlinearSamples` option', flag: '--nonlinear-samples' },
   structureWeight: { library: "`structure: 'weight'`", flag: '--structure weight' },
+  exclude: { library: 'the `exclude` option', flag: '--exclude' },
+  layerSparsity: { library: 'the `layerSparsity` option', flag: '--layer-sparsity' },
+  maxLossIncrease: { library: 'the `maxLossIncrease` option', flag: '--max-loss-increase' },
+  minAccuracy: { library: 'the `minAccuracy` option', flag: '--min-accuracy' },
+  heldOut: { library: 'the held-out Dataset', flag: '--data' },
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;
@@ -42,6 +47,11 @@ const OPTION_TOKEN = /\u2039([A-Za-z]+)\u203a/g;
 
 function renderOptions(text: string, form: 'library' | 'flag'): string {
   return text.replace(OPTION_TOKEN, (token, name: string) => OPTIONS[name as OptionName]?.[form] ?? token);
+}
+
+/** A library message (a warning) as the command line says it: options named by their flags. */
+export function withFlags(text: string): string {
+  return renderOptions(text, 'flag');
 }
 
 export class EcpruneError extends Error {

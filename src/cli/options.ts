@@ -17,6 +17,20 @@ export function parseSparsity(text: string): number {
   return value;
 }
 
+export function parseNonNegative(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value < Number.POSITIVE_INFINITY))
+    throw new InvalidArgumentError(`expected a number >= 0, got '${text}'`);
+  return value;
+}
+
+export function parseFraction(text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value <= 1))
+    throw new InvalidArgumentError(`expected a number in [0, 1], got '${text}'`);
+  return value;
+}
+
 export function parsePositiveInt(text: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1)
@@ -78,4 +92,22 @@ export function archOption(): Option {
     }
     return text;
   });
+}
+
+/** `--exclude head,0`: layer names from the file, or indices. */
+export function parseLayerList(text: string): string[] {
+  return listOf((item) => item)(text);
+}
+
+/** `--layer-sparsity head:0.5,blocks.0.fc1:0.95`: name (or index) and sparsity, split at the last ':'. */
+export function parseLayerSparsity(text: string): Record<string, number> {
+  const targets: Record<string, number> = {};
+  for (const item of parseLayerList(text)) {
+    const colon = item.lastIndexOf(':');
+    if (colon <= 0) throw new InvalidArgumentError(`expected name:sparsity, such as head:0.5, got '${item}'`);
+    const name = item.slice(0, colon);
+    if (Object.hasOwn(targets, name)) throw new InvalidArgumentError(`layer '${name}' is given twice`);
+    targets[name] = parseSparsity(item.slice(colon + 1));
+  }
+  return targets;
 }

@@ -3,17 +3,19 @@
  * `prune` and `sweep`: every flag maps onto one PruneOptions field.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { EcpruneError } from '../errors.js';
 import type { PruneOptions } from '../pipeline/prune.js';
-import { formatVariant } from '../pipeline/variant-name.js';
-import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
+import { formatVariant, parseVariant, type VariantOptions } from '../pipeline/variant-name.js';
 import { parsePositiveInt } from './options.js';
 
-/** `--method`: a criterion of the method table, or `obs` (layer-wise OBS reconstruction). */
-export function parsePruneMethod(text: string): MethodName | 'obs' {
-  if (text === 'obs' || isMethodName(text)) return text;
-  throw new InvalidArgumentError(
-    `unknown method '${text}' (choose from ${[...METHOD_NAMES, 'obs'].join(', ')})`,
-  );
+/** `--method`: a name of the method list, with or without modifiers (`ec+sequential+refit5`). */
+export function parsePruneMethod(text: string): string {
+  try {
+    parseVariant(text);
+  } catch (error) {
+    throw error instanceof EcpruneError ? new InvalidArgumentError(error.detail) : error;
+  }
+  return text;
 }
 
 function parsePattern(text: string): { n: number; m: number } {
@@ -70,7 +72,8 @@ export function addVariantOptions(command: Command): Command {
 }
 
 export interface VariantFlags {
-  method: MethodName | 'obs';
+  /** a method name, possibly with modifiers (variant-name.ts) */
+  method: string;
   sensitivity: 'output' | 'loss';
   probes?: number;
   sequential?: boolean;
@@ -83,12 +86,21 @@ export interface VariantFlags {
 /** `--refit-biases` alone means 5 iterations. */
 const DEFAULT_REFIT_ITERATIONS = 5;
 
+/** The flags' values that ask for nothing: a modifier of the method name may set these fields. */
+const UNSET: Partial<Record<keyof VariantOptions, unknown>> = {
+  sensitivity: 'output',
+  probes: undefined,
+  sequential: undefined,
+  refitBiases: undefined,
+  steps: 1,
+  pattern: undefined,
+  structure: 'weight',
+};
+
+/** The method name's options, with the variant flags added (a flag and a modifier for the same field: a usage error). */
 export function variantOptions(flags: VariantFlags): PruneOptions {
-  const { method } = flags;
-  return {
-    // OBS chooses its weights by its own saliency; the criterion is unused
-    method: method === 'obs' ? 'magnitude' : method,
-    obs: method === 'obs',
+  const named = parseVariant(flags.method);
+  const fromFlags: VariantOptions = {
     sensitivity: flags.sensitivity,
     probes: flags.probes,
     sequential: flags.sequential,
@@ -97,6 +109,15 @@ export function variantOptions(flags: VariantFlags): PruneOptions {
     pattern: flags.pattern,
     structure: flags.structure,
   };
+  for (const field of Object.keys(named) as (keyof VariantOptions)[]) {
+    if (field in UNSET && fromFlags[field] !== UNSET[field] && fromFlags[field] !== false) {
+      throw new EcpruneError(
+        'usage',
+        `--method ${flags.method} already sets ${field}: drop the flag or the modifier`,
+      );
+    }
+  }
+  return { ...fromFlags, ...named };
 }
 
 /** A short name of the method and its variants, e.g. `ec+sequential+refit5`, for metadata and tables. */

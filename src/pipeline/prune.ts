@@ -2,14 +2,15 @@ import { applyPruning } from '../compensate/apply.js';
 import { optimalBiasShift } from '../compensate/delta.js';
 import { obsPrune } from '../compensate/obs.js';
 import { type RefitResult, refitBiases } from '../compensate/refit.js';
-import type { Dataset } from '../data/dataset.js';
+import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
-import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
-import type { Mlp } from '../model/mlp.js';
+import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
+import { type Mlp, weightCount } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { checkMethod, METHODS, type MethodSpec } from '../score/methods.js';
+import { checkNonlinearSize, NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
 import {
   type CalibrationStatistics,
   collectStatistics,
@@ -17,6 +18,7 @@ import {
   type SensitivityKind,
   type StatisticsOptions,
 } from '../score/statistics.js';
+import { type LayerControl, layerTargets } from '../select/layers.js';
 import {
   checkPattern,
   type NmPattern,
@@ -28,8 +30,8 @@ import {
   checkScope,
   checkSparsity,
   type KeepMask,
+  type LayerTargets,
   lowestK,
-  pruneCount,
   type Scope,
   selectMasks,
 } from '../select/select.js';
@@ -81,7 +83,7 @@ import type { ScoreOptions, ScoreResult } from './score.js';
  * inputs are the data, so u = 0 exactly and a one-layer network is pruned exactly like EC.
  * Without compensation (`magnitude`, `ec-nocomp`, ...) u is not applied either.
  */
-export interface PruneOptions extends ScoreOptions {
+export interface PruneOptions extends ScoreOptions, LayerControl {
   /** fraction of weights to remove, in [0, 1); default 0.9 */
   readonly sparsity?: number;
   /** rank all layers together (`global`, default) or each layer on its own (`layer`) */
@@ -115,6 +117,19 @@ export interface PruneOptions extends ScoreOptions {
    * shifts no bias, so they are not compensated twice. Weight pruning only.
    */
   readonly keepMasks?: readonly KeepMask[];
+  /**
+   * the calibration statistics of this model under these same options, from an earlier result
+   * (`result.statistics` of a one-shot prune): the calibration pass on the dense model is skipped.
+   * Not with `sequential` or `steps` > 1, whose passes run on partly pruned networks.
+   */
+  readonly statistics?: CalibrationStatistics;
+  /**
+   * the exact non-linear criterion and bias compensation (score/nonlinear.ts) instead of the
+   * method's: the network re-run for every weight, so small chains only
+   */
+  readonly nonlinear?: boolean;
+  /** calibration samples `nonlinear` uses (the first ones); default 512 */
+  readonly nonlinearSamples?: number;
 }
 
 /**
@@ -165,10 +180,25 @@ export function pruneMetadata(
 /**
  * Refuses, before any work, a variant that cannot apply to this model: neuron removal where a
  * hidden layer's units feed an op that cannot drop one (a residual Add, LayerNorm ...; see
- * select/structure.ts). Every other option runs on any graph. The CLI asks it before loading data.
+ * select/structure.ts), or `nonlinear` on a graph that is not a chain. Every other option runs on any
+ * graph. The CLI asks it before loading data.
  */
-export function checkVariantApplies(model: Model, options: Pick<PruneOptions, 'structure'>): void {
+export function checkVariantApplies(
+  model: Model,
+  options: Pick<PruneOptions, 'structure' | 'nonlinear'>,
+): void {
   if (options.structure === 'neuron') unitFlows(model);
+  if (options.nonlinear) chainFor(model, 'nonlinear');
+}
+
+/** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
+function chainFor(model: Model, variant: string): Mlp {
+  const chain = 'nodes' in model ? chainOf(model) : model;
+  if (chain) return chain;
+  throw new EcpruneError(
+    'unsupported',
+    `${variant} needs a plain chain of fully-connected layers and activations; this model is a graph (${asGraph(model).nodes.length} ops)`,
+  );
 }
 
 /** What every variant needs: the resolved method and options. */
@@ -182,6 +212,8 @@ interface Run {
   readonly pattern?: NmPattern;
   /** the model as given, as a graph: where each layer's compensation can go */
   readonly graph: Graph;
+  /** layers with a sparsity of their own (`exclude`, `layerSparsity`) */
+  readonly targets?: LayerTargets;
   /** bias-free layers that gained a bias, or stayed uncompensated (`newBias: false`) */
   readonly addedBiases: Set<string>;
   readonly uncompensated: Set<string>;
@@ -227,6 +259,25 @@ export async function prune(
       options.keepMasks !== undefined && (structure === 'neuron' || !!options.obs),
       'keepMasks (already pruned weights) go with weight pruning, not structure neuron or obs',
     ],
+    [
+      (options.exclude !== undefined || options.layerSparsity !== undefined) &&
+        (pattern !== undefined || structure === 'neuron'),
+      `${option('exclude')} and ${option('layerSparsity')} take neither pattern nor structure neuron`,
+    ],
+    [
+      !!options.nonlinear &&
+        (structure === 'neuron' ||
+          !!options.obs ||
+          !!options.sequential ||
+          steps > 1 ||
+          options.sensitivity === 'loss' ||
+          options.probes !== undefined),
+      'nonlinear takes none of structure neuron, obs, sequential, steps, sensitivity loss, probes',
+    ],
+    [
+      options.statistics !== undefined && (steps > 1 || !!options.sequential),
+      'reused statistics are for one-shot pruning (no sequential, steps 1)',
+    ],
   ];
   for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
 
@@ -239,11 +290,16 @@ export async function prune(
     steps,
     pattern,
     graph: asGraph(mlp),
+    targets: layerTargets(
+      asGraph(mlp).layers.map((layer) => layer.name),
+      options,
+    ),
     addedBiases: new Set(),
     uncompensated: new Set(),
   };
-  const pruned =
-    structure === 'neuron'
+  const pruned = options.nonlinear
+    ? await pruneNonlinear(chainFor(mlp, 'nonlinear'), run)
+    : structure === 'neuron'
       ? await pruneNeurons(mlp, run)
       : options.obs
         ? await pruneObs(mlp, run)
@@ -329,6 +385,20 @@ function deltaOf(mlp: Model, statistics: CalibrationStatistics, run: Run): Float
   });
 }
 
+/** The statistics of the model as given: reused from `options.statistics`, or collected. */
+async function denseStatistics(model: Model, run: Run): Promise<CalibrationStatistics> {
+  const reused = run.options.statistics;
+  if (reused === undefined)
+    return collectStatistics(measured(model, run), run.calibration, statisticsOptions(run));
+  if (reused.samples !== run.calibration.samples || reused.layers.length !== model.layers.length) {
+    throw new EcpruneError(
+      'usage',
+      `the reused statistics (${reused.samples} samples, ${reused.layers.length} layers) are not of this model and calibration set (${run.calibration.samples} samples, ${model.layers.length} layers)`,
+    );
+  }
+  return reused;
+}
+
 /** What the statistics measure: the model's output, or the logits before its softmax head. */
 function measured(model: Model, run: Run): Model {
   return run.options.measure === 'logits' ? logitsGraph(asGraph(model)) : model;
@@ -349,18 +419,24 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
     | { importance: LayerScores; deltaBias?: Float64Array[]; statistics: CalibrationStatistics }
     | undefined;
   for (let step = 1; step <= steps; step++) {
-    const stepSparsity = step === steps ? run.sparsity : 1 - (1 - run.sparsity) ** (step / steps);
+    const atStep = (sparsity: number) => (step === steps ? sparsity : 1 - (1 - sparsity) ** (step / steps));
+    const stepTargets = run.targets?.map((target) => (target === undefined ? undefined : atStep(target)));
     const stepPattern = pattern && patternAtStep(pattern, step, steps);
     const held = keepMasks;
     // a weight pruned earlier stays pruned even where this step's count is below the earlier one
     const select = (scores: LayerScores) =>
       heldPruned(
-        stepPattern ? selectPattern(scores, shapes, stepPattern) : selectMasks(scores, stepSparsity, scope),
+        stepPattern
+          ? selectPattern(scores, shapes, stepPattern)
+          : selectMasks(scores, atStep(run.sparsity), scope, stepTargets),
         held,
       );
 
     if (!run.options.sequential) {
-      const statistics = await collectStatistics(measured(current, run), calibration, statisticsOptions(run));
+      const statistics =
+        step === 1
+          ? await denseStatistics(current, run)
+          : await collectStatistics(measured(current, run), calibration, statisticsOptions(run));
       const previous = keepMasks;
       const stepResult = await timePhase(run.options.timings, 'select', () => {
         const importance = scoresOf(current, statistics, run, previous);
@@ -450,7 +526,7 @@ function patternAtStep(pattern: NmPattern, step: number, steps: number): NmPatte
 
 /** Whole hidden neurons: scores from the weight criterion, EC fold into the next layer, model shrunk. */
 async function pruneNeurons(mlp: Model, run: Run): Promise<Pruned> {
-  const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
+  const statistics = await denseStatistics(mlp, run);
   const importance = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
   const deltaBias = deltaOf(mlp, statistics, run);
   const scores = neuronScores(mlp, importance);
@@ -472,14 +548,12 @@ async function pruneNeurons(mlp: Model, run: Run): Promise<Pruned> {
  * (or, through a BatchNorm, shifts its mean) like EC's; with `newBias: false` it is solved without one.
  */
 async function pruneObs(mlp: Model, run: Run): Promise<Pruned> {
-  const statistics = await collectStatistics(measured(mlp, run), run.calibration, statisticsOptions(run));
+  const statistics = await denseStatistics(mlp, run);
   const ranking = run.spec.criterion(mlp, statistics, { seed: run.options.seed });
-  const counts =
-    run.scope === 'global'
-      ? selectMasks(ranking, run.sparsity, 'global').map(
-          (keep) => keep.length - keep.reduce((sum, k) => sum + k, 0),
-        )
-      : mlp.layers.map((layer) => pruneCount(run.sparsity, layer.weight.data.length));
+  // global: the criterion's ranking on the dense network; layer: each layer's share
+  const counts = selectMasks(ranking, run.sparsity, run.scope, run.targets).map(
+    (keep) => keep.length - keep.reduce((sum, k) => sum + k, 0),
+  );
   const fixedBias = new Set<number>();
   run.graph.layers.forEach((layer, l) => {
     if (compensationTarget(run.graph, l) !== 'new-bias') return;
@@ -497,4 +571,30 @@ async function pruneObs(mlp: Model, run: Run): Promise<Pruned> {
     }),
   );
   return { importance: obs.saliency, statistics, model: obs.model, keepMasks: obs.keepMasks };
+}
+
+/** The exact non-linear criterion and compensation on the first calibration samples, then one selection. */
+async function pruneNonlinear(mlp: Mlp, run: Run): Promise<Pruned> {
+  const { options, calibration } = run;
+  const samples = Math.min(calibration.samples, options.nonlinearSamples ?? NONLINEAR_DEFAULT_SAMPLES);
+  checkNonlinearSize(weightCount(mlp), samples);
+  const { x } = await materialize(firstSamples(calibration, samples));
+  const { importance, deltaBias } = await timePhase(options.timings, 'nonlinear', () =>
+    nonlinearScore(mlp, x, { gemm: options.gemm, maxSamples: samples }),
+  );
+  const keepMasks = run.pattern
+    ? selectPattern(
+        importance,
+        mlp.layers.map((layer) => layer.weight),
+        run.pattern,
+      )
+    : selectMasks(importance, run.sparsity, run.scope, run.targets);
+  return {
+    importance,
+    deltaBias,
+    // the criterion collects its own; none are shared
+    statistics: { samples, layers: [] },
+    model: applyPruning(mlp, keepMasks, deltaBias),
+    keepMasks,
+  };
 }

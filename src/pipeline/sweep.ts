@@ -17,14 +17,14 @@ import { type LossKind, lossFor } from '../graph/loss.js';
 import { asGraph, chainOf } from '../graph/mlp-graph.js';
 import { type Mlp, nonzeroWeightCount, weightCount } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
-import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
-import { NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
+import { isMethodName, METHODS, type MethodName } from '../score/methods.js';
+import { checkNonlinearSize, NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
 import { type CalibrationStatistics, collectStatistics } from '../score/statistics.js';
 import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from '../select/select.js';
 import { finetune, trainDenseSmall } from '../train/train.js';
 import { evaluate } from './evaluate.js';
 import { prune } from './prune.js';
-import { parseVariant } from './variant-name.js';
+import { METHOD_LIST, parseVariant } from './variant-name.js';
 
 /**
  * The pruning methods of `METHODS` plus two references: `nonlinear` (the exact non-linear
@@ -33,8 +33,8 @@ import { parseVariant } from './variant-name.js';
  */
 export type SweepMethod = MethodName | 'nonlinear' | 'dense-small' | (string & {});
 
-/** The methods by name; beyond them, any variant name (`ec+sequential+refit5`, `obs`, see variant-name.ts). */
-export const SWEEP_METHODS: readonly SweepMethod[] = [...METHOD_NAMES, 'nonlinear', 'dense-small'];
+/** The methods by name (variant-name.ts METHOD_LIST); beyond them, any variant name (`ec+sequential+refit5`). */
+export const SWEEP_METHODS: readonly SweepMethod[] = METHOD_LIST.map((method) => method.name);
 
 export function isSweepMethod(name: string): name is SweepMethod {
   if (isMethodName(name) || name === 'nonlinear' || name === 'dense-small') return true;
@@ -50,9 +50,6 @@ export function isSweepMethod(name: string): name is SweepMethod {
 function isVariant(method: SweepMethod): boolean {
   return !isMethodName(method) && method !== 'nonlinear' && method !== 'dense-small';
 }
-
-/** `nonlinear` re-runs the network once per weight: refused above weights × samples = this. */
-export const NONLINEAR_MAX_WORK = 10_000 * NONLINEAR_DEFAULT_SAMPLES;
 
 export interface SweepRow {
   /** `dense`: the unpruned network (sparsity 0), the reference of every other row */
@@ -307,25 +304,6 @@ function checkOptions(
   return { scopes, finetuneEpochs, seeds, seed: options.seed ?? 0 };
 }
 
-/**
- * Refuses `nonlinear` where it would take too long: it re-runs the network for every weight on
- * every sample. Exported so that a caller can check before training a network.
- */
-export function checkNonlinearSize(
-  weights: number,
-  calibrationSamples: number,
-  nonlinearSamples = NONLINEAR_DEFAULT_SAMPLES,
-): void {
-  const samples = Math.min(calibrationSamples, nonlinearSamples);
-  if (weights * samples > NONLINEAR_MAX_WORK) {
-    throw new EcpruneError(
-      'limit',
-      `method 'nonlinear' re-runs the network for every weight: ${weights.toLocaleString('en')} weights × ${samples} samples ` +
-        `is over its limit of ${NONLINEAR_MAX_WORK.toLocaleString('en')} (use a smaller network or fewer ${option('nonlinearSamples')}, or leave nonlinear out)`,
-    );
-  }
-}
-
 /** The model as a chain of layers, when it is one (what training and `nonlinear` need). */
 function chainFor(model: Model): Mlp | undefined {
   return 'nodes' in model ? chainOf(model) : model;
@@ -438,6 +416,7 @@ async function variantRow(
     scope: at.scope,
     seed: at.seed,
     loss: options.loss,
+    nonlinearSamples: options.nonlinearSamples,
     batchSize: options.batchSize,
     gemm: options.gemm,
     onProgress: (done, total) => options.onProgress?.('statistics', done, total),

@@ -1,6 +1,50 @@
 import { EcpruneError } from '../errors.js';
-import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
+import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
 import type { PruneOptions } from './prune.js';
+
+/** A method name with no modifiers: the criteria of `METHODS` and the three references. */
+export type BaseMethod = MethodName | 'obs' | 'nonlinear' | 'dense-small';
+
+/**
+ * Every method, the one list: `prune --method` and `sweep --methods` accept each name (and, but
+ * for dense-small, each with modifiers), `--help` lists them from here, and the README's table of
+ * methods is checked against it (test/cli/method-list.test.ts).
+ */
+export const METHOD_LIST: readonly { readonly name: BaseMethod; readonly summary: string }[] = [
+  ...METHOD_NAMES.map((name) => ({ name, summary: METHODS[name].summary })),
+  {
+    name: 'obs',
+    summary: 'layer-wise optimal brain surgeon reconstruction; changes the surviving weights (chains only)',
+  },
+  {
+    name: 'nonlinear',
+    summary:
+      'the exact non-linear criterion and bias compensation; re-runs the network per weight (small chains only)',
+  },
+  {
+    name: 'dense-small',
+    summary:
+      'not a pruning of the given model: a dense network with as many weights, trained from scratch (sweep only)',
+  },
+];
+
+/** The modifiers a method name takes after `+`, as written (`<m>`: a number); one per rule of MODIFIERS. */
+export const MODIFIER_NAMES = [
+  'loss',
+  'probes<m>',
+  'sequential',
+  'steps<k>',
+  'refit<n>',
+  '<n>:<m>',
+  'neuron',
+];
+
+/** The methods that prune the given model (all but dense-small), as `--help` lists them. */
+export function pruneMethodsText(): string {
+  return `${METHOD_LIST.filter((m) => m.name !== 'dense-small')
+    .map((m) => m.name)
+    .join(', ')}, each with modifiers +${MODIFIER_NAMES.join(', +')} (e.g. ec+sequential+refit5)`;
+}
 
 /**
  * Short names for a method with its beyond-the-paper variants, used by `sweep --methods`, tables
@@ -12,6 +56,7 @@ export type VariantOptions = Pick<
   PruneOptions,
   | 'method'
   | 'obs'
+  | 'nonlinear'
   | 'sensitivity'
   | 'probes'
   | 'sequential'
@@ -22,7 +67,7 @@ export type VariantOptions = Pick<
 >;
 
 export function formatVariant(options: VariantOptions): string {
-  const parts: string[] = [options.obs ? 'obs' : (options.method ?? 'ec')];
+  const parts: string[] = [options.obs ? 'obs' : options.nonlinear ? 'nonlinear' : (options.method ?? 'ec')];
   if (options.sensitivity === 'loss') parts.push('loss');
   if (options.probes) parts.push(`probes${options.probes}`);
   if (options.sequential) parts.push('sequential');
@@ -33,7 +78,7 @@ export function formatVariant(options: VariantOptions): string {
   return parts.join('+');
 }
 
-const MODIFIERS: [RegExp, (match: RegExpExecArray) => Partial<VariantOptions>][] = [
+export const MODIFIERS: [RegExp, (match: RegExpExecArray) => Partial<VariantOptions>][] = [
   [/^loss$/, () => ({ sensitivity: 'loss' })],
   [/^probes(\d+)$/, (m) => ({ probes: Number(m[1]) })],
   [/^sequential$/, () => ({ sequential: true })],
@@ -46,22 +91,30 @@ const MODIFIERS: [RegExp, (match: RegExpExecArray) => Partial<VariantOptions>][]
 /** The options a variant name stands for; a usage error naming the bad part otherwise. */
 export function parseVariant(name: string): VariantOptions {
   const [base, ...modifiers] = name.split('+');
-  if (base !== 'obs' && !isMethodName(base)) {
+  if (base === 'dense-small') {
     throw new EcpruneError(
       'usage',
-      `unknown method '${base}' in '${name}' (choose from ${[...METHOD_NAMES, 'obs'].join(', ')})`,
+      "'dense-small' is not a pruning of the given model: it trains a new dense network with as many weights from scratch (compare it in sweep --methods dense-small, or train one with train --layers)",
     );
   }
+  if (base !== 'obs' && base !== 'nonlinear' && !isMethodName(base)) {
+    throw new EcpruneError(
+      'usage',
+      `unknown method '${base}' in '${name}' (choose from ${METHOD_LIST.map((m) => m.name).join(', ')})`,
+    );
+  }
+  // OBS chooses its weights by its own saliency, nonlinear by its own criterion: `method` is unused
   const options: VariantOptions = {
-    method: base === 'obs' ? 'magnitude' : (base as MethodName),
+    method: base === 'obs' ? 'magnitude' : base === 'nonlinear' ? 'ec' : base,
     obs: base === 'obs',
+    nonlinear: base === 'nonlinear',
   };
   for (const modifier of modifiers) {
     const rule = MODIFIERS.find(([pattern]) => pattern.test(modifier));
     if (!rule) {
       throw new EcpruneError(
         'usage',
-        `unknown variant '${modifier}' in '${name}' (use loss, probes<m>, sequential, steps<k>, refit<n>, <n>:<m>, neuron)`,
+        `unknown variant '${modifier}' in '${name}' (use ${MODIFIER_NAMES.join(', ')})`,
       );
     }
     Object.assign(options, rule[1](rule[0].exec(modifier)!));

@@ -1,6 +1,6 @@
 import { optimalBiasShift } from '../compensate/delta.js';
 import { inMemoryDataset } from '../data/dataset.js';
-import { EcpruneError } from '../errors.js';
+import { EcpruneError, option } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
 import { denseForward } from '../graph/ops/dense.js';
@@ -243,4 +243,26 @@ export async function nonlinearScore(
     }
   }
   return { importance, deltaBias };
+}
+
+/** `nonlinear` re-runs the network once per weight: refused above weights × samples = this. */
+export const NONLINEAR_MAX_WORK = 10_000 * NONLINEAR_DEFAULT_SAMPLES;
+
+/**
+ * Refuses `nonlinear` where it would take too long: it re-runs the network for every weight on
+ * every sample. Exported so that a caller can check before training a network.
+ */
+export function checkNonlinearSize(
+  weights: number,
+  calibrationSamples: number,
+  nonlinearSamples = NONLINEAR_DEFAULT_SAMPLES,
+): void {
+  const samples = Math.min(calibrationSamples, nonlinearSamples);
+  if (weights * samples > NONLINEAR_MAX_WORK) {
+    throw new EcpruneError(
+      'limit',
+      `method 'nonlinear' re-runs the network for every weight: ${weights.toLocaleString('en')} weights × ${samples} samples ` +
+        `is over its limit of ${NONLINEAR_MAX_WORK.toLocaleString('en')} (use a smaller network or fewer ${option('nonlinearSamples')}, or leave nonlinear out)`,
+    );
+  }
 }

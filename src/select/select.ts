@@ -79,6 +79,36 @@ export function selectPerLayer(scores: LayerScores, sparsity: number): KeepMask[
   return scores.map((s) => lowestK(s, pruneCount(sparsity, s.length)));
 }
 
-export function selectMasks(scores: LayerScores, sparsity: number, scope: Scope): KeepMask[] {
+/**
+ * Per layer, a sparsity of its own (0 keeps it dense), or undefined: the layer is ranked with the
+ * others by `sparsity` and `scope` (layers.ts resolves `exclude` / `layerSparsity` into this).
+ */
+export type LayerTargets = readonly (number | undefined)[];
+
+/**
+ * Keep-masks at `sparsity` under `scope`; layers with a target of their own (`targets`) are
+ * pruned to it on their own ranking, and `sparsity` applies to the remaining layers only (as
+ * Torch-Pruning's `pruning_ratio_dict` and `ignored_layers` do).
+ */
+export function selectMasks(
+  scores: LayerScores,
+  sparsity: number,
+  scope: Scope,
+  targets?: LayerTargets,
+): KeepMask[] {
+  if (targets?.some((target) => target !== undefined)) {
+    const free = scores.flatMap((_, l) => (targets[l] === undefined ? [l] : []));
+    const freeMasks = selectMasks(
+      free.map((l) => scores[l]),
+      sparsity,
+      scope,
+    );
+    return scores.map((layerScores, l) => {
+      const target = targets[l];
+      return target === undefined
+        ? freeMasks[free.indexOf(l)]
+        : lowestK(layerScores, pruneCount(target, layerScores.length));
+    });
+  }
   return scope === 'global' ? selectGlobal(scores, sparsity) : selectPerLayer(scores, sparsity);
 }

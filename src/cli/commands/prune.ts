@@ -1,16 +1,21 @@
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
+import { EcpruneError, withFlags } from '../../errors.js';
 import type { Model } from '../../graph/graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
+import { checkFormatHolds, checkModelOutput, dataForModel, loadModel, saveModel } from '../../node/models.js';
+import { type BudgetProbe, DEFAULT_BUDGET_RESOLUTION, pruneToBudget } from '../../pipeline/budget.js';
 import {
-  checkFormatHolds,
-  checkModelOutput,
-  dataForModel,
-  loadModel,
-  saveModel,
-} from '../../node/models.js';
-import { checkVariantApplies, type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
+  checkVariantApplies,
+  type PruneOptions,
+  type PruneResult,
+  prune,
+  pruneMetadata,
+} from '../../pipeline/prune.js';
+import { pruneMethodsText } from '../../pipeline/variant-name.js';
+import { describeThinLayer, MIN_KEPT_PER_NEURON, thinLayers } from '../../select/layers.js';
 import { finetune } from '../../train/train.js';
 import {
   checkDataFitsModel,
@@ -24,7 +29,11 @@ import {
 import {
   archOption,
   MODEL_FILES,
+  parseFraction,
+  parseLayerList,
+  parseLayerSparsity,
   parseLoss,
+  parseNonNegative,
   parseNonNegativeInt,
   parsePositiveInt,
   parseScope,
@@ -53,7 +62,8 @@ export function addCalibrationOptions(command: Command): Command {
         '--calib-labels <file>',
         'targets of the calibration samples (class ids or values); needed by gradmag',
       )
-      // the earlier name; --labels goes with --data everywhere else (eval, train, finetune, sweep)
+      // with --data (prune's held-out data) its labels, as with --data everywhere else (eval,
+      // train, finetune, sweep); without it, the earlier name of --calib-labels
       .addOption(new Option('--labels <file>').hideHelp())
       .option('--label-column <name>', 'CSV: the column that holds the targets')
       .option('--calib-samples <n>', 'use only the first n calibration samples', parsePositiveInt)
@@ -122,6 +132,8 @@ function parsePositiveIntOrZero(text: string): number {
 
 export interface CalibrationFlags {
   calib?: string;
+  /** prune's held-out data: with it, --labels are its labels */
+  data?: string;
   dataset?: string;
   calibLabels?: string;
   labels?: string;
@@ -137,7 +149,7 @@ export interface CalibrationFlags {
 export function calibrationChoice(flags: CalibrationFlags): DataChoice {
   return {
     file: flags.calib,
-    labels: flags.calibLabels ?? flags.labels,
+    labels: flags.calibLabels ?? (flags.data === undefined ? flags.labels : undefined),
     dataset: flags.dataset,
     split: 'train',
     samples: flags.calibSamples,
@@ -149,7 +161,16 @@ const EXAMPLES = `
 Examples:
   $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 -o pruned.onnx
   $ ecprune prune model.onnx --dataset mnist --calib-samples 2000 --method magnitude -o mag.onnx
-  $ ecprune prune model.onnx --calib x.npy --calib-labels y.npy --method gradmag --scope layer -o out.onnx`;
+  $ ecprune prune model.onnx --calib x.npy --calib-labels y.npy --method gradmag --scope layer -o out.onnx
+
+Per layer (names as ecprune inspect lists them, or indices; a layer left with fewer than
+${MIN_KEPT_PER_NEURON} weights per output neuron on average is named in a warning):
+  $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 --exclude head -o out.onnx
+  $ ecprune prune model.onnx --calib calib.npy --scope layer --layer-sparsity fc1:0.95,head:0.5 -o out.onnx
+
+Sparsity from a quality budget on held-out data (prints the curve it probed and the choice):
+  $ ecprune prune model.onnx --calib calib.npy --data x_test.npy --labels y_test.npy --min-accuracy 0.97 -o out.onnx
+  $ ecprune prune model.onnx --calib calib.npy --data x_test.npy --labels y_test.npy --max-loss-increase 0.02 -o out.onnx`;
 
 export function pruneCommand(): Command {
   const command = new Command('prune')
@@ -161,7 +182,7 @@ export function pruneCommand(): Command {
     )
     .option(
       '--method <name>',
-      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
+      `${pruneMethodsText()}; the variant flags below add to a name`,
       parsePruneMethod,
       'ec',
     )
@@ -197,33 +218,76 @@ export function pruneCommand(): Command {
       'then fine-tune on the calibration data and labels (pruned weights stay 0)',
       parseNonNegativeInt,
       0,
+    )
+    .option(
+      '--exclude <layers>',
+      'comma-separated layers to keep dense: names as `inspect` lists them, or indices (e.g. the output layer)',
+      parseLayerList,
+    )
+    .option(
+      '--layer-sparsity <list>',
+      'layers at a sparsity of their own, e.g. fc1:0.95,head:0.5 (names or indices); --sparsity and --scope apply to the rest',
+      parseLayerSparsity,
+    )
+    .option(
+      '--max-loss-increase <x>',
+      "budget: the highest sparsity whose held-out mean loss (cross-entropy or MSE) is at most x above the dense model's",
+      parseNonNegative,
+    )
+    .option(
+      '--min-accuracy <a>',
+      'budget: the highest sparsity whose held-out accuracy is at least a, in [0, 1]',
+      parseFraction,
+    )
+    .option(
+      '--resolution <r>',
+      'budget: the sparsities searched are multiples of r, by bisection up to 0.99',
+      parseSparsity,
+      DEFAULT_BUDGET_RESOLUTION,
+    )
+    .option(
+      '--data <file>',
+      'budget: held-out inputs, with --labels <file> their targets; never the calibration data (with --dataset: its test split by default)',
     );
   addCalibrationOptions(command);
   addVariantOptions(command);
   return command
     .addHelpText('after', EXAMPLES + VARIANT_EXAMPLES)
-    .action(async (modelFile: string, flags) => {
+    .action(async (modelFile: string, flags, self: Command) => {
       const clock = startClock(CALIBRATION_PHASES);
+      const budget = flags.maxLossIncrease !== undefined || flags.minAccuracy !== undefined;
+      if (!budget && flags.data !== undefined) {
+        throw new EcpruneError(
+          'usage',
+          '--data is the held-out data of a budget: add --max-loss-increase or --min-accuracy',
+        );
+      }
+      const heldOutChoice = budget ? heldOutData(flags, self) : undefined;
       const writeOptions = {
         force: flags.force,
-        inputs: [modelFile, ...inputFiles(calibrationChoice(flags))],
+        inputs: [modelFile, ...inputFiles(calibrationChoice(flags)), ...inputFiles(heldOutChoice ?? {})],
       };
       await checkModelOutput(flags.output, writeOptions);
       const model = await loadModel(modelFile, { arch: flags.arch });
+      const variants = variantOptions(flags);
       const memory = {
         what: 'pruning',
         file: modelFile,
-        probes: flags.probes,
-        gradmag: flags.method === 'gradmag',
+        probes: variants.probes,
+        gradmag: variants.method === 'gradmag',
         sparseOnnx: flags.onnxSparse,
       };
       const epochs: number = flags.finetuneEpochs;
-      const variants = variantOptions(flags);
       checkVariantApplies(model.graph, variants);
       checkFormatHolds(flags.output, model);
       checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
       checkCalibration(model.shape, modelFile, calibration, flags, memory);
+      const heldOut = heldOutChoice && (await openData(heldOutChoice, 'held-out'));
+      if (heldOut) {
+        checkDataFitsModel(heldOut, model.shape, modelFile);
+        checkTargetsFit(heldOut, model.shape, targetsName(heldOutChoice, heldOut), flags.loss);
+      }
       clock.lap('load');
       const bar = progressBar('statistics', 'samples', flags.quiet);
       const options: PruneOptions = {
@@ -237,11 +301,21 @@ export function pruneCommand(): Command {
         batchSize: flags.batchSize,
         onProgress: bar.update,
         timings: clock.phases,
+        exclude: flags.exclude,
+        layerSparsity: flags.layerSparsity,
       };
       const data = dataForModel(model, calibration);
       // the graph keeps what the chain view cannot say (a layer stored without a bias)
-      const result = await prune(model.graph, data, options).finally(bar.stop);
+      const result: PruneResult = heldOut
+        ? await searchBudget(model.graph, data, dataForModel(model, heldOut), options, flags).finally(
+            bar.stop,
+          )
+        : await prune(model.graph, data, options).finally(bar.stop);
       clock.skip(); // prune() timed its own phases
+      if (variants.structure !== 'neuron') {
+        for (const thin of thinLayers(model.graph.layers, result.keepMasks))
+          console.error(`ecprune: warning: ${withFlags(describeThinLayer(thin))}`);
+      }
       let tuned: Model = result.model;
       if (epochs > 0) {
         tuned = (await finetune(tuned, data, { epochs, seed: flags.seed, loss: flags.loss })).model;
@@ -260,6 +334,73 @@ export function pruneCommand(): Command {
       printPruneSummary(describeVariant(flags), result, model.graph, flags.output);
       if (flags.timings) clock.print();
     });
+}
+
+/** The held-out data a budget is measured on: --data/--labels, else the --dataset's test split. */
+function heldOutData(
+  flags: CalibrationFlags & { dataset?: string; labels?: string },
+  command: Command,
+): DataChoice {
+  if (command.getOptionValueSource('sparsity') === 'cli')
+    throw new EcpruneError(
+      'usage',
+      '--sparsity and a budget (--max-loss-increase, --min-accuracy) exclude each other',
+    );
+  if (flags.data !== undefined) {
+    if (flags.calib !== undefined && path.resolve(flags.data) === path.resolve(flags.calib)) {
+      throw new EcpruneError(
+        'usage',
+        'the budget is measured on held-out data: give --data other samples than --calib',
+        flags.data,
+      );
+    }
+    return { file: flags.data, labels: flags.labels, split: 'test', labelColumn: flags.labelColumn };
+  }
+  if (flags.dataset !== undefined) return { dataset: flags.dataset, split: 'test' };
+  throw new EcpruneError(
+    'usage',
+    'a budget is measured on held-out data: give --data <inputs> --labels <targets> (other samples than --calib)',
+  );
+}
+
+/** The budget search, its curve printed as probed and then in order of sparsity. */
+async function searchBudget(
+  graph: Model,
+  calibration: Dataset,
+  heldOut: Dataset,
+  options: PruneOptions,
+  flags: { maxLossIncrease?: number; minAccuracy?: number; resolution: number },
+): Promise<PruneResult> {
+  const { sparsity: _sparsity, ...rest } = options;
+  const row = (probe: BudgetProbe) =>
+    `  ${probe.sparsity.toFixed(4).padEnd(9)} ${probe.loss.toFixed(5).padStart(10)} ${
+      probe.accuracy === undefined ? '         -' : probe.accuracy.toFixed(4).padStart(10)
+    }  ${probe.met ? 'yes' : 'no'}${probe.sparsity === 0 ? ' (dense)' : ''}`;
+  const budget =
+    flags.minAccuracy !== undefined
+      ? `held-out accuracy >= ${flags.minAccuracy}`
+      : `held-out loss at most ${flags.maxLossIncrease} above the dense model's`;
+  console.log(
+    `budget: ${budget} on ${heldOut.name} (${heldOut.samples} samples); bisection over sparsities in steps of ${flags.resolution}`,
+  );
+  const header = `  ${'sparsity'.padEnd(9)} ${'loss'.padStart(10)} ${'accuracy'.padStart(10)}  met`;
+  console.log(`probed, in order:\n${header}`);
+  const search = await pruneToBudget(graph, calibration, heldOut, {
+    ...rest,
+    maxLossIncrease: flags.maxLossIncrease,
+    minAccuracy: flags.minAccuracy,
+    resolution: flags.resolution,
+    onProbe: (probe) => console.log(row(probe)),
+  });
+  console.log(`the curve, by sparsity:\n${header}\n${search.probes.map(row).join('\n')}`);
+  console.log(
+    `chose sparsity ${search.sparsity}${
+      search.failedAbove
+        ? ` (${search.failedAbove.sparsity}, the next probed above, does not meet the budget)`
+        : ' (the highest searched)'
+    }`,
+  );
+  return search.result;
 }
 
 function printPruneSummary(

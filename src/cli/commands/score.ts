@@ -3,6 +3,7 @@ import { writeNpz } from '../../io/npz.js';
 import { checkOutputPath, withParentDir, writeOutputAtomic } from '../../node/files.js';
 import { dataForModel, loadModel } from '../../node/models.js';
 import { score } from '../../pipeline/score.js';
+import { METHOD_NAMES } from '../../score/methods.js';
 import { inputFiles, openData } from '../data.js';
 import { archOption, MODEL_FILES, parseMethod } from '../options.js';
 import { progressBar } from '../progress.js';
@@ -29,7 +30,7 @@ export function scoreCommand(): Command {
     .requiredOption('-o, --output <file>', 'where to write the scores (.npz)')
     .option(
       '--method <name>',
-      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random',
+      `the criteria of the method list: ${METHOD_NAMES.join(', ')}`,
       parseMethod,
       'ec',
     )

@@ -10,15 +10,16 @@ import { openNamedDataset } from '../../node/datasets.js';
 import { dataForModel, loadModel } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
 import {
-  checkNonlinearSize,
   isSweepMethod,
   runSweep,
   SWEEP_METHODS,
   type SweepMethod,
   type SweepStage,
 } from '../../pipeline/sweep.js';
+import { MODIFIER_NAMES } from '../../pipeline/variant-name.js';
 import { tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
+import { checkNonlinearSize } from '../../score/nonlinear.js';
 import type { Scope } from '../../select/select.js';
 import { denseWeightCount } from '../../train/train.js';
 import { checkDataFitsModel, checkTargetsFit, inputFiles, openData } from '../data.js';
@@ -77,7 +78,7 @@ export const DEFAULT_DATASET_CALIBRATION = 2000;
 function parseSweepMethod(text: string): SweepMethod {
   if (!isSweepMethod(text))
     throw new InvalidArgumentError(
-      `unknown method '${text}' (choose from ${SWEEP_METHODS.join(', ')}, obs, or a variant such as ec+sequential+refit5)`,
+      `unknown method '${text}' (choose from ${SWEEP_METHODS.join(', ')}, or a variant such as ec+sequential+refit5)`,
     );
   return text;
 }
@@ -120,7 +121,7 @@ export function sweepCommand(): Command {
     )
     .option(
       '--methods <list>',
-      `comma-separated, from ${SWEEP_METHODS.join(', ')}, obs, and variants <method>+<modifier>... with modifiers loss, probes<m>, sequential, steps<k>, refit<n>, <n>:<m>, neuron (default: the ${Object.keys(METHODS).length} pruning methods)`,
+      `comma-separated, from ${SWEEP_METHODS.join(', ')}, and variants <method>+<modifier>... with modifiers ${MODIFIER_NAMES.join(', ')} (default: the ${Object.keys(METHODS).length} pruning methods)`,
       listOf(parseSweepMethod),
     )
     .addOption(
