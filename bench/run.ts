@@ -28,6 +28,7 @@ import { createOrtGemm } from '../src/node/ort-gemm.js';
 import { score } from '../src/pipeline/score.js';
 import type { PhaseTimings } from '../src/timings.js';
 import { benchCompression } from './compression.js';
+import { benchGraphNetworks } from './graph/time-graphs.js';
 import {
   agreement,
   ecFlops,
@@ -538,6 +539,13 @@ async function main() {
     if (code !== 'ERR_MODULE_NOT_FOUND')
       sparseMarkdown = `(bench/sparse-runtime.ts failed: ${(error as Error).message})`;
   }
+  log('graph networks (bench/graph/time-graphs.ts)');
+  let graphMarkdown: string;
+  try {
+    graphMarkdown = await benchGraphNetworks({ cache: CACHE, repeats: REPEATS });
+  } catch (error) {
+    graphMarkdown = `(bench/graph/time-graphs.ts failed: ${(error as Error).message})`;
+  }
   log('compression (bench/compression.ts)');
   let compressionMarkdown: string;
   try {
@@ -557,6 +565,7 @@ async function main() {
     torchPeaks,
     torchVersion,
     cases,
+    graphMarkdown,
     sparseMarkdown,
     compressionMarkdown,
     seconds: (Date.now() - startedAt.getTime()) / 1000,
@@ -567,7 +576,18 @@ async function main() {
   await writeAtomic(
     jsonOut,
     JSON.stringify(
-      { startedAt, info, peak, peaks, torchPeaks, cases, sparseMarkdown, compressionMarkdown, seconds },
+      {
+        startedAt,
+        info,
+        peak,
+        peaks,
+        torchPeaks,
+        cases,
+        graphMarkdown,
+        sparseMarkdown,
+        compressionMarkdown,
+        seconds,
+      },
       null,
       1,
     ),
@@ -615,6 +635,7 @@ function renderReport(r: {
   torchPeaks: Record<string, TorchPeak>;
   torchVersion?: string;
   cases: CaseResult[];
+  graphMarkdown?: string;
   sparseMarkdown?: string;
   compressionMarkdown?: string;
   seconds: number;
@@ -851,6 +872,7 @@ function renderReport(r: {
     }
   }
   lines.push('');
+  if (r.graphMarkdown) lines.push(r.graphMarkdown.trim(), '');
   if (r.sparseMarkdown) {
     lines.push('## Sparse runtime (bench/sparse-runtime.ts)', '', r.sparseMarkdown.trim(), '');
   }

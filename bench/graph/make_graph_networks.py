@@ -1,13 +1,12 @@
 """Graph networks for timing EC scoring beyond plain chains (issue #11): a residual MLP with
 LayerNorm and a CNN head (its convolutions are a frozen prefix), exported by torch.onnx.export as a
 user would, with random weights (scoring time does not depend on training), and 10,000 random
-1x28x28 inputs. Written to the folder given as the first argument, not committed. Timed with:
+1x28x28 inputs. Written to the folder given as the first argument, not committed. Timed by
+bench/graph/time-graphs.ts (part of `npm run bench`), which runs this script into its cache; by hand:
 
   /usr/bin/python3 bench/graph/make_graph_networks.py /tmp/ecprune-graph-bench
   npx tsx src/cli/main.ts score /tmp/ecprune-graph-bench/residual-ln-1024.onnx \
       --calib /tmp/ecprune-graph-bench/digits-10000.npy --timings --quiet -o /tmp/s.npz [--no-graph]
-
-Not yet part of `npm run bench`'s tables.
 """
 import sys, os
 import numpy as np

@@ -83,6 +83,25 @@ async function cli(argv: string[]): Promise<{ code: number; out: string[]; stder
   return { code, out: stdout.split('\n').filter((line) => line !== ''), stderr };
 }
 
+/** `ecprune sweep` of `model` with the calibration inputs `x` also as the test set, labelled `y`; the report's rows. */
+async function sweepRows(
+  model: string,
+  x: string,
+  y: string,
+  methods: string,
+  sparsities: string,
+): Promise<{ method: string; nonzero: number; outputMse: number; accuracy: number }[]> {
+  const report = path.join(tempDir(), 'report');
+  const run = await cli([
+    'sweep',
+    model,
+    ...['--calib', x, '--data', x, '--labels', y],
+    ...['--methods', methods, '--sparsities', sparsities, '--quiet', '-o', report],
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  return JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')).rows;
+}
+
 interface Row {
   method: string;
   sparsity: number;
@@ -455,28 +474,8 @@ describe('sweep with beyond-the-paper variants', () => {
     const x = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.input.npy');
     const y = path.join(dir, 'y.npy');
     writeFileSync(y, writeNpy({ shape: [5], data: Int32Array.from([0, 1, 2, 3, 4]) }));
-    const report = path.join(dir, 'report');
     const methods = 'ec,ec+sequential+steps2+refit2,obs,ec+2:4';
-    const run = await cli([
-      'sweep',
-      model,
-      '--calib',
-      x,
-      '--data',
-      x,
-      '--labels',
-      y,
-      '--methods',
-      methods,
-      '--sparsities',
-      '0.8',
-      '-o',
-      report,
-    ]);
-    assert.equal(run.code, 0, run.stderr);
-    const { rows } = JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')) as {
-      rows: { method: string; nonzero: number }[];
-    };
+    const rows = await sweepRows(model, x, y, methods, '0.8');
     assert.deepEqual(
       rows.map((r) => r.method),
       ['dense', ...methods.split(',')],
@@ -529,29 +528,8 @@ describe('sweep on graph models (issue #11)', () => {
   for (const name of ['residual', 'cnn_head']) {
     it(`${name}: every pruning method and variant runs; the EC row equals prune + evaluate`, async () => {
       const { x, y } = labelled(name);
-      const report = path.join(tempDir(), 'report');
       const methods = 'ec,magnitude,obs,ec+sequential+refit2,ec+2:4';
-      const run = await cli([
-        'sweep',
-        path.join(ZOO, name, 'model.onnx'),
-        '--calib',
-        x,
-        '--data',
-        x,
-        '--labels',
-        y,
-        '--methods',
-        methods,
-        '--sparsities',
-        '0.5',
-        '--quiet',
-        '-o',
-        report,
-      ]);
-      assert.equal(run.code, 0, run.stderr);
-      const { rows } = JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')) as {
-        rows: { method: string; nonzero: number; outputMse: number; accuracy: number }[];
-      };
+      const rows = await sweepRows(path.join(ZOO, name, 'model.onnx'), x, y, methods, '0.5');
       assert.deepEqual(
         rows.map((r) => r.method),
         ['dense', ...methods.split(',')],

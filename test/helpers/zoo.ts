@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { readNpy } from '../../src/io/npy.js';
+import type { Matrix } from '../../src/model/matrix.js';
 
 export const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
 
@@ -90,4 +91,11 @@ export function expectedOutputs(fixture: Fixture, rows: number) {
   );
   assert.deepEqual(outputs.shape, [rows, ...fixture.outputShape], `${fixture.name}: outputs.npy shape`);
   return outputs.data;
+}
+
+/** A zoo model's calibration inputs (calib.npy) as float32 rows of its per-sample size. */
+export function calibrationRows(name: string): Matrix {
+  const calib = readNpy(readFileSync(path.join(ZOO, name, 'calib.npy')));
+  const rows = calib.shape[0];
+  return { rows, cols: calib.data.length / rows, data: Float32Array.from(calib.data as ArrayLike<number>) };
 }

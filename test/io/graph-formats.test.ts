@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -14,23 +14,19 @@ import { inMemoryDataset } from '../../src/data/dataset.js';
 import { EcpruneError } from '../../src/errors.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
-import { readNpy } from '../../src/io/npy.js';
-import type { Matrix } from '../../src/model/matrix.js';
 import { loadModel, saveModel } from '../../src/node/models.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { cli } from '../cli/run.js';
 import { PYTHON, pythonMissing } from '../helpers/python.js';
-import { ZOO } from '../helpers/zoo.js';
+import { calibrationRows, ZOO } from '../helpers/zoo.js';
 
 const TORCH = new URL('../fixtures/torch/', import.meta.url).pathname;
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-graph-formats-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-function calibrationOf(name: string): Matrix {
-  const calib = readNpy(readFileSync(path.join(ZOO, name, 'calib.npy')));
-  const rows = calib.shape[0];
-  return { rows, cols: calib.data.length / rows, data: Float32Array.from(calib.data as ArrayLike<number>) };
-}
+/** `ecprune export` of a zoo model to .ecsr. */
+const exportCsr = (name: string) =>
+  cli('export', path.join(ZOO, name, 'model.onnx'), '-o', path.join(work, `${name}.ecsr`));
 
 const NOT_A_CHAIN =
   /^[^\n]*: a (safetensors|pytorch|npz) file holds only the weights of a chain of layers; this model is a graph: write \.onnx or TF\.js model\.json$/;
@@ -62,12 +58,7 @@ describe('weight-only formats and .ecsr: a graph that is not a chain', () => {
   });
 
   it('export to .ecsr refuses in one line naming the format and what to do', async () => {
-    const run = await cli(
-      'export',
-      path.join(ZOO, 'residual', 'model.onnx'),
-      '-o',
-      path.join(work, 'residual.ecsr'),
-    );
+    const run = await exportCsr('residual');
     assert.equal(run.code, 2);
     assert.match(
       run.stderr.trim(),
@@ -81,7 +72,7 @@ describe('weight-only formats and .ecsr: a graph that is a chain', () => {
     const missing = pythonMissing('torch', 'numpy');
     if (missing) return t.skip(missing);
     const model = await loadModel(path.join(ZOO, 'mlp_opset17', 'model.onnx'));
-    const x = calibrationOf('mlp_opset17');
+    const x = calibrationRows('mlp_opset17');
     const { model: pruned } = await prune(model.graph, inMemoryDataset(x), { sparsity: 0.5 });
     const out = path.join(work, 'mlp.pt');
     await saveModel(out, pruned, { like: model });
@@ -111,7 +102,7 @@ describe('weight-only formats and .ecsr: a graph that is a chain', () => {
     const missing = pythonMissing('numpy');
     if (missing) return t.skip(missing);
     const model = await loadModel(path.join(ZOO, 'mlp_opset17', 'model.onnx'));
-    const x = calibrationOf('mlp_opset17');
+    const x = calibrationRows('mlp_opset17');
     const out = path.join(work, 'mlp.npz');
     await saveModel(out, model.graph, { like: model });
     const script = [
@@ -137,14 +128,9 @@ describe('weight-only formats and .ecsr: a graph that is a chain', () => {
   });
 
   it('export writes a .ecsr of an ONNX chain', async () => {
-    const run = await cli(
-      'export',
-      path.join(ZOO, 'mlp_opset17', 'model.onnx'),
-      '-o',
-      path.join(work, 'mlp.ecsr'),
-    );
+    const run = await exportCsr('mlp_opset17');
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /wrote .*mlp\.ecsr/);
+    assert.match(run.stdout, /wrote .*mlp_opset17\.ecsr/);
   });
 });
 

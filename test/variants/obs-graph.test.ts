@@ -5,7 +5,7 @@
  * the result equals OBS done layer by layer along the chain (inputs by Dense + activation), exactly.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -16,7 +16,6 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { chainOf } from '../../src/graph/mlp-graph.js';
 import { denseForward } from '../../src/graph/ops/dense.js';
 import { forward } from '../../src/graph/run.js';
-import { readNpy } from '../../src/io/npy.js';
 import { applyActivation } from '../../src/model/activations.js';
 import type { Matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
@@ -25,21 +24,15 @@ import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { pruneCount } from '../../src/select/select.js';
 import { consumerOutputs } from '../helpers/consumers.js';
+import { calibrationRows, ZOO } from '../helpers/zoo.js';
 
-const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
 setDefaultGemm(lazyOrtGemm()); // the CNN head's frozen prefix runs in onnxruntime, as in the CLI
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-obs-graph-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-function calibrationOf(name: string): Matrix {
-  const calib = readNpy(readFileSync(path.join(ZOO, name, 'calib.npy')));
-  const rows = calib.shape[0];
-  return { rows, cols: calib.data.length / rows, data: Float32Array.from(calib.data as ArrayLike<number>) };
-}
-
 async function load(name: string): Promise<{ model: LoadedModel; x: Matrix; data: Dataset }> {
   const model = await loadModel(path.join(ZOO, name, 'model.onnx'));
-  const x = calibrationOf(name);
+  const x = calibrationRows(name);
   return { model, x, data: dataForModel(model, inMemoryDataset(x, undefined, 'calib.npy')) };
 }
 

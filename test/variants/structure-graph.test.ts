@@ -6,7 +6,7 @@
  * what the zeroed-neuron, bias-folded original computes (a second construction of the same model).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -16,15 +16,13 @@ import { EcpruneError } from '../../src/errors.js';
 import { setDefaultGemm } from '../../src/gemm/default.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
-import { readNpy } from '../../src/io/npy.js';
-import type { Matrix } from '../../src/model/matrix.js';
 import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { neuronKeepMasks } from '../../src/select/structure.js';
 import { cli } from '../cli/run.js';
 import { consumerOutputs } from '../helpers/consumers.js';
-import { manifest, ZOO } from '../helpers/zoo.js';
+import { calibrationRows, manifest, ZOO } from '../helpers/zoo.js';
 
 setDefaultGemm(lazyOrtGemm()); // the CNN head's frozen prefix runs in onnxruntime, as in the CLI
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-neurons-'));
@@ -32,15 +30,24 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 function fixture(name: string) {
   const found = manifest.fixtures.find((f) => f.name === name)!;
-  const calib = readNpy(readFileSync(path.join(ZOO, name, 'calib.npy')));
-  const rows = calib.shape[0];
-  const x: Matrix = {
-    rows,
-    cols: calib.data.length / rows,
-    data: Float32Array.from(calib.data as ArrayLike<number>),
-  };
-  return { file: path.join(ZOO, found.file), x, inputShape: found.inputShape };
+  return { file: path.join(ZOO, found.file), x: calibrationRows(name), inputShape: found.inputShape };
 }
+
+/** `ecprune prune <zoo model> --structure neuron --sparsity 0.5`. */
+const pruneNeuronsCli = (name: string, out: string) =>
+  cli(
+    'prune',
+    path.join(ZOO, name, 'model.onnx'),
+    '--calib',
+    path.join(ZOO, name, 'calib.npy'),
+    '--structure',
+    'neuron',
+    '--sparsity',
+    '0.5',
+    '--quiet',
+    '-o',
+    out,
+  );
 
 describe('neuron removal on graph models of the producer zoo', () => {
   // CNN head (frozen prefix), BatchNorm with and without the layer's bias, PReLU, the Erf form of GELU, a softmax head, TF.js BatchNorm + swish
@@ -113,32 +120,11 @@ describe('neuron removal on graph models of the producer zoo', () => {
   }
 
   it('the CLI: a residual model is refused before any work (exit 2, one line); a CNN head is shrunk', async () => {
-    const refused = await cli(
-      'prune',
-      path.join(ZOO, 'residual', 'model.onnx'),
-      '--calib',
-      path.join(ZOO, 'residual', 'calib.npy'),
-      '--structure',
-      'neuron',
-      '-o',
-      path.join(work, 'refused.onnx'),
-    );
+    const refused = await pruneNeuronsCli('residual', path.join(work, 'refused.onnx'));
     assert.equal(refused.code, 2);
     assert.match(refused.stderr.trim(), /^[^\n]*layer 'stem'[^\n]*--structure weight[^\n]*$/);
     const out = path.join(work, 'cli', 'cnn.onnx');
-    const run = await cli(
-      'prune',
-      path.join(ZOO, 'cnn_head', 'model.onnx'),
-      '--calib',
-      path.join(ZOO, 'cnn_head', 'calib.npy'),
-      '--structure',
-      'neuron',
-      '--sparsity',
-      '0.5',
-      '--quiet',
-      '-o',
-      out,
-    );
+    const run = await pruneNeuronsCli('cnn_head', out);
     assert.equal(run.code, 0, run.stderr);
     const inspected = JSON.parse((await cli('inspect', out, '--json')).stdout);
     assert.deepEqual(
