@@ -67,6 +67,15 @@ function onnxAccuracy(dir: string, file: string, dataset = 'mnist'): { accuracy:
   return { accuracy: JSON.parse(out).accuracy, command: `npx ecprune ${args.join(' ')}` };
 }
 
+/** The machine, Node, the date and the load, for the top of a section. */
+function machineLine(): string {
+  const load = os
+    .loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ');
+  return `- Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}; date ${new Date().toISOString()}; load average ${load}`;
+}
+
 /** Median milliseconds of `fn` over `runs` calls. */
 function medianMs(fn: () => unknown, runs = 21): number {
   const times: number[] = [];
@@ -209,10 +218,7 @@ export async function benchCompression(
   return [
     '## Compression (bench/compression.ts)',
     '',
-    `- Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}; date ${new Date().toISOString()}; load average ${os
-      .loadavg()
-      .map((v) => v.toFixed(2))
-      .join(' ')}`,
+    machineLine(),
     '- Command: `npx tsx bench/compression.ts`, which ran (in a temporary folder):',
     '',
     '```sh',
@@ -356,10 +362,7 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
   return [
     '## `ecprune compress`: the smallest file within 0.1 point (bench/compression.ts)',
     '',
-    `- Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}; date ${new Date().toISOString()}; load average ${os
-      .loadavg()
-      .map((v) => v.toFixed(2))
-      .join(' ')}`,
+    machineLine(),
     '- The dense model is trained without the validation part that `compress` then judges on (the same',
     '  `--validation 0.1 --seed 0` split of the training data); the test split is never seen by either.',
     `- Goal (issue #15): at least ${GOAL_RATIO}× smaller than the dense float32 ONNX at no more than ${GOAL_DROP_POINTS} point of test`,
