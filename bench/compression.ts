@@ -259,6 +259,8 @@ const GOAL_DROP_POINTS = 0.1;
  * like MNIST's 8,000 (the CPU is shared); the test split is whole (10,000).
  */
 const COMPRESS_SAMPLES: Record<string, number> = { 'fashion-mnist': 10_000 };
+/** Fine-tuning epochs of each sparsity probe (the CLI's default is 3): pruning to 90 % needs more to recover. */
+const COMPRESS_FINETUNE_EPOCHS = 6;
 
 export interface CompressBenchOptions {
   /** training samples of each data set (the first n of its train split); default all */
@@ -315,6 +317,8 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
       '--dataset',
       dataset,
       ...sampleArgs,
+      '--finetune-epochs',
+      String(COMPRESS_FINETUNE_EPOCHS),
       '--validation',
       '0.1',
       '--seed',
