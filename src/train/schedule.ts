@@ -53,6 +53,9 @@ export interface PruningStepInfo {
   readonly targetSparsity: number;
   /** pruned weights / all weights of the fully-connected layers, after the step */
   readonly sparsity: number;
+  readonly keepMasks: readonly KeepMask[];
+  /** the network right after the step (training goes on updating its arrays in place) */
+  readonly model: Model;
 }
 
 export type CheckedSchedule = Required<PruningSchedule>;

@@ -54,7 +54,10 @@ export interface TrainOptions {
   readonly validation?: Dataset;
   /** hold out this fraction of the training set (seeded split) instead of passing `validation` */
   readonly validationFraction?: number;
-  /** fine-tuning: weights with mask 0 are set to zero and stay exactly zero; biases all train */
+  /**
+   * fine-tuning: weights with mask 0 are set to zero and stay exactly zero; the biases train,
+   * except those of layers stored without one (graph.ts DenseLayer.hasBias)
+   */
   readonly keepMasks?: readonly KeepMask[];
   /** prune as training goes, on a schedule (schedule.ts); masks from `keepMasks` stay pruned */
   readonly pruning?: GradualPruning;
@@ -156,11 +159,11 @@ export async function lossAndGradients(
   for (const value of sampleLosses(trace.output, y, loss)) lossSum += value;
   const dy = lossGradient(trace.output, y, loss);
   for (let k = 0; k < dy.data.length; k++) dy.data[k] /= batch;
-  // a layer the output does not depend on gets zero gradients
-  const weight = graph.layers.map((layer) => new Float32Array(layer.weight.data.length));
+  // zeros for a layer the output does not depend on (the walk never visits it)
+  const weight: Float32Array[] = graph.layers.map((layer) => new Float32Array(layer.weight.data.length));
   const bias = graph.layers.map((layer) => new Float32Array(layer.bias.length));
   await backpropagate(graph, trace, dy, gemm, async (l, g, input) => {
-    weight[l].set((await gemm.matmul(g, input, { transA: true })).data);
+    weight[l] = (await gemm.matmul(g, input, { transA: true })).data;
     const db = bias[l];
     for (let n = 0; n < g.rows; n++) for (let i = 0; i < g.cols; i++) db[i] += g.data[n * g.cols + i];
   });
@@ -406,7 +409,7 @@ export async function trainModel(
       weights[l].set(layer.weight.data);
       biases[l].set(layer.bias);
     });
-    gradual.onPrune?.({ step, targetSparsity, sparsity: prunedFraction(keepMasks) });
+    gradual.onPrune?.({ step, targetSparsity, sparsity: prunedFraction(keepMasks), keepMasks, model });
   };
 
   const history: EpochInfo[] = [];

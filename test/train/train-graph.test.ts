@@ -18,6 +18,7 @@ import { logitsGraph } from '../../src/graph/mlp-graph.js';
 import { forward, forwardTrace } from '../../src/graph/run.js';
 import { writeNpy } from '../../src/io/npy.js';
 import type { Matrix } from '../../src/model/matrix.js';
+import { nonzeroWeightCount } from '../../src/model/mlp.js';
 import { loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { evaluate } from '../../src/pipeline/evaluate.js';
@@ -208,64 +209,60 @@ describe('finetune of pruned zoo graphs (exported by torch)', () => {
   }
 });
 
+/**
+ * A zoo model pruned to 50 % and fine-tuned 2 epochs by `ecprune prune --finetune-epochs`, then
+ * fine-tuned again by `ecprune finetune ... finetuneArgs`, on its calibration inputs with labels it
+ * does not predict yet.
+ */
+async function pruneThenFinetune(name: string, finetuneArgs: string[]) {
+  const fixture = manifest.fixtures.find((f) => f.name === name)!;
+  const calib = npy(fixture, 'calib.npy');
+  const rows = calib.shape[0];
+  const labels = path.join(dir, `${name}-y.npy`);
+  const outputs = npy(fixture, 'outputs.npy').data as Float32Array;
+  writeFileSync(labels, writeNpy({ shape: [rows], data: shiftedLabels(outputs, rows) }));
+  const calibFile = path.join(ZOO, name, 'calib.npy');
+  const output = (stage: string) => path.join(dir, name, stage, path.basename(fixture.file));
+  const common = ['--quiet', '--batch-size', '16'];
+  const pruneArgs = ['--calib', calibFile, '--calib-labels', labels, '--sparsity', '0.5'];
+  const prune = await cli(
+    'prune',
+    path.join(ZOO, fixture.file),
+    ...pruneArgs,
+    '--finetune-epochs',
+    '2',
+    ...common,
+    '-o',
+    output('pruned'),
+  );
+  assert.equal(prune.code, 0, prune.stderr);
+  const run = await cli(
+    'finetune',
+    output('pruned'),
+    '--data',
+    calibFile,
+    '--labels',
+    labels,
+    ...finetuneArgs,
+    ...common,
+    '-o',
+    output('tuned'),
+  );
+  assert.equal(run.code, 0, run.stderr);
+  const [pruned, tuned] = [await loadModel(output('pruned')), await loadModel(output('tuned'))];
+  assertZerosKept(pruned.graph, tuned.graph, name);
+  return { fixture, calib, rows, tuned, tunedFile: output('tuned'), stdout: run.stdout };
+}
+
 describe('the CLI fine-tunes graph models', () => {
   // as the `ecprune` entry point does: the frozen prefix runs in onnxruntime
   before(() => setDefaultGemm(lazyOrtGemm()));
   after(() => setDefaultGemm(tsGemm));
-  it('cnn_head (a frozen Conv prefix): prune --finetune-epochs, then finetune; onnxruntime runs both', async () => {
-    const fixture = manifest.fixtures.find((f) => f.name === 'cnn_head')!;
-    const modelFile = path.join(ZOO, fixture.file);
-    const calib = npy(fixture, 'calib.npy');
-    const rows = calib.shape[0];
-    const labels = path.join(dir, 'cnn-y.npy');
-    writeFileSync(
-      labels,
-      writeNpy({
-        shape: [rows],
-        data: shiftedLabels(npy(fixture, 'outputs.npy').data as Float32Array, rows),
-      }),
-    );
-    const calibFile = path.join(ZOO, 'cnn_head', 'calib.npy');
-    const prunedFile = path.join(dir, 'cnn-pruned.onnx');
-    const pruneRun = await cli(
-      'prune',
-      modelFile,
-      '--calib',
-      calibFile,
-      '--calib-labels',
-      labels,
-      '--sparsity',
-      '0.5',
-      '--finetune-epochs',
-      '2',
-      '--quiet',
-      '-o',
-      prunedFile,
-    );
-    assert.equal(pruneRun.code, 0, pruneRun.stderr);
-    const tunedFile = path.join(dir, 'cnn-tuned.onnx');
-    const run = await cli(
-      'finetune',
-      prunedFile,
-      '--data',
-      calibFile,
-      '--labels',
-      labels,
-      '--epochs',
-      '5',
-      '--batch-size',
-      '16',
-      '--quiet',
-      '-o',
-      tunedFile,
-    );
-    assert.equal(run.code, 0, run.stderr);
-    const pruned = await loadModel(prunedFile);
-    const tuned = await loadModel(tunedFile);
+
+  it('cnn_head (a frozen Conv prefix): prune --finetune-epochs, then finetune; onnxruntime runs the result', async () => {
+    const { fixture, calib, rows, tuned, tunedFile } = await pruneThenFinetune('cnn_head', ['--epochs', '5']);
     assert.ok(tuned.prefix, 'the frozen prefix is still there');
-    assertZerosKept(pruned.graph, tuned.graph, 'cnn_head');
-    const x = Float32Array.from(calib.data);
-    const output = await runOnnx(tunedFile, x, [rows, ...fixture.inputShape]);
+    const output = await runOnnx(tunedFile, Float32Array.from(calib.data), [rows, ...fixture.inputShape]);
     assert.equal(output.length, rows * fixture.outputShape[0]);
     assert.ok(
       output.every((v) => Number.isFinite(v)),
@@ -273,50 +270,12 @@ describe('the CLI fine-tunes graph models', () => {
     );
   });
 
-  it('tfjs_residual (a TF.js functional model): finetune writes a model.json that keeps its zeros', async () => {
-    const fixture = manifest.fixtures.find((f) => f.name === 'tfjs_residual')!;
-    const modelFile = path.join(ZOO, fixture.file);
-    const calib = npy(fixture, 'calib.npy');
-    const rows = calib.shape[0];
-    const labels = path.join(dir, 'tfjs-y.npy');
-    writeFileSync(
-      labels,
-      writeNpy({
-        shape: [rows],
-        data: shiftedLabels(npy(fixture, 'outputs.npy').data as Float32Array, rows),
-      }),
-    );
-    const prunedFile = path.join(dir, 'tfjs-pruned', 'model.json');
-    const calibFile = path.join(ZOO, 'tfjs_residual', 'calib.npy');
-    const pruneRun = await cli(
-      'prune',
-      modelFile,
-      '--calib',
-      calibFile,
-      '--sparsity',
-      '0.5',
-      '--quiet',
-      '-o',
-      prunedFile,
-    );
-    assert.equal(pruneRun.code, 0, pruneRun.stderr);
-    const tunedFile = path.join(dir, 'tfjs-tuned', 'model.json');
-    const run = await cli(
-      'finetune',
-      prunedFile,
-      '--data',
-      calibFile,
-      '--labels',
-      labels,
-      '--epochs',
-      '3',
-      '--batch-size',
-      '16',
-      '--quiet',
-      '-o',
-      tunedFile,
-    );
-    assert.equal(run.code, 0, run.stderr);
-    assertZerosKept((await loadModel(prunedFile)).graph, (await loadModel(tunedFile)).graph, 'tfjs_residual');
+  it('tfjs_residual (a TF.js functional model): finetune with a pruning schedule ends exactly at its sparsity', async () => {
+    const schedule = ['--epochs', '3', '--prune-to', '0.75', '--prune-end', '2', '--prune-every', '2'];
+    const { tuned, stdout } = await pruneThenFinetune('tfjs_residual', schedule);
+    const total = tuned.graph.layers.reduce((sum, layer) => sum + layer.weight.data.length, 0);
+    const zeros = total - nonzeroWeightCount(tuned.graph);
+    assert.equal(zeros, Math.floor(0.75 * total + 0.5), 'the final sparsity, counted in the written model');
+    assert.match(stdout, /epoch 3\/3 .*sparsity 75\.0 %/);
   });
 });

@@ -37,8 +37,10 @@ Examples:
 
 export function finetuneCommand(): Command {
   const command = new Command('finetune')
-    .description('train a pruned network further, keeping its pruned weights at zero')
-    .argument('<model>', `the pruned model (${MODEL_FILES})`)
+    .description(
+      'train a model further, keeping its pruned weights at zero (with --prune-to, pruning it gradually as it trains)',
+    )
+    .argument('<model>', `the model, pruned or dense (${MODEL_FILES})`)
     .requiredOption(
       '-o, --output <file>',
       'where to write the fine-tuned model (its format from the extension)',

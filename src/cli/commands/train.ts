@@ -189,6 +189,11 @@ export function pruningFromFlags(
   initialSparsity: number,
 ): GradualPruning | undefined {
   if (flags.pruneTo === undefined) return undefined;
+  const end = flags.pruneEnd ?? Math.max(flags.pruneBegin, flags.epochs - 1);
+  if (end > flags.epochs)
+    throw new EcpruneError('usage', `--prune-end ${end} is after the last epoch (--epochs ${flags.epochs})`);
+  if (flags.pruneBegin > end)
+    throw new EcpruneError('usage', `--prune-begin ${flags.pruneBegin} is after --prune-end ${end}`);
   const perEpoch = batchesPerEpoch(data.samples, {
     batchSize: flags.batchSize,
     validationFraction: flags.validation,
@@ -199,7 +204,7 @@ export function pruningFromFlags(
       initialSparsity: flags.pruneFrom ?? initialSparsity,
       finalSparsity: flags.pruneTo,
       begin: step(flags.pruneBegin),
-      end: step(flags.pruneEnd ?? Math.max(flags.pruneBegin, flags.epochs - 1)),
+      end: step(end),
       frequency: flags.pruneEvery,
       power: flags.prunePower,
     },
