@@ -67,6 +67,12 @@ function onnxAccuracy(dir: string, file: string, dataset = 'mnist'): { accuracy:
   return { accuracy: JSON.parse(out).accuracy, command: `npx ecprune ${args.join(' ')}` };
 }
 
+/** `train` of the 784-300-100-10 ReLU network (LeNet-300-100's shape) on a built-in data set. */
+function trainArgs(dataset: string, epochs: number, extra: string[] = []): string[] {
+  const shape = ['--layers', '784,300,100,10', '--activation', 'relu'];
+  return ['train', '--dataset', dataset, ...extra, ...shape, '--epochs', String(epochs)];
+}
+
 /** The machine, Node, the date and the load, for the top of a section. */
 function machineLine(): string {
   const load = os
@@ -95,22 +101,7 @@ export async function benchCompression(
   const centroidEpochs = options.centroidEpochs ?? 2;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ecprune-compression-'));
   const commands = [
-    ecprune(dir, [
-      'train',
-      '--dataset',
-      'mnist',
-      '--layers',
-      '784,300,100,10',
-      '--activation',
-      'relu',
-      '--epochs',
-      String(epochs),
-      '--seed',
-      '0',
-      '--quiet',
-      '-o',
-      'dense.onnx',
-    ]),
+    ecprune(dir, [...trainArgs('mnist', epochs), '--seed', '0', '--quiet', '-o', 'dense.onnx']),
     ecprune(dir, [
       'prune',
       'dense.onnx',
@@ -288,17 +279,8 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
     const samples = options.samples?.[dataset];
     const sampleArgs = samples === undefined ? [] : ['--samples', String(samples)];
     const dense = `${dataset}-784-300-100-10-e${epochs}${samples === undefined ? '' : `-n${samples}`}-v0.1-s0.onnx`;
-    const trainArgs = [
-      'train',
-      '--dataset',
-      dataset,
-      ...sampleArgs,
-      '--layers',
-      '784,300,100,10',
-      '--activation',
-      'relu',
-      '--epochs',
-      String(epochs),
+    const denseArgs = [
+      ...trainArgs(dataset, epochs, sampleArgs),
       '--validation',
       '0.1',
       '--seed',
@@ -308,8 +290,8 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
       dense,
     ];
     const trainCommand = existsSync(path.join(cacheDir, dense))
-      ? `npx ecprune ${trainArgs.join(' ')}   # (cached from an earlier run)`
-      : ecprune(cacheDir, trainArgs);
+      ? `npx ecprune ${denseArgs.join(' ')}   # (cached from an earlier run)`
+      : ecprune(cacheDir, denseArgs);
     const output = `${dataset}.ecsr`;
     const compressArgs = [
       'compress',
