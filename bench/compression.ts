@@ -67,6 +67,21 @@ function onnxAccuracy(dir: string, file: string, dataset = 'mnist'): { accuracy:
   return { accuracy: JSON.parse(out).accuracy, command: `npx ecprune ${args.join(' ')}` };
 }
 
+/** `train` of the 784-300-100-10 ReLU network (LeNet-300-100's shape) on a built-in data set. */
+function trainArgs(dataset: string, epochs: number, extra: string[] = []): string[] {
+  const shape = ['--layers', '784,300,100,10', '--activation', 'relu'];
+  return ['train', '--dataset', dataset, ...extra, ...shape, '--epochs', String(epochs)];
+}
+
+/** The machine, Node, the date and the load, for the top of a section. */
+function machineLine(): string {
+  const load = os
+    .loadavg()
+    .map((v) => v.toFixed(2))
+    .join(' ');
+  return `- Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}; date ${new Date().toISOString()}; load average ${load}`;
+}
+
 /** Median milliseconds of `fn` over `runs` calls. */
 function medianMs(fn: () => unknown, runs = 21): number {
   const times: number[] = [];
@@ -86,22 +101,7 @@ export async function benchCompression(
   const centroidEpochs = options.centroidEpochs ?? 2;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ecprune-compression-'));
   const commands = [
-    ecprune(dir, [
-      'train',
-      '--dataset',
-      'mnist',
-      '--layers',
-      '784,300,100,10',
-      '--activation',
-      'relu',
-      '--epochs',
-      String(epochs),
-      '--seed',
-      '0',
-      '--quiet',
-      '-o',
-      'dense.onnx',
-    ]),
+    ecprune(dir, [...trainArgs('mnist', epochs), '--seed', '0', '--quiet', '-o', 'dense.onnx']),
     ecprune(dir, [
       'prune',
       'dense.onnx',
@@ -209,10 +209,7 @@ export async function benchCompression(
   return [
     '## Compression (bench/compression.ts)',
     '',
-    `- Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}; date ${new Date().toISOString()}; load average ${os
-      .loadavg()
-      .map((v) => v.toFixed(2))
-      .join(' ')}`,
+    machineLine(),
     '- Command: `npx tsx bench/compression.ts`, which ran (in a temporary folder):',
     '',
     '```sh',
@@ -253,6 +250,8 @@ const GOAL_DROP_POINTS = 0.1;
  * like MNIST's 8,000 (the CPU is shared); the test split is whole (10,000).
  */
 const COMPRESS_SAMPLES: Record<string, number> = { 'fashion-mnist': 10_000 };
+/** Fine-tuning epochs of each sparsity probe (the CLI's default is 3): pruning to 90 % needs more to recover. */
+const COMPRESS_FINETUNE_EPOCHS = 6;
 
 export interface CompressBenchOptions {
   /** training samples of each data set (the first n of its train split); default all */
@@ -280,17 +279,8 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
     const samples = options.samples?.[dataset];
     const sampleArgs = samples === undefined ? [] : ['--samples', String(samples)];
     const dense = `${dataset}-784-300-100-10-e${epochs}${samples === undefined ? '' : `-n${samples}`}-v0.1-s0.onnx`;
-    const trainArgs = [
-      'train',
-      '--dataset',
-      dataset,
-      ...sampleArgs,
-      '--layers',
-      '784,300,100,10',
-      '--activation',
-      'relu',
-      '--epochs',
-      String(epochs),
+    const denseArgs = [
+      ...trainArgs(dataset, epochs, sampleArgs),
       '--validation',
       '0.1',
       '--seed',
@@ -300,8 +290,8 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
       dense,
     ];
     const trainCommand = existsSync(path.join(cacheDir, dense))
-      ? `npx ecprune ${trainArgs.join(' ')}   # (cached from an earlier run)`
-      : ecprune(cacheDir, trainArgs);
+      ? `npx ecprune ${denseArgs.join(' ')}   # (cached from an earlier run)`
+      : ecprune(cacheDir, denseArgs);
     const output = `${dataset}.ecsr`;
     const compressArgs = [
       'compress',
@@ -309,6 +299,8 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
       '--dataset',
       dataset,
       ...sampleArgs,
+      '--finetune-epochs',
+      String(COMPRESS_FINETUNE_EPOCHS),
       '--validation',
       '0.1',
       '--seed',
@@ -356,10 +348,7 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
   return [
     '## `ecprune compress`: the smallest file within 0.1 point (bench/compression.ts)',
     '',
-    `- Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, Node ${process.version}; date ${new Date().toISOString()}; load average ${os
-      .loadavg()
-      .map((v) => v.toFixed(2))
-      .join(' ')}`,
+    machineLine(),
     '- The dense model is trained without the validation part that `compress` then judges on (the same',
     '  `--validation 0.1 --seed 0` split of the training data); the test split is never seen by either.',
     `- Goal (issue #15): at least ${GOAL_RATIO}× smaller than the dense float32 ONNX at no more than ${GOAL_DROP_POINTS} point of test`,

@@ -1,6 +1,6 @@
 /**
  * The table of `compress`: one row per stage of the chosen point (dense, pruned, weight-shared and
- * coded), as a fixed-width terminal table or as markdown (bench/compression.ts).
+ * coded), as a fixed-width terminal table.
  */
 import type { CompressStage } from '../pipeline/compress.js';
 
@@ -43,11 +43,4 @@ export function compressTable(stages: readonly CompressStage[]): string {
       row.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '),
     )
     .join('\n');
-}
-
-/** The stages as a markdown table. */
-export function compressMarkdownTable(stages: readonly CompressStage[]): string {
-  const [header, ...rows] = rowsOf(stages);
-  const line = (row: string[]) => `| ${row.join(' | ')} |`;
-  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
 }

@@ -145,18 +145,7 @@ describe('ecprune compress', () => {
         [file('dense.onnx'), ...dataArgs(), '--max-accuracy-drop', '-1'],
         /--max-accuracy-drop.*expected accuracy points from 0 to 100/,
       ],
-      [
-        [
-          file('dense.onnx'),
-          '--data',
-          file('train_x.npy'),
-          '--labels',
-          file('train_y.npy'),
-          '--val-data',
-          file('val_x.npy'),
-        ],
-        /give --val-data and --val-labels together/,
-      ],
+      [[file('dense.onnx'), ...dataArgs().slice(0, -2)], /give --val-data and --val-labels together/],
       [
         [file('dense.onnx'), ...dataArgs(), '--validation', '0.2'],
         /--val-data\/--val-labels or --validation <fraction>, not both/,

@@ -20,7 +20,7 @@ import {
 } from '../data.js';
 import { archOption, MODEL_FILES, parseMethod, parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { progressBar } from '../progress.js';
-import { addTrainingDataOptions, parseLearningRate, trainingDataChoice } from './train.js';
+import { addTrainingDataOptions, parseFraction, parseLearningRate, trainingDataChoice } from './train.js';
 
 const EXAMPLES = `
 Stages: EC pruning with fine-tuning, weight sharing (a k-means codebook of 2^bits values per layer,
@@ -42,13 +42,6 @@ function parsePoints(text: string): number {
   const value = Number(text);
   if (text.trim() === '' || !(value >= 0 && value <= 100))
     throw new InvalidArgumentError(`expected accuracy points from 0 to 100, got '${text}'`);
-  return value;
-}
-
-function parseOpenFraction(text: string): number {
-  const value = Number(text);
-  if (text.trim() === '' || !(value > 0 && value < 1))
-    throw new InvalidArgumentError(`expected a number in (0, 1), got '${text}'`);
   return value;
 }
 
@@ -113,7 +106,7 @@ export function compressCommand(): Command {
       parsePoints,
       0.1,
     )
-    .option('--max-sparsity <fraction>', 'the first and largest sparsity probed', parseOpenFraction, 0.98)
+    .option('--max-sparsity <fraction>', 'the first and largest sparsity probed', parseFraction, 0.98)
     .option(
       '--sparsity-probes <n>',
       'bisection steps over the sparsity after the first probe',
@@ -124,7 +117,12 @@ export function compressCommand(): Command {
     .option('--max-bits <n>', 'the most codebook bits tried', parseBits, CODEBOOK_BITS.max)
     .option('--method <name>', 'the pruning criterion', parseMethod, 'ec')
     .option('--calib-samples <n>', 'training samples that calibrate each pruning', parsePositiveInt, 1000)
-    .option('--finetune-epochs <n>', 'fine-tuning epochs after each pruning', parseNonNegativeInt, 3)
+    .option(
+      '--finetune-epochs <n>',
+      'epochs of each sparsity probe: pruned gradually over the first two thirds, masks held after',
+      parseNonNegativeInt,
+      3,
+    )
     .option('--centroid-epochs <n>', 'epochs of centroid fine-tuning per codebook', parseNonNegativeInt, 1)
     .option('--lr <rate>', 'Adam learning rate of the fine-tuning', parseLearningRate, 1e-3)
     .option('--batch-size <n>', 'training mini-batch size', parsePositiveInt, 128)

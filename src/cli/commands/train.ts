@@ -47,7 +47,7 @@ export function parseLearningRate(text: string): number {
   return value;
 }
 
-function parseFraction(text: string): number {
+export function parseFraction(text: string): number {
   const value = Number(text);
   if (text.trim() === '' || !(value > 0 && value < 1))
     throw new InvalidArgumentError(`expected a number in (0, 1), got '${text}'`);
