@@ -20,7 +20,7 @@ import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } fro
 import { finetune, trainDenseSmall } from '../train/train.js';
 import { evaluate } from './evaluate.js';
 import { prune } from './prune.js';
-import { METHOD_LIST, parseVariant } from './variant-name.js';
+import { METHOD_LIST, parseVariant, usesNonlinear } from './variant-name.js';
 
 /**
  * The pruning methods of `METHODS` plus two references: `nonlinear` (the exact non-linear
@@ -282,7 +282,7 @@ function checkOptions(
   if (training && (options.train?.targetKind === undefined || options.training === undefined)) {
     throw new EcpruneError('usage', `${training} needs labelled training data and the training settings`);
   }
-  if (options.methods.includes('nonlinear'))
+  if (usesNonlinear(options.methods))
     checkNonlinearSize(weightCount(model), calibration.samples, options.nonlinearSamples);
   return { scopes, finetuneEpochs, seeds, seed: options.seed ?? 0 };
 }

@@ -45,6 +45,7 @@ import { CALIBRATION_PHASES, startClock } from '../timings.js';
 import {
   addVariantOptions,
   describeVariant,
+  nonlinearSamplesOption,
   parsePruneMethod,
   VARIANT_EXAMPLES,
   variantOptions,
@@ -187,6 +188,7 @@ export function pruneCommand(): Command {
       parsePruneMethod,
       'ec',
     )
+    .addOption(nonlinearSamplesOption())
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
     .option(
       '--scope <scope>',
@@ -303,6 +305,7 @@ export function pruneCommand(): Command {
         batchSize: flags.batchSize,
         onProgress: bar.update,
         timings: clock.phases,
+        nonlinearSamples: flags.nonlinearSamples,
         exclude: flags.exclude,
         layerSparsity: flags.layerSparsity,
       };
