@@ -165,8 +165,9 @@ Examples:
   $ ecprune prune model.onnx --dataset mnist --calib-samples 2000 --method magnitude -o mag.onnx
   $ ecprune prune model.onnx --calib x.npy --calib-labels y.npy --method gradmag --scope layer -o out.onnx
 
-Per layer (names as ecprune inspect lists them, or indices; a layer left with fewer than
-${MIN_KEPT_PER_NEURON} weights per output neuron on average is named in a warning):
+Per layer (names as ecprune inspect lists them, or indices). A layer left with fewer than
+${MIN_KEPT_PER_NEURON} weights per output neuron on average (a quarter of its inputs when it has fewer
+than ${4 * MIN_KEPT_PER_NEURON}) is named in a warning:
   $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 --exclude head -o out.onnx
   $ ecprune prune model.onnx --calib calib.npy --scope layer --layer-sparsity fc1:0.95,head:0.5 -o out.onnx
 
