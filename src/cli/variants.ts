@@ -86,6 +86,13 @@ export interface VariantFlags {
 /** `--refit-biases` alone means 5 iterations. */
 const DEFAULT_REFIT_ITERATIONS = 5;
 
+/** `--nonlinear-samples`, with the same default in prune and sweep. */
+export function nonlinearSamplesOption(): Option {
+  return new Option('--nonlinear-samples <n>', 'calibration samples of the nonlinear method (the first ones)')
+    .argParser(parsePositiveInt)
+    .default(256);
+}
+
 /** The flags' values that ask for nothing: a modifier of the method name may set these fields. */
 const UNSET: Partial<Record<keyof VariantOptions, unknown>> = {
   sensitivity: 'output',

@@ -24,7 +24,7 @@ import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } fro
 import { finetune, trainDenseSmall } from '../train/train.js';
 import { evaluate } from './evaluate.js';
 import { prune } from './prune.js';
-import { METHOD_LIST, parseVariant } from './variant-name.js';
+import { METHOD_LIST, parseVariant, usesNonlinear } from './variant-name.js';
 
 /**
  * The pruning methods of `METHODS` plus two references: `nonlinear` (the exact non-linear
@@ -289,7 +289,7 @@ function checkOptions(
     throw new EcpruneError('usage', `${training} needs labelled training data and the training settings`);
   }
   const needsChain = [
-    ...options.methods.filter((m) => m === 'nonlinear' || m === 'dense-small'),
+    ...options.methods.filter((m) => usesNonlinear([m]) || m === 'dense-small'),
     ...(finetuneEpochs.some((e) => e > 0) ? ['fine-tuning'] : []),
   ];
   if (needsChain.length > 0 && chainFor(model) === undefined) {
@@ -299,7 +299,7 @@ function checkOptions(
         `this model is a graph (${asGraph(model).nodes.length} ops): leave ${needsChain.length > 1 ? 'them' : 'it'} out (every pruning method and variant runs on graphs)`,
     );
   }
-  if (options.methods.includes('nonlinear'))
+  if (usesNonlinear(options.methods))
     checkNonlinearSize(weightCount(model), calibration.samples, options.nonlinearSamples);
   return { scopes, finetuneEpochs, seeds, seed: options.seed ?? 0 };
 }

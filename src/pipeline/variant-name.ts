@@ -39,11 +39,18 @@ export const MODIFIER_NAMES = [
   'neuron',
 ];
 
+/** Whether a method list asks for the nonlinear method, alone or with modifiers. */
+export function usesNonlinear(methods: readonly string[]): boolean {
+  return methods.some((method) => method.split('+')[0] === 'nonlinear');
+}
+
 /** The methods that prune the given model (all but dense-small), as `--help` lists them. */
 export function pruneMethodsText(): string {
   return `${METHOD_LIST.filter((m) => m.name !== 'dense-small')
     .map((m) => m.name)
-    .join(', ')}, each with modifiers +${MODIFIER_NAMES.join(', +')} (e.g. ec+sequential+refit5)`;
+    .join(
+      ', ',
+    )}, each with modifiers +${MODIFIER_NAMES.join(', +')} (e.g. ec+sequential+refit5); dense-small is a sweep reference, not a pruning of the given model`;
 }
 
 /**

@@ -143,29 +143,18 @@ describe('one method list', () => {
     const data = writeData(dir);
     const report = path.join(dir, 'report');
     const methods = [...NAMES, ...VARIANTS];
-    const run = await cli(
-      'sweep',
-      MODEL,
-      '--calib',
-      data.x,
-      '--calib-labels',
-      data.y,
-      '--data',
-      data.x,
-      '--labels',
-      data.y,
-      '--methods',
-      methods.join(','),
-      '--sparsities',
-      '0.5',
-      '--seeds',
-      '1',
-      '--epochs',
-      '1',
-      '--quiet',
-      '-o',
-      report,
-    );
+    const flags = {
+      '--calib': data.x,
+      '--calib-labels': data.y,
+      '--data': data.x,
+      '--labels': data.y,
+      '--methods': methods.join(','),
+      '--sparsities': '0.5',
+      '--seeds': '1',
+      '--epochs': '1',
+      '-o': report,
+    };
+    const run = await cli('sweep', MODEL, '--quiet', ...Object.entries(flags).flat());
     assert.equal(run.code, 0, run.stderr);
     const { rows } = JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')) as {
       rows: { method: string }[];

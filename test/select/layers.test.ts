@@ -95,21 +95,25 @@ describe('layer names', () => {
 });
 
 describe('thin layers', () => {
-  it(`fewer than ${MIN_KEPT_PER_NEURON} kept weights per output neuron on average (or all inputs when fewer)`, () => {
+  /** A keep-mask of `rows` x `cols` keeping the first `perRow[i]` weights of row i. */
+  const keeping = (cols: number, perRow: number[]) =>
+    Uint8Array.from({ length: perRow.length * cols }, (_, p) =>
+      p % cols < perRow[Math.floor(p / cols)] ? 1 : 0,
+    );
+
+  it(`fewer than ${MIN_KEPT_PER_NEURON} kept weights per output neuron on average, or a quarter of fewer than ${4 * MIN_KEPT_PER_NEURON} inputs`, () => {
     const layers = [
-      { name: 'wide', weight: { rows: 2, cols: 10 } },
-      { name: 'narrow', weight: { rows: 2, cols: 3 } },
+      { name: 'head', weight: { rows: 2, cols: 128 } },
+      { name: 'narrow', weight: { rows: 2, cols: 10 } },
     ];
-    // wide: rows keep 4 and 3 (mean 3.5 < 4), one row none in the second case
-    const wide = Uint8Array.from([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
-    const narrow = Uint8Array.from([1, 1, 1, 1, 1, 1]);
-    assert.deepEqual(thinLayers(layers, [wide, narrow]), [
-      { layer: 0, name: 'wide', kept: 7, neurons: 2, empty: 0 },
+    // head: 16 per neuron on average is enough, however unevenly; 15.5 is not
+    assert.deepEqual(thinLayers(layers, [keeping(128, [32, 0]), keeping(10, [3, 2])]), []);
+    assert.deepEqual(thinLayers(layers, [keeping(128, [31, 0]), keeping(10, [3, 2])]), [
+      { layer: 0, name: 'head', kept: 31, neurons: 2, threshold: 16, empty: 1 },
     ]);
-    const emptied = Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, ...new Array(10).fill(0)]);
-    assert.deepEqual(thinLayers(layers, [emptied, narrow]), []);
-    assert.deepEqual(thinLayers(layers, [wide.fill(1), Uint8Array.from([1, 1, 1, 1, 1, 0])]), [
-      { layer: 1, name: 'narrow', kept: 5, neurons: 2, empty: 0 },
+    // narrow: 10 inputs, so 2.5 per neuron
+    assert.deepEqual(thinLayers(layers, [keeping(128, [16, 16]), keeping(10, [2, 2])]), [
+      { layer: 1, name: 'narrow', kept: 4, neurons: 2, threshold: 2.5, empty: 0 },
     ]);
   });
 });
@@ -192,7 +196,7 @@ describe('per-layer control on a graph (the zoo residual model)', () => {
   it('--scope layer at 0.95 warns, naming the thin layers; --exclude head leaves head out of it', async () => {
     const run = await pruneResidual('a.onnx', '--scope', 'layer', '--sparsity', '0.95');
     assert.equal(run.code, 0, run.stderr);
-    // head is 4 x 16: 95 % keeps 3 weights for 4 outputs; stem 16 x 10 keeps 8 for 16
+    // head is 4 x 16: 95 % keeps 3 weights for 4 outputs (threshold 16 / 4); stem 16 x 10 keeps 8 for 16
     assert.match(
       run.stderr,
       /^ecprune: warning: layer 5 'head' keeps 3 weights for 4 output neurons \(0\.8 per neuron, fewer than 4; \d+ with none\): keep it denser with --layer-sparsity or --exclude$/m,

@@ -91,6 +91,35 @@ describe('pruneToBudget', () => {
     assert.ok(next.meanLoss! - dense.meanLoss! > 0.05, `increase ${next.meanLoss! - dense.meanLoss!} above`);
   });
 
+  it('a recipe that cannot reuse the statistics (sequential) prunes afresh at every probe', async () => {
+    const calibration = await labelled(300, 1, 'classes');
+    const heldOut = await labelled(400, 2, 'classes');
+    const search = await pruneToBudget(teacher, calibration, heldOut, {
+      minAccuracy: 0.8,
+      resolution: 0.05,
+      sequential: true,
+      gemm,
+    });
+    const fresh = async (sparsity: number) =>
+      evaluate((await prune(teacher, calibration, { sparsity, sequential: true, gemm })).model, heldOut, {
+        gemm,
+      });
+    assert.ok((await fresh(search.sparsity)).accuracy! >= 0.8, `chose ${search.sparsity}`);
+    assert.ok(
+      (await fresh(search.failedAbove!.sparsity)).accuracy! < 0.8,
+      `${search.failedAbove!.sparsity} fails`,
+    );
+    const { statistics } = await prune(teacher, calibration, { sparsity: 0.5, gemm });
+    await assert.rejects(
+      prune(teacher, calibration, { sparsity: 0.5, sequential: true, statistics, gemm }),
+      /reused statistics are for one-shot pruning/,
+    );
+    await assert.rejects(
+      prune(teacher, await labelled(100, 5, 'classes'), { sparsity: 0.5, statistics, gemm }),
+      /are not of this model and calibration set/,
+    );
+  });
+
   it('an infeasible budget is a usage error naming the held-out set', async () => {
     const calibration = await labelled(200, 1, 'classes');
     const heldOut = await labelled(200, 2, 'classes');

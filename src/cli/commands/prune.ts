@@ -44,6 +44,7 @@ import { CALIBRATION_PHASES, startClock } from '../timings.js';
 import {
   addVariantOptions,
   describeVariant,
+  nonlinearSamplesOption,
   parsePruneMethod,
   VARIANT_EXAMPLES,
   variantOptions,
@@ -163,8 +164,9 @@ Examples:
   $ ecprune prune model.onnx --dataset mnist --calib-samples 2000 --method magnitude -o mag.onnx
   $ ecprune prune model.onnx --calib x.npy --calib-labels y.npy --method gradmag --scope layer -o out.onnx
 
-Per layer (names as ecprune inspect lists them, or indices; a layer left with fewer than
-${MIN_KEPT_PER_NEURON} weights per output neuron on average is named in a warning):
+Per layer (names as ecprune inspect lists them, or indices). A layer left with fewer than
+${MIN_KEPT_PER_NEURON} weights per output neuron on average (a quarter of its inputs when it has fewer
+than ${4 * MIN_KEPT_PER_NEURON}) is named in a warning:
   $ ecprune prune model.onnx --calib calib.npy --sparsity 0.9 --exclude head -o out.onnx
   $ ecprune prune model.onnx --calib calib.npy --scope layer --layer-sparsity fc1:0.95,head:0.5 -o out.onnx
 
@@ -186,6 +188,7 @@ export function pruneCommand(): Command {
       parsePruneMethod,
       'ec',
     )
+    .addOption(nonlinearSamplesOption())
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
     .option(
       '--scope <scope>',
@@ -301,6 +304,7 @@ export function pruneCommand(): Command {
         batchSize: flags.batchSize,
         onProgress: bar.update,
         timings: clock.phases,
+        nonlinearSamples: flags.nonlinearSamples,
         exclude: flags.exclude,
         layerSparsity: flags.layerSparsity,
       };

@@ -16,7 +16,7 @@ import {
   type SweepMethod,
   type SweepStage,
 } from '../../pipeline/sweep.js';
-import { MODIFIER_NAMES } from '../../pipeline/variant-name.js';
+import { MODIFIER_NAMES, usesNonlinear } from '../../pipeline/variant-name.js';
 import { tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
 import { checkNonlinearSize } from '../../score/nonlinear.js';
@@ -32,6 +32,7 @@ import {
   parseSparsity,
 } from '../options.js';
 import { type Progress, progressBar } from '../progress.js';
+import { nonlinearSamplesOption } from '../variants.js';
 import {
   addArchitectureOptions,
   addTrainingOptions,
@@ -149,7 +150,7 @@ export function sweepCommand(): Command {
       parsePositiveInt,
       3,
     )
-    .option('--nonlinear-samples <n>', 'calibration samples of the nonlinear method', parsePositiveInt, 256)
+    .addOption(nonlinearSamplesOption())
     .option('--cache-dir <dir>', 'where trained models are kept for reuse', path.join('.cache', 'ecprune'))
     .option('--force', 'write into a report folder that is not empty')
     .option('--quiet', 'no progress bars');
@@ -271,7 +272,7 @@ export function reproduceCommand(
     ...option('--scope', settings.scope.join(',')),
     ...option('--finetune-epochs', settings.finetuneEpochs.join(',')),
     ...option('--seeds', settings.seeds),
-    ...(methods.includes('nonlinear') ? option('--nonlinear-samples', settings.nonlinearSamples) : []),
+    ...(usesNonlinear(methods) ? option('--nonlinear-samples', settings.nonlinearSamples) : []),
     ...option('--epochs', settings.epochs),
     ...option('--lr', settings.lr),
     ...option('--batch-size', settings.batchSize),
@@ -331,7 +332,7 @@ export async function sweepAction(
       throw new EcpruneError('usage', 'give a model file, or --dataset NAME to train one');
     }
     const sizes = await architectureFor(train, settings.layers);
-    if (methods.includes('nonlinear'))
+    if (usesNonlinear(methods))
       checkNonlinearSize(denseWeightCount(sizes), calibration.samples, settings.nonlinearSamples);
     const trained = await trainCached(
       {
