@@ -60,7 +60,7 @@ function sparsityAxis(sparsities: readonly number[]) {
     type: 'quantitative',
     title: 'sparsity (fraction of weights removed)',
     scale: { zero: false, padding: 22 },
-    axis: { format: '.0%', values: [...new Set(sparsities)].sort((a, b) => a - b) },
+    axis: { format: '.0%', values: [...new Set(sparsities)].sort((a, b) => a - b), labelOverlap: 'greedy' },
   } as const;
 }
 
