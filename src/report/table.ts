@@ -46,48 +46,47 @@ export function methodLabel(row: SweepRow): string {
   return `${row.method}${runs}`;
 }
 
+/** A right-aligned column of a quality measure: the number, how it is printed, which way is better. */
+function qualityColumn(
+  header: string,
+  width: number,
+  value: (row: SweepRow) => number | undefined,
+  format: (value: number | undefined) => string,
+  better: Better,
+  label = header,
+): Column {
+  return {
+    header,
+    width,
+    align: 'right',
+    value: (row) => format(value(row)),
+    quality: { value, better, label },
+  };
+}
+
 /** The table's columns; for regression the test loss is the test MSE, so it is one column. */
 export function tableColumns(task: TaskKind, layers: number, methodWidth = 22): Column[] {
   const quality: Column[] =
     task === 'classes'
       ? [
-          {
-            header: 'test loss',
-            width: 9,
-            align: 'right',
-            value: (row) => formatNumber(row.testLoss),
-            quality: { value: (row) => row.testLoss, better: 'lower', label: 'test loss' },
-          },
-          {
-            header: 'accuracy',
-            width: 8,
-            align: 'right',
-            value: (row) => formatPercent(row.accuracy, 2),
-            quality: { value: (row) => row.accuracy, better: 'higher', label: 'test accuracy' },
-          },
+          qualityColumn('test loss', 9, (row) => row.testLoss, formatNumber, 'lower'),
+          qualityColumn(
+            'accuracy',
+            8,
+            (row) => row.accuracy,
+            (v) => formatPercent(v, 2),
+            'higher',
+            'test accuracy',
+          ),
         ]
-      : [
-          {
-            header: 'test MSE',
-            width: 9,
-            align: 'right',
-            value: (row) => formatNumber(row.testMse ?? row.testLoss),
-            quality: { value: (row) => row.testMse ?? row.testLoss, better: 'lower', label: 'test MSE' },
-          },
-        ];
+      : [qualityColumn('test MSE', 9, (row) => row.testMse ?? row.testLoss, formatNumber, 'lower')];
   return [
     { header: 'method', width: methodWidth, align: 'left', value: methodLabel },
     { header: 'scope', width: 6, align: 'left', value: (row) => row.scope },
     { header: 'sparsity', width: 8, align: 'right', value: (row) => formatPercent(row.sparsity) },
     { header: 'ft', width: 2, align: 'right', value: (row) => String(row.finetuneEpochs) },
     ...quality,
-    {
-      header: 'output MSE',
-      width: 10,
-      align: 'right',
-      value: (row) => formatNumber(row.outputMse),
-      quality: { value: (row) => row.outputMse, better: 'lower', label: 'output MSE' },
-    },
+    qualityColumn('output MSE', 10, (row) => row.outputMse, formatNumber, 'lower'),
     {
       header: 'nonzero',
       width: 9,
