@@ -7,7 +7,13 @@ import { reportHtml } from '../../src/report/html.js';
 import { maskComparison } from '../../src/report/masks.js';
 import { encodeGreyPng } from '../../src/report/png.js';
 import { resultsCsv, resultsJson } from '../../src/report/results.js';
-import { formatNumber, formatTable, markdownTable, tablePrinter } from '../../src/report/table.js';
+import {
+  formatBest,
+  formatNumber,
+  formatTable,
+  markdownTable,
+  tablePrinter,
+} from '../../src/report/table.js';
 import { classificationRows, INFO, METHODS, regressionRows, SPARSITIES } from './rows.js';
 
 /** Every element of `tag` in an SVG string, as attribute maps (vega writes plain double-quoted attributes). */
@@ -355,6 +361,26 @@ describe('table', () => {
     assert.match(ec, /^ec\s+global\s+90\.0%\s+0\s+0\.3\s+95\.00%\s+9e-5\s+26,620\s+93\/70\/45\s+13$/);
     assert.match(lines.find((line) => line.startsWith('random (mean of 3)'))!, /random \(mean of 3\)/);
     assert.match(lines.find((line) => line.startsWith('random (seed 2)'))!, /random \(seed 2\)/);
+  });
+
+  it('names the best method of each measure at each sparsity, ties and variants included', () => {
+    const rows = classificationRows();
+    // ec-nocomp ties ec's accuracy at 90 %; a layer-scope magnitude has the lowest test loss everywhere
+    const tied = rows.map((r) =>
+      r.method === 'ec-nocomp' && r.sparsity === 0.9 ? { ...r, accuracy: 0.95 } : r,
+    );
+    const layer = rows
+      .filter((r) => r.method === 'magnitude')
+      .map((r) => ({ ...r, scope: 'layer' as const, testLoss: 0.1 }));
+    assert.deepEqual(formatBest([...tied, ...layer]).split('\n'), [
+      'best at 50%: test loss magnitude (layer) 0.1; test accuracy ec (global) 95.00%; output MSE ec (global) 5e-5',
+      'best at 90%: test loss magnitude (layer) 0.1; test accuracy ec (global), ec-nocomp (global) 95.00%; output MSE ec (global) 9e-5',
+      'best at 95%: test loss magnitude (layer) 0.1; test accuracy ec (global) 95.00%; output MSE ec (global) 9.5e-5',
+    ]);
+    assert.equal(
+      formatBest(regressionRows()).split('\n')[0],
+      'best at 50%: test MSE ec 0.3; output MSE ec 5e-5',
+    );
   });
 
   it('prints the header once before the first streamed row', () => {

@@ -16,7 +16,7 @@ import {
   type SweepMethod,
   type SweepStage,
 } from '../../pipeline/sweep.js';
-import { tablePrinter } from '../../report/table.js';
+import { formatBest, tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
 import type { Scope } from '../../select/select.js';
 import { denseWeightCount } from '../../train/train.js';
@@ -355,6 +355,7 @@ export async function sweepAction(
       printRow(row);
     },
   }).finally(progress.stop);
+  console.log(`\n${formatBest(rows)}`);
 
   const sizes = layerSizes(model);
   const command = reproduceCommand(settings, sizes, methods);
