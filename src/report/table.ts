@@ -197,13 +197,20 @@ export function tablePrinter(
   };
 }
 
+/** The whole table as markdown (results.md), the best of each measure per sparsity in bold. */
 export function markdownTable(rows: readonly SweepRow[]): string {
   if (rows.length === 0) return '';
   const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length);
+  const best = bestCells(rows, columns);
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  // the best of each measure at its sparsity in bold, as the report stars it
+  const text = (row: SweepRow, column: Column) => {
+    const value = column.value(row).replaceAll('|', '\\|');
+    return best.get(column)?.has(row) ? `**${value}**` : value;
+  };
   return [
     line(columns.map((column) => column.header)),
     line(columns.map((column) => (column.align === 'right' ? '---:' : ':---'))),
-    ...rows.map((row) => line(columns.map((column) => column.value(row).replaceAll('|', '\\|')))),
+    ...rows.map((row) => line(columns.map((column) => text(row, column)))),
   ].join('\n');
 }

@@ -392,7 +392,7 @@ describe('table', () => {
     assert.match(out[1], /^dense /);
   });
 
-  it('writes markdown with right-aligned numbers; for regression the test loss is one test MSE column', () => {
+  it('writes markdown with right-aligned numbers and the best in bold; for regression the test loss is one test MSE column', () => {
     const lines = markdownTable(regressionRows()).split('\n');
     assert.equal(
       lines[0],
@@ -401,8 +401,10 @@ describe('table', () => {
     assert.equal(lines[1], '| :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- | ---: |');
     assert.match(
       lines[3],
-      /^\| ec \| global \| 50\.0% \| 0 \| 0\.3 \| 5e-5 \| 133,100 \| 53\/30\/25 \| 13 \|$/,
+      /^\| ec \| global \| 50\.0% \| 0 \| \*\*0\.3\*\* \| \*\*5e-5\*\* \| 133,100 \| 53\/30\/25 \| 13 \|$/,
     );
+    // the best of each measure at each sparsity in bold: ec's test MSE and output MSE at every sparsity
+    assert.equal(lines.join('\n').match(/\*\*/g)?.length, 2 * 2 * SPARSITIES.length);
     assert.equal(lines.length, 2 + regressionRows().length);
     assert.ok(lines.every((line) => line.split(' | ').length === 9));
   });
