@@ -79,9 +79,10 @@ function usefulDomain(
   scale: 'log' | 'linear',
   percent: boolean,
 ): [number, number] | undefined {
-  const useful = [...points.filter((p) => p.method !== CHANCE_BASELINE).map((p) => p.value)];
-  if (dense !== undefined) useful.push(dense);
+  const useful = points.filter((p) => p.method !== CHANCE_BASELINE).map((p) => p.value);
+  // a study of the chance baseline alone keeps its own range
   if (useful.length === 0) return undefined;
+  if (dense !== undefined) useful.push(dense);
   let lo = Math.min(...useful);
   let hi = Math.max(...useful);
   if (scale === 'log') {

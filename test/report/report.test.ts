@@ -172,6 +172,16 @@ describe('charts', () => {
     );
   });
 
+  it('keeps the whole range when random is the only method', async () => {
+    const rows = classificationRows().filter((r) => r.method === 'dense' || r.method === 'random');
+    const [accuracy] = await renderCharts(rows);
+    assert.doesNotMatch(accuracy.svg, /off the axis/);
+    assert.equal(
+      elements(accuracy.svg, 'text').filter((t) => t['aria-label']?.startsWith('value label')).length,
+      0,
+    );
+  });
+
   it('says in the titles whether accuracy and loss are held out', () => {
     const rows = classificationRows();
     const held = buildCharts(rows, { evaluatedOn: { name: 'x_test.npy', heldOut: true } });
