@@ -89,7 +89,8 @@ function usefulDomain(
     lo /= 1.5;
     hi *= 1.5;
   } else {
-    const pad = 0.06 * (hi - lo || Math.abs(hi) || 1);
+    // room at the edges for the off-axis triangles and their values
+    const pad = 0.1 * (hi - lo || Math.abs(hi) || 1);
     lo -= pad;
     hi += pad;
     if (percent) [lo, hi] = [Math.max(0, lo), Math.min(1, hi)];
