@@ -60,7 +60,7 @@ function sparsityAxis(sparsities: readonly number[]) {
     type: 'quantitative',
     title: 'sparsity (fraction of weights removed)',
     scale: { zero: false, padding: 22 },
-    axis: { format: '.0%', values: [...new Set(sparsities)].sort((a, b) => a - b) },
+    axis: { format: '.0%', values: [...new Set(sparsities)].sort((a, b) => a - b), labelOverlap: 'greedy' },
   } as const;
 }
 
@@ -79,16 +79,18 @@ function usefulDomain(
   scale: 'log' | 'linear',
   percent: boolean,
 ): [number, number] | undefined {
-  const useful = [...points.filter((p) => p.method !== CHANCE_BASELINE).map((p) => p.value)];
-  if (dense !== undefined) useful.push(dense);
+  const useful = points.filter((p) => p.method !== CHANCE_BASELINE).map((p) => p.value);
+  // a study of the chance baseline alone keeps its own range
   if (useful.length === 0) return undefined;
+  if (dense !== undefined) useful.push(dense);
   let lo = Math.min(...useful);
   let hi = Math.max(...useful);
   if (scale === 'log') {
     lo /= 1.5;
     hi *= 1.5;
   } else {
-    const pad = 0.06 * (hi - lo || Math.abs(hi) || 1);
+    // room at the edges for the off-axis triangles and their values
+    const pad = 0.1 * (hi - lo || Math.abs(hi) || 1);
     lo -= pad;
     hi += pad;
     if (percent) [lo, hi] = [Math.max(0, lo), Math.min(1, hi)];

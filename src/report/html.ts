@@ -4,11 +4,10 @@
  */
 import type { SweepRow } from '../pipeline/sweep.js';
 import { VERSION } from '../version.js';
-import { bestRows, competingRows } from './best.js';
 import type { RenderedChart } from './charts.js';
 import { type MaskComparison, maskComparison } from './masks.js';
 import type { ReportInfo } from './results.js';
-import { type Column, formatPercent, methodLabel, tableColumns, taskOf } from './table.js';
+import { bestCells, bestPerSparsity, formatPercent, tableColumns, taskOf } from './table.js';
 
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -56,15 +55,6 @@ function scopeSvgIds(svg: string, prefix: string): string {
     .replace(/href="#([^"]+)"/g, `href="#${prefix}-$1"`);
 }
 
-/** Per column that has a better direction, the rows best at their sparsity. */
-function bestCells(rows: readonly SweepRow[], columns: readonly Column[]): Map<Column, Set<SweepRow>> {
-  return new Map(
-    columns.flatMap((c) =>
-      c.quality ? [[c, bestRows(rows, c.quality.value, c.quality.better)] as const] : [],
-    ),
-  );
-}
-
 function resultsTable(rows: readonly SweepRow[]): string {
   if (rows.length === 0) return '<p>No results.</p>';
   const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length);
@@ -85,29 +75,21 @@ function resultsTable(rows: readonly SweepRow[]): string {
   return `<div class="table-wrap"><table>\n<thead><tr>${head}</tr></thead>\n<tbody>\n${body}\n</tbody></table></div>`;
 }
 
-/**
- * One line per sparsity: the method(s) with the best value of each quality column (held-out
- * accuracy and loss, the output error), with the value; ties list every method.
- */
+/** One line per sparsity: the best method(s) of each quality column, with the value. */
 function bestTable(rows: readonly SweepRow[]): string {
-  if (rows.length === 0) return '';
-  const columns = tableColumns(taskOf(rows[0]), rows[0].layerSparsity.length).filter((c) => c.quality);
-  const best = bestCells(rows, columns);
-  const sparsities = [...new Set(competingRows(rows).map((row) => row.sparsity))].sort((a, b) => a - b);
-  const several = new Set(competingRows(rows).map((row) => `${row.scope} ${row.finetuneEpochs}`)).size > 1;
-  const who = (row: SweepRow) =>
-    `${methodLabel(row)}${several ? ` (${row.scope}${row.finetuneEpochs ? ` +${row.finetuneEpochs} ep` : ''})` : ''}`;
-  const lines = sparsities.map((sparsity) => {
-    const cells = columns.map((c) => {
-      const winners = [...(best.get(c) ?? [])].filter((row) => row.sparsity === sparsity);
-      if (winners.length === 0) return '<td></td>';
-      return `<td><b>${escapeHtml(winners.map(who).join(', '))}</b> ${escapeHtml(c.value(winners[0]))}</td>`;
-    });
-    return `<tr><td class="right">${formatPercent(sparsity, 0)}</td>${cells.join('')}</tr>`;
-  });
-  const head = columns.map((c) => `<th>best ${escapeHtml(c.quality!.label)}</th>`).join('');
+  const lines = bestPerSparsity(rows);
+  if (lines.length === 0) return '';
+  const body = lines.map(
+    ({ sparsity, best }) =>
+      `<tr><td class="right">${formatPercent(sparsity, 0)}</td>${best
+        .map((cell) =>
+          cell ? `<td><b>${escapeHtml(cell.names)}</b> ${escapeHtml(cell.value)}</td>` : '<td></td>',
+        )
+        .join('')}</tr>`,
+  );
+  const head = lines[0].best.map((_, k) => `<th>best ${escapeHtml(lines[0].labels[k])}</th>`).join('');
   return `<div class="table-wrap"><table class="best-of"><thead><tr><th>sparsity</th>${head}</tr></thead><tbody>
-${lines.join('\n')}
+${body.join('\n')}
 </tbody></table></div>`;
 }
 

@@ -160,6 +160,13 @@ describe('ecprune sweep', () => {
     assert.equal(tableLines.length, 1 + 2 * 7);
     assert.match(out[0], /^method\s+scope\s+sparsity/);
     assert.ok(out.at(-1)!.endsWith(path.join(report, 'report.html')));
+    // after the table, the best method of each measure per sparsity
+    assert.deepEqual(
+      out
+        .filter((line) => line.startsWith('best at'))
+        .map((line) => line.replace(/: test loss .*; test accuracy .*; output MSE .*/, '')),
+      ['best at 60%', 'best at 80%'],
+    );
 
     assert.deepEqual(readdirSync(report).sort(), [
       'charts',

@@ -7,7 +7,13 @@ import { reportHtml } from '../../src/report/html.js';
 import { maskComparison } from '../../src/report/masks.js';
 import { encodeGreyPng } from '../../src/report/png.js';
 import { resultsCsv, resultsJson } from '../../src/report/results.js';
-import { formatNumber, formatTable, markdownTable, tablePrinter } from '../../src/report/table.js';
+import {
+  formatBest,
+  formatNumber,
+  formatTable,
+  markdownTable,
+  tablePrinter,
+} from '../../src/report/table.js';
 import { classificationRows, INFO, METHODS, regressionRows, SPARSITIES } from './rows.js';
 
 /** Every element of `tag` in an SVG string, as attribute maps (vega writes plain double-quoted attributes). */
@@ -163,6 +169,16 @@ describe('charts', () => {
       JSON.stringify(chart('accuracy').spec),
       /off the axis \(value written\)/,
       'the subtitle says so',
+    );
+  });
+
+  it('keeps the whole range when random is the only method', async () => {
+    const rows = classificationRows().filter((r) => r.method === 'dense' || r.method === 'random');
+    const [accuracy] = await renderCharts(rows);
+    assert.doesNotMatch(accuracy.svg, /off the axis/);
+    assert.equal(
+      elements(accuracy.svg, 'text').filter((t) => t['aria-label']?.startsWith('value label')).length,
+      0,
     );
   });
 
@@ -357,6 +373,26 @@ describe('table', () => {
     assert.match(lines.find((line) => line.startsWith('random (seed 2)'))!, /random \(seed 2\)/);
   });
 
+  it('names the best method of each measure at each sparsity, ties and variants included', () => {
+    const rows = classificationRows();
+    // ec-nocomp ties ec's accuracy at 90 %; a layer-scope magnitude has the lowest test loss everywhere
+    const tied = rows.map((r) =>
+      r.method === 'ec-nocomp' && r.sparsity === 0.9 ? { ...r, accuracy: 0.95 } : r,
+    );
+    const layer = rows
+      .filter((r) => r.method === 'magnitude')
+      .map((r) => ({ ...r, scope: 'layer' as const, testLoss: 0.1 }));
+    assert.deepEqual(formatBest([...tied, ...layer]).split('\n'), [
+      'best at 50%: test loss magnitude (layer) 0.1; test accuracy ec (global) 95.00%; output MSE ec (global) 5e-5',
+      'best at 90%: test loss magnitude (layer) 0.1; test accuracy ec (global), ec-nocomp (global) 95.00%; output MSE ec (global) 9e-5',
+      'best at 95%: test loss magnitude (layer) 0.1; test accuracy ec (global) 95.00%; output MSE ec (global) 9.5e-5',
+    ]);
+    assert.equal(
+      formatBest(regressionRows()).split('\n')[0],
+      'best at 50%: test MSE ec 0.3; output MSE ec 5e-5',
+    );
+  });
+
   it('prints the header once before the first streamed row', () => {
     const out: string[] = [];
     const print = tablePrinter((line) => out.push(line));
@@ -366,7 +402,7 @@ describe('table', () => {
     assert.match(out[1], /^dense /);
   });
 
-  it('writes markdown with right-aligned numbers; for regression the test loss is one test MSE column', () => {
+  it('writes markdown with right-aligned numbers and the best in bold; for regression the test loss is one test MSE column', () => {
     const lines = markdownTable(regressionRows()).split('\n');
     assert.equal(
       lines[0],
@@ -375,8 +411,10 @@ describe('table', () => {
     assert.equal(lines[1], '| :--- | :--- | ---: | ---: | ---: | ---: | ---: | :--- | ---: |');
     assert.match(
       lines[3],
-      /^\| ec \| global \| 50\.0% \| 0 \| 0\.3 \| 5e-5 \| 133,100 \| 53\/30\/25 \| 13 \|$/,
+      /^\| ec \| global \| 50\.0% \| 0 \| \*\*0\.3\*\* \| \*\*5e-5\*\* \| 133,100 \| 53\/30\/25 \| 13 \|$/,
     );
+    // the best of each measure at each sparsity in bold: ec's test MSE and output MSE at every sparsity
+    assert.equal(lines.join('\n').match(/\*\*/g)?.length, 2 * 2 * SPARSITIES.length);
     assert.equal(lines.length, 2 + regressionRows().length);
     assert.ok(lines.every((line) => line.split(' | ').length === 9));
   });

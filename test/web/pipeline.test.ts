@@ -197,6 +197,20 @@ describe('web/pipeline.ts on graph models of the zoo', async () => {
     });
   }
 
+  it('tfjs_residual: a functional TF.js graph comes back as a zip that reads as the pruned graph', async () => {
+    const files = ['model.json', 'weights.bin'].map((name) => zoo('tfjs_residual', name));
+    const model = readModelFiles(files);
+    const calibration = readData(zoo('tfjs_residual', 'calib.npy'));
+    const study = await runStudy(model, calibration, { method: 'magnitude', sparsity: 0.7, gemm });
+    const zip = unzipSync(prunedModelFile(model, study, 'calib.npy').bytes);
+    const back = readTfjs(new TextDecoder().decode(zip['model.json']), (path) => zip[path]);
+    sameParameters(back.graph, study.pruned);
+    assert.equal(
+      weightCount(back.graph) - nonzeroWeightCount(back.graph),
+      pruneCount(0.7, weightCount(back.graph)),
+    );
+  });
+
   it('refuses data that does not fit the prefix, naming the file', async () => {
     const model = readModelFiles([zoo('cnn_head', 'model.onnx')]);
     const wrong = inMemoryDataset({ rows: 2, cols: 5, data: new Float32Array(10) }, undefined, 'wrong.npy');

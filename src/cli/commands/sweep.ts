@@ -17,7 +17,7 @@ import {
   type SweepStage,
 } from '../../pipeline/sweep.js';
 import { MODIFIER_NAMES, usesNonlinear } from '../../pipeline/variant-name.js';
-import { tablePrinter } from '../../report/table.js';
+import { formatBest, tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
 import { checkNonlinearSize } from '../../score/nonlinear.js';
 import type { Scope } from '../../select/select.js';
@@ -369,6 +369,7 @@ export async function sweepAction(
       printRow(row);
     },
   }).finally(progress.stop);
+  console.log(`\n${formatBest(rows)}`);
 
   const sizes = layerSizes(model);
   const command = reproduceCommand(settings, sizes, methods);
