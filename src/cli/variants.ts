@@ -6,6 +6,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { EcpruneError } from '../errors.js';
 import type { PruneOptions } from '../pipeline/prune.js';
 import { formatVariant, parseVariant, type VariantOptions } from '../pipeline/variant-name.js';
+import { NONLINEAR_DEFAULT_SAMPLES } from '../score/nonlinear.js';
 import { parsePositiveInt } from './options.js';
 
 /** `--method`: a name of the method list, with or without modifiers (`ec+sequential+refit5`). */
@@ -86,11 +87,11 @@ export interface VariantFlags {
 /** `--refit-biases` alone means 5 iterations. */
 const DEFAULT_REFIT_ITERATIONS = 5;
 
-/** `--nonlinear-samples`, with the same default in prune and sweep. */
+/** `--nonlinear-samples`, with the library's default, in prune and sweep. */
 export function nonlinearSamplesOption(): Option {
   return new Option('--nonlinear-samples <n>', 'calibration samples of the nonlinear method (the first ones)')
     .argParser(parsePositiveInt)
-    .default(256);
+    .default(NONLINEAR_DEFAULT_SAMPLES);
 }
 
 /** The flags' values that ask for nothing: a modifier of the method name may set these fields. */
