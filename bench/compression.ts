@@ -279,16 +279,9 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
     const samples = options.samples?.[dataset];
     const sampleArgs = samples === undefined ? [] : ['--samples', String(samples)];
     const dense = `${dataset}-784-300-100-10-e${epochs}${samples === undefined ? '' : `-n${samples}`}-v0.1-s0.onnx`;
-    const denseArgs = [
-      ...trainArgs(dataset, epochs, sampleArgs),
-      '--validation',
-      '0.1',
-      '--seed',
-      '0',
-      '--quiet',
-      '-o',
-      dense,
-    ];
+    // the same seeded validation part is held out of the dense training and judged on by compress
+    const split = ['--validation', '0.1', '--seed', '0', '--quiet', '-o'];
+    const denseArgs = [...trainArgs(dataset, epochs, sampleArgs), ...split, dense];
     const trainCommand = existsSync(path.join(cacheDir, dense))
       ? `npx ecprune ${denseArgs.join(' ')}   # (cached from an earlier run)`
       : ecprune(cacheDir, denseArgs);
@@ -301,12 +294,7 @@ export async function benchCompressCommand(options: CompressBenchOptions = {}): 
       ...sampleArgs,
       '--finetune-epochs',
       String(COMPRESS_FINETUNE_EPOCHS),
-      '--validation',
-      '0.1',
-      '--seed',
-      '0',
-      '--quiet',
-      '-o',
+      ...split,
       output,
     ];
     const started = performance.now();
