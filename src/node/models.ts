@@ -166,7 +166,8 @@ export function requireChain(
   what: string,
   instead = 'plain pruning and the other variants work on it',
 ): Mlp {
-  if (model.mlp) return model.mlp;
+  // with a frozen prefix the chain starts inside the model: it is not the model
+  if (model.mlp && !model.prefix) return model.mlp;
   throw new EcpruneError(
     'unsupported',
     `${what} needs a plain chain of fully-connected layers and activations; this model is a graph ` +
@@ -189,7 +190,7 @@ function notAChain(format: ModelFormat, file: string): EcpruneError {
 /** Refuses, before any work, writing a model that is not a chain to a weight-only format. */
 export function checkFormatHolds(file: string, model: LoadedModel): void {
   const format = formatFromExtension(file);
-  if (CHAIN_FORMATS.has(format) && model.mlp === undefined) throw notAChain(format, file);
+  if (CHAIN_FORMATS.has(format) && (model.mlp === undefined || model.prefix)) throw notAChain(format, file);
 }
 
 /** The data as the model's fully-connected part sees it: through the frozen prefix, if any. */
@@ -295,6 +296,16 @@ export async function saveModel(file: string, model: Model, options: SaveOptions
     throw notAChain(format, file);
   };
   const like = options.like?.format === format ? options.like : undefined;
+  // the frozen prefix (Conv ...) is not in the graph: only the file it came from can keep it
+  if (options.like?.prefix && like === undefined) {
+    throw CHAIN_FORMATS.has(format)
+      ? notAChain(format, file)
+      : new EcpruneError(
+          'unsupported',
+          `the model's frozen prefix (the ops before its fully-connected layers) is kept only in its own format: write .${options.like.format}`,
+          file,
+        );
+  }
   // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)
   const metadata = { ecprune_version: VERSION, ...options.metadata };
   const write: WriteOptions = {

@@ -160,13 +160,6 @@ export function compressCommand(): Command {
     // before any work: the result must be a file the runtime runs
     const what = 'compress (the .ecsr runtime)';
     const dense = requireChain(model, what);
-    if (model.prefix) {
-      throw new EcpruneError(
-        'unsupported',
-        `${what} needs a plain chain of fully-connected layers; this model has a frozen prefix before them`,
-        modelFile,
-      );
-    }
     const sizes = layerSizes(dense);
     checkMemory(estimateTrainMemory(sizes, flags.batchSize), `compressing ${sizes.join('-')}`, modelFile);
     const train = await openHeldOut(trainChoice, 'training', model.shape, modelFile);
