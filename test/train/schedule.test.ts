@@ -224,6 +224,23 @@ describe('ecprune train --prune-to', () => {
     );
     assert.equal(late.code, 2);
     assert.equal(late.stderr.trim(), 'ecprune: --prune-end 4 is after the last epoch (--epochs 3)');
+    const below = await cli(
+      'finetune',
+      out,
+      '--data',
+      x,
+      '--labels',
+      y,
+      '--prune-to',
+      '0.5',
+      '-o',
+      path.join(dir, 'f.onnx'),
+    );
+    assert.equal(below.code, 2);
+    assert.equal(
+      below.stderr.trim(),
+      "ecprune: --prune-to 0.5 is below --prune-from 0.6019 (the model's own sparsity; give --prune-from)",
+    );
     rmSync(dir, { recursive: true, force: true });
   });
 });
