@@ -213,17 +213,21 @@ describe('ecprune train --prune-to', () => {
     const { graph } = await loadModel(out);
     assert.equal(count(zerosOf(graph)), expectedZeros(0.6, 6 * 12 + 12 * 3), 'the final sparsity');
     assert.match(readFileSync(out).toString('latin1'), /ecprune_pruning_schedule/);
-    const late = await cli(
-      ...argv,
-      '--prune-to',
-      '0.6',
-      '--prune-end',
-      '4',
-      '-o',
-      path.join(dir, 'late.onnx'),
-    );
-    assert.equal(late.code, 2);
-    assert.equal(late.stderr.trim(), 'ecprune: --prune-end 4 is after the last epoch (--epochs 3)');
+    const refusals: [string[], string][] = [
+      [
+        [...argv, '--prune-to', '0.6', '--prune-end', '4'],
+        '--prune-end 4 is after the last epoch (--epochs 3)',
+      ],
+      [
+        ['finetune', out, '--data', x, '--labels', y, '--prune-to', '0.5'],
+        "--prune-to 0.5 is below --prune-from 0.6019 (the model's own sparsity; give --prune-from)",
+      ],
+    ];
+    for (const [args, message] of refusals) {
+      const refused = await cli(...args, '-o', path.join(dir, 'refused.onnx'));
+      assert.equal(refused.code, 2, args.join(' '));
+      assert.equal(refused.stderr.trim(), `ecprune: ${message}`);
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -194,6 +194,14 @@ export function pruningFromFlags(
     throw new EcpruneError('usage', `--prune-end ${end} is after the last epoch (--epochs ${flags.epochs})`);
   if (flags.pruneBegin > end)
     throw new EcpruneError('usage', `--prune-begin ${flags.pruneBegin} is after --prune-end ${end}`);
+  const from = flags.pruneFrom ?? initialSparsity;
+  if (flags.pruneTo < from) {
+    const which = flags.pruneFrom === undefined ? " (the model's own sparsity; give --prune-from)" : '';
+    throw new EcpruneError(
+      'usage',
+      `--prune-to ${flags.pruneTo} is below --prune-from ${Number(from.toPrecision(4))}${which}`,
+    );
+  }
   const perEpoch = batchesPerEpoch(data.samples, {
     batchSize: flags.batchSize,
     validationFraction: flags.validation,
@@ -201,7 +209,7 @@ export function pruningFromFlags(
   const step = (epochs: number) => Math.round(epochs * perEpoch);
   return {
     schedule: {
-      initialSparsity: flags.pruneFrom ?? initialSparsity,
+      initialSparsity: from,
       finalSparsity: flags.pruneTo,
       begin: step(flags.pruneBegin),
       end: step(end),
