@@ -159,7 +159,8 @@ export function pruneMetadata(
 /**
  * Refuses, before any work, a variant that cannot apply to this model: neuron removal where a
  * hidden layer's units feed an op that cannot drop one (a residual Add, LayerNorm ...; see
- * select/structure.ts). Every other option runs on any graph. The CLI asks it before loading data.
+ * select/structure.ts). Every other option runs on any graph. `prune` asks it first; the CLI
+ * before loading the calibration data.
  */
 export function checkVariantApplies(model: Model, options: Pick<PruneOptions, 'structure'>): void {
   if (options.structure === 'neuron') unitFlows(model);
@@ -219,6 +220,7 @@ export async function prune(
     [!!options.obs && (pattern !== undefined || steps > 1), 'obs takes neither pattern nor steps'],
   ];
   for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
+  checkVariantApplies(mlp, options);
 
   const run: Run = {
     calibration,
