@@ -51,13 +51,19 @@ interface Timed {
   readonly phases: PhaseTimings;
 }
 
-/** Median-of-`repeats` EC scoring, after an untimed warm-up on the first 1,000 samples. */
+/** Repeats stop once the runs so far took this long (the JS walk of the residual network: one run). */
+const BUDGET_MS = 60_000;
+
+/**
+ * Median-of-`repeats` EC scoring, after an untimed warm-up on the first 1,000 samples; fewer runs
+ * (at least one) when they exceed BUDGET_MS, to keep the benchmark short.
+ */
 async function timeScore(model: Model, data: Dataset, gemm: Gemm, repeats: number): Promise<Timed> {
   await score(model, firstSamples(data, 1000), { method: 'ec', gemm, batchSize: BATCH });
   const totals: number[] = [];
   const cpu: number[] = [];
   const phases: PhaseTimings[] = [];
-  for (let r = 0; r < repeats; r++) {
+  for (let r = 0; r < repeats && totals.reduce((sum, ms) => sum + ms, 0) < BUDGET_MS; r++) {
     const timings: PhaseTimings = {};
     const start = performance.now();
     const cpuStart = process.cpuUsage();

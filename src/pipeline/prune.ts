@@ -181,7 +181,7 @@ export function pruneMetadata(
  * Refuses, before any work, a variant that cannot apply to this model: neuron removal where a
  * hidden layer's units feed an op that cannot drop one (a residual Add, LayerNorm ...; see
  * select/structure.ts), or `nonlinear` on a graph that is not a chain. Every other option runs on any
- * graph. The CLI asks it before loading data.
+ * graph. `prune` asks it first; the CLI before loading the calibration data.
  */
 export function checkVariantApplies(
   model: Model,
@@ -280,6 +280,7 @@ export async function prune(
     ],
   ];
   for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
+  checkVariantApplies(mlp, options);
 
   const run: Run = {
     calibration,

@@ -143,6 +143,21 @@ describe('weight-only formats and .ecsr: a graph that is a chain', () => {
     });
   });
 
+  it('the same chain written as .safetensors reads back with its activations (stored) and computes the same outputs', async () => {
+    const model = await loadModel(path.join(ZOO, 'mlp_opset17', 'model.onnx'));
+    const out = path.join(work, 'mlp.safetensors');
+    await saveModel(out, model.graph, { like: model });
+    const back = await loadModel(out);
+    assert.deepEqual(
+      back.graph.layers.map((l) => l.name),
+      ['0', '2', '4'],
+      'nn.Sequential module paths',
+    );
+    const x = calibrationRows('mlp_opset17');
+    const [ours, read] = [await forward(model.graph, x, tsGemm), await forward(back.graph, x, tsGemm)];
+    assert.deepEqual(read.data, ours.data);
+  });
+
   it('export writes a .ecsr of an ONNX chain', async () => {
     const run = await exportCsr('mlp_opset17');
     assert.equal(run.code, 0, run.stderr);
