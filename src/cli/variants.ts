@@ -4,6 +4,7 @@
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { PruneOptions } from '../pipeline/prune.js';
+import { resolveRecipe } from '../pipeline/prune.js';
 import { formatVariant } from '../pipeline/variant-name.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
 import { parsePositiveInt } from './options.js';
@@ -66,11 +67,31 @@ export function addVariantOptions(command: Command): Command {
       )
         .choices(['weight', 'neuron'])
         .default('weight'),
+    )
+    .option(
+      '--shift-scale <alpha>',
+      "multiply the bias shifts by alpha in [0, 1] (1: the paper), or 'calibrated': one scale per layer chosen on the calibration inputs",
+      parseShiftScale,
+    )
+    .addOption(
+      new Option(
+        '--budgets <from>',
+        "global scope: each layer's share of the pruned weights from the method's own ranking (score, the paper) or from magnitude's",
+      ).choices(['score', 'magnitude']),
     );
 }
 
+function parseShiftScale(text: string): number | 'calibrated' {
+  if (text === 'calibrated') return text;
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value <= 1))
+    throw new InvalidArgumentError(`expected a number in [0, 1] or 'calibrated', got '${text}'`);
+  return value;
+}
+
 export interface VariantFlags {
-  method: MethodName | 'obs';
+  /** absent: the default recipe (prune.ts DEFAULT_RECIPE) */
+  method?: MethodName | 'obs';
   sensitivity: 'output' | 'loss';
   probes?: number;
   sequential?: boolean;
@@ -78,6 +99,8 @@ export interface VariantFlags {
   steps: number;
   pattern?: { n: number; m: number };
   structure: 'weight' | 'neuron';
+  shiftScale?: number | 'calibrated';
+  budgets?: 'score' | 'magnitude';
 }
 
 /** `--refit-biases` alone means 5 iterations. */
@@ -96,12 +119,14 @@ export function variantOptions(flags: VariantFlags): PruneOptions {
     steps: flags.steps,
     pattern: flags.pattern,
     structure: flags.structure,
+    shiftScale: flags.shiftScale,
+    budgets: flags.budgets,
   };
 }
 
 /** A short name of the method and its variants, e.g. `ec+sequential+refit5`, for metadata and tables. */
 export function describeVariant(flags: VariantFlags): string {
-  return formatVariant(variantOptions(flags));
+  return formatVariant(resolveRecipe(variantOptions(flags)));
 }
 
 export const VARIANT_EXAMPLES = `

@@ -5,8 +5,9 @@ import type { PruneOptions } from './prune.js';
 /**
  * Short names for a method with its beyond-the-paper variants, used by `sweep --methods`, tables
  * and model metadata: a base method (`ec`, ..., or `obs`) followed by `+`-separated modifiers:
- * `loss`, `probes<m>`, `sequential`, `steps<k>`, `refit<n>`, `<n>:<m>`, `neuron`.
- * Example: `ec+sequential+steps3+refit5`.
+ * `loss`, `probes<m>`, `sequential`, `steps<k>`, `refit<n>`, `<n>:<m>`, `neuron`, `alpha` (bias shifts
+ * scaled per layer, calibrated), `alpha<x>` (scaled by x), `magbudget` (magnitude's layer budgets).
+ * Example: `ec+sequential+steps3+refit5`, `ec+alpha+magbudget`.
  */
 export type VariantOptions = Pick<
   PruneOptions,
@@ -19,6 +20,8 @@ export type VariantOptions = Pick<
   | 'refitBiases'
   | 'pattern'
   | 'structure'
+  | 'shiftScale'
+  | 'budgets'
 >;
 
 export function formatVariant(options: VariantOptions): string {
@@ -30,6 +33,10 @@ export function formatVariant(options: VariantOptions): string {
   if (options.refitBiases) parts.push(`refit${options.refitBiases}`);
   if (options.pattern) parts.push(`${options.pattern.n}:${options.pattern.m}`);
   if (options.structure === 'neuron') parts.push('neuron');
+  if (options.shiftScale === 'calibrated') parts.push('alpha');
+  else if (options.shiftScale !== undefined && options.shiftScale !== 1)
+    parts.push(`alpha${options.shiftScale}`);
+  if (options.budgets === 'magnitude') parts.push('magbudget');
   return parts.join('+');
 }
 
@@ -41,6 +48,9 @@ const MODIFIERS: [RegExp, (match: RegExpExecArray) => Partial<VariantOptions>][]
   [/^refit(\d+)$/, (m) => ({ refitBiases: Number(m[1]) })],
   [/^(\d+):(\d+)$/, (m) => ({ pattern: { n: Number(m[1]), m: Number(m[2]) } })],
   [/^neuron$/, () => ({ structure: 'neuron' })],
+  [/^alpha$/, () => ({ shiftScale: 'calibrated' })],
+  [/^alpha(\d*\.?\d+)$/, (m) => ({ shiftScale: Number(m[1]) })],
+  [/^magbudget$/, () => ({ budgets: 'magnitude' })],
 ];
 
 /** The options a variant name stands for; a usage error naming the bad part otherwise. */
@@ -61,7 +71,7 @@ export function parseVariant(name: string): VariantOptions {
     if (!rule) {
       throw new EcpruneError(
         'usage',
-        `unknown variant '${modifier}' in '${name}' (use loss, probes<m>, sequential, steps<k>, refit<n>, <n>:<m>, neuron)`,
+        `unknown variant '${modifier}' in '${name}' (use loss, probes<m>, sequential, steps<k>, refit<n>, <n>:<m>, neuron, alpha, alpha<x>, magbudget)`,
       );
     }
     Object.assign(options, rule[1](rule[0].exec(modifier)!));

@@ -156,9 +156,8 @@ export function pruneCommand(): Command {
     )
     .option(
       '--method <name>',
-      'ec, ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights)',
+      "ec (the paper's one-shot EC), ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights); without it and without variant flags, the default recipe (ec+alpha+magbudget, see the README)",
       parsePruneMethod,
-      'ec',
     )
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
     .option(
