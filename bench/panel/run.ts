@@ -42,14 +42,11 @@ export const PANEL_METHODS = [
   'ec-nocomp',
   'magnitude-comp',
   'ec+loss+steps5',
-  'ec+sequential+steps3+refit5',
-  'ec+alpha0.5',
   'ec+alpha',
   'ec+magbudget',
   'ec-nocomp+magbudget',
   'ec+alpha+magbudget',
   'magnitude-comp+alpha',
-  'ec+loss+alpha+magbudget',
 ];
 export const PANEL_SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95];
 
@@ -62,6 +59,8 @@ const { values: flags } = parseArgs({
     out: { type: 'string', default: path.join(root, 'docs', 'PANEL.md') },
     json: { type: 'string', default: path.join(root, 'docs', 'panel.json') },
     render: { type: 'boolean', default: false },
+    /** prune only the networks already trained (while train_panel.py runs on its own) */
+    'no-train': { type: 'boolean', default: false },
   },
 });
 
@@ -107,7 +106,7 @@ const methods = flags.methods?.split(',') ?? PANEL_METHODS;
 for (const method of methods) parseVariant(method);
 const sparsities = flags.sparsities?.split(',').map(Number) ?? PANEL_SPARSITIES;
 
-if (!flags.render) {
+if (!flags.render && !flags['no-train']) {
   await writePanelData(dataDir);
   const trained = spawnSync('/usr/bin/python3', [path.join(here, 'train_panel.py'), dataDir, modelDir], {
     stdio: 'inherit',
@@ -115,7 +114,9 @@ if (!flags.render) {
   if (trained.status !== 0) throw new Error(`train_panel.py failed (status ${trained.status})`);
 }
 const manifest = JSON.parse(await readFile(path.join(modelDir, 'manifest.json'), 'utf8')) as PanelModel[];
-const models = flags.models ? manifest.filter((m) => flags.models!.split(',').includes(m.name)) : manifest;
+const models = (
+  flags.models ? manifest.filter((m) => flags.models!.split(',').includes(m.name)) : manifest
+).filter((m) => existsSync(m.file));
 
 const results: PanelResults = { models: [], methods, sparsities, seconds: 0, command: '' };
 for (const spec of models) {
@@ -134,15 +135,15 @@ for (const spec of models) {
   const perMethod: Record<string, PanelRow[]> = {};
   for (const method of ['dense', ...methods]) {
     const file = cacheOf(method);
-    if (existsSync(file)) {
-      perMethod[method] = JSON.parse(await readFile(file, 'utf8')) as PanelRow[];
-      continue;
-    }
-    if (flags.render) continue;
+    const rows: PanelRow[] = existsSync(file) ? JSON.parse(await readFile(file, 'utf8')) : [];
+    const missing = (method === 'dense' ? [0] : sparsities).filter(
+      (s) => !rows.some((r) => r.sparsity === s),
+    );
+    perMethod[method] = rows;
+    if (missing.length === 0 || flags.render) continue;
     loaded ??= await open();
     const { model, calibration, test } = loaded;
-    const rows: PanelRow[] = [];
-    for (const sparsity of method === 'dense' ? [0] : sparsities) {
+    for (const sparsity of missing) {
       const t0 = performance.now();
       try {
         const pruned =
@@ -162,9 +163,9 @@ for (const spec of models) {
         if (!(error instanceof EcpruneError) || error.code !== 'unsupported') throw error;
         rows.push({ sparsity, skipped: error.detail });
       }
+      rows.sort((a, b) => a.sparsity - b.sparsity);
+      await writeJson(file, rows); // after every row: an interrupted run resumes here
     }
-    await writeJson(file, rows);
-    perMethod[method] = rows;
     const row90 = rows.find((r) => r.sparsity === 0.9) ?? rows[0];
     console.log(
       `${spec.name} ${method}: ${row90.skipped ?? `loss ${row90.loss?.toFixed(4)}${row90.accuracy === undefined ? '' : ` acc ${(100 * row90.accuracy).toFixed(2)} %`} at ${row90.sparsity}`}`,

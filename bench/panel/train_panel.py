@@ -152,17 +152,18 @@ def main(data_root, model_dir):
             np.save(os.path.join(d, 'calib_labels.npy'), y[rows])
     manifest = []
     for spec in PANEL:
-        out = os.path.join(model_dir, spec['name'] + '.onnx')
         data_dir = os.path.join(data_root, spec['data'])
         task = 'classification' if np.load(os.path.join(data_dir, 'y_test.npy')).dtype.kind in 'iu' \
             else 'regression'
-        if not os.path.exists(out):
-            print(f"training {spec['name']}", flush=True)
-            train(spec, data_dir, out)
-        manifest.append(dict(spec, task=task, file=out, dir=data_dir))
+        manifest.append(dict(spec, task=task, file=os.path.join(model_dir, spec['name'] + '.onnx'), dir=data_dir))
+    # written first, so that bench/panel/run.ts --no-train can prune the networks already trained
     with open(os.path.join(model_dir, 'manifest.json.tmp'), 'w') as f:
         json.dump(manifest, f, indent=1)
     os.replace(os.path.join(model_dir, 'manifest.json.tmp'), os.path.join(model_dir, 'manifest.json'))
+    for spec, entry in zip(PANEL, manifest):
+        if not os.path.exists(entry['file']):
+            print(f"training {spec['name']}", flush=True)
+            train(spec, entry['dir'], entry['file'])
 
 
 if __name__ == '__main__':
