@@ -20,8 +20,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Dataset } from '../../src/data/dataset.js';
 import { EcpruneError } from '../../src/errors.js';
+import { setDefaultGemm } from '../../src/gemm/default.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { dataForModel, loadModel } from '../../src/node/models.js';
+import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { evaluate } from '../../src/pipeline/evaluate.js';
 import { DEFAULT_RECIPE, prune } from '../../src/pipeline/prune.js';
 import { formatVariant, parseVariant } from '../../src/pipeline/variant-name.js';
@@ -98,6 +100,8 @@ async function writeJson(file: string, value: unknown): Promise<void> {
   await rename(temporary, file);
 }
 
+// as the CLI does: onnxruntime runs the GEMMs and each calibration batch as one graph
+setDefaultGemm(lazyOrtGemm());
 const started = Date.now();
 const cache = path.resolve(flags.cache);
 const dataDir = path.join(cache, 'data');

@@ -29,10 +29,8 @@ def net(name, data, **changes):
 
 PANEL = [
     net('mnist-base', 'mnist'),
-    net('mnist-e1', 'mnist', epochs=1),
     net('mnist-e15', 'mnist', epochs=15),
     net('mnist-e40', 'mnist', epochs=40),
-    net('mnist-seed1', 'mnist', seed=1),
     net('mnist-wide', 'mnist', layers=[512, 256]),
     net('mnist-narrow', 'mnist', layers=[64]),
     net('mnist-deep', 'mnist', layers=[256, 256, 128, 64]),

@@ -5,7 +5,14 @@ import { chainOf } from '../../graph/mlp-graph.js';
 import type { ModelShape } from '../../graph/run.js';
 import { weightCount } from '../../model/mlp.js';
 import { checkModelOutput, dataForModel, loadModel, requireChain, saveModel } from '../../node/models.js';
-import { chainOnlyVariant, type PruneOptions, prune, pruneMetadata } from '../../pipeline/prune.js';
+import {
+  chainOnlyVariant,
+  DEFAULT_RECIPE,
+  type PruneOptions,
+  prune,
+  pruneMetadata,
+} from '../../pipeline/prune.js';
+import { formatVariant } from '../../pipeline/variant-name.js';
 import { finetune } from '../../train/train.js';
 import {
   checkDataFitsModel,
@@ -156,7 +163,7 @@ export function pruneCommand(): Command {
     )
     .option(
       '--method <name>',
-      "ec (the paper's one-shot EC), ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights); without it and without variant flags, the default recipe (ec+alpha+magbudget, see the README)",
+      `ec (the paper's one-shot EC), ec-nocomp, obd, magnitude, magnitude-comp, gradmag, random, or obs (reference that changes surviving weights); without it and without variant flags, the default recipe (${formatVariant(DEFAULT_RECIPE)}, see the README)`,
       parsePruneMethod,
     )
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
