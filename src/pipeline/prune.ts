@@ -138,8 +138,8 @@ export const DEFAULT_RECIPE = {
   budgets: 'magnitude',
 } as const satisfies PruneOptions;
 
-/** The options that select a recipe: any of them set means the caller chose one. */
-type RecipeOptions = Pick<
+/** The options that select a recipe (any of them set means the caller chose one); named by variant-name.ts. */
+export type RecipeOptions = Pick<
   PruneOptions,
   | 'method'
   | 'obs'

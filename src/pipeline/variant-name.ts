@@ -1,6 +1,6 @@
 import { EcpruneError } from '../errors.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../score/methods.js';
-import type { PruneOptions } from './prune.js';
+import type { RecipeOptions } from './prune.js';
 
 /**
  * Short names for a method with its beyond-the-paper variants, used by `sweep --methods`, tables
@@ -9,20 +9,7 @@ import type { PruneOptions } from './prune.js';
  * scaled per layer, calibrated), `alpha<x>` (scaled by x), `magbudget` (magnitude's layer budgets).
  * Example: `ec+sequential+steps3+refit5`, `ec+alpha+magbudget`.
  */
-export type VariantOptions = Pick<
-  PruneOptions,
-  | 'method'
-  | 'obs'
-  | 'sensitivity'
-  | 'probes'
-  | 'sequential'
-  | 'steps'
-  | 'refitBiases'
-  | 'pattern'
-  | 'structure'
-  | 'shiftScale'
-  | 'budgets'
->;
+export type VariantOptions = RecipeOptions;
 
 export function formatVariant(options: VariantOptions): string {
   const parts: string[] = [options.obs ? 'obs' : (options.method ?? 'ec')];
