@@ -5,6 +5,7 @@
  */
 export { applyPruning } from './compensate/apply.js';
 export { optimalBiasShift } from './compensate/delta.js';
+export { calibrateShiftScales, type Discrepancy } from './compensate/scale.js';
 export {
   type Batch,
   type Dataset,
@@ -63,7 +64,14 @@ export {
   compress,
 } from './pipeline/compress.js';
 export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
-export { type PruneOptions, type PruneResult, prune, pruneMetadata } from './pipeline/prune.js';
+export {
+  DEFAULT_RECIPE,
+  type PruneOptions,
+  type PruneResult,
+  prune,
+  pruneMetadata,
+  resolveRecipe,
+} from './pipeline/prune.js';
 export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
 export { runSweep, type SweepOptions, type SweepRow } from './pipeline/sweep.js';
 export type { Criterion, LayerScores } from './score/criterion.js';

@@ -5,6 +5,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { EcpruneError } from '../errors.js';
 import type { PruneOptions } from '../pipeline/prune.js';
+import { resolveRecipe } from '../pipeline/prune.js';
 import { formatVariant, parseVariant, type VariantOptions } from '../pipeline/variant-name.js';
 import { NONLINEAR_DEFAULT_SAMPLES } from '../score/nonlinear.js';
 import { parsePositiveInt } from './options.js';
@@ -69,12 +70,31 @@ export function addVariantOptions(command: Command): Command {
       )
         .choices(['weight', 'neuron'])
         .default('weight'),
+    )
+    .option(
+      '--shift-scale <alpha>',
+      "multiply the bias shifts by alpha in [0, 1] (1: the paper), or 'calibrated': one scale per layer chosen on the calibration inputs",
+      parseShiftScale,
+    )
+    .addOption(
+      new Option(
+        '--budgets <from>',
+        "global scope: each layer's share of the pruned weights from the method's own ranking (score, the paper) or from magnitude's",
+      ).choices(['score', 'magnitude']),
     );
 }
 
+function parseShiftScale(text: string): number | 'calibrated' {
+  if (text === 'calibrated') return text;
+  const value = Number(text);
+  if (text.trim() === '' || !(value >= 0 && value <= 1))
+    throw new InvalidArgumentError(`expected a number in [0, 1] or 'calibrated', got '${text}'`);
+  return value;
+}
+
 export interface VariantFlags {
-  /** a method name, possibly with modifiers (variant-name.ts) */
-  method: string;
+  /** a method name, possibly with modifiers (variant-name.ts); absent: the default recipe (prune.ts DEFAULT_RECIPE) */
+  method?: string;
   sensitivity: 'output' | 'loss';
   probes?: number;
   sequential?: boolean;
@@ -82,6 +102,8 @@ export interface VariantFlags {
   steps: number;
   pattern?: { n: number; m: number };
   structure: 'weight' | 'neuron';
+  shiftScale?: number | 'calibrated';
+  budgets?: 'score' | 'magnitude';
 }
 
 /** `--refit-biases` alone means 5 iterations. */
@@ -103,11 +125,13 @@ const UNSET: Partial<Record<keyof VariantOptions, unknown>> = {
   steps: 1,
   pattern: undefined,
   structure: 'weight',
+  shiftScale: undefined,
+  budgets: undefined,
 };
 
 /** The method name's options, with the variant flags added (a flag and a modifier for the same field: a usage error). */
 export function variantOptions(flags: VariantFlags): PruneOptions {
-  const named = parseVariant(flags.method);
+  const named = flags.method === undefined ? {} : parseVariant(flags.method);
   const fromFlags: VariantOptions = {
     sensitivity: flags.sensitivity,
     probes: flags.probes,
@@ -116,6 +140,8 @@ export function variantOptions(flags: VariantFlags): PruneOptions {
     steps: flags.steps,
     pattern: flags.pattern,
     structure: flags.structure,
+    shiftScale: flags.shiftScale,
+    budgets: flags.budgets,
   };
   for (const field of Object.keys(named) as (keyof VariantOptions)[]) {
     if (field in UNSET && fromFlags[field] !== UNSET[field] && fromFlags[field] !== false) {
@@ -130,7 +156,7 @@ export function variantOptions(flags: VariantFlags): PruneOptions {
 
 /** A short name of the method and its variants, e.g. `ec+sequential+refit5`, for metadata and tables. */
 export function describeVariant(flags: VariantFlags): string {
-  return formatVariant(variantOptions(flags));
+  return formatVariant(resolveRecipe(variantOptions(flags)));
 }
 
 export const VARIANT_EXAMPLES = `

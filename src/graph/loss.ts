@@ -63,7 +63,7 @@ export function targetMatrix(targets: Targets, outputs: number, loss: LossKind):
 }
 
 /** log Σ_k exp(y_k) of one row, shifted by the max so that large logits do not overflow. */
-function logSumExp(row: Float32Array): number {
+export function logSumExp(row: Float32Array): number {
   let max = Number.NEGATIVE_INFINITY;
   for (const v of row) if (v > max) max = v;
   let sum = 0;

@@ -2,14 +2,16 @@ import { applyPruning } from '../compensate/apply.js';
 import { optimalBiasShift } from '../compensate/delta.js';
 import { obsPrune } from '../compensate/obs.js';
 import { type RefitResult, refitBiases } from '../compensate/refit.js';
+import { calibrateShiftScales, type Discrepancy } from '../compensate/scale.js';
 import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
-import { asGraph, chainOf, logitsGraph } from '../graph/mlp-graph.js';
+import { asGraph, chainOf, headOf, logitsGraph } from '../graph/mlp-graph.js';
 import { type Mlp, weightCount } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
-import { checkMethod, METHODS, type MethodSpec } from '../score/methods.js';
+import { magnitudeScore } from '../score/magnitude.js';
+import { checkMethod, METHODS, type MethodName, type MethodSpec } from '../score/methods.js';
 import { checkNonlinearSize, NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
 import {
   type CalibrationStatistics,
@@ -32,8 +34,10 @@ import {
   type KeepMask,
   type LayerTargets,
   lowestK,
+  prunedCounts,
   type Scope,
   selectMasks,
+  selectWithBudgets,
 } from '../select/select.js';
 import {
   neuronKeepMasks,
@@ -130,6 +134,74 @@ export interface PruneOptions extends ScoreOptions, LayerControl {
   readonly nonlinear?: boolean;
   /** calibration samples `nonlinear` uses (the first ones); default 512 */
   readonly nonlinearSamples?: number;
+  /**
+   * the bias shifts of a compensating method multiplied by this scale in [0, 1] (1: the paper), or
+   * by one scale per layer chosen on the calibration inputs without labels ('calibrated', see
+   * compensate/scale.ts); default 1
+   */
+  readonly shiftScale?: number | 'calibrated';
+  /**
+   * global scope: how many weights each layer loses: as the method's own global ranking says
+   * ('score', the paper) or as magnitude's does ('magnitude'); the method ranks inside each layer
+   */
+  readonly budgets?: 'score' | 'magnitude';
+  /**
+   * what shiftScale 'calibrated' minimises: 'kl' (classifiers) or 'mse' (regression); default from
+   * `loss`, else the calibration labels, else a softmax head (kl), else kl for a model with several
+   * outputs and mse for one (the width of the last fully-connected layer)
+   */
+  readonly discrepancy?: Discrepancy;
+}
+
+/**
+ * What `prune` does when no method is named and no variant is asked for (the CLI's `prune` without
+ * method flags): the bias-only recipe chosen on the panel of models (docs/PANEL.md). Naming a
+ * method, e.g. `{ method: 'ec' }`, gives that method exactly as METHOD.md defines it (the paper's
+ * one-shot EC for 'ec').
+ */
+export const DEFAULT_RECIPE = {
+  method: 'ec',
+  shiftScale: 'calibrated',
+  budgets: 'magnitude',
+} as const satisfies PruneOptions;
+
+/** The options that select a recipe (any of them set means the caller chose one); named by variant-name.ts. */
+export type RecipeOptions = Pick<
+  PruneOptions,
+  | 'method'
+  | 'obs'
+  | 'sensitivity'
+  | 'probes'
+  | 'sequential'
+  | 'steps'
+  | 'refitBiases'
+  | 'pattern'
+  | 'structure'
+  | 'nonlinear'
+  | 'shiftScale'
+  | 'budgets'
+>;
+
+/**
+ * The options with their method resolved: DEFAULT_RECIPE when no method and no variant is asked
+ * for (values equal to the paper's defaults, such as steps 1, count as not asked), else the named
+ * method (default 'ec') with the options as given.
+ */
+export function resolveRecipe<O extends RecipeOptions>(options: O): O & { readonly method: MethodName } {
+  const chosen =
+    options.method !== undefined ||
+    !!options.obs ||
+    !!options.nonlinear ||
+    options.sensitivity === 'loss' ||
+    options.probes !== undefined ||
+    !!options.sequential ||
+    (options.steps ?? 1) > 1 ||
+    (options.refitBiases ?? 0) > 0 ||
+    options.pattern !== undefined ||
+    options.structure === 'neuron' ||
+    options.shiftScale !== undefined ||
+    options.budgets !== undefined;
+  return chosen ? { ...options, method: checkMethod(options.method) } : { ...options, ...DEFAULT_RECIPE };
 }
 
 /**
@@ -153,6 +225,8 @@ export interface PruneResult extends ScoreResult {
   readonly refit?: Omit<RefitResult, 'model'>;
   /** structure 'neuron': per hidden layer, 1 = neuron kept, and the neuron scores */
   readonly neurons?: { readonly keep: Uint8Array[]; readonly scores: Float64Array[] };
+  /** per layer, the scale the bias shifts were multiplied by (compensating methods; last step) */
+  readonly shiftScales?: number[];
 }
 
 type Pruned = Omit<PruneResult, 'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'>;
@@ -214,9 +288,13 @@ interface Run {
   readonly graph: Graph;
   /** layers with a sparsity of their own (`exclude`, `layerSparsity`) */
   readonly targets?: LayerTargets;
+  /** the model as given */
+  readonly dense: Model;
   /** bias-free layers that gained a bias, or stayed uncompensated (`newBias: false`) */
   readonly addedBiases: Set<string>;
   readonly uncompensated: Set<string>;
+  readonly shiftScale: number | 'calibrated';
+  readonly budgets: 'score' | 'magnitude';
 }
 
 /**
@@ -233,9 +311,10 @@ export async function prune(mlp: Model, calibration: Dataset, options?: PruneOpt
 export async function prune(
   mlp: Model,
   calibration: Dataset,
-  options: PruneOptions = {},
+  given: PruneOptions = {},
 ): Promise<PruneResult> {
-  const method = checkMethod(options.method);
+  const options = resolveRecipe(given);
+  const { method } = options;
   const scope = checkScope(options.scope ?? 'global');
   const steps = options.steps ?? 1;
   if (!Number.isInteger(steps) || steps < 1)
@@ -278,6 +357,11 @@ export async function prune(
       options.statistics !== undefined && (steps > 1 || !!options.sequential),
       'reused statistics are for one-shot pruning (no sequential, steps 1)',
     ],
+    [
+      (options.shiftScale !== undefined || options.budgets !== undefined) &&
+        (structure === 'neuron' || !!options.obs || !!options.sequential),
+      'shiftScale and budgets take none of structure neuron, obs, sequential',
+    ],
   ];
   for (const [conflict, message] of conflicts) if (conflict) throw new EcpruneError('usage', message);
   checkVariantApplies(mlp, options);
@@ -295,8 +379,11 @@ export async function prune(
       asGraph(mlp).layers.map((layer) => layer.name),
       options,
     ),
+    dense: mlp,
     addedBiases: new Set(),
     uncompensated: new Set(),
+    shiftScale: checkShiftScale(options.shiftScale ?? 1),
+    budgets: checkBudgets(options.budgets ?? 'score'),
   };
   const pruned = options.nonlinear
     ? await pruneNonlinear(chainFor(mlp, 'nonlinear'), run)
@@ -417,7 +504,12 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
     throw new EcpruneError('usage', 'keepMasks must have one entry per weight of every layer');
   }
   let last:
-    | { importance: LayerScores; deltaBias?: Float64Array[]; statistics: CalibrationStatistics }
+    | {
+        importance: LayerScores;
+        deltaBias?: Float64Array[];
+        statistics: CalibrationStatistics;
+        shiftScales?: number[];
+      }
     | undefined;
   for (let step = 1; step <= steps; step++) {
     const atStep = (sparsity: number) => (step === steps ? sparsity : 1 - (1 - sparsity) ** (step / steps));
@@ -442,18 +534,22 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
       const stepResult = await timePhase(run.options.timings, 'select', () => {
         const importance = scoresOf(current, statistics, run, previous);
         const deltaBias = deltaOf(current, statistics, run);
-        const masks = select(importance);
-        return {
-          importance,
-          deltaBias,
-          masks,
-          model: applyPruning(current, masks, spec.compensate ? deltaBias : undefined),
-        };
+        // magnitude's budgets: as many per layer as magnitude's selection (targets and held masks
+        // included) would prune; EC's ranking inside each layer
+        const masks =
+          run.budgets === 'magnitude' && !stepPattern && scope === 'global'
+            ? heldPruned(
+                selectWithBudgets(importance, prunedCounts(select(magnitudeScore(current, statistics, {})))),
+                held,
+              )
+            : select(importance);
+        return { importance, deltaBias, masks };
       });
-      const { importance, deltaBias } = stepResult;
-      keepMasks = stepResult.masks;
-      current = stepResult.model;
-      last = { importance, deltaBias, statistics };
+      const { importance, deltaBias, masks } = stepResult;
+      const compensated = await compensate(current, masks, deltaBias, run);
+      keepMasks = masks;
+      current = compensated.model;
+      last = { importance, deltaBias, statistics, shiftScales: compensated.shiftScales };
       continue;
     }
 
@@ -510,6 +606,53 @@ async function pruneWeights(mlp: Model, run: Run): Promise<Pruned> {
 /** The masks with every weight that `held` prunes pruned too. */
 function heldPruned(masks: KeepMask[], held: readonly KeepMask[]): KeepMask[] {
   return masks.map((mask, l) => mask.map((keep, p) => keep & held[l][p]));
+}
+
+/**
+ * Zeroes the pruned weights and shifts the biases: by the optimal shifts times the run's scale
+ * (1: the paper), or times one scale per layer chosen on the calibration inputs ('calibrated').
+ */
+async function compensate<M extends Model>(
+  model: M,
+  masks: readonly KeepMask[],
+  deltaBias: Float64Array[] | undefined,
+  run: Run,
+): Promise<{ model: M; shiftScales?: number[] }> {
+  if (!run.spec.compensate || !deltaBias) return { model: applyPruning(model, masks) };
+  const { shiftScale, options, calibration } = run;
+  if (shiftScale === 'calibrated') {
+    const calibrated = await timePhase(options.timings, 'compensate', () =>
+      calibrateShiftScales(model, run.dense, masks, deltaBias, calibration, {
+        discrepancy: options.discrepancy ?? discrepancyFor(run.graph, calibration, options.loss),
+        gemm: options.gemm,
+        batchSize: options.batchSize,
+      }),
+    );
+    return { model: calibrated.model, shiftScales: calibrated.scales };
+  }
+  const scaled = shiftScale === 1 ? deltaBias : deltaBias.map((delta) => delta.map((d) => d * shiftScale));
+  return { model: applyPruning(model, masks, scaled), shiftScales: deltaBias.map(() => shiftScale) };
+}
+
+/**
+ * The label-free discrepancy that fits the model's task: from the loss, the labels, a softmax
+ * head; without any of them, kl (classification) for several outputs and mse for one.
+ */
+export function discrepancyFor(graph: Graph, calibration: Dataset, loss?: LossKind): Discrepancy {
+  const kind = loss ?? (calibration.targetKind && lossFor(calibration.targetKind));
+  if (kind) return kind === 'ce' ? 'kl' : 'mse';
+  if (headOf(graph)) return 'kl';
+  return graph.layers[graph.layers.length - 1].weight.rows > 1 ? 'kl' : 'mse';
+}
+
+function checkShiftScale(scale: number | 'calibrated'): number | 'calibrated' {
+  if (scale === 'calibrated' || (typeof scale === 'number' && scale >= 0 && scale <= 1)) return scale;
+  throw new EcpruneError('usage', `shiftScale must be a number in [0, 1] or 'calibrated', got ${scale}`);
+}
+
+function checkBudgets(budgets: string): 'score' | 'magnitude' {
+  if (budgets === 'score' || budgets === 'magnitude') return budgets;
+  throw new EcpruneError('usage', `unknown budgets '${budgets}' (choose score or magnitude)`);
 }
 
 /** b_i += u_i = Σ_n s_i (z^D_i - z^P_i) / Σ_n s_i: the upstream mean gap (see the top). */

@@ -1,6 +1,6 @@
 import { EcpruneError } from '../errors.js';
 import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
-import type { PruneOptions } from './prune.js';
+import type { RecipeOptions } from './prune.js';
 
 /** A method name with no modifiers: the criteria of `METHODS` and the three references. */
 export type BaseMethod = MethodName | 'obs' | 'nonlinear' | 'dense-small';
@@ -37,6 +37,9 @@ export const MODIFIER_NAMES = [
   'refit<n>',
   '<n>:<m>',
   'neuron',
+  'alpha',
+  'alpha<x>',
+  'magbudget',
 ];
 
 /** Whether a method list asks for the nonlinear method, alone or with modifiers. */
@@ -56,22 +59,11 @@ export function pruneMethodsText(): string {
 /**
  * Short names for a method with its beyond-the-paper variants, used by `sweep --methods`, tables
  * and model metadata: a base method (`ec`, ..., or `obs`) followed by `+`-separated modifiers:
- * `loss`, `probes<m>`, `sequential`, `steps<k>`, `refit<n>`, `<n>:<m>`, `neuron`.
- * Example: `ec+sequential+steps3+refit5`.
+ * `loss`, `probes<m>`, `sequential`, `steps<k>`, `refit<n>`, `<n>:<m>`, `neuron`, `alpha` (bias shifts
+ * scaled per layer, calibrated), `alpha<x>` (scaled by x), `magbudget` (magnitude's layer budgets).
+ * Example: `ec+sequential+steps3+refit5`, `ec+alpha+magbudget`.
  */
-export type VariantOptions = Pick<
-  PruneOptions,
-  | 'method'
-  | 'obs'
-  | 'nonlinear'
-  | 'sensitivity'
-  | 'probes'
-  | 'sequential'
-  | 'steps'
-  | 'refitBiases'
-  | 'pattern'
-  | 'structure'
->;
+export type VariantOptions = RecipeOptions;
 
 export function formatVariant(options: VariantOptions): string {
   const parts: string[] = [options.obs ? 'obs' : options.nonlinear ? 'nonlinear' : (options.method ?? 'ec')];
@@ -82,6 +74,10 @@ export function formatVariant(options: VariantOptions): string {
   if (options.refitBiases) parts.push(`refit${options.refitBiases}`);
   if (options.pattern) parts.push(`${options.pattern.n}:${options.pattern.m}`);
   if (options.structure === 'neuron') parts.push('neuron');
+  if (options.shiftScale === 'calibrated') parts.push('alpha');
+  else if (options.shiftScale !== undefined && options.shiftScale !== 1)
+    parts.push(`alpha${options.shiftScale}`);
+  if (options.budgets === 'magnitude') parts.push('magbudget');
   return parts.join('+');
 }
 
@@ -93,6 +89,9 @@ export const MODIFIERS: [RegExp, (match: RegExpExecArray) => Partial<VariantOpti
   [/^refit(\d+)$/, (m) => ({ refitBiases: Number(m[1]) })],
   [/^(\d+):(\d+)$/, (m) => ({ pattern: { n: Number(m[1]), m: Number(m[2]) } })],
   [/^neuron$/, () => ({ structure: 'neuron' })],
+  [/^alpha$/, () => ({ shiftScale: 'calibrated' })],
+  [/^alpha(\d*\.?\d+)$/, (m) => ({ shiftScale: Number(m[1]) })],
+  [/^magbudget$/, () => ({ budgets: 'magnitude' })],
 ];
 
 /** The options a variant name stands for; a usage error naming the bad part otherwise. */

@@ -79,6 +79,16 @@ export function selectPerLayer(scores: LayerScores, sparsity: number): KeepMask[
   return scores.map((s) => lowestK(s, pruneCount(sparsity, s.length)));
 }
 
+/** Per layer, the k_l lowest scores of that layer: the layer budgets are given, the ranking is within each layer. */
+export function selectWithBudgets(scores: LayerScores, pruned: readonly number[]): KeepMask[] {
+  return scores.map((s, l) => lowestK(s, pruned[l]));
+}
+
+/** Per layer, how many weights a selection prunes. */
+export function prunedCounts(masks: readonly KeepMask[]): number[] {
+  return masks.map((keep) => keep.length - keep.reduce((sum, k) => sum + k, 0));
+}
+
 /**
  * Per layer, a sparsity of its own (0 keeps it dense), or undefined: the layer is ranked with the
  * others by `sparsity` and `scope` (layers.ts resolves `exclude` / `layerSparsity` into this).

@@ -28,6 +28,9 @@ const VARIANTS = [
   'ec+refit2',
   'ec+2:4',
   'obd+neuron',
+  'ec+alpha',
+  'ec+alpha1',
+  'ec+magbudget',
   'nonlinear+refit2',
 ];
 

@@ -31,6 +31,36 @@ async function checkWritten(file: string) {
 }
 
 describe('ecprune prune variants', () => {
+  it('no method flags: the default recipe; --method ec: the paper; --shift-scale and --budgets by hand', async () => {
+    const dir = tempDir();
+    const runs = await Promise.all(
+      [[], ['--method', 'ec'], ['--method', 'ec', '--shift-scale', '0.5', '--budgets', 'magnitude']].map(
+        async (flags, k) => {
+          const out = path.join(dir, `r${k}.onnx`);
+          const run = await cli('prune', MODEL, '--calib', CALIB, '--sparsity', '0.7', ...flags, '-o', out);
+          assert.equal(run.code, 0, run.stderr);
+          await checkWritten(out);
+          return run.stdout;
+        },
+      ),
+    );
+    assert.match(runs[0], /^ec\+alpha\+magbudget, global scope/);
+    assert.match(runs[1], /^ec, global scope/);
+    assert.match(runs[2], /^ec\+alpha0\.5\+magbudget, global scope/);
+    const bad = await cli(
+      'prune',
+      MODEL,
+      '--calib',
+      CALIB,
+      '--shift-scale',
+      '2',
+      '-o',
+      path.join(dir, 'x.onnx'),
+    );
+    assert.equal(bad.code, 2, 'a bad scale is a usage error');
+    assert.match(bad.stderr, /--shift-scale.*expected a number in \[0, 1\] or 'calibrated', got '2'/);
+  });
+
   it('--pattern 2:4 writes masks that satisfy the pattern exactly', async () => {
     const out = path.join(tempDir(), 'p24.onnx');
     const run = await cli('prune', MODEL, '--calib', CALIB, '--pattern', '2:4', '-o', out);

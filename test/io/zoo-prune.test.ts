@@ -108,6 +108,22 @@ const ONE_SHOT_EC_LOSES = new Set([
   'tfjs_layernorm_dropout',
 ]);
 
+/**
+ * Where the default recipe (prune without a method) still leaves more output error than magnitude
+ * on these untrained zoo networks (output MSE at 50 %, default vs magnitude, measured 2026-12-06:
+ * view_flatten 1.99 vs 1.77, softmax_head 0.0143 vs 0.0083, float16 1.32 vs 1.25, mish_opset18
+ * 3.54 vs 3.34, tfjs_dense_activations_a 0.032 vs 0.026). Elsewhere, including six of the ten
+ * where one-shot EC loses (elu, celu, hardsigmoid, softsign_op, tanh_sigmoid, tfjs_layernorm_dropout),
+ * it wins.
+ */
+const DEFAULT_LOSES = new Set([
+  'view_flatten',
+  'softmax_head',
+  'float16',
+  'mish_opset18',
+  'tfjs_dense_activations_a',
+]);
+
 describe('every zoo model: pruned to 50 %, written back, run by the real consumer', () => {
   const errors = new Map<string, Promise<Record<string, number>>>();
   /** Prunes with EC and magnitude, writes, checks the written file; the consumer's output errors. */
@@ -127,6 +143,12 @@ describe('every zoo model: pruned to 50 %, written back, run by the real consume
       const { ec, magnitude } = await pruneAndRun(fixture);
       assert.ok(ec < magnitude, `${fixture.name}: EC ${ec} vs magnitude ${magnitude}`);
     });
+    it(`${fixture.name}: the default recipe leaves less output error than magnitude`, {
+      todo: DEFAULT_LOSES.has(fixture.name) ? 'the default loses to magnitude here (issue #14)' : undefined,
+    }, async () => {
+      const { recipe, magnitude } = await pruneAndRun(fixture);
+      assert.ok(recipe < magnitude, `${fixture.name}: default ${recipe} vs magnitude ${magnitude}`);
+    });
   }
 });
 
@@ -138,8 +160,12 @@ async function pruneBoth(fixture: Fixture): Promise<Record<string, number>> {
     readNpy(readFileSync(path.join(ZOO, fixture.name, 'outputs.npy'))).data as ArrayLike<number>,
   );
   const errors: Record<string, number> = {};
-  for (const method of ['ec', 'magnitude'] as const) {
-    const result = await prune(model.graph, calibration, { method, sparsity: 0.5 });
+  for (const method of ['ec', 'magnitude', 'recipe'] as const) {
+    // 'recipe': no method named, the default recipe
+    const result = await prune(model.graph, calibration, {
+      method: method === 'recipe' ? undefined : method,
+      sparsity: 0.5,
+    });
     const ext = fixture.producer === 'torch' ? 'onnx' : 'json';
     const out = path.join(work, `${fixture.name}-${method}`, `model.${ext}`);
     await saveModel(out, result.model, { like: model, metadata: { ecprune_method: method } });

@@ -9,12 +9,13 @@ import { checkFormatHolds, checkModelOutput, dataForModel, loadModel, saveModel 
 import { type BudgetProbe, DEFAULT_BUDGET_RESOLUTION, pruneToBudget } from '../../pipeline/budget.js';
 import {
   checkVariantApplies,
+  DEFAULT_RECIPE,
   type PruneOptions,
   type PruneResult,
   prune,
   pruneMetadata,
 } from '../../pipeline/prune.js';
-import { pruneMethodsText } from '../../pipeline/variant-name.js';
+import { formatVariant, pruneMethodsText } from '../../pipeline/variant-name.js';
 import { describeThinLayer, MIN_KEPT_PER_NEURON, thinLayers } from '../../select/layers.js';
 import { finetune } from '../../train/train.js';
 import {
@@ -184,9 +185,8 @@ export function pruneCommand(): Command {
     )
     .option(
       '--method <name>',
-      `${pruneMethodsText()}; the variant flags below add to a name`,
+      `${pruneMethodsText()}; the variant flags below add to a name. Without a method and without variant flags: the default recipe (${formatVariant(DEFAULT_RECIPE)}, see the README)`,
       parsePruneMethod,
-      'ec',
     )
     .addOption(nonlinearSamplesOption())
     .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
