@@ -29,7 +29,7 @@ const VARIANTS = [
   'ec+2:4',
   'obd+neuron',
   'ec+alpha',
-  'ec+alpha1',
+  'ec+alpha0',
   'ec+magbudget',
   'nonlinear+refit2',
 ];

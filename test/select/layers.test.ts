@@ -136,6 +136,7 @@ describe('per-layer control on a graph (the zoo residual model)', () => {
       'calib',
     );
     const result = await prune(model.graph, data, {
+      method: 'ec', // one ranking across the free layers (the default recipe takes magnitude's budgets)
       sparsity: 0.8,
       exclude: ['head'],
       layerSparsity: { 'blocks.0.fc1': 0.5 },

@@ -83,7 +83,11 @@ describe('pruneToBudget', () => {
     const calibration = await labelled(300, 1, 'values');
     const heldOut = await labelled(400, 2, 'values');
     const dense = await evaluate(teacher, heldOut, { gemm });
-    const search = await pruneToBudget(teacher, calibration, heldOut, { maxLossIncrease: 0.05, gemm });
+    const search = await pruneToBudget(teacher, calibration, heldOut, {
+      method: 'ec',
+      maxLossIncrease: 0.05,
+      gemm,
+    });
     const chosen = await freshly(teacher, calibration, heldOut, search.sparsity, 'ec');
     assert.ok(chosen.meanLoss! - dense.meanLoss! <= 0.05, `increase ${chosen.meanLoss! - dense.meanLoss!}`);
     const above = search.failedAbove!;

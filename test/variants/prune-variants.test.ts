@@ -153,7 +153,8 @@ describe('bias refit', () => {
   });
 
   it('through prune: refit result reported, error not above plain EC', async () => {
-    const plain = await prune(deep, data, { ...base, sparsity: 0.85 });
+    // refitBiases names a recipe (the paper's ec), so the plain run names ec too
+    const plain = await prune(deep, data, { ...base, method: 'ec', sparsity: 0.85 });
     const refit = await prune(deep, data, { ...base, sparsity: 0.85, refitBiases: 3 });
     assert.deepEqual(refit.keepMasks, plain.keepMasks);
     assert.equal(refit.refit!.errorBefore, await outputError(plain.model, deep, data, base));
