@@ -180,6 +180,7 @@ for (const spec of models) {
       `${spec.name} ${method}: ${row90.skipped ?? `loss ${row90.loss?.toFixed(4)}${row90.accuracy === undefined ? '' : ` acc ${(100 * row90.accuracy).toFixed(2)} %`} at ${row90.sparsity}`}`,
     );
   }
+  if (Object.values(perMethod).every((rows) => rows.length === 0)) continue; // not measured yet
   results.models.push({
     name: spec.name,
     task: spec.task,
