@@ -161,8 +161,8 @@ export interface PruneOptions extends ScoreOptions, LayerControl {
  */
 export const DEFAULT_RECIPE = {
   method: 'ec',
-  shiftScale: 'calibrated',
-  budgets: 'magnitude',
+  sensitivity: 'loss',
+  steps: 5,
 } as const satisfies PruneOptions;
 
 /** The options that select a recipe (any of them set means the caller chose one); named by variant-name.ts. */
@@ -182,13 +182,9 @@ export type RecipeOptions = Pick<
   | 'budgets'
 >;
 
-/**
- * The options with their method resolved: DEFAULT_RECIPE when no method and no variant is asked
- * for (values equal to the paper's defaults, such as steps 1, count as not asked), else the named
- * method (default 'ec') with the options as given.
- */
-export function resolveRecipe<O extends RecipeOptions>(options: O): O & { readonly method: MethodName } {
-  const chosen =
+/** Whether the options name a method or ask for a variant (values equal to the paper's defaults, such as steps 1, do not count). */
+export function recipeChosen(options: RecipeOptions): boolean {
+  return (
     options.method !== undefined ||
     !!options.obs ||
     !!options.nonlinear ||
@@ -200,8 +196,18 @@ export function resolveRecipe<O extends RecipeOptions>(options: O): O & { readon
     options.pattern !== undefined ||
     options.structure === 'neuron' ||
     options.shiftScale !== undefined ||
-    options.budgets !== undefined;
-  return chosen ? { ...options, method: checkMethod(options.method) } : { ...options, ...DEFAULT_RECIPE };
+    options.budgets !== undefined
+  );
+}
+
+/**
+ * The options with their method resolved: DEFAULT_RECIPE when no method and no variant is asked
+ * for, else the named method (default 'ec') with the options as given.
+ */
+export function resolveRecipe<O extends RecipeOptions>(options: O): O & { readonly method: MethodName } {
+  return recipeChosen(options)
+    ? { ...options, method: checkMethod(options.method) }
+    : { ...options, ...DEFAULT_RECIPE };
 }
 
 /**
@@ -313,7 +319,12 @@ export async function prune(
   calibration: Dataset,
   given: PruneOptions = {},
 ): Promise<PruneResult> {
-  const options = resolveRecipe(given);
+  const resolved = resolveRecipe(given);
+  // the default recipe runs without labels: its loss sensitivity takes the task's loss (taskLoss)
+  const options =
+    !recipeChosen(given) && resolved.sensitivity === 'loss' && resolved.loss === undefined
+      ? { ...resolved, loss: taskLoss(asGraph(mlp), calibration) }
+      : resolved;
   const { method } = options;
   const scope = checkScope(options.scope ?? 'global');
   const steps = options.steps ?? 1;
@@ -623,7 +634,8 @@ async function compensate<M extends Model>(
   if (shiftScale === 'calibrated') {
     const calibrated = await timePhase(options.timings, 'compensate', () =>
       calibrateShiftScales(model, run.dense, masks, deltaBias, calibration, {
-        discrepancy: options.discrepancy ?? discrepancyFor(run.graph, calibration, options.loss),
+        discrepancy:
+          options.discrepancy ?? (taskLoss(run.graph, calibration, options.loss) === 'ce' ? 'kl' : 'mse'),
         gemm: options.gemm,
         batchSize: options.batchSize,
       }),
@@ -635,14 +647,15 @@ async function compensate<M extends Model>(
 }
 
 /**
- * The label-free discrepancy that fits the model's task: from the loss, the labels, a softmax
- * head; without any of them, kl (classification) for several outputs and mse for one.
+ * The loss of the model's task without asking the user: `loss` if given, else from the calibration
+ * labels, else ce behind a softmax head, else ce (classifier) for several outputs of the last
+ * fully-connected layer and mse (regression) for one.
  */
-export function discrepancyFor(graph: Graph, calibration: Dataset, loss?: LossKind): Discrepancy {
+export function taskLoss(graph: Graph, calibration: Dataset, loss?: LossKind): LossKind {
   const kind = loss ?? (calibration.targetKind && lossFor(calibration.targetKind));
-  if (kind) return kind === 'ce' ? 'kl' : 'mse';
-  if (headOf(graph)) return 'kl';
-  return graph.layers[graph.layers.length - 1].weight.rows > 1 ? 'kl' : 'mse';
+  if (kind) return kind;
+  if (headOf(graph)) return 'ce';
+  return graph.layers[graph.layers.length - 1].weight.rows > 1 ? 'ce' : 'mse';
 }
 
 function checkShiftScale(scale: number | 'calibrated'): number | 'calibrated' {

@@ -93,6 +93,8 @@ describe('ecprune prune', () => {
           files.x,
           '--sparsity',
           '0.6',
+          '--method',
+          'ec',
           '-o',
           out,
           '--timings',

@@ -18,7 +18,10 @@ it('export --format csr writes a .ecsr that the runtime runs with the pruned mod
   const calib = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.input.npy');
   const pruned = path.join(dir, 'pruned.onnx');
   const sparse = path.join(dir, 'model.ecsr');
-  assert.equal((await cli('prune', model, '--calib', calib, '--sparsity', '0.9', '-o', pruned)).code, 0);
+  assert.equal(
+    (await cli('prune', model, '--calib', calib, '--sparsity', '0.9', '--method', 'ec', '-o', pruned)).code,
+    0,
+  );
   const run = await cli('export', pruned, '--format', 'csr', '-o', sparse);
   assert.equal(run.code, 0, run.stderr);
   assert.ok(
@@ -36,7 +39,10 @@ it('export --values int8 and codebook:<bits> write version 2 files that run as t
   const model = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.onnx');
   const calib = path.join(FIXTURES, 'onnx', 'mlp_relu_gemm.input.npy');
   const pruned = path.join(dir, 'pruned.onnx');
-  assert.equal((await cli('prune', model, '--calib', calib, '--sparsity', '0.8', '-o', pruned)).code, 0);
+  assert.equal(
+    (await cli('prune', model, '--calib', calib, '--sparsity', '0.8', '--method', 'ec', '-o', pruned)).code,
+    0,
+  );
   const mlp = readOnnxMlp(readFileSync(pruned));
   const masks = keepMasksOf(mlp);
   const x = toFeatureMatrix(readNpy(readFileSync(calib)));

@@ -6,6 +6,8 @@ import * as ort from 'onnxruntime-node';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
 import { readNpy, toFeatureMatrix } from '../../src/io/npy.js';
+import { DEFAULT_RECIPE } from '../../src/pipeline/prune.js';
+import { formatVariant } from '../../src/pipeline/variant-name.js';
 import { satisfiesPattern } from '../../src/select/pattern.js';
 import { assertClose } from '../core/helpers.js';
 import { readOnnxMlp } from '../helpers/onnx-chain.js';
@@ -33,18 +35,20 @@ async function checkWritten(file: string) {
 describe('ecprune prune variants', () => {
   it('no method flags: the default recipe; --method ec: the paper; --shift-scale and --budgets by hand', async () => {
     const dir = tempDir();
-    const runs = await Promise.all(
-      [[], ['--method', 'ec'], ['--method', 'ec', '--shift-scale', '0.5', '--budgets', 'magnitude']].map(
-        async (flags, k) => {
-          const out = path.join(dir, `r${k}.onnx`);
-          const run = await cli('prune', MODEL, '--calib', CALIB, '--sparsity', '0.7', ...flags, '-o', out);
-          assert.equal(run.code, 0, run.stderr);
-          await checkWritten(out);
-          return run.stdout;
-        },
-      ),
-    );
-    assert.match(runs[0], /^ec\+alpha\+magbudget, global scope/);
+    const runs: string[] = [];
+    // one after the other: the in-process CLI captures console output globally
+    for (const flags of [
+      [],
+      ['--method', 'ec'],
+      ['--method', 'ec', '--shift-scale', '0.5', '--budgets', 'magnitude'],
+    ]) {
+      const out = path.join(dir, `r${runs.length}.onnx`);
+      const run = await cli('prune', MODEL, '--calib', CALIB, '--sparsity', '0.7', ...flags, '-o', out);
+      assert.equal(run.code, 0, run.stderr);
+      await checkWritten(out);
+      runs.push(run.stdout);
+    }
+    assert.ok(runs[0].startsWith(`${formatVariant(DEFAULT_RECIPE)}, global scope`), runs[0]);
     assert.match(runs[1], /^ec, global scope/);
     assert.match(runs[2], /^ec\+alpha0\.5\+magbudget, global scope/);
     const bad = await cli(

@@ -138,6 +138,8 @@ describe('writing', () => {
         fixture(`${name}.input.npy`),
         '--sparsity',
         '0.5',
+        '--method',
+        'ec',
         '-o',
         out,
         '--quiet',
@@ -177,6 +179,8 @@ describe('writing', () => {
           calib,
           '--sparsity',
           '0.5',
+          '--method',
+          'ec',
           '-o',
           viaCli,
           '--quiet',
@@ -186,7 +190,7 @@ describe('writing', () => {
     );
     const model = await loadModel(file, { arch: 'relu' });
     const calibration = await openDataFile(calib);
-    const result = await prune(model.mlp!, calibration, { sparsity: 0.5 });
+    const result = await prune(model.mlp!, calibration, { method: 'ec', sparsity: 0.5 });
     const viaLibrary = path.join(tmp, 'library.pt');
     await saveModel(viaLibrary, result.model, { like: model, metadata: pruneMetadata(result, calibration) });
     assert.deepEqual(

@@ -23,7 +23,8 @@ const base = { gemm: tsGemm, batchSize: 16 } as const;
 
 async function assertSameAsPrune(mlp: Mlp, options: PruneOptions, label: string) {
   const { sequential: _s, steps: _k, refitBiases: _r, ...core } = options;
-  const expected = await prune(mlp, data, { ...base, ...core });
+  // a variant named without a method is EC's: so is the plain prune it reduces to
+  const expected = await prune(mlp, data, { ...base, method: 'ec', ...core });
   const actual = await prune(mlp, data, { ...base, ...options });
   assertSameModel(actual.model, expected.model, label);
   assert.deepEqual(actual.keepMasks, expected.keepMasks, `${label}: masks`);
@@ -48,7 +49,7 @@ describe('prune reduces to plain prune', () => {
   it("steps = 1, refitBiases = 0, sensitivity 'output'", () =>
     assertSameAsPrune(
       deep,
-      { sparsity: 0.7, steps: 1, refitBiases: 0, sensitivity: 'output' },
+      { method: 'ec', sparsity: 0.7, steps: 1, refitBiases: 0, sensitivity: 'output' },
       'explicit defaults',
     ));
   for (const scope of ['global', 'layer'] as const) {
@@ -153,7 +154,6 @@ describe('bias refit', () => {
   });
 
   it('through prune: refit result reported, error not above plain EC', async () => {
-    // refitBiases names a recipe (the paper's ec), so the plain run names ec too
     const plain = await prune(deep, data, { ...base, method: 'ec', sparsity: 0.85 });
     const refit = await prune(deep, data, { ...base, sparsity: 0.85, refitBiases: 3 });
     assert.deepEqual(refit.keepMasks, plain.keepMasks);

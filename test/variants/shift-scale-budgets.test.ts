@@ -6,7 +6,7 @@ import { logSumExp } from '../../src/graph/loss.js';
 import { asGraph } from '../../src/graph/mlp-graph.js';
 import { forward } from '../../src/graph/run.js';
 import type { Mlp } from '../../src/model/mlp.js';
-import { DEFAULT_RECIPE, discrepancyFor, prune, resolveRecipe } from '../../src/pipeline/prune.js';
+import { DEFAULT_RECIPE, prune, resolveRecipe, taskLoss } from '../../src/pipeline/prune.js';
 import { formatVariant, parseVariant } from '../../src/pipeline/variant-name.js';
 import { magnitudeScore } from '../../src/score/magnitude.js';
 import { prunedCounts, selectGlobal } from '../../src/select/select.js';
@@ -84,16 +84,12 @@ describe('shiftScale: the damped bias shift', () => {
     }
   });
 
-  it('the discrepancy follows the loss, the labels, then the number of outputs', () => {
+  it("the task's loss follows the loss, the labels, then the number of outputs", () => {
     const graph = asGraph(deep);
-    assert.equal(discrepancyFor(graph, data), 'kl', '4 outputs, no labels');
-    assert.equal(discrepancyFor(graph, data, 'mse'), 'mse', 'loss mse');
-    assert.equal(
-      discrepancyFor(asGraph(randomMlp([3, 4, 1], { kind: 'tanh' }, 1)), data),
-      'mse',
-      'one output',
-    );
-    assert.equal(discrepancyFor(graph, randomData(10, 6, 1, 3)), 'kl', 'class labels');
+    assert.equal(taskLoss(graph, data), 'ce', '4 outputs, no labels');
+    assert.equal(taskLoss(graph, data, 'mse'), 'mse', 'loss mse');
+    assert.equal(taskLoss(asGraph(randomMlp([3, 4, 1], { kind: 'tanh' }, 1)), data), 'mse', 'one output');
+    assert.equal(taskLoss(graph, randomData(10, 6, 1, 3)), 'ce', 'class labels');
   });
 });
 
@@ -134,7 +130,8 @@ describe('budgets: magnitude', () => {
 describe('the default recipe', () => {
   it('prune() without a method applies DEFAULT_RECIPE; naming a method gives that method', async () => {
     const implicit = await prune(deep, data, { ...base, sparsity: 0.8 });
-    const explicit = await prune(deep, data, { ...base, sparsity: 0.8, ...DEFAULT_RECIPE });
+    // named explicitly, a loss-sensitivity recipe needs the loss without labels; the default infers it
+    const explicit = await prune(deep, data, { ...base, sparsity: 0.8, ...DEFAULT_RECIPE, loss: 'ce' });
     assertSameModel(implicit.model, explicit.model, 'default');
     assert.deepEqual(resolveRecipe({ method: 'ec' }), { method: 'ec' }, 'ec stays the paper');
     assert.deepEqual(resolveRecipe({ sequential: true }), { method: 'ec', sequential: true }, 'a variant');
@@ -149,7 +146,7 @@ describe('the default recipe', () => {
     for (const name of ['ec+alpha', 'ec+alpha0.5', 'ec+magbudget', 'ec+loss+alpha+magbudget']) {
       assert.equal(formatVariant(parseVariant(name)), name, name);
     }
-    assert.equal(formatVariant(DEFAULT_RECIPE), 'ec+alpha+magbudget', 'the default by name');
+    assert.equal(formatVariant(DEFAULT_RECIPE), 'ec+loss+steps5', 'the default by name');
   });
 
   it('refuses the new options with sequential, obs and neuron removal', async () => {

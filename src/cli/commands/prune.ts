@@ -83,7 +83,7 @@ export function addCalibrationOptions(command: Command): Command {
       .addOption(
         new Option(
           '--loss <kind>',
-          'loss for gradmag: ce (class ids) or mse; default from the labels',
+          'the loss: ce (class ids) or mse, for gradmag, --sensitivity loss and the default recipe; default from the labels (the default recipe without labels: ce for a softmax head or several outputs, else mse)',
         ).argParser(parseLoss),
       )
   );
