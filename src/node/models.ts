@@ -175,21 +175,56 @@ export function requireChain(
   );
 }
 
+/** Each format as the messages name it. */
+const FORMAT_NAMES: Record<ModelFormat, string> = {
+  onnx: 'ONNX',
+  tfjs: 'TF.js',
+  safetensors: 'safetensors',
+  pytorch: 'PyTorch .pt',
+  npz: '.npz',
+};
+
 /** The formats that hold only the weights of a chain of layers (the activations come from --arch). */
 const CHAIN_FORMATS: ReadonlySet<ModelFormat> = new Set(['safetensors', 'pytorch', 'npz']);
 
-function notAChain(format: ModelFormat, file: string): EcpruneError {
-  return new EcpruneError(
-    'unsupported',
-    `a ${format} file holds only the weights of a chain of layers; this model is a graph: write .onnx or TF.js model.json`,
-    file,
-  );
+/**
+ * Why `graph` (derived from `like`, when given) cannot be written as `file`'s format, or undefined:
+ * a frozen prefix is kept only in ONNX; a weight-only format holds a chain of layers; TF.js holds
+ * a graph that is not a chain only over the model.json it was read from. The advice names only
+ * formats that can hold the model.
+ */
+function unwritable(file: string, graph: Graph, like: LoadedModel | undefined): EcpruneError | undefined {
+  const format = formatFromExtension(file);
+  if (like?.prefix && format !== 'onnx') {
+    return new EcpruneError(
+      'unsupported',
+      `a ${FORMAT_NAMES[format]} file cannot hold the model's frozen prefix (the ops before its first fully-connected layer, run by onnxruntime): write .onnx`,
+      file,
+    );
+  }
+  if (chainOf(graph) !== undefined) return undefined;
+  const graphFormats = like?.format === 'tfjs' ? '.onnx or TF.js model.json' : '.onnx';
+  if (CHAIN_FORMATS.has(format)) {
+    return new EcpruneError(
+      'unsupported',
+      `a ${FORMAT_NAMES[format]} file holds only the weights of a chain of layers; this model is a graph: write ${graphFormats}`,
+      file,
+    );
+  }
+  if (format === 'tfjs' && like?.format !== 'tfjs') {
+    return new EcpruneError(
+      'unsupported',
+      `a TF.js model.json is written only for a chain of layers or over the model.json a graph was read from; this model is a graph${like ? ` read from ${FORMAT_NAMES[like.format]}` : ''}: write .onnx`,
+      file,
+    );
+  }
+  return undefined;
 }
 
-/** Refuses, before any work, writing a model that is not a chain to a weight-only format. */
+/** Refuses, before any work, writing `model` (or a pruning of it) where its format cannot hold it. */
 export function checkFormatHolds(file: string, model: LoadedModel): void {
-  const format = formatFromExtension(file);
-  if (CHAIN_FORMATS.has(format) && model.mlp === undefined) throw notAChain(format, file);
+  const problem = unwritable(file, model.graph, model);
+  if (problem) throw problem;
 }
 
 /** The data as the model's fully-connected part sees it: through the frozen prefix, if any. */
@@ -288,12 +323,10 @@ function tfjsShardFile(file: string): string {
 export async function saveModel(file: string, model: Model, options: SaveOptions = {}): Promise<void> {
   const format = formatFromExtension(file);
   const graph = asGraph(model);
-  // safetensors and .npz hold a chain's weights only (the activations come from --arch)
-  const chain = () => {
-    const mlp = chainOf(graph);
-    if (mlp) return mlp;
-    throw notAChain(format, file);
-  };
+  const problem = unwritable(file, graph, options.like);
+  if (problem) throw problem;
+  // safetensors, .pt and .npz hold a chain's weights only (checked above)
+  const chain = () => chainOf(graph)!;
   const like = options.like?.format === format ? options.like : undefined;
   // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)
   const metadata = { ecprune_version: VERSION, ...options.metadata };
