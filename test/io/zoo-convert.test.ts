@@ -16,7 +16,14 @@ import { after, describe, it } from 'node:test';
 import { cli } from '../cli/run.js';
 import { consumerOutputs } from '../helpers/consumers.js';
 import { PYTHON, pythonMissing } from '../helpers/python.js';
-import { assertClose, calibrationRows, expectedOutputs, type Fixture, manifest, ZOO } from '../helpers/zoo.js';
+import {
+  assertClose,
+  calibrationRows,
+  expectedOutputs,
+  type Fixture,
+  manifest,
+  ZOO,
+} from '../helpers/zoo.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-zoo-convert-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -99,10 +106,18 @@ describe('convert on the producer zoo: what each format can hold, checked by its
         const run = await cli('convert', modelFile(fixture), '-o', out);
         if (!holds) {
           assert.equal(run.code, 2, `${c.name} -> .${extension}: ${run.stdout}`);
-          const format = { onnx: 'ONNX', json: 'TF\\.js', pt: 'PyTorch \\.pt', safetensors: 'safetensors', npz: '\\.npz' }[extension];
+          const format = {
+            onnx: 'ONNX',
+            json: 'TF\\.js',
+            pt: 'PyTorch \\.pt',
+            safetensors: 'safetensors',
+            npz: '\\.npz',
+          }[extension];
           assert.match(
             run.stderr.trim(),
-            new RegExp(`^ecprune: ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: a ${format} [^\\n]*: write \\.onnx( or TF\\.js model\\.json)?$`),
+            new RegExp(
+              `^ecprune: ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: a ${format} [^\\n]*: write \\.onnx( or TF\\.js model\\.json)?$`,
+            ),
           );
           assert.equal(existsSync(out), false, 'nothing is written');
           return;

@@ -14,6 +14,15 @@ function after(graph: Graph, l: number): string {
   return ops.length > 0 ? ops.join(', ') : graph.output === z ? '(output)' : '';
 }
 
+/**
+ * The ops after the last fully-connected layer, in graph order: the head of a graph read without
+ * an ONNX template (TF.js), whose Dense activations are nodes of their own.
+ */
+function headOps(graph: Graph): string[] {
+  const dense = graph.nodes.map((node) => node.op === 'Dense');
+  return graph.nodes.slice(dense.lastIndexOf(true) + 1).map((node) => node.op);
+}
+
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description(
@@ -54,7 +63,7 @@ export function inspectCommand(): Command {
         chain: mlp !== undefined,
         prefix: onnx?.prefix ?? [],
         ops: Object.fromEntries(ops),
-        head: onnx?.head ?? [],
+        head: onnx?.head ?? headOps(graph),
         layers,
         weights: total,
         nonzero,
