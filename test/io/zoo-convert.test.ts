@@ -68,7 +68,7 @@ const modelFile = (fixture: Fixture) => path.join(ZOO, fixture.file);
 
 /** The written file's outputs on the calibration inputs, as its real consumer computes them. */
 function weightOnlyOutputs(file: string, fixture: Fixture, activations: readonly string[]): number[] {
-  const script = String.raw`
+  const script = `
 import json, struct, sys, numpy as np
 file, calib, activations = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 if file.endswith('.pt'):

@@ -56,3 +56,15 @@ describe('inspect on the producer zoo: prefix, layers named as in the file, head
     });
   }
 });
+
+describe('inspect as text', () => {
+  it('layer names and the ops after each layer are printed in full, never cut', async () => {
+    const bn = await cli('inspect', path.join(ZOO, 'batchnorm_nobias', 'model.onnx'));
+    assert.equal(bn.code, 0, bn.stderr);
+    assert.match(bn.stdout, /^ {2}0 +\/0\/MatMul +16 x 10 +BatchNormalization +160 /m);
+    const residual = await cli('inspect', path.join(ZOO, 'residual', 'model.onnx'));
+    assert.match(residual.stdout, /^ {2}0 +stem +16 x 10 +ReduceMean, Sub, Add +160 /m);
+    const tfjs = await cli('inspect', path.join(ZOO, 'tfjs_dense_activations_a', 'model.json'));
+    assert.match(tfjs.stdout, /^ {2}head: Softmax$/m);
+  });
+});
