@@ -139,3 +139,22 @@ describe('convert on the producer zoo: what each format can hold, checked by its
     }
   }
 });
+
+describe('prune refuses, before any work, an output format that cannot hold the graph', () => {
+  for (const [name, extension] of [
+    ['cnn_head', 'json'],
+    ['cnn_head', 'npz'],
+    ['residual', 'json'],
+  ] as const) {
+    it(`${name} -> .${extension}`, async () => {
+      const fixture = fixtureOf(name);
+      const out = path.join(work, 'prune', name, extension === 'json' ? 'model.json' : `model.${extension}`);
+      const calib = path.join(ZOO, name, 'calib.npy');
+      const run = await cli('prune', modelFile(fixture), '--calib', calib, '--sparsity', '0.5', '-o', out);
+      assert.equal(run.code, 2, run.stdout);
+      assert.match(run.stderr.trim(), /^ecprune: [^\n]*: write \.onnx$/);
+      assert.equal(run.stdout, '', 'refused before any work');
+      assert.equal(existsSync(out), false, 'nothing is written');
+    });
+  }
+});
