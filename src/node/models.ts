@@ -18,7 +18,7 @@ import { type ModelShape, modelShape } from '../graph/run.js';
 import { sizeOf } from '../graph/tensor.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
-import { frozenPrefixOf, type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
+import { frozenPrefixOf, type OnnxTemplate, readOnnx, weightDtypeOf, writeOnnx } from '../io/onnx.js';
 import {
   ARCH_METADATA_KEY,
   mlpFromStateDict,
@@ -173,6 +173,26 @@ export function requireChain(
       `(${model.graph.nodes.length} ops: a residual, normalisation, head or prefix); ${instead}`,
     model.file,
   );
+}
+
+/**
+ * The float type a model's weights are stored in, where its file says and ecprune keeps it (ONNX,
+ * PyTorch .pt): a .pt written from it keeps that type.
+ */
+export function storedDtype(model: LoadedModel): TorchDtype | undefined {
+  if (model.onnx) return weightDtypeOf(model.onnx);
+  const first = model.pytorch?.keys[0];
+  return first && model.pytorch?.dtypes.get(first.weight);
+}
+
+/**
+ * The float type `saveModel` stores the weights of `like` (or a pruning of it) in as `file`: its own
+ * in ONNX over its ONNX file and in a .pt, float32 in every other case.
+ */
+export function writtenDtype(file: string, like: LoadedModel): TorchDtype {
+  const format = formatFromExtension(file);
+  const kept = format === 'pytorch' || (format === 'onnx' && like.format === 'onnx');
+  return (kept && storedDtype(like)) || 'float32';
 }
 
 /** Each format as the messages name it. */
@@ -355,11 +375,13 @@ export async function saveModel(file: string, model: Model, options: SaveOptions
         );
       }
       case 'pytorch': {
-        // each tensor in the dtype it was read in (a bias added by compensation in its weight's)
+        // each tensor in the dtype it was read in (a bias added by compensation in its weight's);
+        // converted from ONNX, in the type of the ONNX weights
         const dtypes = like?.pytorch?.dtypes;
+        const converted = options.like && storedDtype(options.like);
         const stateDict = new Map(
           [...stateDictFromMlp(chain(), like?.pytorch?.keys)].map(([name, tensor]) => {
-            const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight'));
+            const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight')) ?? converted;
             return [name, { ...tensor, dtype }];
           }),
         );

@@ -123,6 +123,15 @@ describe('convert on the producer zoo: what each format can hold, checked by its
           return;
         }
         assert.equal(run.code, 0, run.stderr);
+        // float64 and float16 weights are kept where the format keeps them, and a note says where not
+        const keepsDtype = extension === 'pt' || (extension === 'onnx' && fixture.producer === 'torch');
+        if (fixture.dtype === 'float32' || fixture.producer === 'tfjs' || keepsDtype)
+          assert.equal(run.stderr, '');
+        else
+          assert.match(
+            run.stderr.trim(),
+            new RegExp(`^ecprune: note: the weights are ${fixture.dtype} in .*; .* stores them as float32$`),
+          );
         const x = calibrationRows(c.name);
         const expected = expectedOutputs(fixture, x.rows);
         if (extension === 'onnx' || extension === 'json') {
@@ -135,6 +144,22 @@ describe('convert on the producer zoo: what each format can hold, checked by its
         const missing = pythonMissing(extension === 'pt' ? 'torch' : 'numpy');
         if (missing) return t.skip(missing);
         assertClose(weightOnlyOutputs(out, fixture, c.activations!), expected, fixture);
+        if (extension === 'pt') {
+          const dtypes = execFileSync(
+            PYTHON,
+            [
+              '-c',
+              'import sys, torch; print(sorted({str(t.dtype) for t in torch.load(sys.argv[1]).values()}))',
+              out,
+            ],
+            { encoding: 'utf8' },
+          );
+          assert.equal(
+            dtypes.trim(),
+            `['torch.${fixture.dtype}']`,
+            `${c.name}: the .pt keeps the weights' type`,
+          );
+        }
       });
     }
   }

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { layerSizes } from '../../model/mlp.js';
-import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, saveModel, storedDtype, writtenDtype } from '../../node/models.js';
 import { VERSION } from '../../version.js';
 import { archOption, MODEL_FILES } from '../options.js';
 
@@ -31,5 +31,10 @@ export function convertCommand(): Command {
         metadata: { ecprune_version: VERSION },
       });
       console.log(`${model.format} model ${layerSizes(model.graph).join('-')}: wrote ${flags.output}`);
+      const [stored, written] = [storedDtype(model), writtenDtype(flags.output, model)];
+      if (stored !== undefined && stored !== written)
+        console.error(
+          `ecprune: note: the weights are ${stored} in ${modelFile}; ${flags.output} stores them as ${written}`,
+        );
     });
 }
