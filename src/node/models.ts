@@ -158,14 +158,23 @@ async function described(model: Omit<LoadedModel, 'mlp' | 'shape'>): Promise<Loa
 }
 
 /**
- * The model as a chain of layers, for the commands that need one (the `.ecsr` runtime, training
- * and fine-tuning): an error naming `what` otherwise.
+ * The model as a chain of layers from its input, for the commands that need one (the `.ecsr`
+ * runtime): an error naming `what` otherwise, also for a chain behind a frozen prefix.
  */
 export function requireChain(
   model: LoadedModel,
   what: string,
   instead = 'plain pruning and the other variants work on it',
 ): Mlp {
+  if (model.prefix) {
+    // the layers after a prefix are a chain, but not from the model's input: writing them alone drops the prefix
+    throw new EcpruneError(
+      'unsupported',
+      `${what} needs a plain chain of fully-connected layers and activations; this model has a frozen prefix ` +
+        '(the ops before its first fully-connected layer, run by onnxruntime), which only ONNX holds: keep it as ONNX',
+      model.file,
+    );
+  }
   if (model.mlp) return model.mlp;
   throw new EcpruneError(
     'unsupported',

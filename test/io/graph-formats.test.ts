@@ -57,6 +57,16 @@ describe('weight-only formats and .ecsr: a graph that is not a chain', () => {
     assert.match(converted.stderr.trim(), NOT_A_CHAIN);
   });
 
+  it('export to .ecsr refuses a chain behind a frozen prefix (it would drop the convolutions)', async () => {
+    const run = await exportCsr('cnn_head');
+    assert.equal(run.code, 2, run.stdout);
+    assert.match(
+      run.stderr.trim(),
+      /^[^\n]*cnn_head[^\n]*the \.ecsr runtime format needs a plain chain[^\n]*frozen prefix[^\n]*keep it as ONNX$/,
+    );
+    assert.equal(existsSync(path.join(work, 'cnn_head.ecsr')), false, 'nothing is written');
+  });
+
   it('export to .ecsr refuses in one line naming the format and what to do', async () => {
     const run = await exportCsr('residual');
     assert.equal(run.code, 2);
