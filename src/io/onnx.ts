@@ -10,5 +10,6 @@ export {
   type OnnxTemplate,
   type OnnxTensorInfo,
   readOnnx,
+  weightDtypeOf,
 } from './onnx/read.js';
 export { type WriteOnnxOptions, writeOnnx } from './onnx/write.js';

@@ -18,7 +18,7 @@ import { type ModelShape, modelShape } from '../graph/run.js';
 import { sizeOf } from '../graph/tensor.js';
 import { type Arch, formatArch, parseArch, requireArch } from '../io/arch.js';
 import { readNpzModel, writeNpzModel } from '../io/npz-model.js';
-import { frozenPrefixOf, type OnnxTemplate, readOnnx, writeOnnx } from '../io/onnx.js';
+import { frozenPrefixOf, type OnnxTemplate, readOnnx, weightDtypeOf, writeOnnx } from '../io/onnx.js';
 import {
   ARCH_METADATA_KEY,
   mlpFromStateDict,
@@ -158,16 +158,24 @@ async function described(model: Omit<LoadedModel, 'mlp' | 'shape'>): Promise<Loa
 }
 
 /**
- * The model as a chain of layers, for the commands that need one (the `.ecsr` runtime, training
- * and fine-tuning): an error naming `what` otherwise.
+ * The model as a chain of layers from its input, for the commands that need one (the `.ecsr`
+ * runtime): an error naming `what` otherwise, also for a chain behind a frozen prefix.
  */
 export function requireChain(
   model: LoadedModel,
   what: string,
   instead = 'plain pruning and the other variants work on it',
 ): Mlp {
-  // with a frozen prefix the chain starts inside the model: it is not the model
-  if (model.mlp && !model.prefix) return model.mlp;
+  if (model.prefix) {
+    // the layers after a prefix are a chain, but not from the model's input: writing them alone drops the prefix
+    throw new EcpruneError(
+      'unsupported',
+      `${what} needs a plain chain of fully-connected layers and activations; this model has a frozen prefix ` +
+        '(the ops before its first fully-connected layer, run by onnxruntime), which only ONNX holds: keep it as ONNX',
+      model.file,
+    );
+  }
+  if (model.mlp) return model.mlp;
   throw new EcpruneError(
     'unsupported',
     `${what} needs a plain chain of fully-connected layers and activations; this model is a graph ` +
@@ -176,21 +184,76 @@ export function requireChain(
   );
 }
 
+/**
+ * The float type a model's weights are stored in, where its file says and ecprune keeps it (ONNX,
+ * PyTorch .pt): a .pt written from it keeps that type.
+ */
+export function storedDtype(model: LoadedModel): TorchDtype | undefined {
+  if (model.onnx) return weightDtypeOf(model.onnx);
+  const first = model.pytorch?.keys[0];
+  return first && model.pytorch?.dtypes.get(first.weight);
+}
+
+/**
+ * The float type `saveModel` stores the weights of `like` (or a pruning of it) in as `file`: its own
+ * in ONNX over its ONNX file and in a .pt, float32 in every other case.
+ */
+export function writtenDtype(file: string, like: LoadedModel): TorchDtype {
+  const format = formatFromExtension(file);
+  const kept = format === 'pytorch' || (format === 'onnx' && like.format === 'onnx');
+  return (kept && storedDtype(like)) || 'float32';
+}
+
+/** Each format as the messages name it. */
+const FORMAT_NAMES: Record<ModelFormat, string> = {
+  onnx: 'ONNX',
+  tfjs: 'TF.js',
+  safetensors: 'safetensors',
+  pytorch: 'PyTorch .pt',
+  npz: '.npz',
+};
+
 /** The formats that hold only the weights of a chain of layers (the activations come from --arch). */
 const CHAIN_FORMATS: ReadonlySet<ModelFormat> = new Set(['safetensors', 'pytorch', 'npz']);
 
-function notAChain(format: ModelFormat, file: string): EcpruneError {
-  return new EcpruneError(
-    'unsupported',
-    `a ${format} file holds only the weights of a chain of layers; this model is a graph: write .onnx or TF.js model.json`,
-    file,
-  );
+/**
+ * Why `graph` (derived from `like`, when given) cannot be written as `file`'s format, or undefined:
+ * a frozen prefix is kept only in ONNX; a weight-only format holds a chain of layers; TF.js holds
+ * a graph that is not a chain only over the model.json it was read from. The advice names only
+ * formats that can hold the model.
+ */
+function unwritable(file: string, graph: Graph, like: LoadedModel | undefined): EcpruneError | undefined {
+  const format = formatFromExtension(file);
+  if (like?.prefix && format !== 'onnx') {
+    return new EcpruneError(
+      'unsupported',
+      `a ${FORMAT_NAMES[format]} file cannot hold the model's frozen prefix (the ops before its first fully-connected layer, run by onnxruntime): write .onnx`,
+      file,
+    );
+  }
+  if (chainOf(graph) !== undefined) return undefined;
+  const graphFormats = like?.format === 'tfjs' ? '.onnx or TF.js model.json' : '.onnx';
+  if (CHAIN_FORMATS.has(format)) {
+    return new EcpruneError(
+      'unsupported',
+      `a ${FORMAT_NAMES[format]} file holds only the weights of a chain of layers; this model is a graph: write ${graphFormats}`,
+      file,
+    );
+  }
+  if (format === 'tfjs' && like?.format !== 'tfjs') {
+    return new EcpruneError(
+      'unsupported',
+      `a TF.js model.json is written only for a chain of layers or over the model.json a graph was read from; this model is a graph${like ? ` read from ${FORMAT_NAMES[like.format]}` : ''}: write .onnx`,
+      file,
+    );
+  }
+  return undefined;
 }
 
-/** Refuses, before any work, writing a model that is not a chain to a weight-only format. */
+/** Refuses, before any work, writing `model` (or a pruning of it) where its format cannot hold it. */
 export function checkFormatHolds(file: string, model: LoadedModel): void {
-  const format = formatFromExtension(file);
-  if (CHAIN_FORMATS.has(format) && (model.mlp === undefined || model.prefix)) throw notAChain(format, file);
+  const problem = unwritable(file, model.graph, model);
+  if (problem) throw problem;
 }
 
 /** The data as the model's fully-connected part sees it: through the frozen prefix, if any. */
@@ -289,23 +352,11 @@ function tfjsShardFile(file: string): string {
 export async function saveModel(file: string, model: Model, options: SaveOptions = {}): Promise<void> {
   const format = formatFromExtension(file);
   const graph = asGraph(model);
-  // safetensors and .npz hold a chain's weights only (the activations come from --arch)
-  const chain = () => {
-    const mlp = chainOf(graph);
-    if (mlp) return mlp;
-    throw notAChain(format, file);
-  };
+  const problem = unwritable(file, graph, options.like);
+  if (problem) throw problem;
+  // safetensors, .pt and .npz hold a chain's weights only (checked above)
+  const chain = () => chainOf(graph)!;
   const like = options.like?.format === format ? options.like : undefined;
-  // the frozen prefix (Conv ...) is not in the graph: only the file it came from can keep it
-  if (options.like?.prefix && like === undefined) {
-    throw CHAIN_FORMATS.has(format)
-      ? notAChain(format, file)
-      : new EcpruneError(
-          'unsupported',
-          `the model's frozen prefix (the ops before its fully-connected layers) is kept only in its own format: write .${options.like.format}`,
-          file,
-        );
-  }
   // every model ecprune writes names the version that wrote it (pruneMetadata adds how it was pruned)
   const metadata = { ecprune_version: VERSION, ...options.metadata };
   const write: WriteOptions = {
@@ -333,11 +384,13 @@ export async function saveModel(file: string, model: Model, options: SaveOptions
         );
       }
       case 'pytorch': {
-        // each tensor in the dtype it was read in (a bias added by compensation in its weight's)
+        // each tensor in the dtype it was read in (a bias added by compensation in its weight's);
+        // converted from ONNX, in the type of the ONNX weights
         const dtypes = like?.pytorch?.dtypes;
+        const converted = options.like && storedDtype(options.like);
         const stateDict = new Map(
           [...stateDictFromMlp(chain(), like?.pytorch?.keys)].map(([name, tensor]) => {
-            const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight'));
+            const dtype = dtypes?.get(name) ?? dtypes?.get(name.replace(/bias$/, 'weight')) ?? converted;
             return [name, { ...tensor, dtype }];
           }),
         );

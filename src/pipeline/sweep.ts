@@ -3,8 +3,8 @@
  * network measured on a test set against the dense one. The calibration statistics are collected
  * once, in one pass that serves every method; each criterion and each compensation is computed
  * once and reused across sparsities and scopes (see `prune.ts` for the one-shot composition).
- * The model may be any graph: pruning and measuring run on graphs; what trains or re-runs a chain
- * of layers (fine-tuning, `dense-small`, `nonlinear`) needs the model to be one and says so.
+ * The model may be any graph: pruning, fine-tuning and measuring run on graphs; what trains a new
+ * chain of layers or re-runs one (`dense-small`, `nonlinear`) needs the model to be one and says so.
  */
 
 import { applyPruning } from '../compensate/apply.js';
@@ -288,15 +288,12 @@ function checkOptions(
   if (training && (options.train?.targetKind === undefined || options.training === undefined)) {
     throw new EcpruneError('usage', `${training} needs labelled training data and the training settings`);
   }
-  const needsChain = [
-    ...options.methods.filter((m) => usesNonlinear([m]) || m === 'dense-small'),
-    ...(finetuneEpochs.some((e) => e > 0) ? ['fine-tuning'] : []),
-  ];
+  const needsChain = options.methods.filter((m) => usesNonlinear([m]) || m === 'dense-small');
   if (needsChain.length > 0 && chainFor(model) === undefined) {
     throw new EcpruneError(
       'unsupported',
       `${needsChain.join(', ')} ${needsChain.length > 1 ? 'need' : 'needs'} a plain chain of fully-connected layers and activations; ` +
-        `this model is a graph (${asGraph(model).nodes.length} ops): leave ${needsChain.length > 1 ? 'them' : 'it'} out (every pruning method and variant runs on graphs)`,
+        `this model is a graph (${asGraph(model).nodes.length} ops): leave ${needsChain.length > 1 ? 'them' : 'it'} out (every pruning method and variant, and fine-tuning, run on graphs)`,
     );
   }
   if (usesNonlinear(options.methods))
@@ -304,7 +301,7 @@ function checkOptions(
   return { scopes, finetuneEpochs, seeds, seed: options.seed ?? 0 };
 }
 
-/** The model as a chain of layers, when it is one (what training and `nonlinear` need). */
+/** The model as a chain of layers, when it is one (what `dense-small` and `nonlinear` need). */
 function chainFor(model: Model): Mlp | undefined {
   return 'nodes' in model ? chainOf(model) : model;
 }
@@ -359,10 +356,9 @@ async function finetuneModel(
   epochs: number,
   stage: SweepStage,
   options: SweepOptions,
-): Promise<Mlp> {
+): Promise<Model> {
   const { train, training } = options;
-  // checked to be a chain before any work
-  const result = await finetune(chainFor(model)!, train!, {
+  const result = await finetune(model, train!, {
     ...training!,
     epochs,
     loss: options.loss,

@@ -17,12 +17,13 @@ import { defaultGemm, setDefaultGemm } from '../../src/gemm/default.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { forward } from '../../src/graph/run.js';
 import { readNpy, writeNpy } from '../../src/io/npy.js';
-import type { Mlp } from '../../src/model/mlp.js';
+import { type Mlp, nonzeroWeightCount } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { evaluate } from '../../src/pipeline/evaluate.js';
 import { prune } from '../../src/pipeline/prune.js';
+import { finetune } from '../../src/train/train.js';
 import { FIXTURES, cli as runCaptured, tempDir } from './run.js';
 
 const CONSTANTS = [0.8, -0.6, 0.5, -0.9, 0.3, 0.7];
@@ -557,12 +558,63 @@ describe('sweep on graph models (issue #11)', () => {
     });
   }
 
-  it('what needs a chain (dense-small, nonlinear, fine-tuning) is refused on a graph in one line, exit 2', async () => {
+  for (const name of ['residual', 'cnn_head']) {
+    it(`${name}: --finetune-epochs fine-tunes through the graph; its row equals prune + finetune + evaluate`, async () => {
+      const { x, y } = labelled(name);
+      const file = path.join(ZOO, name, 'model.onnx');
+      const report = path.join(tempDir(), 'finetuned');
+      const run = await cli([
+        'sweep',
+        file,
+        ...['--calib', x, '--data', x, '--labels', y, '--train', x, '--train-labels', y],
+        ...['--methods', 'ec', '--sparsities', '0.5', '--finetune-epochs', '0,2', '--batch-size', '16'],
+        ...['--lr', '0.01', '--seed', '3', '--quiet', '-o', report],
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      const rows: Row[] = JSON.parse(readFileSync(path.join(report, 'results.json'), 'utf8')).rows;
+      assert.deepEqual(
+        rows.map((r) => [r.method, r.finetuneEpochs]),
+        [
+          ['dense', 0],
+          ['ec', 0],
+          ['ec', 2],
+        ],
+      );
+      // the second computation: prune, then the library's finetune with the same settings, then evaluate
+      const model = await loadModel(file);
+      const data = dataForModel(model, await openDataFile(x, { targets: y }));
+      const pruned = await prune(model.graph, data, { method: 'ec', sparsity: 0.5 });
+      const tuned = await finetune(pruned.model, data, {
+        epochs: 2,
+        learningRate: 0.01,
+        batchSize: 16,
+        seed: 3,
+      });
+      const evaluated = await evaluate(tuned.model, data, { reference: model.graph });
+      assert.ok(
+        Math.abs(rows[2].outputMse - evaluated.outputMse!) <= 1e-6 * evaluated.outputMse!,
+        `${name}: sweep ${rows[2].outputMse} vs prune + finetune + evaluate ${evaluated.outputMse}`,
+      );
+      assert.notEqual(rows[2].outputMse, rows[1].outputMse, `${name}: fine-tuning changed the network`);
+      // pruned weights stay exactly zero: as many nonzeros as before fine-tuning (or fewer)
+      assert.ok(
+        rows[2].nonzero <= rows[1].nonzero,
+        `${name}: ${rows[2].nonzero} nonzero after, ${rows[1].nonzero} before`,
+      );
+      assert.equal(
+        rows[2].nonzero,
+        nonzeroWeightCount(tuned.model),
+        `${name}: the fine-tuned row's nonzeros`,
+      );
+    });
+  }
+
+  it('what needs a chain (dense-small, nonlinear) is refused on a graph in one line, exit 2', async () => {
     const { x, y } = labelled('residual');
     for (const extra of [
       ['--methods', 'ec,dense-small'],
       ['--methods', 'nonlinear'],
-      ['--finetune-epochs', '0,1'],
+      ['--methods', 'ec,dense-small', '--finetune-epochs', '0,1'],
     ]) {
       const run = await cli([
         'sweep',

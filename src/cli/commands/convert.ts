@@ -1,12 +1,15 @@
 import { Command } from 'commander';
 import { layerSizes } from '../../model/mlp.js';
-import { checkModelOutput, loadModel, saveModel } from '../../node/models.js';
+import { checkModelOutput, loadModel, saveModel, storedDtype, writtenDtype } from '../../node/models.js';
 import { VERSION } from '../../version.js';
 import { archOption, MODEL_FILES } from '../options.js';
 
 const EXAMPLES = `
 The input format is read from the content, the output format from the extension:
   .onnx  ONNX   .json  TF.js LayersModel (weights written next to it)   .safetensors   .pt/.pth (torch.save state_dict)   .npz (W0, b0, ...)
+A chain of layers converts to every format; a graph (residual, normalisation, head) to ONNX, or to
+TF.js over the model.json it was read from; a frozen prefix (a convolutional feature extractor) only to
+ONNX. float64/float16 weights keep their type in a .pt and in ONNX from ONNX; a note says where not.
 
 Examples:
   $ ecprune convert model.onnx -o web/model.json
@@ -31,5 +34,10 @@ export function convertCommand(): Command {
         metadata: { ecprune_version: VERSION },
       });
       console.log(`${model.format} model ${layerSizes(model.graph).join('-')}: wrote ${flags.output}`);
+      const [stored, written] = [storedDtype(model), writtenDtype(flags.output, model)];
+      if (stored !== undefined && stored !== written)
+        console.error(
+          `ecprune: note: the weights are ${stored} in ${modelFile}; ${flags.output} stores them as ${written}`,
+        );
     });
 }

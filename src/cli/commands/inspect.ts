@@ -14,6 +14,15 @@ function after(graph: Graph, l: number): string {
   return ops.length > 0 ? ops.join(', ') : graph.output === z ? '(output)' : '';
 }
 
+/**
+ * The ops after the last fully-connected layer, in graph order: the head of a graph read without
+ * an ONNX template (TF.js), whose Dense activations are nodes of their own.
+ */
+function headOps(graph: Graph): string[] {
+  const dense = graph.nodes.map((node) => node.op === 'Dense');
+  return graph.nodes.slice(dense.lastIndexOf(true) + 1).map((node) => node.op);
+}
+
 export function inspectCommand(): Command {
   return new Command('inspect')
     .description(
@@ -54,7 +63,7 @@ export function inspectCommand(): Command {
         chain: mlp !== undefined,
         prefix: onnx?.prefix ?? [],
         ops: Object.fromEntries(ops),
-        head: onnx?.head ?? [],
+        head: onnx?.head ?? headOps(graph),
         layers,
         weights: total,
         nonzero,
@@ -78,13 +87,16 @@ export function inspectCommand(): Command {
         );
       }
       if (summary.head.length > 0) console.log(`  head: ${summary.head.join(', ')}`);
+      // names (what --exclude takes) and the ops after a layer in full, a cut one misleads ('BatchNormaliza'):
+      // each column as wide as its widest entry
+      const nameWidth = Math.max(20, ...layers.map((row) => row.name.length));
+      const thenWidth = Math.max(14, ...layers.map((row) => row.activation.length));
       console.log(
-        '  layer  name                  shape (out x in)  then            weights   non-zero  sparsity',
+        `  layer  ${'name'.padEnd(nameWidth)}  shape (out x in)  ${'then'.padEnd(thenWidth)}  weights   non-zero  sparsity`,
       );
       for (const row of layers) {
-        const name = row.name.length > 20 ? `${row.name.slice(0, 19)}…` : row.name;
         console.log(
-          `  ${String(row.layer).padEnd(5)}  ${name.padEnd(20)}  ${`${row.shape[0]} x ${row.shape[1]}`.padEnd(16)}  ${row.activation.slice(0, 14).padEnd(14)}  ` +
+          `  ${String(row.layer).padEnd(5)}  ${row.name.padEnd(nameWidth)}  ${`${row.shape[0]} x ${row.shape[1]}`.padEnd(16)}  ${row.activation.padEnd(thenWidth)}  ` +
             `${row.weights.toLocaleString('en').padStart(9)}  ${row.nonzero.toLocaleString('en').padStart(9)}  ${(100 * row.sparsity).toFixed(2).padStart(8)} %` +
             (row.biases === 0 ? '  (no bias)' : ''),
         );

@@ -311,7 +311,7 @@ export async function sweepAction(
   let modelFiles: readonly string[] = [];
   if (settings.model !== undefined) {
     const loaded = await loadModel(settings.model);
-    // a chain as its layers (what fine-tuning and the chain-only methods take), any other graph as it is
+    // a chain as its layers (what the chain-only methods take), any other graph as it is
     model = loaded.mlp ?? loaded.graph;
     modelFiles = loaded.files;
     modelText = `${settings.model}: ${loaded.mlp ? describeArchitecture(loaded.mlp) : describeGraph(loaded.graph)}`;

@@ -757,6 +757,12 @@ function prefixModel(
 }
 
 /** What `inspect` shows of an ONNX model. */
+/** The float type the model's fully-connected weights are stored in (of its first layer). */
+export function weightDtypeOf(template: OnnxTemplate): 'float32' | 'float16' | 'float64' {
+  const type = template.layers[0]?.weightType;
+  return type === DOUBLE ? 'float64' : type === FLOAT16 ? 'float16' : 'float32';
+}
+
 export function describeOnnx(template: OnnxTemplate): {
   opset: number;
   irVersion: number;
