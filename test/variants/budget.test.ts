@@ -113,13 +113,14 @@ describe('pruneToBudget', () => {
       (await fresh(search.failedAbove!.sparsity)).accuracy! < 0.8,
       `${search.failedAbove!.sparsity} fails`,
     );
-    const { statistics } = await prune(teacher, calibration, { sparsity: 0.5, gemm });
+    // the paper's one-shot ec: statistics to reuse (the default recipe takes steps)
+    const { statistics } = await prune(teacher, calibration, { method: 'ec', sparsity: 0.5, gemm });
     await assert.rejects(
       prune(teacher, calibration, { sparsity: 0.5, sequential: true, statistics, gemm }),
       /reused statistics are for one-shot pruning/,
     );
     await assert.rejects(
-      prune(teacher, await labelled(100, 5, 'classes'), { sparsity: 0.5, statistics, gemm }),
+      prune(teacher, await labelled(100, 5, 'classes'), { method: 'ec', sparsity: 0.5, statistics, gemm }),
       /are not of this model and calibration set/,
     );
   });
