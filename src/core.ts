@@ -69,11 +69,11 @@ export {
   type PruneOptions,
   type PruneResult,
   prune,
-  pruneMetadata,
   resolveRecipe,
 } from './pipeline/prune.js';
 export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
 export { runSweep, type SweepOptions, type SweepRow } from './pipeline/sweep.js';
+export { formatVariant, pruneMetadata } from './pipeline/variant-name.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {

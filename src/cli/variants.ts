@@ -5,8 +5,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { EcpruneError } from '../errors.js';
 import type { PruneOptions } from '../pipeline/prune.js';
-import { resolveRecipe } from '../pipeline/prune.js';
-import { formatVariant, parseVariant, type VariantOptions } from '../pipeline/variant-name.js';
+import { parseVariant, type VariantOptions } from '../pipeline/variant-name.js';
 import { NONLINEAR_DEFAULT_SAMPLES } from '../score/nonlinear.js';
 import { parsePositiveInt } from './options.js';
 
@@ -152,11 +151,6 @@ export function variantOptions(flags: VariantFlags): PruneOptions {
     }
   }
   return { ...fromFlags, ...named };
-}
-
-/** A short name of the method and its variants, e.g. `ec+sequential+refit5`, for metadata and tables. */
-export function describeVariant(flags: VariantFlags): string {
-  return formatVariant(resolveRecipe(variantOptions(flags)));
 }
 
 export const VARIANT_EXAMPLES = `

@@ -233,29 +233,14 @@ export interface PruneResult extends ScoreResult {
   readonly neurons?: { readonly keep: Uint8Array[]; readonly scores: Float64Array[] };
   /** per layer, the scale the bias shifts were multiplied by (compensating methods; last step) */
   readonly shiftScales?: number[];
+  /** the recipe that ran (no method named: the default recipe); variant-name.ts formatVariant names it */
+  readonly recipe: RecipeOptions;
 }
 
-type Pruned = Omit<PruneResult, 'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated'>;
-
-/**
- * The metadata ecprune stores in a pruned model (ONNX metadata_props, safetensors and TF.js
- * metadata, a record in a .pt), as the CLI writes it: pass it to saveModel's `metadata`.
- * `method` defaults to the result's (the CLI passes its variant name, e.g. `ec+refit5`).
- */
-export function pruneMetadata(
-  result: PruneResult,
-  calibration: Pick<Dataset, 'name'>,
-  method: string = result.method,
-): Record<string, string> {
-  return {
-    ecprune_version: VERSION,
-    ecprune_method: method,
-    ecprune_sparsity: String(result.sparsity),
-    ecprune_scope: result.scope,
-    ecprune_calibration_samples: String(result.statistics.samples),
-    ecprune_calibration: calibration.name,
-  };
-}
+type Pruned = Omit<
+  PruneResult,
+  'method' | 'sparsity' | 'scope' | 'refit' | 'addedBiases' | 'uncompensated' | 'recipe'
+>;
 
 /**
  * Refuses, before any work, a variant that cannot apply to this model: neuron removal where a
@@ -410,6 +395,20 @@ export async function prune(
     scope,
     addedBiases: [...run.addedBiases],
     uncompensated: [...run.uncompensated],
+    recipe: {
+      method,
+      obs: options.obs,
+      nonlinear: options.nonlinear,
+      sensitivity: options.sensitivity,
+      probes: options.probes,
+      sequential: options.sequential,
+      steps: options.steps,
+      refitBiases: options.refitBiases,
+      pattern: options.pattern,
+      structure: options.structure,
+      shiftScale: options.shiftScale,
+      budgets: options.budgets,
+    },
   };
   if (refitIterations === 0) return result;
   const { model, ...refit } = await timePhase(options.timings, 'refit', () =>

@@ -1,6 +1,8 @@
+import type { Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import { isMethodName, METHOD_NAMES, METHODS, type MethodName } from '../score/methods.js';
-import type { RecipeOptions } from './prune.js';
+import { VERSION } from '../version.js';
+import type { PruneResult, RecipeOptions } from './prune.js';
 
 /** A method name with no modifiers: the criteria of `METHODS` and the three references. */
 export type BaseMethod = MethodName | 'obs' | 'nonlinear' | 'dense-small';
@@ -126,4 +128,24 @@ export function parseVariant(name: string): VariantOptions {
     Object.assign(options, rule[1](rule[0].exec(modifier)!));
   }
   return options;
+}
+
+/**
+ * The metadata ecprune stores in a pruned model (ONNX metadata_props, safetensors and TF.js
+ * metadata, a record in a .pt), as the CLI writes it: pass it to saveModel's `metadata`.
+ * `method` defaults to the name of the recipe that ran (e.g. `ec+loss+steps5`, `ec+refit5`).
+ */
+export function pruneMetadata(
+  result: PruneResult,
+  calibration: Pick<Dataset, 'name'>,
+  method: string = formatVariant(result.recipe),
+): Record<string, string> {
+  return {
+    ecprune_version: VERSION,
+    ecprune_method: method,
+    ecprune_sparsity: String(result.sparsity),
+    ecprune_scope: result.scope,
+    ecprune_calibration_samples: String(result.statistics.samples),
+    ecprune_calibration: calibration.name,
+  };
 }

@@ -19,7 +19,8 @@ import type { Mlp } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { loadModel, saveModel, sniffFormat } from '../../src/node/models.js';
 import { evaluate } from '../../src/pipeline/evaluate.js';
-import { prune, pruneMetadata } from '../../src/pipeline/prune.js';
+import { prune } from '../../src/pipeline/prune.js';
+import { pruneMetadata } from '../../src/pipeline/variant-name.js';
 import { cli } from '../cli/run.js';
 import { failsWith } from '../helpers/errors.js';
 
@@ -179,8 +180,6 @@ describe('writing', () => {
           calib,
           '--sparsity',
           '0.5',
-          '--method',
-          'ec',
           '-o',
           viaCli,
           '--quiet',
@@ -190,7 +189,8 @@ describe('writing', () => {
     );
     const model = await loadModel(file, { arch: 'relu' });
     const calibration = await openDataFile(calib);
-    const result = await prune(model.mlp!, calibration, { method: 'ec', sparsity: 0.5 });
+    // no method: the default recipe, named the same way by both (ec+loss+steps5)
+    const result = await prune(model.mlp!, calibration, { sparsity: 0.5 });
     const viaLibrary = path.join(tmp, 'library.pt');
     await saveModel(viaLibrary, result.model, { like: model, metadata: pruneMetadata(result, calibration) });
     assert.deepEqual(

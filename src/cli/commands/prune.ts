@@ -13,9 +13,8 @@ import {
   type PruneOptions,
   type PruneResult,
   prune,
-  pruneMetadata,
 } from '../../pipeline/prune.js';
-import { formatVariant, pruneMethodsText } from '../../pipeline/variant-name.js';
+import { formatVariant, pruneMetadata, pruneMethodsText } from '../../pipeline/variant-name.js';
 import { describeThinLayer, MIN_KEPT_PER_NEURON, thinLayers } from '../../select/layers.js';
 import { finetune } from '../../train/train.js';
 import {
@@ -44,7 +43,6 @@ import { progressBar } from '../progress.js';
 import { CALIBRATION_PHASES, startClock } from '../timings.js';
 import {
   addVariantOptions,
-  describeVariant,
   nonlinearSamplesOption,
   parsePruneMethod,
   VARIANT_EXAMPLES,
@@ -330,12 +328,12 @@ export function pruneCommand(): Command {
         like: model,
         onnxSparse: flags.onnxSparse,
         metadata: {
-          ...pruneMetadata(result, calibration, describeVariant(flags)),
+          ...pruneMetadata(result, calibration),
           ...(epochs > 0 ? { ecprune_finetune_epochs: String(epochs) } : {}),
         },
       });
       clock.lap('write');
-      printPruneSummary(describeVariant(flags), result, model.graph, flags.output);
+      printPruneSummary(formatVariant(result.recipe), result, model.graph, flags.output);
       if (flags.timings) clock.print();
     });
 }
