@@ -47,7 +47,6 @@ import {
   unitFlows,
 } from '../select/structure.js';
 import { timePhase } from '../timings.js';
-import { VERSION } from '../version.js';
 import type { ScoreOptions, ScoreResult } from './score.js';
 
 /**
