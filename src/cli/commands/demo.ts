@@ -2,14 +2,17 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { parseActivation } from '../../model/activations.js';
 import { isReportFolder } from '../../node/report-files.js';
+import { DEFAULT_RECIPE } from '../../pipeline/prune.js';
+import { formatVariant } from '../../pipeline/variant-name.js';
 import { parseNonNegativeInt, parsePositiveInt } from '../options.js';
 import { DEFAULT_SPARSITIES, type SweepSettings, sweepAction } from './sweep.js';
 
-/** The demo's study: the 7 pruning methods on the built-in MNIST, 784-300-100-10 ReLU. */
+/** The demo's study: prune's default recipe and the 7 pruning methods on the built-in MNIST, 784-300-100-10 ReLU. */
 /** ~2.5 s each with the onnxruntime GEMM on 2 cores: the whole demo takes under a minute from scratch */
 export const DEMO_EPOCHS = 8;
 
 export const DEMO_METHODS = [
+  formatVariant(DEFAULT_RECIPE),
   'ec',
   'ec-nocomp',
   'magnitude',
@@ -17,7 +20,7 @@ export const DEMO_METHODS = [
   'obd',
   'gradmag',
   'random',
-] as const;
+];
 
 export function demoCommand(): Command {
   return new Command('demo')

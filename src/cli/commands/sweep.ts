@@ -9,6 +9,7 @@ import { layerSizes, weightCount } from '../../model/mlp.js';
 import { openNamedDataset } from '../../node/datasets.js';
 import { dataForModel, loadModel } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
+import { DEFAULT_RECIPE } from '../../pipeline/prune.js';
 import {
   isSweepMethod,
   runSweep,
@@ -16,7 +17,7 @@ import {
   type SweepMethod,
   type SweepStage,
 } from '../../pipeline/sweep.js';
-import { MODIFIER_NAMES, usesNonlinear } from '../../pipeline/variant-name.js';
+import { formatVariant, MODIFIER_NAMES, usesNonlinear } from '../../pipeline/variant-name.js';
 import { formatBest, tablePrinter } from '../../report/table.js';
 import { METHODS } from '../../score/methods.js';
 import { checkNonlinearSize } from '../../score/nonlinear.js';
@@ -122,7 +123,7 @@ export function sweepCommand(): Command {
     )
     .option(
       '--methods <list>',
-      `comma-separated, from ${SWEEP_METHODS.join(', ')}, and variants <method>+<modifier>... with modifiers ${MODIFIER_NAMES.join(', ')} (default: the ${Object.keys(METHODS).length} pruning methods)`,
+      `comma-separated, from ${SWEEP_METHODS.join(', ')}, and variants <method>+<modifier>... with modifiers ${MODIFIER_NAMES.join(', ')} (default: prune's default recipe ${formatVariant(DEFAULT_RECIPE)} when the calibration set has labels, and the ${Object.keys(METHODS).length} pruning methods)`,
       listOf(parseSweepMethod),
     )
     .addOption(
@@ -204,11 +205,15 @@ async function openSweepData(settings: SweepSettings): Promise<SweepData> {
   return { calibration, test, train: train.targetKind ? train : undefined };
 }
 
-/** The pruning methods that apply: all of them, gradmag only when the calibration set has labels. */
+/**
+ * The pruning methods that apply: prune's default recipe (what a user gets without a method; it
+ * runs on the labels' loss when named) and every criterion, gradmag too, when the calibration set
+ * has labels; the criteria but gradmag otherwise.
+ */
 function defaultMethods(calibration: Dataset): SweepMethod[] {
-  return SWEEP_METHODS.filter(
-    (m) => m in METHODS && (calibration.targetKind !== undefined || m !== 'gradmag'),
-  );
+  if (calibration.targetKind === undefined)
+    return SWEEP_METHODS.filter((m) => m in METHODS && m !== 'gradmag');
+  return [formatVariant(DEFAULT_RECIPE), ...SWEEP_METHODS.filter((m) => m in METHODS)];
 }
 
 /** One progress bar at a time, for whichever stage reports. */
