@@ -70,10 +70,11 @@ export {
   type PruneResult,
   prune,
   resolveRecipe,
+  reusesStatistics,
 } from './pipeline/prune.js';
 export { type ScoreOptions, type ScoreResult, score } from './pipeline/score.js';
 export { runSweep, type SweepOptions, type SweepRow } from './pipeline/sweep.js';
-export { formatVariant, pruneMetadata } from './pipeline/variant-name.js';
+export { formatVariant, parseVariant, pruneMetadata } from './pipeline/variant-name.js';
 export type { Criterion, LayerScores } from './score/criterion.js';
 export { METHOD_NAMES, METHODS, type MethodName, type MethodSpec } from './score/methods.js';
 export {

@@ -2,12 +2,13 @@
  * The demo page's glue: inputs and buttons to web/pipeline.ts, results to the page. Built by
  * scripts/build-web.ts into web/dist/ (with the onnxruntime-web wasm, served from the same folder).
  */
-import { type Dataset, METHOD_NAMES, type MethodName, nonzeroWeightCount } from '../src/core.js';
+import { type Dataset, METHOD_NAMES, nonzeroWeightCount } from '../src/core.js';
 import { createOrtWebGemm } from '../src/gemm/ort-web-gemm.js';
 import { weightCount } from '../src/graph/graph.js';
 import { headOf } from '../src/graph/mlp-graph.js';
 import { escapeHtml } from '../src/report/html.js';
 import {
+  DEFAULT_RECIPE_NAME,
   type NamedBytes,
   prunedModelFile,
   readData,
@@ -46,7 +47,9 @@ const gemm = createOrtWebGemm({
   return backend;
 });
 
-for (const name of METHOD_NAMES) methodSelect.add(new Option(name, name, name === 'ec', name === 'ec'));
+// prune's default recipe first (what the CLI does without method flags), then each criterion as the paper defines it
+methodSelect.add(new Option(`${DEFAULT_RECIPE_NAME} (default)`, DEFAULT_RECIPE_NAME, true, true));
+for (const name of METHOD_NAMES) methodSelect.add(new Option(name, name));
 
 const nextFrame = () => new Promise((resolve) => setTimeout(resolve, 0));
 const percent = (x: number) => `${(100 * x).toFixed(1)} %`;
@@ -161,7 +164,7 @@ pruneButton.addEventListener('click', () =>
       element('status').textContent = 'loading onnxruntime-web';
       const backend = await gemm;
       study = await runStudy(model, calibration, {
-        method: methodSelect.value as MethodName,
+        method: methodSelect.value,
         sparsity: Number(sparsityInput.value),
         gemm: backend,
         heldOut: heldOut?.targetKind ? heldOut : undefined,

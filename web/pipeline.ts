@@ -5,25 +5,26 @@
  */
 import { strToU8, zipSync } from 'fflate';
 import {
-  applyPruning,
+  type CalibrationStatistics,
   type Dataset,
+  DEFAULT_RECIPE,
   EcpruneError,
   evaluate,
   type FrozenPrefix,
+  formatVariant,
   type Gemm,
   type Graph,
   inMemoryDataset,
   type KeepMask,
-  METHODS,
-  type MethodName,
   materialize,
   nonzeroWeightCount,
   type OnnxTemplate,
+  type PruneOptions,
+  parseVariant,
+  prune,
   readNpy,
   readOnnx,
-  type ScoreResult,
-  score,
-  selectMasks,
+  reusesStatistics,
   throughPrefix,
   toFeatureMatrix,
   toTargets,
@@ -92,22 +93,18 @@ export function readData(inputs: NamedBytes, labels?: NamedBytes): Dataset {
 /** The sparsities of the curves. */
 export const CURVE_SPARSITIES = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
 
-/** The methods drawn next to the chosen one: the paper's EC and the simplest baseline. */
-export const COMPARED: readonly MethodName[] = ['ec', 'magnitude'];
+/** prune's default recipe by name (`ec+loss+steps5`): what the page offers first. */
+export const DEFAULT_RECIPE_NAME = formatVariant(DEFAULT_RECIPE);
+
+/** The recipes drawn next to the chosen one: prune's default, the paper's EC and the simplest baseline. */
+export const COMPARED: readonly string[] = [DEFAULT_RECIPE_NAME, 'ec', 'magnitude'];
 
 /**
- * What `prune` does after scoring (src/pipeline/prune.ts): select the lowest scores globally, zero
- * them and, for compensating methods, shift the biases. Scoring once per method and pruning here
- * at every sparsity saves a calibration pass per point of the curve.
+ * A recipe name as prune's options. The default recipe's name names no method, so that prune
+ * resolves it as the CLI does without method flags (its loss from the model's head or outputs).
  */
-export function pruneScored(
-  graph: Graph,
-  scored: ScoreResult,
-  sparsity: number,
-): { model: Graph; keepMasks: KeepMask[] } {
-  const keepMasks = selectMasks(scored.importance, sparsity, 'global');
-  const deltaBias = METHODS[scored.method].compensate ? scored.deltaBias : undefined;
-  return { model: applyPruning(graph, keepMasks, deltaBias), keepMasks };
+function recipeOptions(name: string): PruneOptions {
+  return name === DEFAULT_RECIPE_NAME ? {} : parseVariant(name);
 }
 
 /**
@@ -121,7 +118,8 @@ export async function dataForLayers(model: WebModel, data: Dataset, gemm: Gemm):
 }
 
 export interface StudyOptions {
-  readonly method: MethodName;
+  /** a recipe name: the default recipe's (DEFAULT_RECIPE_NAME), a method, or a method with modifiers */
+  readonly method: string;
   readonly sparsity: number;
   readonly gemm: Gemm;
   readonly seed?: number;
@@ -137,7 +135,7 @@ export interface Study {
   /** the chosen method at the chosen sparsity */
   readonly pruned: Graph;
   readonly keepMasks: KeepMask[];
-  readonly method: MethodName;
+  readonly method: string;
   readonly sparsity: number;
   readonly calibrationSamples: number;
   /** what accuracy, loss and output error were measured on */
@@ -161,7 +159,7 @@ export async function runStudy(model: WebModel, calibration: Dataset, options: S
     );
   }
   const methods = [...new Set([options.method, ...COMPARED])];
-  const total = methods.length * (1 + CURVE_SPARSITIES.length) + 2;
+  const total = methods.length * CURVE_SPARSITIES.length + 3;
   let done = 0;
   const step = async (label: string) => options.onStep?.(++done, total, label);
   const calibrationSeen = await dataForLayers(model, calibration, gemm);
@@ -174,11 +172,23 @@ export async function runStudy(model: WebModel, calibration: Dataset, options: S
   const rows: SweepRow[] = [];
   let chosen: { model: Graph; keepMasks: KeepMask[] } | undefined;
   for (const method of methods) {
-    const scored = await score(graph, calibrationSeen, { method, gemm, seed: options.seed });
-    await step(`scored ${method}`);
-    if (method === options.method) chosen = pruneScored(graph, scored, options.sparsity);
+    const recipe = recipeOptions(method);
+    // one-shot recipes: one calibration pass serves every sparsity of the curve
+    let statistics: CalibrationStatistics | undefined;
+    const pruneAt = async (sparsity: number) => {
+      const result = await prune(graph, calibrationSeen, {
+        ...recipe,
+        sparsity,
+        gemm,
+        seed: options.seed,
+        statistics,
+      });
+      if (reusesStatistics(recipe)) statistics = result.statistics;
+      return result;
+    };
     for (const sparsity of CURVE_SPARSITIES) {
-      const { model: pruned, keepMasks } = pruneScored(graph, scored, sparsity);
+      const { model, keepMasks } = await pruneAt(sparsity);
+      const pruned = model as Graph; // weight pruning keeps the graph
       const result = await measure(pruned);
       rows.push({
         method,
@@ -194,6 +204,11 @@ export async function runStudy(model: WebModel, calibration: Dataset, options: S
         ms: 0,
       });
       await step(`${method} at sparsity ${sparsity}`);
+    }
+    if (method === options.method) {
+      const { model, keepMasks } = await pruneAt(options.sparsity);
+      chosen = { model: model as Graph, keepMasks };
+      await step(`${method} at the chosen sparsity ${options.sparsity}`);
     }
   }
   const [dense, pruned] = await Promise.all([measure(graph), measure(chosen!.model)]);

@@ -13,7 +13,7 @@ import { EcpruneError, option } from '../errors.js';
 import type { Model } from '../graph/graph.js';
 import { checkSparsity } from '../select/select.js';
 import { evaluate } from './evaluate.js';
-import { type PruneOptions, type PruneResult, prune, resolveRecipe } from './prune.js';
+import { type PruneOptions, type PruneResult, prune, reusesStatistics } from './prune.js';
 
 export interface BudgetOptions extends Omit<PruneOptions, 'sparsity' | 'statistics'> {
   /** the held-out mean loss (cross-entropy or MSE, as `loss`) may rise by at most this much over the dense model's */
@@ -121,10 +121,8 @@ export async function pruneToBudget(
     );
   }
 
-  // the recipe as prune will run it (no method named: the default recipe, which takes steps);
   // one-shot recipes: the statistics of the dense model serve every probe
-  const recipe = resolveRecipe(options);
-  const reusable = !recipe.sequential && (recipe.steps ?? 1) === 1;
+  const reusable = reusesStatistics(options);
   let statistics: PruneResult['statistics'] | undefined;
   // bisection only raises `low`: the last result that met the budget is the one to return
   let best: PruneResult | undefined;

@@ -210,6 +210,16 @@ export function resolveRecipe<O extends RecipeOptions>(options: O): O & { readon
 }
 
 /**
+ * Whether this recipe's calibration statistics of the dense model serve a prune at another
+ * sparsity (`statistics`): one-shot recipes; sequential and multi-step ones measure partly pruned
+ * networks. No method named: the default recipe's answer.
+ */
+export function reusesStatistics(options: RecipeOptions): boolean {
+  const recipe = resolveRecipe(options);
+  return !recipe.sequential && (recipe.steps ?? 1) === 1;
+}
+
+/**
  * What `prune` returns. For multi-pass variants `importance`, `deltaBias` and
  * `statistics` are those of the last step (sequential: each layer's entry from the pass that pruned
  * it); for obs, `importance` holds the OBS saliencies w²/[H⁻¹]_jj of the dense weights. `keepMasks`

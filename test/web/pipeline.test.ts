@@ -109,7 +109,11 @@ describe('web/pipeline.ts on the demo files', async () => {
     for (const { svg, name } of charts) {
       for (const method of ['obd', ...COMPARED]) {
         const points = svg.match(
-          new RegExp(`aria-label="method: ${method}; variant: global; sparsity: `, 'g'),
+          // a recipe name holds '+': escaped
+          new RegExp(
+            `aria-label="method: ${method.replaceAll('+', '\\+')}; variant: global; sparsity: `,
+            'g',
+          ),
         );
         assert.equal(points?.length, CURVE_SPARSITIES.length, `${name}: the points of ${method}`);
       }
