@@ -12,6 +12,7 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import type { Model } from '../graph/graph.js';
 import { checkSparsity } from '../select/select.js';
+import { bisect } from './bisect.js';
 import { evaluate } from './evaluate.js';
 import { type PruneOptions, type PruneResult, prune, reusesStatistics } from './prune.js';
 
@@ -139,15 +140,8 @@ export async function pruneToBudget(
     return probe.met;
   };
 
-  // invariant: step `low` meets the budget (0: the dense model), step `high` does not
-  let low = 0;
-  let high = steps;
-  if (await probeAt(steps)) low = steps;
-  while (high - low > 1) {
-    const middle = Math.floor((low + high) / 2);
-    if (await probeAt(middle)) low = middle;
-    else high = middle;
-  }
+  // step 0 (the dense model) meets the budget; the highest step first, then bisection below it
+  const low = (await probeAt(steps)) ? steps : await bisect(0, steps, probeAt);
   probes.sort((a, b) => a.sparsity - b.sparsity);
   if (low === 0) {
     const first = probes.find((probe) => probe.sparsity > 0)!;

@@ -31,6 +31,7 @@ import { type CodebookValues, fineTuneCentroids, quantizeCodebook } from '../qua
 import { CODEBOOK_BITS } from '../runtime/index.js';
 import type { MethodName } from '../score/methods.js';
 import { batchesPerEpoch, keepMasksOf, splitDataset, trainModel } from '../train/train.js';
+import { bisect } from './bisect.js';
 import { evaluate } from './evaluate.js';
 
 export interface CompressOptions {
@@ -284,12 +285,12 @@ export async function compress(
     const { sparsity, mlp, accuracy } = accepted[k];
     let best = await shareAt(mlp, sparsity, maxBits);
     if (!best.ok) continue;
-    let refusedBits = minBits - 1;
-    while (best.bits - refusedBits > 1) {
-      const shared = await shareAt(mlp, sparsity, Math.floor((best.bits + refusedBits) / 2));
+    // fewer bits down to minBits - 1 (refused by assumption); best: the last accepted, the fewest
+    await bisect(maxBits, minBits - 1, async (bits) => {
+      const shared = await shareAt(mlp, sparsity, bits);
       if (shared.ok) best = shared;
-      else refusedBits = shared.bits;
-    }
+      return shared.ok;
+    });
     return finish({ mlp, sparsity, accuracy }, best);
   }
   throw new EcpruneError(
