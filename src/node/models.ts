@@ -266,11 +266,15 @@ function moduleNames(keys: readonly StateDictLayerKeys[]): string[] {
   return keys.map((key) => key.weight.replace(/\.weight$/, ''));
 }
 
+/** A state_dict's architecture: `--arch`, else the one ecprune stored in the file's metadata. */
+function archOf(metadata: Readonly<Record<string, string>>, arch: Arch | undefined, file: string): Arch {
+  const stored = metadata[ARCH_METADATA_KEY];
+  return requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
+}
+
 function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined): Promise<LoadedModel> {
   const { metadata } = parseSafetensorsHeader(bytes, file);
-  const stored = metadata[ARCH_METADATA_KEY];
-  const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
-  const { mlp, keys } = mlpFromStateDict(readSafetensors(bytes, file), chosen, file);
+  const { mlp, keys } = mlpFromStateDict(readSafetensors(bytes, file), archOf(metadata, arch, file), file);
   return described({
     graph: graphFromMlp(mlp, moduleNames(keys)),
     format: 'safetensors',
@@ -282,9 +286,7 @@ function loadSafetensors(file: string, bytes: Uint8Array, arch: Arch | undefined
 
 function loadTorch(file: string, bytes: Uint8Array, arch: Arch | undefined): Promise<LoadedModel> {
   const { tensors, metadata } = readTorch(bytes, file);
-  const stored = metadata[ARCH_METADATA_KEY];
-  const chosen = requireArch(arch ?? (stored === undefined ? undefined : parseArch(stored, file)), file);
-  const { mlp, keys } = mlpFromStateDict(tensors, chosen, file);
+  const { mlp, keys } = mlpFromStateDict(tensors, archOf(metadata, arch, file), file);
   const dtypes = new Map([...tensors].map(([name, tensor]) => [name, tensor.dtype]));
   return described({
     graph: graphFromMlp(mlp, moduleNames(keys)),
