@@ -288,8 +288,6 @@ interface Run {
   readonly graph: Graph;
   /** layers with a sparsity of their own (`exclude`, `layerSparsity`) */
   readonly targets?: LayerTargets;
-  /** the model as given */
-  readonly dense: Model;
   /** bias-free layers that gained a bias, or stayed uncompensated (`newBias: false`) */
   readonly addedBiases: Set<string>;
   readonly uncompensated: Set<string>;
@@ -313,11 +311,12 @@ export async function prune(
   calibration: Dataset,
   given: PruneOptions = {},
 ): Promise<PruneResult> {
+  const graph = asGraph(mlp);
   const resolved = resolveRecipe(given);
   // the default recipe runs without labels: its loss sensitivity takes the task's loss (taskLoss)
   const options =
     !recipeChosen(given) && resolved.sensitivity === 'loss' && resolved.loss === undefined
-      ? { ...resolved, loss: taskLoss(asGraph(mlp), calibration) }
+      ? { ...resolved, loss: taskLoss(graph, calibration) }
       : resolved;
   const { method } = options;
   const scope = checkScope(options.scope ?? 'global');
@@ -379,12 +378,11 @@ export async function prune(
     scope,
     steps,
     pattern,
-    graph: asGraph(mlp),
+    graph,
     targets: layerTargets(
-      asGraph(mlp).layers.map((layer) => layer.name),
+      graph.layers.map((layer) => layer.name),
       options,
     ),
-    dense: mlp,
     addedBiases: new Set(),
     uncompensated: new Set(),
     shiftScale: checkShiftScale(options.shiftScale ?? 1),
@@ -641,7 +639,7 @@ async function compensate<M extends Model>(
   const { shiftScale, options, calibration } = run;
   if (shiftScale === 'calibrated') {
     const calibrated = await timePhase(options.timings, 'compensate', () =>
-      calibrateShiftScales(model, run.dense, masks, deltaBias, calibration, {
+      calibrateShiftScales(model, run.graph, masks, deltaBias, calibration, {
         discrepancy:
           options.discrepancy ?? (taskLoss(run.graph, calibration, options.loss) === 'ce' ? 'kl' : 'mse'),
         gemm: options.gemm,
