@@ -69,45 +69,42 @@ async function vjpError(spec: GraphSpec, seed = 7): Promise<number> {
   return worst;
 }
 
-/** Dense(4→5) → op → Dense(5→3): the op between two layers, its cotangents K = 3 rows per sample. */
+/**
+ * Dense(4→5) → the nodes from 'z0' to 'a0' → Dense(5→3): the ops between two layers, their
+ * cotangents K = 3 rows per sample.
+ */
+function around(middle: GraphSpec['nodes'], constants: GraphSpec['constants'] = {}): GraphSpec {
+  return {
+    input: [4],
+    layers: [
+      [5, 4],
+      [3, 5],
+    ],
+    nodes: [['Dense', ['x'], ['z0'], { layer: 0 }], ...middle, ['Dense', ['a0'], ['y'], { layer: 1 }]],
+    constants,
+    output: 'y',
+  };
+}
+
+/** Dense → op → Dense: one op between two layers. */
 function between(
   op: string,
   attrs: Record<string, unknown> = {},
   extra: string[] = [],
   constants = {},
 ): GraphSpec {
-  return {
-    input: [4],
-    layers: [
-      [5, 4],
-      [3, 5],
-    ],
-    nodes: [
-      ['Dense', ['x'], ['z0'], { layer: 0 }],
-      [op, ['z0', ...extra], ['a0'], attrs as never],
-      ['Dense', ['a0'], ['y'], { layer: 1 }],
-    ],
-    constants,
-    output: 'y',
-  };
+  return around([[op, ['z0', ...extra], ['a0'], attrs as never]], constants);
 }
 
 /** Dense → Softplus (positive values) → op → Dense: for ops defined on x > 0. */
-function positive(op: string): GraphSpec {
-  return {
-    input: [4],
-    layers: [
-      [5, 4],
-      [3, 5],
-    ],
-    nodes: [
-      ['Dense', ['x'], ['z0'], { layer: 0 }],
+function positive(op: string, extra: string[] = [], constants = {}): GraphSpec {
+  return around(
+    [
       ['Softplus', ['z0'], ['p']],
-      [op, ['p'], ['a0']],
-      ['Dense', ['a0'], ['y'], { layer: 1 }],
+      [op, ['p', ...extra], ['a0']],
     ],
-    output: 'y',
-  };
+    constants,
+  );
 }
 
 const TOLERANCE = 1e-6;
@@ -159,38 +156,25 @@ describe('VJP of every op against finite differences (float64, through the graph
   for (const op of ['Add', 'Sub', 'Mul', 'Div', 'Pow', 'PRelu']) {
     it(`${op} with a per-feature constant`, async () => {
       const c = constant([5], [0.5, 1.5, 2, 1.25, 3]);
-      const spec = op === 'Pow' ? positive(op) : between(op, {}, ['c'], { c });
-      if (op === 'Pow') {
-        (spec.nodes as unknown[])[2] = ['Pow', ['p', 'c'], ['a0']];
-        (spec as { constants?: object }).constants = { c };
-      }
-      await assertVjp(spec);
+      await assertVjp(op === 'Pow' ? positive(op, ['c'], { c }) : between(op, {}, ['c'], { c }));
     });
   }
   it('Div of a constant by data, Sub of data from a scalar (data as the second operand)', async () => {
-    const spec: GraphSpec = {
-      ...positive('Identity'),
-      nodes: [
-        ['Dense', ['x'], ['z0'], { layer: 0 }],
+    const spec = around(
+      [
         ['Softplus', ['z0'], ['p']],
         ['Div', ['one', 'p'], ['q']],
         ['Sub', ['half', 'q'], ['a0']],
-        ['Dense', ['a0'], ['y'], { layer: 1 }],
       ],
-      constants: { one: constant([1], [1]), half: constant([], [0.5]) },
-    };
+      { one: constant([1], [1]), half: constant([], [0.5]) },
+    );
     await assertVjp(spec);
   });
   it('SiLU as torch exports it: Mul(z, Sigmoid(z)), a tensor used twice', async () => {
-    const spec: GraphSpec = {
-      ...between('Identity'),
-      nodes: [
-        ['Dense', ['x'], ['z0'], { layer: 0 }],
-        ['Sigmoid', ['z0'], ['s']],
-        ['Mul', ['z0', 's'], ['a0']],
-        ['Dense', ['a0'], ['y'], { layer: 1 }],
-      ],
-    };
+    const spec = around([
+      ['Sigmoid', ['z0'], ['s']],
+      ['Mul', ['z0', 's'], ['a0']],
+    ]);
     await assertVjp(spec);
   });
   it('a residual block: y = Dense(z + Tanh(Dense(z)))', async () => {
@@ -235,15 +219,12 @@ describe('VJP of every op against finite differences (float64, through the graph
       shift,
     });
     await assertVjp(fused);
-    const decomposed: GraphSpec = {
-      ...fused,
-      nodes: [
-        ['Dense', ['x'], ['z0'], { layer: 0 }],
-        ...DECOMPOSED_LAYER_NORM,
-        ['Dense', ['a0'], ['y'], { layer: 1 }],
-      ],
-      constants: { scale, shift, two: constant([], [2]), eps: constant([], [1e-5]) },
-    };
+    const decomposed = around(DECOMPOSED_LAYER_NORM, {
+      scale,
+      shift,
+      two: constant([], [2]),
+      eps: constant([], [1e-5]),
+    });
     await assertVjp(decomposed);
     const x = randomInput(BATCH, 4, 3);
     const a = await forwardTrace(buildGraph(fused), x, tsGemm);
@@ -254,19 +235,18 @@ describe('VJP of every op against finite differences (float64, through the graph
   });
   it('ReduceSum with keepdims=0 and axes as an input (opset 13 and later)', async () => {
     const spec: GraphSpec = {
-      ...between('Identity'),
-      nodes: [
-        ['Dense', ['x'], ['z0'], { layer: 0 }],
-        ['Tanh', ['z0'], ['t']],
-        ['Reshape', ['t', 'shape'], ['r']],
-        ['ReduceSum', ['r', 'axes'], ['a0'], { keepdims: 0 }],
-        ['Dense', ['a0'], ['y'], { layer: 1 }],
-      ],
+      ...around(
+        [
+          ['Tanh', ['z0'], ['t']],
+          ['Reshape', ['t', 'shape'], ['r']],
+          ['ReduceSum', ['r', 'axes'], ['a0'], { keepdims: 0 }],
+        ],
+        { shape: constant([3], [0, 5, 2]), axes: constant([1], [-1]) },
+      ),
       layers: [
         [10, 4],
         [3, 5],
       ],
-      constants: { shape: constant([3], [0, 5, 2]), axes: constant([1], [-1]) },
     };
     await assertVjp(spec);
   });

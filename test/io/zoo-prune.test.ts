@@ -20,38 +20,21 @@ import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { cli } from '../cli/run.js';
+import { commandLine } from '../helpers/command-line.js';
 import { consumerOutputs } from '../helpers/consumers.js';
+import { calibrationRows, type Fixture, manifest, type OnnxFcLayer, ZOO } from '../helpers/zoo.js';
 
-const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
 // as the CLI and `ecprune` in Node: onnxruntime runs the GEMMs, the calibration graphs and frozen prefixes
 setDefaultGemm(lazyOrtGemm());
 
-interface Fixture {
-  readonly name: string;
-  readonly producer: 'torch' | 'tfjs';
-  readonly file: string;
-  readonly dtype: string;
-  readonly ioDtype: string;
-  readonly inputShape: number[];
-  readonly fcLayers: { weight?: string; bias?: string | null; kernel?: string }[];
-  readonly prefix: string[];
-}
-const fixtures = (JSON.parse(readFileSync(path.join(ZOO, 'zoo.json'), 'utf8')) as { fixtures: Fixture[] })
-  .fixtures;
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-zoo-'));
 after(() => rmSync(work, { recursive: true, force: true }));
-
-function calibrationOf(fixture: Fixture) {
-  const calib = readNpy(readFileSync(path.join(ZOO, fixture.name, 'calib.npy')));
-  const rows = calib.shape[0];
-  return { rows, cols: calib.data.length / rows, data: Float32Array.from(calib.data as ArrayLike<number>) };
-}
 
 /** The consumer's outputs for a written file on the calibration inputs. */
 function consumerOutputsOf(fixture: Fixture, file: string): Promise<Float64Array> {
   return consumerOutputs(
     file,
-    calibrationOf(fixture),
+    calibrationRows(fixture.name),
     fixture.inputShape,
     fixture.ioDtype === 'float64' ? 'float64' : 'float32',
   );
@@ -68,7 +51,8 @@ function assertRestUnchanged(fixture: Fixture, original: string, written: string
   const { onnx } = onnxProto;
   const [a, b] = [original, written].map((file) => onnx.ModelProto.decode(readFileSync(file)).graph!);
   const layerTensors = new Set(
-    fixture.fcLayers.flatMap((l) => [l.weight, l.bias].filter((n): n is string => !!n)),
+    // an ONNX fixture's layers (only ONNX files are compared node by node)
+    (fixture.fcLayers as OnnxFcLayer[]).flatMap((l) => [l.weight, l.bias].filter((n): n is string => !!n)),
   );
   const bnMeans = new Set(a.node!.filter((n) => n.opType === 'BatchNormalization').map((n) => n.input![3]));
   const encode = (n: onnxProto.onnx.INodeProto) =>
@@ -123,7 +107,7 @@ describe('every zoo model: pruned to 50 %, written back, run by the real consume
     if (!errors.has(fixture.name)) errors.set(fixture.name, pruneBoth(fixture));
     return errors.get(fixture.name)!;
   };
-  for (const fixture of fixtures) {
+  for (const fixture of manifest.fixtures) {
     it(`${fixture.name}: zeros in place, the rest unchanged, the consumer runs it`, async () => {
       await pruneAndRun(fixture);
     });
@@ -147,7 +131,10 @@ describe('every zoo model: pruned to 50 %, written back, run by the real consume
 async function pruneBoth(fixture: Fixture): Promise<Record<string, number>> {
   const file = path.join(ZOO, fixture.file);
   const model = await loadModel(file);
-  const calibration = dataForModel(model, inMemoryDataset(calibrationOf(fixture), undefined, 'calib.npy'));
+  const calibration = dataForModel(
+    model,
+    inMemoryDataset(calibrationRows(fixture.name), undefined, 'calib.npy'),
+  );
   const reference = Float64Array.from(
     readNpy(readFileSync(path.join(ZOO, fixture.name, 'outputs.npy'))).data as ArrayLike<number>,
   );
@@ -190,25 +177,20 @@ describe('the CLI on graph models, as a user runs it', () => {
     assert.match(inspect.stdout, /fc1/);
     const out = path.join(work, 'cli', 'pruned.onnx');
     const run = await cli(
-      'prune',
-      model,
-      '--calib',
-      path.join(ZOO, 'cnn_head', 'calib.npy'),
-      '--sparsity',
-      '0.5',
-      '-o',
-      out,
+      ...commandLine('prune', [model], {
+        calib: path.join(ZOO, 'cnn_head', 'calib.npy'),
+        sparsity: '0.5',
+        o: out,
+      }),
     );
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, /pruned .* \(50\.0 %\)/);
     const evaluated = await cli(
-      'eval',
-      out,
-      '--data',
-      path.join(ZOO, 'cnn_head', 'calib.npy'),
-      '--reference',
-      model,
-      '--json',
+      ...commandLine('eval', [out], {
+        data: path.join(ZOO, 'cnn_head', 'calib.npy'),
+        reference: model,
+        json: true,
+      }),
     );
     assert.equal(evaluated.code, 0, evaluated.stderr);
     assert.ok(JSON.parse(evaluated.stdout).outputMse > 0);
@@ -217,27 +199,17 @@ describe('the CLI on graph models, as a user runs it', () => {
     const model = path.join(ZOO, 'linear_nobias_last', 'model.onnx');
     const calib = path.join(ZOO, 'linear_nobias_last', 'calib.npy');
     const added = await cli(
-      'prune',
-      model,
-      '--calib',
-      calib,
-      '--sparsity',
-      '0.5',
-      '-o',
-      path.join(work, 'nb', 'a.onnx'),
+      ...commandLine('prune', [model], { calib, sparsity: '0.5', o: path.join(work, 'nb', 'a.onnx') }),
     );
     assert.equal(added.code, 0, added.stderr);
     assert.match(added.stdout, /added a bias to compensate into/);
     const kept = await cli(
-      'prune',
-      model,
-      '--calib',
-      calib,
-      '--sparsity',
-      '0.5',
-      '--no-new-bias',
-      '-o',
-      path.join(work, 'nb', 'b.onnx'),
+      ...commandLine('prune', [model], {
+        calib,
+        sparsity: '0.5',
+        'no-new-bias': true,
+        o: path.join(work, 'nb', 'b.onnx'),
+      }),
     );
     assert.equal(kept.code, 0, kept.stderr);
     assert.match(kept.stdout, /not compensated/);
@@ -253,20 +225,12 @@ describe('the CLI on graph models, as a user runs it', () => {
     ]) {
       const out = path.join(work, 'variants', `${variant.join('').replace(/[^a-z0-9]/gi, '')}.onnx`);
       const run = await cli(
-        'prune',
-        model,
-        '--calib',
-        calib,
-        '--sparsity',
-        '0.5',
+        ...commandLine('prune', [model], { calib, sparsity: '0.5', quiet: true, o: out }),
         ...variant,
-        '--quiet',
-        '-o',
-        out,
       );
       assert.equal(run.code, 0, run.stderr);
       const session = await ort.InferenceSession.create(out);
-      const x = calibrationOf(fixtures.find((f) => f.name === 'residual')!);
+      const x = calibrationRows('residual');
       const y = await session.run({
         [session.inputNames[0]]: new ort.Tensor('float32', x.data, [x.rows, x.cols]),
       });

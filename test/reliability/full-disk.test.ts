@@ -9,6 +9,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { cli, tempDir } from '../cli/run.js';
+import { commandLine } from '../helpers/command-line.js';
 import { MODEL_FIXTURE, writeInputs } from './inputs.js';
 
 const root = tempDir('ecprune-full-disk-');
@@ -61,17 +62,13 @@ describe('full disk', { skip }, () => {
     try {
       // the calibration data holds NaN: refused only once read, so the folder check must come first
       const run = await cli(
-        'sweep',
-        inputs.model,
-        '--calib',
-        inputs.nan,
-        '--data',
-        inputs.x,
-        '--labels',
-        inputs.y,
-        '--quiet',
-        '-o',
-        path.join(readOnly, 'report'),
+        ...commandLine('sweep', [inputs.model], {
+          calib: inputs.nan,
+          data: inputs.x,
+          labels: inputs.y,
+          quiet: true,
+          o: path.join(readOnly, 'report'),
+        }),
       );
       assert.equal(run.code, 2, run.stderr);
       assert.match(run.stderr, /report\/results\.json: cannot write: read-only file system/);
@@ -83,21 +80,15 @@ describe('full disk', { skip }, () => {
   it('a sweep whose report does not fit leaves no report folder', async () => {
     fill(3); // room for the results files, not for the charts and report.html
     const run = await cli(
-      'sweep',
-      inputs.model,
-      '--calib',
-      inputs.x,
-      '--data',
-      inputs.x,
-      '--labels',
-      inputs.y,
-      '--methods',
-      'magnitude',
-      '--sparsities',
-      '0.5',
-      '--quiet',
-      '-o',
-      path.join(disk, 'studies', 'report'),
+      ...commandLine('sweep', [inputs.model], {
+        calib: inputs.x,
+        data: inputs.x,
+        labels: inputs.y,
+        methods: 'magnitude',
+        sparsities: '0.5',
+        quiet: true,
+        o: path.join(disk, 'studies', 'report'),
+      }),
     );
     assert.equal(run.code, 2, run.stderr);
     assert.match(run.stderr, /no space left on the device/);
