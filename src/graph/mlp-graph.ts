@@ -65,10 +65,12 @@ function activationOf(node: GraphNode): Activation | undefined {
 const TRANSPARENT = new Set(['Identity', 'Dropout', 'Flatten', 'Reshape', 'Cast']);
 
 /**
- * The graph as an MLP when it is one: a single path of Dense layers, each followed by at most one
- * activation, with only transparent ops between; undefined otherwise (the reason is for messages).
+ * The model as an MLP when it is one (an MLP is returned as it is): a single path of Dense layers,
+ * each followed by at most one activation, with only transparent ops between; undefined otherwise.
  */
-export function chainOf(graph: Graph): Mlp | undefined {
+export function chainOf(model: Model): Mlp | undefined {
+  if (!('nodes' in model)) return model;
+  const graph = model;
   const layers: Layer[] = [];
   let current = graph.input.name;
   let pending: { weight: Layer['weight']; bias: Float32Array } | undefined;

@@ -23,7 +23,7 @@ import { EcpruneError } from '../errors.js';
 import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
 import type { Model } from '../graph/graph.js';
-import { asGraph, chainOf, graphFromMlp } from '../graph/mlp-graph.js';
+import { chainOf, graphFromMlp } from '../graph/mlp-graph.js';
 import { writeEcsr } from '../io/ecsr.js';
 import { writeOnnx } from '../io/onnx.js';
 import type { Mlp } from '../model/mlp.js';
@@ -135,7 +135,7 @@ export async function compress(
   train: Dataset,
   options: CompressOptions = {},
 ): Promise<CompressResult> {
-  const dense = chainOf(asGraph(model));
+  const dense = chainOf(model);
   if (dense === undefined) {
     throw new EcpruneError(
       'unsupported',

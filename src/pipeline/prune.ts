@@ -267,7 +267,7 @@ export function checkVariantApplies(
 
 /** The model as a chain, for the variants that rebuild or solve layer by layer along one. */
 function chainFor(model: Model, variant: string): Mlp {
-  const chain = 'nodes' in model ? chainOf(model) : model;
+  const chain = chainOf(model);
   if (chain) return chain;
   throw new EcpruneError(
     'unsupported',

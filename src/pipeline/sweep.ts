@@ -180,7 +180,7 @@ export async function runSweep(
         for (const method of options.methods) {
           if (method === 'dense-small') {
             if (s === 0 && f === 0)
-              emit(await denseSmallRow(chainFor(model)!, sparsity, scope, options, measure));
+              emit(await denseSmallRow(chainOf(model)!, sparsity, scope, options, measure));
             continue;
           }
           if (isVariant(method)) {
@@ -289,7 +289,7 @@ function checkOptions(
     throw new EcpruneError('usage', `${training} needs labelled training data and the training settings`);
   }
   const needsChain = options.methods.filter((m) => usesNonlinear([m]) || m === 'dense-small');
-  if (needsChain.length > 0 && chainFor(model) === undefined) {
+  if (needsChain.length > 0 && chainOf(model) === undefined) {
     throw new EcpruneError(
       'unsupported',
       `${needsChain.join(', ')} ${needsChain.length > 1 ? 'need' : 'needs'} a plain chain of fully-connected layers and activations; ` +
@@ -299,11 +299,6 @@ function checkOptions(
   if (usesNonlinear(options.methods))
     checkNonlinearSize(weightCount(model), calibration.samples, options.nonlinearSamples);
   return { scopes, finetuneEpochs, seeds, seed: options.seed ?? 0 };
-}
-
-/** The model as a chain of layers, when it is one (what `dense-small` and `nonlinear` need). */
-function chainFor(model: Model): Mlp | undefined {
-  return 'nodes' in model ? chainOf(model) : model;
 }
 
 /** One calibration pass collecting what any of the methods needs (nothing for magnitude/random only). */
@@ -338,7 +333,7 @@ async function scoreMethod(
     const samples = Math.min(calibration.samples, options.nonlinearSamples ?? NONLINEAR_DEFAULT_SAMPLES);
     const { x } = await materialize(firstSamples(calibration, samples));
     // checked to be a chain before any work
-    const result = await nonlinearScore(chainFor(model)!, x, {
+    const result = await nonlinearScore(chainOf(model)!, x, {
       gemm: options.gemm,
       maxSamples: samples,
       onProgress: (done, total) => options.onProgress?.('nonlinear', done, total),
