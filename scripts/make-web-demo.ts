@@ -16,7 +16,7 @@ import { type Matrix, matrix } from '../src/model/matrix.js';
 import { openNamedDataset } from '../src/node/datasets.js';
 import { writeOutputAtomic } from '../src/node/files.js';
 import { createOrtGemm } from '../src/node/ort-gemm.js';
-import { evaluate } from '../src/pipeline/evaluate.js';
+import { evaluate } from '../src/train/evaluate.js';
 import { trainModel } from '../src/train/train.js';
 import { VERSION } from '../src/version.js';
 

@@ -63,7 +63,6 @@ export {
   type CompressStage,
   compress,
 } from './pipeline/compress.js';
-export { type EvaluateOptions, type Evaluation, evaluate } from './pipeline/evaluate.js';
 export {
   DEFAULT_RECIPE,
   type PruneOptions,
@@ -99,4 +98,5 @@ export {
   selectMasks,
   selectPerLayer,
 } from './select/select.js';
+export { type EvaluateOptions, type Evaluation, evaluate } from './train/evaluate.js';
 export { VERSION } from './version.js';

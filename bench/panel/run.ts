@@ -24,9 +24,9 @@ import { setDefaultGemm } from '../../src/gemm/default.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { dataForModel, loadModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
 import { DEFAULT_RECIPE, prune } from '../../src/pipeline/prune.js';
 import { formatVariant, parseVariant } from '../../src/pipeline/variant-name.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import { writePanelData } from './data.js';
 import { type PanelResults, renderPanel } from './report.js';
 

@@ -12,8 +12,8 @@ import type { Dataset } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import type { Model } from '../graph/graph.js';
 import { checkSparsity } from '../select/select.js';
+import { evaluate } from '../train/evaluate.js';
 import { bisect } from './bisect.js';
-import { evaluate } from './evaluate.js';
 import { type PruneOptions, type PruneResult, prune, reusesStatistics } from './prune.js';
 
 export interface BudgetOptions extends Omit<PruneOptions, 'sparsity' | 'statistics'> {

@@ -30,9 +30,10 @@ import type { Mlp } from '../model/mlp.js';
 import { type CodebookValues, fineTuneCentroids, quantizeCodebook } from '../quantize/quantize.js';
 import { CODEBOOK_BITS } from '../runtime/index.js';
 import type { MethodName } from '../score/methods.js';
+import { evaluate } from '../train/evaluate.js';
 import { batchesPerEpoch, keepMasksOf, splitDataset, trainModel } from '../train/train.js';
 import { bisect } from './bisect.js';
-import { evaluate } from './evaluate.js';
+import { pruneStep } from './gradual.js';
 
 export interface CompressOptions {
   /** held-out data the search is judged on; default a seeded `validationFraction` of `train` */
@@ -230,7 +231,7 @@ export async function compress(
       gemm,
       pruning: {
         schedule: { finalSparsity: sparsity, end, frequency },
-        prune: { method: options.method, gemm },
+        pruneTo: pruneStep({ method: options.method, gemm }),
         calibrationSamples: options.calibrationSamples,
       },
     });

@@ -21,8 +21,8 @@ import { isMethodName, METHODS, type MethodName } from '../score/methods.js';
 import { checkNonlinearSize, NONLINEAR_DEFAULT_SAMPLES, nonlinearScore } from '../score/nonlinear.js';
 import { type CalibrationStatistics, collectStatistics } from '../score/statistics.js';
 import { checkScope, checkSparsity, type KeepMask, type Scope, selectMasks } from '../select/select.js';
+import { evaluate } from '../train/evaluate.js';
 import { finetune, trainDenseSmall } from '../train/train.js';
-import { evaluate } from './evaluate.js';
 import { prune } from './prune.js';
 import { METHOD_LIST, parseVariant, usesNonlinear } from './variant-name.js';
 

@@ -5,16 +5,14 @@
  * and the network is pruned to s(t) every `frequency` steps from `begin`, and once more at `end`
  * (so that s1 is reached exactly even when end − begin is not a multiple of the frequency; tfmot
  * then stops short of it). Between pruning steps and after `end` the masks are held: a pruned
- * weight stays exactly zero. Each pruning step is the one prune pipeline (src/pipeline/prune.ts)
- * run on the current network with its current masks, scored by the chosen criterion on a slice of
- * the training data and compensated where the method compensates (EC: the bias shift of every
- * weight the step removes).
+ * weight stays exactly zero. Each pruning step is the caller's `pruneTo`, run on the current network
+ * with its current masks and a slice of the training data (the prune pipeline's, `pruneStep`, scores
+ * by the chosen criterion and compensates where the method compensates).
  */
 import type { Dataset } from '../data/dataset.js';
 import { EcpruneError } from '../errors.js';
 import type { Model } from '../graph/graph.js';
-import { type PruneOptions, prune } from '../pipeline/prune.js';
-import { checkScope, checkSparsity, type KeepMask, pruneCount, type Scope } from '../select/select.js';
+import { checkSparsity, type KeepMask } from '../select/select.js';
 
 /** A polynomial-decay schedule; steps count optimizer updates (batches), 0 = before the first. */
 export interface PruningSchedule {
@@ -32,14 +30,22 @@ export interface PruningSchedule {
   readonly power?: number;
 }
 
+/**
+ * One pruning step: `model` pruned to `sparsity`, the weights `keepMasks` prunes staying pruned,
+ * scored on `calibration`; it returns the pruned network and its masks.
+ */
+export type PruneTo = <M extends Model>(
+  model: M,
+  keepMasks: readonly KeepMask[],
+  sparsity: number,
+  calibration: Dataset,
+) => Promise<{ model: M; keepMasks: readonly KeepMask[] }>;
+
 /** How a training run prunes as it goes. */
 export interface GradualPruning {
   readonly schedule: PruningSchedule;
-  /**
-   * how each step scores, selects and compensates: any weight-pruning method and its variants
-   * (default EC, global scope); the sparsity and the masks are the schedule's
-   */
-  readonly prune?: Omit<PruneOptions, 'sparsity' | 'keepMasks' | 'structure' | 'pattern' | 'obs'>;
+  /** how each step scores, selects and compensates; the sparsity and the masks are the schedule's */
+  readonly pruneTo: PruneTo;
   /** each step is scored on the first n samples of the training set; default 1000 */
   readonly calibrationSamples?: number;
   /** after every pruning step */
@@ -99,28 +105,4 @@ export function sparsityAt(schedule: CheckedSchedule, step: number): number {
 export function isPruningStep(schedule: CheckedSchedule, step: number): boolean {
   const { begin, end, frequency } = schedule;
   return step === end || (step >= begin && step < end && (step - begin) % frequency === 0);
-}
-
-/** Whether the masks already prune at least what `sparsity` asks (then the step has nothing to do). */
-function reached(keepMasks: readonly KeepMask[], sparsity: number, scope: Scope): boolean {
-  const pruned = keepMasks.map((mask) => mask.reduce((n, keep) => n + (1 - keep), 0));
-  if (scope === 'layer') return keepMasks.every((mask, l) => pruned[l] >= pruneCount(sparsity, mask.length));
-  const total = keepMasks.reduce((sum, mask) => sum + mask.length, 0);
-  return pruned.reduce((sum, n) => sum + n, 0) >= pruneCount(sparsity, total);
-}
-
-/**
- * One pruning step: `model` pruned to `sparsity` by the prune pipeline, the weights `keepMasks`
- * prunes staying pruned; the model and masks unchanged when they already reach it.
- */
-export async function pruneToSparsity<M extends Model>(
-  model: M,
-  keepMasks: readonly KeepMask[],
-  sparsity: number,
-  calibration: Dataset,
-  options: GradualPruning['prune'] = {},
-): Promise<{ model: M; keepMasks: readonly KeepMask[] }> {
-  if (reached(keepMasks, sparsity, checkScope(options.scope ?? 'global'))) return { model, keepMasks };
-  const result = await prune(model, calibration, { ...options, sparsity, keepMasks });
-  return { model: result.model as M, keepMasks: result.keepMasks };
 }

@@ -10,15 +10,9 @@ import { backpropagate, forwardTrace } from '../graph/run.js';
 import type { Activation } from '../model/activations.js';
 import { type Matrix, matrix } from '../model/matrix.js';
 import { type Layer, type Layered, layerSizes, type Mlp } from '../model/mlp.js';
-import { evaluate } from '../pipeline/evaluate.js';
 import type { KeepMask } from '../select/select.js';
-import {
-  checkSchedule,
-  type GradualPruning,
-  isPruningStep,
-  pruneToSparsity,
-  sparsityAt,
-} from './schedule.js';
+import { evaluate } from './evaluate.js';
+import { checkSchedule, type GradualPruning, isPruningStep, sparsityAt } from './schedule.js';
 
 /** A fresh network: layer widths, the hidden activation, the seed of its initial weights. */
 export interface InitSpec {
@@ -400,10 +394,7 @@ export async function trainModel(
     if (!schedule || !calibration || !isPruningStep(schedule, step)) return;
     keepMasks ??= model.layers.map((layer) => new Uint8Array(layer.weight.data.length).fill(1));
     const targetSparsity = sparsityAt(schedule, step);
-    const pruned = await pruneToSparsity(model, keepMasks, targetSparsity, calibration, {
-      gemm,
-      ...gradual.prune,
-    });
+    const pruned = await gradual.pruneTo(model, keepMasks, targetSparsity, calibration);
     keepMasks = pruned.keepMasks;
     pruned.model.layers.forEach((layer, l) => {
       weights[l].set(layer.weight.data);

@@ -21,8 +21,8 @@ import { type Mlp, nonzeroWeightCount } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { dataForModel, loadModel, saveModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
 import { prune } from '../../src/pipeline/prune.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import { finetune } from '../../src/train/train.js';
 import { FIXTURES, cli as runCaptured, tempDir } from './run.js';
 

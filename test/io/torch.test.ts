@@ -18,9 +18,9 @@ import { matrix } from '../../src/model/matrix.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { loadModel, saveModel, sniffFormat } from '../../src/node/models.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { pruneMetadata } from '../../src/pipeline/variant-name.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import { cli } from '../cli/run.js';
 import { failsWith } from '../helpers/errors.js';
 

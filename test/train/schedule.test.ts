@@ -16,15 +16,10 @@ import { writeNpy } from '../../src/io/npy.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import type { Layered } from '../../src/model/mlp.js';
 import { loadModel } from '../../src/node/models.js';
+import { pruneStep, pruneToSparsity } from '../../src/pipeline/gradual.js';
 import { score } from '../../src/pipeline/score.js';
 import type { KeepMask } from '../../src/select/select.js';
-import {
-  checkSchedule,
-  isPruningStep,
-  type PruningStepInfo,
-  pruneToSparsity,
-  sparsityAt,
-} from '../../src/train/schedule.js';
+import { checkSchedule, isPruningStep, type PruningStepInfo, sparsityAt } from '../../src/train/schedule.js';
 import { initMlp, trainModel } from '../../src/train/train.js';
 import { cli, tempDir } from '../cli/run.js';
 import { buildGraph, randomInput, residualSpec } from '../graph/build.js';
@@ -96,7 +91,7 @@ async function checkRun(init: Model, features: number, name: string): Promise<vo
     pruning: {
       schedule,
       calibrationSamples: 100,
-      prune: { gemm: tsGemm },
+      pruneTo: pruneStep({ gemm: tsGemm }),
       onPrune: (info) => steps.push({ info, zeros: zerosOf(info.model) }),
     },
   });

@@ -12,7 +12,7 @@ import type { Activation } from '../../src/model/activations.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import { layerSizes, type Mlp } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import {
   denseSmall,
   denseWeightCount,

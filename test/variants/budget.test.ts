@@ -16,9 +16,9 @@ import { writeNpy } from '../../src/io/npy.js';
 import type { Mlp } from '../../src/model/mlp.js';
 import { saveModel } from '../../src/node/models.js';
 import { type BudgetOptions, pruneToBudget } from '../../src/pipeline/budget.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
 import { prune } from '../../src/pipeline/prune.js';
 import type { MethodName } from '../../src/score/methods.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import { cli, tempDir } from '../cli/run.js';
 import { randomData, randomMlp } from './helpers.js';
 

@@ -3,9 +3,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { openNamedDataset } from '../../src/node/datasets.js';
 import { loadModel } from '../../src/node/models.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
 import { DEFAULT_RECIPE } from '../../src/pipeline/prune.js';
 import { formatVariant } from '../../src/pipeline/variant-name.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import { cli, FIXTURES, tempDir } from '../cli/run.js';
 
 /**

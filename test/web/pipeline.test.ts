@@ -18,9 +18,9 @@ import { readOnnx } from '../../src/io/onnx.js';
 import { readTfjs, TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
 import { nonzeroWeightCount } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
-import { evaluate } from '../../src/pipeline/evaluate.js';
 import { prune } from '../../src/pipeline/prune.js';
 import { pruneCount } from '../../src/select/select.js';
+import { evaluate } from '../../src/train/evaluate.js';
 import {
   COMPARED,
   CURVE_SPARSITIES,

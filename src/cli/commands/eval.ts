@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { EcpruneError } from '../../errors.js';
 import type { ModelShape } from '../../graph/run.js';
 import { dataForModel, loadModel } from '../../node/models.js';
-import { evaluate } from '../../pipeline/evaluate.js';
+import { evaluate } from '../../train/evaluate.js';
 import { checkDataFitsModel, checkTargetsFit, type DataChoice, openData, targetsName } from '../data.js';
 import { archOption, MODEL_FILES, parseLoss, parsePositiveInt } from '../options.js';
 

@@ -12,6 +12,7 @@ import { type Activation, formatActivation, parseActivation } from '../../model/
 import { layerSizes, type Mlp, weightCount } from '../../model/mlp.js';
 import { ensureParentDir } from '../../node/files.js';
 import { checkModelOutput, loadModel, requireChain, saveModel } from '../../node/models.js';
+import { type GradualPruneOptions, pruneStep } from '../../pipeline/gradual.js';
 import { isMethodName, METHOD_NAMES, type MethodName } from '../../score/methods.js';
 import type { Scope } from '../../select/select.js';
 import type { GradualPruning } from '../../train/schedule.js';
@@ -179,6 +180,9 @@ export interface PruningScheduleFlags {
   validation?: number;
 }
 
+/** Gradual pruning by the prune pipeline, with the options of its steps (for the metadata). */
+export type PipelineGradualPruning = GradualPruning & { readonly prune: GradualPruneOptions };
+
 /**
  * The schedule the flags ask for (undefined without --prune-to), its begin and end turned from
  * epochs into optimizer steps of `data`; `initialSparsity` is --prune-from's default.
@@ -187,7 +191,7 @@ export function pruningFromFlags(
   flags: PruningScheduleFlags,
   data: Dataset,
   initialSparsity: number,
-): GradualPruning | undefined {
+): PipelineGradualPruning | undefined {
   if (flags.pruneTo === undefined) return undefined;
   const end = flags.pruneEnd ?? Math.max(flags.pruneBegin, flags.epochs - 1);
   if (end > flags.epochs)
@@ -207,6 +211,7 @@ export function pruningFromFlags(
     validationFraction: flags.validation,
   });
   const step = (epochs: number) => Math.round(epochs * perEpoch);
+  const prune = { method: flags.pruneMethod, scope: flags.pruneScope, seed: flags.seed };
   return {
     schedule: {
       initialSparsity: from,
@@ -216,13 +221,14 @@ export function pruningFromFlags(
       frequency: flags.pruneEvery,
       power: flags.prunePower,
     },
-    prune: { method: flags.pruneMethod, scope: flags.pruneScope, seed: flags.seed },
+    prune,
+    pruneTo: pruneStep(prune),
     calibrationSamples: flags.pruneSamples,
   };
 }
 
 /** The metadata a run with a schedule stores in its model. */
-export function pruningMetadata(pruning: GradualPruning | undefined): Record<string, string> {
+export function pruningMetadata(pruning: PipelineGradualPruning | undefined): Record<string, string> {
   return pruning === undefined
     ? {}
     : { ecprune_pruning_schedule: JSON.stringify({ ...pruning.schedule, ...pruning.prune }) };
