@@ -379,10 +379,7 @@ export async function benchSparseRuntime(options: SparseBenchOptions = {}): Prom
       const mlp = prunedReluMlp(sizes, sparsity, 1);
       const label = sizes.join('-');
       const params = mlp.layers.reduce((n, l) => n + l.weight.data.length + l.bias.length, 0);
-      const nnz = mlp.layers.reduce(
-        (n, l) => n + l.weight.data.reduce((c, w) => c + (w !== 0 ? 1 : 0), 0),
-        0,
-      );
+      const nnz = mlp.layers.reduce((n, l) => n + l.weight.data.filter((w) => w !== 0).length, 0);
       const weights = mlp.layers.reduce((n, l) => n + l.weight.data.length, 0);
       const dense = 4 * params;
       const ecsr32 = writeEcsr(mlp);

@@ -5,7 +5,7 @@
  * plain arrays per layer while every other op only has to say how it runs forward and how it
  * carries cotangents back (src/graph/ops). A plain MLP is the smallest such graph (mlp-graph.ts).
  */
-import type { Matrix } from '../model/matrix.js';
+import type { FloatArray, Matrix } from '../model/matrix.js';
 import type { Layered, Mlp } from '../model/mlp.js';
 
 export type { Layered };
@@ -29,10 +29,10 @@ export interface GraphNode {
 export interface DenseLayer {
   /** its name in the file (a node, a Keras layer or a state_dict prefix) */
   readonly name: string;
-  /** n_out x n_in (PyTorch's Linear.weight layout) */
-  readonly weight: Matrix;
+  /** n_out x n_in (PyTorch's Linear.weight layout), in the file's precision (see FloatArray) */
+  readonly weight: Matrix<FloatArray>;
   /** n_out entries; zeros when the file has no bias (see `hasBias`) */
-  readonly bias: Float32Array;
+  readonly bias: FloatArray;
   /** false when the file stores no bias for this layer (compensation then needs somewhere to go) */
   readonly hasBias: boolean;
 }

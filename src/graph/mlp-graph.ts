@@ -73,7 +73,7 @@ export function chainOf(model: Model): Mlp | undefined {
   const graph = model;
   const layers: Layer[] = [];
   let current = graph.input.name;
-  let pending: { weight: Layer['weight']; bias: Float32Array } | undefined;
+  let pending: Pick<Layer, 'weight' | 'bias'> | undefined;
   let activation: Activation | undefined;
   const flush = () => {
     if (pending) layers.push({ ...pending, activation: activation ?? { kind: 'identity' } });

@@ -1,3 +1,5 @@
+import { type FloatArray, zerosLike } from '../model/matrix.js';
+
 /**
  * The values that flow along a graph's edges: row-major arrays with a full shape. A *data* tensor
  * (one that depends on the graph's input) has the batch as its first dimension; a cotangent of a
@@ -8,7 +10,7 @@
  * float32 is what models run in; float64 is the same code at higher precision (the finite-difference
  * tests of every op's vector-Jacobian product run through the graph in float64).
  */
-export type TensorData = Float32Array | Float64Array;
+export type TensorData = FloatArray;
 
 export interface Tensor {
   readonly shape: readonly number[];
@@ -27,10 +29,7 @@ export function sizeOf(shape: readonly number[]): number {
   return size;
 }
 
-/** A fresh zero array of the same element type as `like`. */
-export function zerosLike(like: TensorData, length: number): TensorData {
-  return like instanceof Float64Array ? new Float64Array(length) : new Float32Array(length);
-}
+export { zerosLike };
 
 /** Values per sample of a data tensor or cotangent (everything after the first dimension). */
 export function perSampleSize(t: Tensor): number {

@@ -179,7 +179,8 @@ function checkQuantized(layer: Layer, q: QuantizedValues, l: number): void {
   const fail = (message: string) => {
     throw new EcpruneError('usage', message, undefined, `layer ${l}`);
   };
-  const nnz = layer.weight.data.reduce((n, w) => n + (w !== 0 ? 1 : 0), 0);
+  let nnz = 0;
+  for (const w of layer.weight.data) if (w !== 0) nnz++;
   if (q.kind === 'int8') {
     if (q.codes.length !== nnz) fail(`${q.codes.length} int8 codes for ${nnz} non-zero weights`);
     if (q.scales.length !== layer.weight.rows)

@@ -8,7 +8,7 @@
 
 import { checkFinite, type Targets } from '../data/dataset.js';
 import { badInput, EcpruneError, quote } from '../errors.js';
-import { type Matrix, matrix } from '../model/matrix.js';
+import { type FloatArray, type Matrix, matrix } from '../model/matrix.js';
 
 /** The typed arrays values are decoded into (64-bit integers become float64, float16 becomes float32). */
 export type NpyData =
@@ -159,6 +159,11 @@ export function toFloat32(data: NpyData, scale = 1): Float32Array {
   const out = new Float32Array(data);
   if (scale !== 1) for (let i = 0; i < out.length; i++) out[i] *= scale;
   return out;
+}
+
+/** A model's parameters as ecprune holds them (see FloatArray): float64 kept, any other type as float32. */
+export function floatValues(data: NpyData): FloatArray {
+  return data instanceof Float64Array ? data : toFloat32(data);
 }
 
 // ---------------------------------------------------------------------------------------------

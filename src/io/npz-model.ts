@@ -2,16 +2,17 @@
  * MLPs as NumPy `.npz` archives: `W0, b0, W1, b1, ...`, one pair per layer in order.
  *
  * - `W<l>` is n_out x n_in (PyTorch's Linear.weight layout: `y = W @ x + b`, or `x @ W.T + b` for a
- *   batch of rows); any float dtype, stored as float32 on output.
+ *   batch of rows); any float dtype, stored as float64 on output when it was float64, else float32.
  * - `b<l>` has n_out entries; a missing `b<l>` means zeros.
  * - `arch` (optional): the architecture string (see arch.ts) as UTF-8 bytes in a uint8 array;
  *   ecprune writes it, NumPy reads it back with `bytes(np.load(f)['arch']).decode()`. Without it
  *   the activations must be given (`--arch`), which also overrides it.
  */
 import { badInput } from '../errors.js';
+import { zerosLike } from '../model/matrix.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
 import { type Arch, archActivations, checkArchSizes, formatArch, parseArch, requireArch } from './arch.js';
-import { toFloat32 } from './npy.js';
+import { floatValues, type NpyData } from './npy.js';
 import { readNpz, writeNpz } from './npz.js';
 
 const ARCH_MEMBER = 'arch';
@@ -53,9 +54,10 @@ export function readNpzModel(bytes: Uint8Array, arch?: Arch, file?: string): Mlp
     layers: weights.map((weight, l) => {
       const [rows, cols] = weight.shape;
       const bias = arrays.get(`b${l}`);
+      const weightData = floatValues(weight.data);
       return {
-        weight: { rows, cols, data: toFloat32(weight.data) },
-        bias: bias === undefined ? new Float32Array(rows) : toFloat32(bias.data),
+        weight: { rows, cols, data: weightData },
+        bias: bias === undefined ? zerosLike(weightData, rows) : floatValues(bias.data),
         activation: activations[l],
       };
     }),
@@ -64,9 +66,9 @@ export function readNpzModel(bytes: Uint8Array, arch?: Arch, file?: string): Mlp
   return validateMlp(mlp, file);
 }
 
-/** Writes `W<l>` (n_out x n_in), `b<l>` as float32 and the architecture string as `arch`. */
+/** Writes `W<l>` (n_out x n_in), `b<l>` (float64 as read, else float32) and the architecture string as `arch`. */
 export function writeNpzModel(mlp: Mlp, compress = false): Uint8Array {
-  const arrays: Record<string, { shape: number[]; data: Float32Array | Uint8Array }> = {};
+  const arrays: Record<string, { shape: number[]; data: NpyData }> = {};
   mlp.layers.forEach((layer, l) => {
     arrays[`W${l}`] = { shape: [layer.weight.rows, layer.weight.cols], data: layer.weight.data };
     arrays[`b${l}`] = { shape: [layer.bias.length], data: layer.bias };

@@ -12,15 +12,16 @@
  */
 import { badInput, EcpruneError, quote } from '../errors.js';
 import type { Activation } from '../model/activations.js';
+import { type FloatArray, zerosLike } from '../model/matrix.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
 import { type Arch, archActivations, checkArchSizes } from './arch.js';
-import { decodeElements, elementType, toFloat32 } from './npy.js';
+import { decodeElements, elementType, floatValues } from './npy.js';
 
 export interface SafetensorsTensor {
-  /** the dtype it was stored as (F32, F16, BF16, F64); `data` is always float32 */
+  /** the dtype it was stored as (F32, F16, BF16, F64); `data` is float64 for F64, else float32 */
   readonly dtype: string;
   readonly shape: number[];
-  readonly data: Float32Array;
+  readonly data: FloatArray;
 }
 
 /** The `__metadata__` key that holds the architecture string of a model ecprune wrote. */
@@ -36,10 +37,10 @@ const MAX_HEADER_BYTES = 100_000_000;
 const MAX_TENSORS = 100_000;
 
 /** How each accepted dtype is decoded. */
-const DTYPES: Record<string, { size: number; decode(bytes: Uint8Array, count: number): Float32Array }> = {
-  F32: { size: 4, decode: (bytes, n) => toFloat32(decodeElements(bytes, elementType('<f4'), n)) },
-  F16: { size: 2, decode: (bytes, n) => toFloat32(decodeElements(bytes, elementType('<f2'), n)) },
-  F64: { size: 8, decode: (bytes, n) => toFloat32(decodeElements(bytes, elementType('<f8'), n)) },
+const DTYPES: Record<string, { size: number; decode(bytes: Uint8Array, count: number): FloatArray }> = {
+  F32: { size: 4, decode: (bytes, n) => floatValues(decodeElements(bytes, elementType('<f4'), n)) },
+  F16: { size: 2, decode: (bytes, n) => floatValues(decodeElements(bytes, elementType('<f2'), n)) },
+  F64: { size: 8, decode: (bytes, n) => floatValues(decodeElements(bytes, elementType('<f8'), n)) },
   BF16: { size: 2, decode: decodeBfloat16 },
 };
 
@@ -184,23 +185,24 @@ export function readSafetensors(bytes: Uint8Array, file?: string): Map<string, S
   return tensors;
 }
 
-/** Encodes float32 tensors (in the map's order) with optional string metadata. */
+/** Encodes tensors (in the map's order; float64 as F64, float32 as F32) with optional string metadata. */
 export function writeSafetensors(
-  tensors: ReadonlyMap<string, { readonly shape: readonly number[]; readonly data: Float32Array }>,
+  tensors: ReadonlyMap<string, { readonly shape: readonly number[]; readonly data: FloatArray }>,
   metadata?: Record<string, string>,
 ): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
   for (const [name, { shape, data }] of tensors) {
-    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + data.byteLength] };
+    const dtype = data instanceof Float64Array ? 'F64' : 'F32';
+    header[name] = { dtype, shape, data_offsets: [offset, offset + data.byteLength] };
     offset += data.byteLength;
   }
   // padded with spaces so that the data starts 8-byte aligned, as the reference writer does
   const text = new TextEncoder().encode(JSON.stringify(header));
   const json = new Uint8Array(Math.ceil(text.length / 8) * 8).fill(0x20);
   json.set(text);
-  const data = float32LittleEndian([...tensors.values()].map((tensor) => tensor.data));
+  const data = littleEndian([...tensors.values()].map((tensor) => tensor.data));
   const out = new Uint8Array(8 + json.length + data.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
   out.set(json, 8);
@@ -208,16 +210,29 @@ export function writeSafetensors(
   return out;
 }
 
-/** Float32 arrays back to back as little-endian bytes (the layout of safetensors F32 and TF.js shards). */
-export function float32LittleEndian(arrays: readonly Float32Array[]): Uint8Array {
-  const out = new Uint8Array(arrays.reduce((n, values) => n + values.byteLength, 0));
+/**
+ * Arrays back to back as little-endian bytes, each in its own type (safetensors F32 and F64), or
+ * all as float32 with `asFloat32` (TF.js shards).
+ */
+function littleEndian(arrays: readonly FloatArray[], asFloat32 = false): Uint8Array {
+  const width = (values: FloatArray) => (asFloat32 ? 4 : values.BYTES_PER_ELEMENT);
+  const out = new Uint8Array(arrays.reduce((n, values) => n + width(values) * values.length, 0));
   const view = new DataView(out.buffer);
   let at = 0;
   for (const values of arrays) {
-    for (let i = 0; i < values.length; i++) view.setFloat32(at + 4 * i, values[i], true);
-    at += values.byteLength;
+    const size = width(values);
+    for (let i = 0; i < values.length; i++) {
+      if (size === 4) view.setFloat32(at + 4 * i, values[i], true);
+      else view.setFloat64(at + 8 * i, values[i], true);
+    }
+    at += size * values.length;
   }
   return out;
+}
+
+/** Arrays back to back as little-endian float32 (the layout of TF.js shards). */
+export function float32LittleEndian(arrays: readonly FloatArray[]): Uint8Array {
+  return littleEndian(arrays, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -241,7 +256,7 @@ function naturalOrder(a: string, b: string): number {
  * `layers.2` ...). The activations come from `arch`; its sizes, when given, are checked.
  */
 export function mlpFromStateDict(
-  tensors: ReadonlyMap<string, { readonly shape: readonly number[]; readonly data: Float32Array }>,
+  tensors: ReadonlyMap<string, { readonly shape: readonly number[]; readonly data: FloatArray }>,
   arch: Arch,
   file?: string,
 ): { mlp: Mlp; keys: StateDictLayerKeys[] } {
@@ -284,9 +299,10 @@ export function mlpFromStateDict(
   const mlp: Mlp = {
     layers: keys.map(({ weight, bias }, l) => {
       const [rows, cols] = shapes[l];
-      const biasData = bias === undefined ? new Float32Array(rows) : tensors.get(bias)!.data;
+      const weightData = tensors.get(weight)!.data;
+      const biasData = bias === undefined ? zerosLike(weightData, rows) : tensors.get(bias)!.data;
       return {
-        weight: { rows, cols, data: tensors.get(weight)!.data },
+        weight: { rows, cols, data: weightData },
         bias: biasData,
         activation: activations[l],
       };
@@ -303,12 +319,12 @@ export function mlpFromStateDict(
 export function stateDictFromMlp(
   mlp: Mlp,
   keys?: readonly StateDictLayerKeys[],
-): Map<string, { shape: number[]; data: Float32Array }> {
+): Map<string, { shape: number[]; data: FloatArray }> {
   const names =
     keys?.length === mlp.layers.length
       ? keys
       : mlp.layers.map((_, l) => ({ weight: `${2 * l}.weight`, bias: `${2 * l}.bias` }));
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+  const tensors = new Map<string, { shape: number[]; data: FloatArray }>();
   mlp.layers.forEach((layer, l) => {
     const { weight, bias } = names[l];
     tensors.set(weight, { shape: [layer.weight.rows, layer.weight.cols], data: layer.weight.data });

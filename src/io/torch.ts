@@ -14,7 +14,8 @@
  */
 import { zipSync } from 'fflate';
 import { badInput, EcpruneError } from '../errors.js';
-import { decodeElements, elementType, toFloat32 } from './npy.js';
+import { type FloatArray, zerosLike } from '../model/matrix.js';
+import { decodeElements, elementType, floatValues } from './npy.js';
 import { unzipChecked, zipMemberNames } from './npz.js';
 import { decodeBfloat16, isRecord } from './safetensors.js';
 
@@ -22,10 +23,10 @@ import { decodeBfloat16, isRecord } from './safetensors.js';
 export type TorchDtype = 'float32' | 'float16' | 'float64' | 'bfloat16';
 
 export interface TorchTensor {
-  /** the dtype it was stored as; `data` is always float32 */
+  /** the dtype it was stored as; `data` is float64 for float64, else float32 */
   readonly dtype: TorchDtype;
   readonly shape: number[];
-  readonly data: Float32Array;
+  readonly data: FloatArray;
 }
 
 /** The extra zip record in which ecprune keeps its metadata (torch.load ignores records it does not read). */
@@ -34,22 +35,22 @@ export const TORCH_METADATA_RECORD = 'ecprune_metadata.json';
 /** Storage class name -> dtype, its size in bytes and its decoder. */
 const STORAGES: Record<
   string,
-  { dtype: TorchDtype; size: number; decode(bytes: Uint8Array, count: number): Float32Array }
+  { dtype: TorchDtype; size: number; decode(bytes: Uint8Array, count: number): FloatArray }
 > = {
   FloatStorage: {
     dtype: 'float32',
     size: 4,
-    decode: (b, n) => toFloat32(decodeElements(b, elementType('<f4'), n)),
+    decode: (b, n) => floatValues(decodeElements(b, elementType('<f4'), n)),
   },
   HalfStorage: {
     dtype: 'float16',
     size: 2,
-    decode: (b, n) => toFloat32(decodeElements(b, elementType('<f2'), n)),
+    decode: (b, n) => floatValues(decodeElements(b, elementType('<f2'), n)),
   },
   DoubleStorage: {
     dtype: 'float64',
     size: 8,
-    decode: (b, n) => toFloat32(decodeElements(b, elementType('<f8'), n)),
+    decode: (b, n) => floatValues(decodeElements(b, elementType('<f8'), n)),
   },
   BFloat16Storage: { dtype: 'bfloat16', size: 2, decode: decodeBfloat16 },
 };
@@ -488,15 +489,10 @@ export function readTorch(
 }
 
 /** The tensor's elements in row-major order, read from its storage through offset and strides. */
-function gather(
-  storage: Float32Array,
-  tensor: TensorRef,
-  file: string | undefined,
-  where: string,
-): Float32Array {
+function gather(storage: FloatArray, tensor: TensorRef, file: string | undefined, where: string): FloatArray {
   const { size, stride, offset } = tensor;
   const count = size.reduce((n, d) => n * d, 1);
-  if (count === 0) return new Float32Array(0);
+  if (count === 0) return storage.slice(0, 0);
   // more elements than its storage: an expanded view (stride 0), which no saved parameter is
   if (count > storage.length) {
     throw badInput(
@@ -515,7 +511,7 @@ function gather(
   }
   const contiguous = size.every((_, i) => stride[i] === size.slice(i + 1).reduce((n, d) => n * d, 1));
   if (contiguous) return storage.slice(offset, offset + count);
-  const out = new Float32Array(count);
+  const out = zerosLike(storage, count);
   const index = new Array(size.length).fill(0);
   for (let i = 0; i < count; i++) {
     out[i] = storage[offset + index.reduce((n, d, k) => n + d * stride[k], 0)];
@@ -571,7 +567,7 @@ function le32(value: number): number[] {
 }
 
 /** `data` rounded to `dtype`, as little-endian bytes. */
-function encode(data: Float32Array, dtype: TorchDtype): Uint8Array {
+function encode(data: FloatArray, dtype: TorchDtype): Uint8Array {
   const out = new Uint8Array(data.length * STORAGES[STORAGE_OF[dtype]].size);
   const view = new DataView(out.buffer);
   for (let i = 0; i < data.length; i++) {
@@ -619,7 +615,7 @@ function float16Bits(value: number): number {
 export function writeTorch(
   tensors: ReadonlyMap<
     string,
-    { readonly shape: readonly number[]; readonly data: Float32Array; readonly dtype?: TorchDtype }
+    { readonly shape: readonly number[]; readonly data: FloatArray; readonly dtype?: TorchDtype }
   >,
   metadata: Record<string, string> = {},
   archive = 'archive',

@@ -1,11 +1,31 @@
 /**
- * A dense row-major float32 matrix: element (r, c) is `data[r * cols + c]`.
+ * A dense row-major matrix: element (r, c) is `data[r * cols + c]`; float32 unless said otherwise.
  * Plain data, no methods, so that it crosses worker and wasm boundaries unchanged.
  */
-export interface Matrix {
+export interface Matrix<Data extends FloatArray = Float32Array> {
   readonly rows: number;
   readonly cols: number;
-  readonly data: Float32Array;
+  readonly data: Data;
+}
+
+/**
+ * float32, or float64 where precision must be kept: a layer's weights and biases are float64 when
+ * its file stores them so (what pruning leaves alone is then written back bit for bit) and float32
+ * otherwise (float16 and bfloat16 files are read into float32 exactly). The GEMMs run in float32:
+ * `asFloat32` at their boundary.
+ */
+export type FloatArray = Float32Array | Float64Array;
+
+/** A fresh zero array of the same element type as `like`. */
+export function zerosLike<Data extends FloatArray>(like: Data, length: number): Data {
+  return (like instanceof Float64Array ? new Float64Array(length) : new Float32Array(length)) as Data;
+}
+
+/** `m` itself when it is float32 (no copy on the float32 path), else its values rounded to float32. */
+export function asFloat32(m: Matrix<FloatArray>): Matrix {
+  return m.data instanceof Float32Array
+    ? (m as Matrix)
+    : { rows: m.rows, cols: m.cols, data: Float32Array.from(m.data) };
 }
 
 export function matrix(rows: number, cols: number, data?: Float32Array): Matrix {
@@ -33,8 +53,9 @@ export function rowSlice(m: Matrix, start: number, end: number): Matrix {
   return { rows: end - start, cols: m.cols, data: m.data.subarray(start * m.cols, end * m.cols) };
 }
 
-export function transpose(m: Matrix): Matrix {
-  const out = matrix(m.cols, m.rows);
+/** The transpose, in the precision of `m`. */
+export function transpose<Data extends FloatArray>(m: Matrix<Data>): Matrix<Data> {
+  const out = { rows: m.cols, cols: m.rows, data: zerosLike(m.data, m.data.length) };
   for (let r = 0; r < m.rows; r++) {
     for (let c = 0; c < m.cols; c++) out.data[c * m.rows + r] = m.data[r * m.cols + c];
   }

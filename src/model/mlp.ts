@@ -1,20 +1,20 @@
 import { EcpruneError } from '../errors.js';
 import type { Activation } from './activations.js';
-import type { Matrix } from './matrix.js';
+import type { FloatArray, Matrix } from './matrix.js';
 
 /**
  * One fully-connected layer: z = W a + b, output act(z).
  * `weight` is n_out x n_in (PyTorch's Linear.weight layout), `bias` has n_out entries.
  */
 export interface Layer {
-  readonly weight: Matrix;
-  readonly bias: Float32Array;
+  readonly weight: Matrix<FloatArray>;
+  readonly bias: FloatArray;
   readonly activation: Activation;
 }
 
 /** What scores, selection and compensation need of any model (an MLP or a graph): its layers. */
 export interface Layered {
-  readonly layers: readonly { readonly weight: Matrix; readonly bias: Float32Array }[];
+  readonly layers: readonly { readonly weight: Matrix<FloatArray>; readonly bias: FloatArray }[];
 }
 
 /** A multilayer perceptron: layers applied in order; the last layer's activation is usually identity. */

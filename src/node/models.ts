@@ -186,21 +186,30 @@ export function requireChain(
 
 /**
  * The float type a model's weights are stored in, where its file says and ecprune keeps it (ONNX,
- * PyTorch .pt): a .pt written from it keeps that type.
+ * PyTorch .pt; float64 in any format, which ecprune holds as float64): a .pt written from it keeps
+ * that type.
  */
 export function storedDtype(model: LoadedModel): TorchDtype | undefined {
   if (model.onnx) return weightDtypeOf(model.onnx);
   const first = model.pytorch?.keys[0];
-  return first && model.pytorch?.dtypes.get(first.weight);
+  if (first) return model.pytorch?.dtypes.get(first.weight);
+  return isFloat64(model.graph) ? 'float64' : undefined;
+}
+
+/** Whether the model's weights are held in float64 (see FloatArray). */
+function isFloat64(graph: Graph): boolean {
+  return graph.layers[0]?.weight.data instanceof Float64Array;
 }
 
 /**
  * The float type `saveModel` stores the weights of `like` (or a pruning of it) in as `file`: its own
- * in ONNX over its ONNX file and in a .pt, float32 in every other case.
+ * in ONNX over its ONNX file and in a .pt, float64 kept in safetensors and .npz, float32 in every
+ * other case.
  */
 export function writtenDtype(file: string, like: LoadedModel): TorchDtype {
   const format = formatFromExtension(file);
   const kept = format === 'pytorch' || (format === 'onnx' && like.format === 'onnx');
+  if ((format === 'safetensors' || format === 'npz') && isFloat64(like.graph)) return 'float64';
   return (kept && storedDtype(like)) || 'float32';
 }
 

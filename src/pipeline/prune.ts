@@ -8,6 +8,7 @@ import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
 import { type LossKind, lossFor } from '../graph/loss.js';
 import { asGraph, chainOf, headOf, logitsGraph } from '../graph/mlp-graph.js';
+import type { FloatArray } from '../model/matrix.js';
 import { type Mlp, weightCount } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { magnitudeScore } from '../score/magnitude.js';
@@ -675,7 +676,7 @@ function checkBudgets(budgets: string): 'score' | 'magnitude' {
 }
 
 /** b_i += u_i = Σ_n s_i (z^D_i - z^P_i) / Σ_n s_i: the upstream mean gap (see the top). */
-function addUpstreamGap(bias: Float32Array, statistics: LayerStatistics): void {
+function addUpstreamGap(bias: FloatArray, statistics: LayerStatistics): void {
   const gap = statistics.referenceGap!;
   for (let i = 0; i < bias.length; i++)
     if (statistics.m0[i] > 0 && gap[i] !== 0) bias[i] += gap[i] / statistics.m0[i];

@@ -11,7 +11,7 @@ import { createRandom } from '../data/random.js';
 import { EcpruneError } from '../errors.js';
 import type { Gemm } from '../gemm/gemm.js';
 import type { LossKind } from '../graph/loss.js';
-import { type Matrix, matrix } from '../model/matrix.js';
+import { type FloatArray, type Matrix, matrix } from '../model/matrix.js';
 import type { Mlp } from '../model/mlp.js';
 import type { QuantizedValues } from '../runtime/index.js';
 import { CODEBOOK_BITS } from '../runtime/index.js';
@@ -20,7 +20,7 @@ import { lossAndGradients } from '../train/train.js';
 export type Int8Values = Extract<QuantizedValues, { kind: 'int8' }>;
 export type CodebookValues = Extract<QuantizedValues, { kind: 'codebook' }>;
 
-function checkMask(weight: Matrix, keepMask: Uint8Array): void {
+function checkMask(weight: Matrix<FloatArray>, keepMask: Uint8Array): void {
   if (keepMask.length !== weight.data.length) {
     throw new EcpruneError(
       'usage',
@@ -33,7 +33,7 @@ function checkMask(weight: Matrix, keepMask: Uint8Array): void {
  * Per-row symmetric int8: scale_i = max_j |W[i, j]| / 127 over the kept weights of row i, code =
  * round(W / scale) in −127..127 (the largest weight of each row is exact up to float32 rounding).
  */
-export function quantizeInt8(weight: Matrix, keepMask: Uint8Array): Int8Values {
+export function quantizeInt8(weight: Matrix<FloatArray>, keepMask: Uint8Array): Int8Values {
   checkMask(weight, keepMask);
   const { rows, cols, data } = weight;
   const scales = new Float32Array(rows);
@@ -52,7 +52,7 @@ export function quantizeInt8(weight: Matrix, keepMask: Uint8Array): Int8Values {
 }
 
 /** The kept weights of `weight` in row-major order. */
-function keptValues(weight: Matrix, keepMask: Uint8Array): Float64Array {
+function keptValues(weight: Matrix<FloatArray>, keepMask: Uint8Array): Float64Array {
   const out: number[] = [];
   for (let k = 0; k < keepMask.length; k++) if (keepMask[k]) out.push(weight.data[k]);
   return Float64Array.from(out);
@@ -74,7 +74,7 @@ export interface CodebookOptions {
  * 4 bytes).
  */
 export function quantizeCodebook(
-  weight: Matrix,
+  weight: Matrix<FloatArray>,
   keepMask: Uint8Array,
   options: CodebookOptions,
 ): CodebookValues {
@@ -140,7 +140,7 @@ export function quantizeCodebook(
 }
 
 /** The dense weight matrix the quantised values stand for: zeros where the mask drops a weight. */
-export function dequantize(weight: Matrix, keepMask: Uint8Array, q: QuantizedValues): Matrix {
+export function dequantize(weight: Matrix<FloatArray>, keepMask: Uint8Array, q: QuantizedValues): Matrix {
   checkMask(weight, keepMask);
   const out = matrix(weight.rows, weight.cols);
   let k = 0;

@@ -5,7 +5,7 @@ import { defaultGemm } from '../gemm/default.js';
 import type { Gemm } from '../gemm/gemm.js';
 import { denseForward } from '../graph/ops/dense.js';
 import { type Activation, activate, activationDerivative, applyActivation } from '../model/activations.js';
-import { type Matrix, matrix, rowSlice } from '../model/matrix.js';
+import { asFloat32, type Matrix, matrix, rowSlice } from '../model/matrix.js';
 import { inputSize, type Mlp, weightCount } from '../model/mlp.js';
 import type { LayerScores } from './criterion.js';
 import { collectStatistics } from './statistics.js';
@@ -136,8 +136,11 @@ async function outputChange(
       }
       d = next.data;
     } else {
-      d = (await gemm.matmul({ rows: 2 * samples, cols, data: d as Float32Array }, weight, { transB: true }))
-        .data;
+      d = (
+        await gemm.matmul({ rows: 2 * samples, cols, data: d as Float32Array }, asFloat32(weight), {
+          transB: true,
+        })
+      ).data;
     }
     cols = weight.rows;
     throughActivation(mlp.layers[k].activation, ref.z[k].data, ref.activated[k], d);

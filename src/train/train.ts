@@ -8,7 +8,7 @@ import { type LossKind, lossFor, lossGradient, sampleLosses } from '../graph/los
 import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import { backpropagate, forwardTrace } from '../graph/run.js';
 import type { Activation } from '../model/activations.js';
-import { type Matrix, matrix } from '../model/matrix.js';
+import { type FloatArray, type Matrix, matrix } from '../model/matrix.js';
 import { type Layer, type Layered, layerSizes, type Mlp } from '../model/mlp.js';
 import type { KeepMask } from '../select/select.js';
 import { evaluate } from './evaluate.js';
@@ -166,9 +166,12 @@ export async function lossAndGradients(
 
 /**
  * Adam (Kingma & Ba) with PyTorch's defaults β1 = 0.9, β2 = 0.999, ε = 1e-8, updating the
- * float32 parameters in place. Moments are float64 so that tiny v does not underflow.
+ * parameters in place, in their own precision. Moments are float64 so that tiny v does not
+ * underflow. The gradients are float32 (the GEMMs'); a float64 model's weights take the steps in
+ * float64, so a weight that gets no update (a masked one, a bias that is not trained) keeps its
+ * value bit for bit.
  */
-function createAdam(params: Float32Array[], learningRate: number) {
+function createAdam(params: FloatArray[], learningRate: number) {
   const [beta1, beta2, epsilon] = [0.9, 0.999, 1e-8];
   const m = params.map((p) => new Float64Array(p.length));
   const v = params.map((p) => new Float64Array(p.length));
@@ -296,7 +299,7 @@ function prunedFraction(keepMasks: readonly KeepMask[]): number {
 }
 
 /** Sets the masked-out weights (and their gradients) to exactly zero. */
-function applyMasks(arrays: Float32Array[], keepMasks: readonly KeepMask[] | undefined): void {
+function applyMasks(arrays: FloatArray[], keepMasks: readonly KeepMask[] | undefined): void {
   if (!keepMasks) return;
   keepMasks.forEach((mask, l) => {
     const a = arrays[l];

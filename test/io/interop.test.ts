@@ -511,7 +511,7 @@ describe('format pieces', () => {
     assert.equal(sniffFormat(new Uint8Array([1, 2, 3])), undefined);
   });
 
-  it('safetensors: F64 input, float32 output with metadata, key names kept', () => {
+  it('safetensors: F64 input and output with metadata, key names kept', () => {
     const header = JSON.stringify({
       __metadata__: { ecprune_arch: '2,1:identity' },
       'fc.weight': { dtype: 'F64', shape: [1, 2], data_offsets: [0, 16] },
@@ -527,7 +527,7 @@ describe('format pieces', () => {
     assert.deepEqual(tensors.get('fc.weight'), {
       dtype: 'F64',
       shape: [1, 2],
-      data: new Float32Array([0.5, -2]),
+      data: new Float64Array([0.5, -2]),
     });
     const { mlp, keys } = mlpFromStateDict(
       tensors,
@@ -537,6 +537,8 @@ describe('format pieces', () => {
     assert.equal(new DataView(written.buffer).getBigUint64(0, true) % 8n, 0n); // data 8-byte aligned
     assert.deepEqual(parseSafetensorsHeader(written).metadata, { note: 'ü' });
     assert.deepEqual([...readSafetensors(written).keys()], ['fc.weight', 'fc.bias']);
+    // the F64 bytes are written back as they were
+    assert.deepEqual(written.subarray(written.length - 24), bytes.subarray(bytes.length - 24));
   });
 
   it('.npz: W stored n_in x n_out gets a hint; members outside W/b/arch are refused', () => {

@@ -82,7 +82,8 @@ async function runOrt(bytes: Uint8Array, input: Float32Array, dims: number[]): P
 
 const decode = (bytes: Uint8Array) => onnx.ModelProto.decode(bytes);
 const encodeModel = (model: onnxProto.onnx.ModelProto) => onnx.ModelProto.encode(model).finish();
-const bits = (values: Float32Array) => new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+const bits = (values: Float32Array | Float64Array) =>
+  new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
 
 /** The op types of a graph's nodes, without the Identity and Constant nodes ecprune does not keep, sorted. */
 function opTypes(bytes: Uint8Array): string[] {

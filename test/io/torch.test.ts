@@ -155,7 +155,7 @@ describe('writing', () => {
       assertClose(await outputsOn(ours.mlp!, name), torchOutputs, name);
       const committed = await loadModel(fixture(`${name}.pruned.pt`));
       for (const [l, layer] of ours.mlp!.layers.entries()) {
-        const mask = (data: Float32Array) => data.map((w) => +(w !== 0));
+        const mask = (data: Float32Array | Float64Array) => Array.from(data, (w) => +(w !== 0));
         assert.deepEqual(
           mask(layer.weight.data),
           mask(committed.mlp!.layers[l].weight.data),

@@ -123,8 +123,12 @@ describe('convert on the producer zoo: what each format can hold, checked by its
           return;
         }
         assert.equal(run.code, 0, run.stderr);
-        // float64 and float16 weights are kept where the format keeps them, and a note says where not
-        const keepsDtype = extension === 'pt' || (extension === 'onnx' && fixture.producer === 'torch');
+        // float64 and float16 weights are kept where the format keeps them (float64 in every
+        // weight-only format), and a note says where not
+        const keepsDtype =
+          extension === 'pt' ||
+          (extension === 'onnx' && fixture.producer === 'torch') ||
+          (fixture.dtype === 'float64' && (extension === 'safetensors' || extension === 'npz'));
         if (fixture.dtype === 'float32' || fixture.producer === 'tfjs' || keepsDtype)
           assert.equal(run.stderr, '');
         else

@@ -54,7 +54,7 @@ it('without onnxruntime-node: one line names the backend, the pruned model is th
   assert.equal(ts.code, 0, ts.stderr);
   const [a, b] = [await loadModel(out), await loadModel(reference)];
   for (const [l, layer] of a.mlp!.layers.entries()) {
-    const mask = (data: Float32Array) => data.map((w) => +(w !== 0));
+    const mask = (data: Float32Array | Float64Array) => Array.from(data, (w) => +(w !== 0));
     assert.deepEqual(mask(layer.weight.data), mask(b.mlp!.layers[l].weight.data), `layer ${l}`);
   }
 });

@@ -189,7 +189,7 @@ describe('initialisation', () => {
     const bound = 1 / Math.sqrt(50);
     assert.ok(w.every((v) => Math.abs(v) <= bound));
     // uniform on [-B, B]: variance B²/3
-    const variance = w.reduce((s, v) => s + v * v, 0) / w.length;
+    const variance = Array.from(w).reduce((s, v) => s + v * v, 0) / w.length;
     assert.ok(Math.abs(variance / ((bound * bound) / 3) - 1) < 0.1, `variance ${variance}`);
     assert.deepEqual(initMlp({ sizes: [50, 20, 4], activation: relu, seed: 9 }), mlp);
     assert.notDeepEqual(initMlp({ sizes: [50, 20, 4], activation: relu, seed: 10 }).layers[0].weight.data, w);

@@ -2,11 +2,12 @@
  * The fully-connected layer, the unit EC prunes: z = a Wᵀ + b, with W and b in
  * `graph.layers[attrs.layer]`. Forward and backward are one GEMM each through the project's GEMM
  * abstraction; float64 inputs (the finite-difference tests) take a plain float64 loop instead, since
- * the GEMM backends are float32.
+ * the GEMM backends are float32. A float64 layer (a float64 model) runs its GEMMs on its weights
+ * rounded to float32, like the model's data.
  */
 import { badInput } from '../../errors.js';
 import type { Gemm } from '../../gemm/gemm.js';
-import type { Matrix } from '../../model/matrix.js';
+import { asFloat32, type FloatArray, type Matrix } from '../../model/matrix.js';
 import { intAttr } from '../emit/onnx-nodes.js';
 import type { DenseLayer } from '../graph.js';
 import type { Tensor } from '../tensor.js';
@@ -23,7 +24,7 @@ function layerFor(ctx: Pick<OpContext, 'attrs' | 'layers'>): DenseLayer {
 }
 
 /** a (rows x k) times op(W): W (n_out x n_in) transposed when `transB`, in float64. */
-function matmul64(a: Float64Array, rows: number, w: Matrix, transB: boolean): Float64Array {
+function matmul64(a: Float64Array, rows: number, w: Matrix<FloatArray>, transB: boolean): Float64Array {
   const [k, n] = transB ? [w.cols, w.rows] : [w.rows, w.cols];
   const out = new Float64Array(rows * n);
   for (let r = 0; r < rows; r++) {
@@ -37,12 +38,12 @@ function matmul64(a: Float64Array, rows: number, w: Matrix, transB: boolean): Fl
   return out;
 }
 
-async function product(a: Tensor, w: Matrix, transB: boolean, ctx: OpContext): Promise<Tensor> {
+async function product(a: Tensor, w: Matrix<FloatArray>, transB: boolean, ctx: OpContext): Promise<Tensor> {
   const rows = a.shape[0];
   const n = transB ? w.rows : w.cols;
   if (a.data instanceof Float64Array) return { shape: [rows, n], data: matmul64(a.data, rows, w, transB) };
   const cols = a.data.length / Math.max(rows, 1);
-  const z = await ctx.gemm.matmul({ rows, cols, data: a.data }, w, { transB });
+  const z = await ctx.gemm.matmul({ rows, cols, data: a.data }, asFloat32(w), { transB });
   return { shape: [rows, n], data: z.data };
 }
 
@@ -52,7 +53,7 @@ export async function denseForward(
   a: Matrix,
   gemm: Gemm,
 ): Promise<Matrix> {
-  const z = await gemm.matmul(a, layer.weight, { transB: true });
+  const z = await gemm.matmul(a, asFloat32(layer.weight), { transB: true });
   const { rows, cols, data } = z;
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data[r * cols + c] += layer.bias[c];
   return z;

@@ -15,7 +15,7 @@ import type { AttributeValue, DenseLayer, Graph, GraphNode } from '../../graph/g
 import { OPS, SUPPORTED_OPS } from '../../graph/ops/index.js';
 import type { FrozenPrefix } from '../../graph/prefix.js';
 import type { Tensor } from '../../graph/tensor.js';
-import { matrix, transpose } from '../../model/matrix.js';
+import { transpose, zerosLike } from '../../model/matrix.js';
 import { checkFiniteLayer } from '../../model/mlp.js';
 import { shortestFloat32 } from '../../runtime/format.js';
 import {
@@ -437,7 +437,7 @@ function denseOf(
     layer: {
       name: layerName(weight.root, r.name(node)),
       weight: weight.matrix,
-      bias: bias?.values ?? new Float32Array(weight.matrix.rows),
+      bias: bias?.values ?? zerosLike(weight.matrix.data, weight.matrix.rows),
       hasBias: bias !== undefined,
     },
     template: {
@@ -455,7 +455,10 @@ function denseOf(
   };
 }
 
-/** A weight stored as a dims[0] x dims[1] matrix, returned in the n_out x n_in layout. */
+/**
+ * A weight stored as a dims[0] x dims[1] matrix, returned in the n_out x n_in layout, float64 when
+ * the file stores it so (float16 and float32 in float32, exactly).
+ */
 function readWeight(
   r: Reader,
   node: NodeProto,
@@ -467,8 +470,8 @@ function readWeight(
   if (dims.length !== 2 || dims[0] === 0 || dims[1] === 0) {
     throw r.error(node, `weight '${name}' has shape [${dims.join(', ')}], expected a matrix`);
   }
-  const data = Float32Array.from(values, (w) => scale * w);
-  const asStored = matrix(dims[0], dims[1], data);
+  const data = values.map((w) => scale * w);
+  const asStored = { rows: dims[0], cols: dims[1], data };
   return { matrix: stored === 'out x in' ? asStored : transpose(asStored), dims, dataType, root };
 }
 
@@ -484,7 +487,7 @@ function readBias(r: Reader, node: NodeProto, name: string, rows: number, scale:
   if (!((values.length === rows || values.length === 1) && dims.slice(0, -1).every((d) => d === 1))) {
     throw r.error(node, `bias '${name}' has shape [${dims.join(', ')}], expected [${rows}]`);
   }
-  const bias = new Float32Array(rows);
+  const bias = zerosLike(values, rows);
   for (let i = 0; i < rows; i++) bias[i] = scale * values[values.length === 1 ? 0 : i];
   return { values: bias, template: { name: root, dims, dataType } };
 }

@@ -131,7 +131,7 @@ function intoTemplate(graph: Graph, template: OnnxTemplate, options: WriteOnnxOp
       const original = t.bias.dims;
       reshaped ||= product(original) !== n && product(original) !== 1;
       const broadcast = product(original) === 1 && layer.bias.every((b) => b === layer.bias[0]);
-      const bias = Float32Array.from(broadcast ? [layer.bias[0]] : layer.bias, (b) => b / t.beta);
+      const bias = (broadcast ? layer.bias.subarray(0, 1) : layer.bias).map((b) => b / t.beta);
       const dims = broadcast || product(original) === n ? original : [n];
       replaceInitializer(g, t.bias.name, dims, bias, t.bias.dataType, false);
     } else if (layer.bias.some((b) => b !== 0)) {

@@ -8,7 +8,7 @@ import { EcpruneError } from '../../errors.js';
 import type { Graph } from '../../graph/graph.js';
 import { chainOf } from '../../graph/mlp-graph.js';
 import type { Activation } from '../../model/activations.js';
-import { transpose } from '../../model/matrix.js';
+import { type FloatArray, transpose } from '../../model/matrix.js';
 import { VERSION } from '../../version.js';
 import { shapeSize } from '../npy.js';
 import { float32LittleEndian, isRecord } from '../safetensors.js';
@@ -174,7 +174,7 @@ export function writeTfjs(
     }
   });
   const manifest: Json[] = [];
-  const arrays: Float32Array[] = [];
+  const arrays: FloatArray[] = [];
   for (const source of base.weights) {
     if (source.dense === undefined) {
       const { values, shape } = constantValues(graph, source);
