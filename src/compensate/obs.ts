@@ -5,7 +5,7 @@ import type { Gemm } from '../gemm/gemm.js';
 import { type DenseLayer, denseNodeOf, type Model } from '../graph/graph.js';
 import { asGraph } from '../graph/mlp-graph.js';
 import { asMatrix, forwardTrace } from '../graph/run.js';
-import type { Matrix } from '../model/matrix.js';
+import { type Matrix, zerosLike } from '../model/matrix.js';
 import { DEFAULT_BATCH_SIZE } from '../score/statistics.js';
 import type { KeepMask } from '../select/select.js';
 import { cholesky, choleskyInverse } from './refit.js';
@@ -186,8 +186,9 @@ export function obsPruneLayer<L extends Pick<DenseLayer, 'weight' | 'bias'>>(
       }
     }
   }
-  const weight = new Float32Array(rows * cols);
-  const bias = new Float32Array(rows);
+  // in the layer's precision: a float64 layer's bias that OBS leaves alone stays bit for bit
+  const weight = zerosLike(layer.weight.data, rows * cols);
+  const bias = zerosLike(layer.bias, rows);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) weight[i * cols + j] = keep[i * cols + j] ? w[i * size + j] : 0;
     bias[i] = withBias ? w[i * size + cols] : layer.bias[i];

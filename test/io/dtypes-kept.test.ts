@@ -13,12 +13,14 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
+import { inMemoryDataset } from '../../src/data/dataset.js';
 import type { Model } from '../../src/graph/graph.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { type LoadedModel, loadModel, saveModel } from '../../src/node/models.js';
 import { type PruneResult, prune } from '../../src/pipeline/prune.js';
+import { finetune } from '../../src/train/train.js';
 import { PYTHON, pythonMissing } from '../helpers/python.js';
-import { ZOO } from '../helpers/zoo.js';
+import { calibrationRows, ZOO } from '../helpers/zoo.js';
 
 const { onnx } = onnxProto;
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-dtypes-'));
@@ -167,6 +169,29 @@ describe('a float64 ONNX model keeps its precision', () => {
     } finally {
       await session.release();
     }
+  });
+});
+
+describe('fine-tuning a float64 model', () => {
+  it('steps the weights in float64: a weight whose gradient is always 0 keeps its value bit for bit', async () => {
+    const model = await loadModel(FLOAT64_ONNX);
+    const { rows, cols, data } = calibrationRows('float64');
+    // input feature 0 is always 0: the first layer's column 0 gets no gradient, every other weight does
+    const x = Float32Array.from(data, (v, k) => (k % cols === 0 ? 0 : v));
+    const labels = Int32Array.from({ length: rows }, (_, n) => n % 4);
+    const train = inMemoryDataset({ rows, cols, data: x }, { kind: 'classes', values: labels });
+    const { model: tuned } = await finetune(model.graph, train, { epochs: 2, batchSize: 16, seed: 1 });
+    const [before, after] = [model.graph.layers[0].weight, tuned.layers[0].weight];
+    assert.ok(after.data instanceof Float64Array, 'the tuned weights are float64');
+    let changed = 0;
+    for (let i = 0; i < before.rows; i++) {
+      for (let j = 0; j < before.cols; j++) {
+        const [w0, w1] = [before.data[i * cols + j], after.data[i * cols + j]];
+        if (j === 0) assert.ok(Object.is(w0, w1), `weight (${i}, 0): ${w1} kept as ${w0}`);
+        else if (w0 !== w1) changed++;
+      }
+    }
+    assert.ok(changed > 0, 'the other weights were trained');
   });
 });
 
