@@ -40,7 +40,7 @@ export { readNpz, writeNpz } from './io/npz.js';
 export { type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from './io/onnx.js';
 export { readTorch, type TorchDtype, type TorchTensor, writeTorch } from './io/torch.js';
 export { type Activation, formatActivation, parseActivation } from './model/activations.js';
-export { fromRows, type Matrix, matrix } from './model/matrix.js';
+export { type FloatArray, fromRows, type Matrix, matrix } from './model/matrix.js';
 export {
   cloneMlp,
   type Layer,
