@@ -131,19 +131,22 @@ function assertPrunedExactly(
   });
 }
 
+/** `file` read and written back unchanged: every initializer byte-identical to the original's. */
+async function assertRoundTripExact(file: string, out: string): Promise<void> {
+  const model = await loadModel(file);
+  await saveModel(out, model.graph, { like: model });
+  const [original, written] = [initializerBytes(file), initializerBytes(out)];
+  assert.deepEqual([...written.keys()], [...original.keys()]);
+  for (const [name, bytes] of original) assert.equal(written.get(name), bytes, `initializer '${name}'`);
+}
+
 async function prunedHalf(model: LoadedModel, calib: string): Promise<PruneResult & { model: Model }> {
   return prune(model.graph, await openDataFile(calib), { method: 'ec', sparsity: 0.5 });
 }
 
 describe('a float64 ONNX model keeps its precision', () => {
-  it('read and written back without pruning: every initializer is byte-identical', async () => {
-    const model = await loadModel(FLOAT64_ONNX);
-    const out = path.join(work, 'float64-unpruned.onnx');
-    await saveModel(out, model.graph, { like: model });
-    const [original, written] = [initializerBytes(FLOAT64_ONNX), initializerBytes(out)];
-    assert.deepEqual([...written.keys()], [...original.keys()]);
-    for (const [name, bytes] of original) assert.equal(written.get(name), bytes, `initializer '${name}'`);
-  });
+  it('read and written back without pruning: every initializer is byte-identical', () =>
+    assertRoundTripExact(FLOAT64_ONNX, path.join(work, 'float64-unpruned.onnx')));
 
   it('pruned to 50 % with EC: survivors bit for bit, zeros, float64 compensated biases; onnxruntime runs it in float64', async (t) => {
     const missing = pythonMissing('onnx', 'numpy');
@@ -260,13 +263,8 @@ print('equal')
 });
 
 describe('a float16 ONNX model', () => {
-  it('read (into float32, exactly) and written back: every initializer is byte-identical', async () => {
-    const model = await loadModel(FLOAT16_ONNX);
-    const out = path.join(work, 'float16-unpruned.onnx');
-    await saveModel(out, model.graph, { like: model });
-    const [original, written] = [initializerBytes(FLOAT16_ONNX), initializerBytes(out)];
-    for (const [name, bytes] of original) assert.equal(written.get(name), bytes, `initializer '${name}'`);
-  });
+  it('read (into float32, exactly) and written back: every initializer is byte-identical', () =>
+    assertRoundTripExact(FLOAT16_ONNX, path.join(work, 'float16-unpruned.onnx')));
 
   it('pruned to 50 %: the kept float16 weights are written back bit for bit', async () => {
     const model = await loadModel(FLOAT16_ONNX);
