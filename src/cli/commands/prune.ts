@@ -187,7 +187,12 @@ export function pruneCommand(): Command {
       parsePruneMethod,
     )
     .addOption(nonlinearSamplesOption())
-    .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
+    .option(
+      '--sparsity <s>',
+      'fraction of weights to remove, in [0, 1) (with --structure neuron: of hidden units)',
+      parseSparsity,
+      0.9,
+    )
     .option(
       '--scope <scope>',
       'rank weights across all layers (global) or within each layer (layer)',
