@@ -65,7 +65,7 @@ export function addVariantOptions(command: Command): Command {
     .addOption(
       new Option(
         '--structure <kind>',
-        'remove single weights, or whole hidden neurons (--sparsity = fraction of neurons)',
+        'remove single weights, or whole hidden neurons from the hidden layers that can lose them (--sparsity = fraction of their units; layers whose units feed a residual Add, LayerNorm, Concat ... are left whole)',
       )
         .choices(['weight', 'neuron'])
         .default('weight'),

@@ -46,6 +46,7 @@ import {
   removeNeurons,
   selectNeurons,
   unitFlows,
+  type WholeLayer,
 } from '../select/structure.js';
 import { timePhase } from '../timings.js';
 import type { ScoreOptions, ScoreResult } from './score.js';
@@ -63,9 +64,11 @@ import type { ScoreOptions, ScoreResult } from './score.js';
  *   steps: k             k prune–recompute rounds; kept fraction (1-S)^(t/k) after round t.
  *   pattern: {n, m}      N:M along the inputs of each row; the sparsity becomes (m-n)/m and the
  *                        scope is ignored; with steps, round t keeps n_t = round(m (n/m)^(t/k)).
- *   structure: 'neuron'  whole hidden neurons removed and the model shrunk, on any graph whose hidden
- *                        units reach their consumers unit by unit (select/structure.ts);
- *                        sparsity = the fraction of hidden neurons removed.
+ *   structure: 'neuron'  whole hidden neurons removed and the model shrunk, from the hidden layers
+ *                        whose units reach their consumers unit by unit (select/structure.ts);
+ *                        the others (units feeding a residual Add, LayerNorm ...) are left whole;
+ *                        sparsity = the fraction of units removed among the units of the hidden
+ *                        layers that can lose them.
  *   obs                  layer-wise OBS (SparseGPT) reconstruction; CHANGES SURVIVING WEIGHTS.
  *   refitBiases: iters   after everything else, a joint Gauss–Newton refit of all biases to the
  *                        dense network's outputs (compensate/refit.ts); never raises the error.
@@ -111,7 +114,10 @@ export interface PruneOptions extends ScoreOptions, LayerControl {
   readonly steps?: number;
   /** N:M pattern along the input dimension: overrides `sparsity` with (m-n)/m, ignores `scope` */
   readonly pattern?: NmPattern;
-  /** 'weight' (default) or 'neuron' (whole hidden neurons; sparsity = fraction of hidden neurons) */
+  /**
+   * 'weight' (default) or 'neuron' (whole hidden neurons; sparsity = the fraction of units removed
+   * among the units of the hidden layers that can lose them; the others are left whole)
+   */
   readonly structure?: 'weight' | 'neuron';
   /** layer-wise OBS reconstruction instead of the bias compensation (changes surviving weights) */
   readonly obs?: boolean;
@@ -225,8 +231,9 @@ export function reusesStatistics(options: RecipeOptions): boolean {
  * `statistics` are those of the last step (sequential: each layer's entry from the pass that pruned
  * it); for obs, `importance` holds the OBS saliencies w²/[H⁻¹]_jj of the dense weights. `keepMasks`
  * always have the original shapes (structure 'neuron': the rows and columns of removed neurons are
- * 0, while `model` is the shrunk network); `sparsity` is the N:M value (m-n)/m under a pattern and
- * the fraction of hidden neurons removed under structure 'neuron'.
+ * 0, while `model` is the shrunk network); `sparsity` is the N:M value (m-n)/m under a pattern and,
+ * under structure 'neuron', the fraction of units removed among the units of the hidden layers that
+ * can lose them.
  */
 export interface PruneResult extends ScoreResult {
   /** the pruned (and compensated) network, of the kind it was given (graph or MLP) */
@@ -239,8 +246,16 @@ export interface PruneResult extends ScoreResult {
   readonly uncompensated: readonly string[];
   /** the bias refit, when `refitBiases` > 0 (its output errors before and after) */
   readonly refit?: Omit<RefitResult, 'model'>;
-  /** structure 'neuron': per hidden layer, 1 = neuron kept, and the neuron scores */
-  readonly neurons?: { readonly keep: Uint8Array[]; readonly scores: Float64Array[] };
+  /**
+   * structure 'neuron': per hidden layer that can lose units (`layers`, their indices), 1 = neuron
+   * kept, and the neuron scores; the hidden layers left whole, each with the op that keeps it so
+   */
+  readonly neurons?: {
+    readonly layers: number[];
+    readonly keep: Uint8Array[];
+    readonly scores: Float64Array[];
+    readonly leftWhole: WholeLayer[];
+  };
   /** per layer, the scale the bias shifts were multiplied by (compensating methods; last step) */
   readonly shiftScales?: number[];
   /** the recipe that ran (no method named: the default recipe); variant-name.ts formatVariant names it */
@@ -253,9 +268,9 @@ type Pruned = Omit<
 >;
 
 /**
- * Refuses, before any work, a variant that cannot apply to this model: neuron removal where a
- * hidden layer's units feed an op that cannot drop one (a residual Add, LayerNorm ...; see
- * select/structure.ts), or `nonlinear` on a graph that is not a chain. Every other option runs on any
+ * Refuses, before any work, a variant that cannot apply to this model: neuron removal where no
+ * hidden layer can lose a unit (each one's units feed an op that cannot drop one, a residual Add,
+ * LayerNorm ...; see select/structure.ts), or `nonlinear` on a graph that is not a chain. Every other option runs on any
  * graph. `prune` asks it first; the CLI before loading the calibration data.
  */
 export function checkVariantApplies(
@@ -696,13 +711,14 @@ async function pruneNeurons(mlp: Model, run: Run): Promise<Pruned> {
   const scores = neuronScores(mlp, importance);
   const keep = selectNeurons(scores, run.sparsity, run.scope);
   const model = removeNeurons(mlp, keep, run.spec.compensate ? deltaBias : undefined);
+  const { flows, leftWhole } = unitFlows(mlp);
   return {
     importance,
     deltaBias,
     statistics,
     model,
     keepMasks: neuronKeepMasks(mlp, keep),
-    neurons: { keep, scores },
+    neurons: { layers: flows.map((flow) => flow.layer), keep, scores, leftWhole },
   };
 }
 

@@ -30,11 +30,15 @@ import { type KeepMask, pruneCount, type Scope } from './select.js';
  * and the output error it leaves is I_c[i,k] = W_c[i,k]² Var_{s_i}(a_k) / N. The neuron score is the
  * sum over its outgoing weights in every consumer c, Σ_c Σ_i I_c[i,k] (cross-row interactions
  * ignored, as EC ignores them between weights). With another criterion, the column sums of its scores.
- * A layer is *hidden* when another fully-connected layer follows it; its units must then reach the
- * consumers through such ops only: a residual Add, LayerNorm, Softmax, Reshape, Concat ... in the
- * way cannot drop a unit, and neuron removal is refused there, naming the layer and the op.
- * Sparsity for neurons is the fraction of hidden neurons removed (the output layers are never
- * touched); every hidden layer keeps at least one neuron. A plain MLP is the chain of such flows.
+ * A layer is *hidden* when another fully-connected layer follows it. It can lose units when they
+ * reach the consumers through such ops only; where a residual Add, LayerNorm, Softmax, Reshape,
+ * Concat ... is in the way (it cannot drop a unit), the layer is left whole, with the op named
+ * (`WholeLayer`), and the others are pruned: in a residual MLP x + f(x) the inner hidden layer of f
+ * loses units while the layers that write the residual stream keep their widths. Sparsity for
+ * neurons is the fraction of units removed among the units of the layers that can lose them (the
+ * output layers and the layers left whole are never touched); every such layer keeps at least one
+ * unit. Only a model where no hidden layer can lose a unit is refused. A plain MLP is the chain of
+ * such flows.
  */
 
 /** Ops that act on each unit alone (their other inputs, if any, are scalars or per-unit constants). */
@@ -57,41 +61,73 @@ export interface UnitFlow {
   readonly constants: readonly string[];
 }
 
+/** A hidden layer whose units cannot be removed, and why. */
+export interface WholeLayer {
+  readonly layer: number;
+  /** its name in the file */
+  readonly name: string;
+  /** what its units reach that cannot drop one, e.g. "its units feed Add node '/Add'" */
+  readonly reason: string;
+}
+
+/** The model's hidden layers: those that can lose units (their flows) and those left whole. */
+export interface HiddenLayers {
+  /** in layer order; the neuron scores and selections follow this order */
+  readonly flows: UnitFlow[];
+  /** in layer order */
+  readonly leftWhole: WholeLayer[];
+}
+
 /**
- * The flows of the model's hidden layers, in layer order; an error naming the layer and the op
- * when a hidden layer's units feed something that cannot drop one.
+ * The flows of the model's hidden layers that can lose units, in layer order, and the hidden layers
+ * left whole with the op that keeps them so; an error when no hidden layer can lose a unit.
  */
-export function unitFlows(model: Model): UnitFlow[] {
+export function unitFlows(model: Model): HiddenLayers {
   const graph = asGraph(model);
   const batched = batchedTensors(graph);
   const flows: UnitFlow[] = [];
+  const leftWhole: WholeLayer[] = [];
   graph.layers.forEach((layer, l) => {
-    const z = denseNodeOf(graph, l).outputs[0];
-    if (!feedsADenseLayer(graph, z)) return;
-    const units = layer.weight.rows;
-    const inFlow = new Set([z]);
-    const consumers: number[] = [];
-    const constants: string[] = [];
-    const refuse = (what: string) =>
-      new EcpruneError(
-        'unsupported',
-        `neuron removal cannot remove units of layer '${layer.name}': ${what}, which cannot drop a unit; prune its weights instead (${option('structureWeight')})`,
-      );
-    for (const node of graph.nodes) {
-      if (!node.inputs.some((name) => inFlow.has(name))) continue;
-      if (node.op === 'Dense') {
-        consumers.push(layerOf(node));
-        continue;
-      }
-      const sliced = perUnitInputs(graph, node, inFlow, batched, units);
-      if (sliced === undefined) throw refuse(`they feed ${node.op} node '${node.name}'`);
-      constants.push(...sliced);
-      for (const name of node.outputs) inFlow.add(name);
-    }
-    if (inFlow.has(graph.output)) throw refuse("they are the model's output");
-    flows.push({ layer: l, consumers, constants });
+    const flow = unitFlow(graph, l, batched);
+    if (flow === undefined) return;
+    if (typeof flow === 'string') leftWhole.push({ layer: l, name: layer.name, reason: flow });
+    else flows.push(flow);
   });
-  return flows;
+  if (flows.length > 0) return { flows, leftWhole };
+  const why =
+    leftWhole.length === 0
+      ? 'no fully-connected layer of this model feeds another (there is no hidden layer)'
+      : `no hidden layer can lose a unit: ${leftWhole.map(({ name, reason }) => `'${name}' (${reason})`).join(', ')}`;
+  throw new EcpruneError(
+    'unsupported',
+    `neuron removal has nothing to remove: ${why}; prune its weights instead (${option('structureWeight')})`,
+  );
+}
+
+/**
+ * How the units of layer `l` reach the fully-connected layers that read them; the reason they
+ * cannot be removed when something on the way cannot drop a unit; undefined when `l` is not hidden.
+ */
+function unitFlow(graph: Graph, l: number, batched: ReadonlySet<string>): UnitFlow | string | undefined {
+  const z = denseNodeOf(graph, l).outputs[0];
+  if (!feedsADenseLayer(graph, z)) return undefined;
+  const units = graph.layers[l].weight.rows;
+  const inFlow = new Set([z]);
+  const consumers: number[] = [];
+  const constants: string[] = [];
+  for (const node of graph.nodes) {
+    if (!node.inputs.some((name) => inFlow.has(name))) continue;
+    if (node.op === 'Dense') {
+      consumers.push(layerOf(node));
+      continue;
+    }
+    const sliced = perUnitInputs(graph, node, inFlow, batched, units);
+    if (sliced === undefined) return `its units feed ${node.op} node '${node.name}'`;
+    constants.push(...sliced);
+    for (const name of node.outputs) inFlow.add(name);
+  }
+  if (inFlow.has(graph.output)) return "its units are the model's output";
+  return { layer: l, consumers, constants };
 }
 
 /** Whether a Dense node is downstream of tensor `z`, by any path. */
@@ -133,10 +169,13 @@ function perUnitInputs(
   return sliced;
 }
 
-/** Per hidden layer (the flows' order), one score per neuron: the column sums of its consumers' weight scores. */
+/**
+ * Per hidden layer that can lose units (the flows' order), one score per neuron: the column sums
+ * of its consumers' weight scores.
+ */
 export function neuronScores(model: Model, weightScores: LayerScores): Float64Array[] {
   const graph = asGraph(model);
-  return unitFlows(graph).map(({ layer, consumers }) => {
+  return unitFlows(graph).flows.map(({ layer, consumers }) => {
     const scores = new Float64Array(graph.layers[layer].weight.rows);
     for (const c of consumers) {
       const { rows, cols } = graph.layers[c].weight;
@@ -148,16 +187,12 @@ export function neuronScores(model: Model, weightScores: LayerScores): Float64Ar
 }
 
 /**
- * Per hidden layer, 1 = the neuron is kept. Removes pruneCount(fraction, neurons) of the lowest
- * scores, over all hidden layers together (`global`) or the same fraction of each (`layer`), never
- * the last neuron of a layer. Ties go to the earlier layer, then the lower index.
+ * Per hidden layer that can lose units (`neuronScores`' order), 1 = the neuron is kept. Removes
+ * pruneCount(fraction, neurons) of the lowest scores, over all these layers together (`global`) or
+ * the same fraction of each (`layer`), never the last neuron of a layer. Ties go to the earlier
+ * layer, then the lower index.
  */
 export function selectNeurons(scores: readonly Float64Array[], fraction: number, scope: Scope): Uint8Array[] {
-  if (scores.length === 0)
-    throw new EcpruneError(
-      'usage',
-      'neuron pruning needs a hidden layer (no fully-connected layer feeds another)',
-    );
   const keep = scores.map((s) => new Uint8Array(s.length).fill(1));
   const removeLowest = (candidates: { l: number; k: number }[], count: number) => {
     candidates.sort((a, b) => scores[a.l][a.k] - scores[b.l][b.k] || a.l - b.l || a.k - b.k);
@@ -193,7 +228,7 @@ function survivors(
 ): { rows: (Uint8Array | undefined)[]; cols: (Uint8Array | undefined)[] } {
   const rows: (Uint8Array | undefined)[] = graph.layers.map(() => undefined);
   const cols: (Uint8Array | undefined)[] = graph.layers.map(() => undefined);
-  unitFlows(graph).forEach(({ layer, consumers }, h) => {
+  unitFlows(graph).flows.forEach(({ layer, consumers }, h) => {
     rows[layer] = keepNeurons[h];
     for (const c of consumers) cols[c] = keepNeurons[h];
   });
@@ -236,7 +271,7 @@ export function removeNeurons<M extends Model>(
   deltaBias?: readonly Float64Array[],
 ): M {
   const graph = asGraph(model);
-  const flows = unitFlows(graph);
+  const { flows } = unitFlows(graph);
   const { rows: rowKept, cols: colKept } = survivors(graph, keepNeurons);
   const layers = graph.layers.map((layer, l): DenseLayer => {
     const { rows, cols, data } = layer.weight;

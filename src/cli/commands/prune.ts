@@ -187,7 +187,12 @@ export function pruneCommand(): Command {
       parsePruneMethod,
     )
     .addOption(nonlinearSamplesOption())
-    .option('--sparsity <s>', 'fraction of weights to remove, in [0, 1)', parseSparsity, 0.9)
+    .option(
+      '--sparsity <s>',
+      'fraction of weights to remove, in [0, 1) (with --structure neuron: of hidden units)',
+      parseSparsity,
+      0.9,
+    )
     .option(
       '--scope <scope>',
       'rank weights across all layers (global) or within each layer (layer)',
@@ -411,20 +416,27 @@ function printPruneSummary(
   dense: Parameters<typeof weightCount>[0],
   output: string,
 ) {
-  const total = weightCount(dense);
-  const pruned = result.keepMasks.reduce((sum, mask) => sum + mask.reduce((n, keep) => n + (1 - keep), 0), 0);
-  console.log(
-    `${method}, ${result.scope} scope: pruned ${pruned.toLocaleString('en')} of ${total.toLocaleString('en')} weights ` +
-      `(${((100 * pruned) / total).toFixed(1)} %), calibrated on ${result.statistics.samples} samples`,
-  );
-  result.keepMasks.forEach((mask, l) => {
-    const kept = mask.reduce((n, keep) => n + keep, 0);
-    const { rows, cols } = dense.layers[l].weight;
-    const name = 'name' in dense.layers[l] ? ` ${String(dense.layers[l].name)}` : '';
-    console.log(
-      `  layer ${l}${name}  ${rows}x${cols}  kept ${kept.toLocaleString('en')} (${((100 * kept) / mask.length).toFixed(1)} %)`,
+  // ' fc1', or nothing for a layer without a name
+  const layerName = (l: number) => ('name' in dense.layers[l] ? ` ${String(dense.layers[l].name)}` : '');
+  if (result.neurons) printNeuronSummary(method, result, result.neurons, dense, layerName);
+  else {
+    const total = weightCount(dense);
+    const pruned = result.keepMasks.reduce(
+      (sum, mask) => sum + mask.reduce((n, keep) => n + (1 - keep), 0),
+      0,
     );
-  });
+    console.log(
+      `${method}, ${result.scope} scope: pruned ${pruned.toLocaleString('en')} of ${total.toLocaleString('en')} weights ` +
+        `(${((100 * pruned) / total).toFixed(1)} %), calibrated on ${result.statistics.samples} samples`,
+    );
+    result.keepMasks.forEach((mask, l) => {
+      const kept = mask.reduce((n, keep) => n + keep, 0);
+      const { rows, cols } = dense.layers[l].weight;
+      console.log(
+        `  layer ${l}${layerName(l)}  ${rows}x${cols}  kept ${kept.toLocaleString('en')} (${((100 * kept) / mask.length).toFixed(1)} %)`,
+      );
+    });
+  }
   if (result.addedBiases.length > 0) {
     console.log(`  added a bias to compensate into (stored without one): ${result.addedBiases.join(', ')}`);
   }
@@ -432,4 +444,33 @@ function printPruneSummary(
     console.log(`  not compensated (no bias, --no-new-bias): ${result.uncompensated.join(', ')}`);
   }
   console.log(`wrote ${output}`);
+}
+
+/**
+ * Neuron removal counts units, not weights: the sparsity is the fraction of units removed among the
+ * units of the hidden layers that can lose them; the hidden layers left whole are named with the op
+ * that keeps them so, and every layer's shape before and after.
+ */
+function printNeuronSummary(
+  method: string,
+  result: PruneResult,
+  { layers, keep, leftWhole }: NonNullable<PruneResult['neurons']>,
+  dense: Parameters<typeof weightCount>[0],
+  layerName: (l: number) => string,
+) {
+  const units = layers.reduce((sum, l) => sum + dense.layers[l].weight.rows, 0);
+  const removed = keep.reduce((sum, mask) => sum + mask.reduce((n, k) => n + (1 - k), 0), 0);
+  console.log(
+    `${method}, ${result.scope} scope: removed ${removed.toLocaleString('en')} of ${units.toLocaleString('en')} hidden units ` +
+      `(${((100 * removed) / units).toFixed(1)} %) from the layers that can lose units (${layers.map((l) => layerName(l).trim() || `layer ${l}`).join(', ')}), ` +
+      `calibrated on ${result.statistics.samples} samples`,
+  );
+  if (leftWhole.length > 0)
+    console.log(`  left whole: ${leftWhole.map(({ name, reason }) => `${name} (${reason})`).join(', ')}`);
+  dense.layers.forEach(({ weight }, l) => {
+    const shrunk = result.model.layers[l].weight;
+    console.log(
+      `  layer ${l}${layerName(l)}  ${weight.rows}x${weight.cols} -> ${shrunk.rows}x${shrunk.cols}`,
+    );
+  });
 }
