@@ -12,6 +12,7 @@ import { asGraph, chainOf } from '../graph/mlp-graph.js';
 import { BINARY_RULES } from '../graph/ops/binary.js';
 import { UNARY_RULES } from '../graph/ops/unary.js';
 import type { Tensor } from '../graph/tensor.js';
+import { zerosLike } from '../model/matrix.js';
 import type { Mlp } from '../model/mlp.js';
 import type { LayerScores } from '../score/criterion.js';
 import { type KeepMask, pruneCount, type Scope } from './select.js';
@@ -277,8 +278,9 @@ export function removeNeurons<M extends Model>(
     const { rows, cols, data } = layer.weight;
     const keptRows = kept(rowKept[l], rows);
     const keptCols = kept(colKept[l], cols);
-    const weight = new Float32Array(keptRows.length * keptCols.length);
-    const bias = new Float32Array(keptRows.length);
+    // in the layer's precision: a float64 model's kept weights stay bit for bit
+    const weight = zerosLike(data, keptRows.length * keptCols.length);
+    const bias = zerosLike(layer.bias, keptRows.length);
     const delta = deltaBias?.[l];
     const removedCols = colKept[l];
     keptRows.forEach((i, r) => {
@@ -304,10 +306,7 @@ export function removeNeurons<M extends Model>(
 /** A per-unit constant ([units] or [1, units]) with only the kept units. */
 function keepUnits(constant: Tensor, keep: Uint8Array): Tensor {
   const indices = kept(keep, keep.length);
-  const data =
-    constant.data instanceof Float64Array
-      ? new Float64Array(indices.length)
-      : new Float32Array(indices.length);
+  const data = zerosLike(constant.data, indices.length);
   indices.forEach((k, r) => {
     data[r] = constant.data[k];
   });

@@ -175,6 +175,35 @@ describe('a float64 ONNX model keeps its precision', () => {
   });
 });
 
+describe('neuron removal on a float64 model', () => {
+  it('keeps the surviving rows of a hidden layer bit for bit, in float64', async (t) => {
+    const missing = pythonMissing('onnx', 'numpy');
+    if (missing) return t.skip(missing);
+    const model = await loadModel(FLOAT64_ONNX);
+    const calibration = await openDataFile(path.join(ZOO, 'float64', 'calib.npy'));
+    const result = await prune(model.graph, calibration, {
+      method: 'ec',
+      structure: 'neuron',
+      sparsity: 0.5,
+    });
+    const out = path.join(work, 'float64-neurons.onnx');
+    await saveModel(out, result.model, { like: model });
+    const [original, written] = [storedTensors(FLOAT64_ONNX), storedTensors(out)];
+    const first = result.neurons!.layers.indexOf(0);
+    assert.ok(first >= 0, 'the first hidden layer can lose units');
+    const keep = result.neurons!.keep[first];
+    const [rows, cols] = original.get('0.weight')!.shape;
+    const keptRows = [...keep.keys()].filter((i) => keep[i]);
+    assert.ok(keptRows.length < rows, 'some units were removed');
+    const expected = keptRows.flatMap((i) =>
+      original.get('0.weight')!.values.slice(i * cols, (i + 1) * cols),
+    );
+    const w = written.get('0.weight')!;
+    assert.equal(w.dtype, 'float64', 'written as float64');
+    assert.deepEqual(bitsOf(w.values), bitsOf(expected), 'kept rows bit for bit');
+  });
+});
+
 describe('fine-tuning a float64 model', () => {
   it('steps the weights in float64: a weight whose gradient is always 0 keeps its value bit for bit', async () => {
     const model = await loadModel(FLOAT64_ONNX);
