@@ -93,7 +93,7 @@ export function readData(inputs: NamedBytes, labels?: NamedBytes): Dataset {
 /** The sparsities of the curves. */
 export const CURVE_SPARSITIES = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95];
 
-/** prune's default recipe by name (`ec+loss+steps5`): what the page offers first. */
+/** prune's default recipe by name (`ec+loss+steps5+alpha`): what the page offers first. */
 export const DEFAULT_RECIPE_NAME = formatVariant(DEFAULT_RECIPE);
 
 /** The recipes drawn next to the chosen one: prune's default, the paper's EC and the simplest baseline. */

@@ -48,6 +48,8 @@ export const PANEL_METHODS = [
   'ec+magbudget',
   'ec-nocomp+magbudget',
   'ec+alpha+magbudget',
+  'ec+loss+alpha',
+  'ec+loss+steps5+alpha',
 ];
 export const PANEL_SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95];
 /** OBS, the slowest reference by far, runs at the sparsities of the goal only (keeps the panel's time). */

@@ -169,6 +169,7 @@ export const DEFAULT_RECIPE = {
   method: 'ec',
   sensitivity: 'loss',
   steps: 5,
+  shiftScale: 'calibrated',
 } as const satisfies PruneOptions;
 
 /** The options that select a recipe (any of them set means the caller chose one); named by variant-name.ts. */

@@ -133,7 +133,7 @@ export function parseVariant(name: string): VariantOptions {
 /**
  * The metadata ecprune stores in a pruned model (ONNX metadata_props, safetensors and TF.js
  * metadata, a record in a .pt), as the CLI writes it: pass it to saveModel's `metadata`.
- * `method` defaults to the name of the recipe that ran (e.g. `ec+loss+steps5`, `ec+refit5`).
+ * `method` defaults to the name of the recipe that ran (e.g. `ec+loss+steps5+alpha`, `ec+refit5`).
  */
 export function pruneMetadata(
   result: PruneResult,

@@ -189,7 +189,7 @@ describe('writing', () => {
     );
     const model = await loadModel(file, { arch: 'relu' });
     const calibration = await openDataFile(calib);
-    // no method: the default recipe, named the same way by both (ec+loss+steps5)
+    // no method: the default recipe, named the same way by both (ec+loss+steps5+alpha)
     const result = await prune(model.mlp!, calibration, { sparsity: 0.5 });
     const viaLibrary = path.join(tmp, 'library.pt');
     await saveModel(viaLibrary, result.model, { like: model, metadata: pruneMetadata(result, calibration) });

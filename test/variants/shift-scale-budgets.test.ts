@@ -146,7 +146,7 @@ describe('the default recipe', () => {
     for (const name of ['ec+alpha', 'ec+alpha0.5', 'ec+magbudget', 'ec+loss+alpha+magbudget']) {
       assert.equal(formatVariant(parseVariant(name)), name, name);
     }
-    assert.equal(formatVariant(DEFAULT_RECIPE), 'ec+loss+steps5', 'the default by name');
+    assert.equal(formatVariant(DEFAULT_RECIPE), 'ec+loss+steps5+alpha', 'the default by name');
   });
 
   it('refuses the new options with sequential, obs and neuron removal', async () => {
