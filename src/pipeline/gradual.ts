@@ -37,7 +37,13 @@ export async function pruneToSparsity<M extends Model>(
   options: GradualPruneOptions = {},
 ): Promise<{ model: M; keepMasks: readonly KeepMask[] }> {
   if (reached(keepMasks, sparsity, checkScope(options.scope ?? 'global'))) return { model, keepMasks };
-  const result = await prune(model, calibration, { ...options, sparsity, keepMasks });
+  // the paper's EC unless told: each step is one of many, so the default recipe's own steps would repeat the schedule's work
+  const result = await prune(model, calibration, {
+    ...options,
+    method: options.method ?? 'ec',
+    sparsity,
+    keepMasks,
+  });
   return { model: result.model as M, keepMasks: result.keepMasks };
 }
 

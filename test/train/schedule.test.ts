@@ -184,6 +184,24 @@ describe('each pruning step compensates as its method does', () => {
   }
 });
 
+describe('a pruning step without a method', () => {
+  it("is the paper's EC (README: --prune-method default ec), not prune's multi-step default recipe", async () => {
+    const x = randomInput(150, 5, 9, false);
+    const calibration = inMemoryDataset({ rows: 150, cols: 5, data: x.data as Float32Array });
+    const model = buildGraph(residualSpec(5));
+    const masks = model.layers.map((layer) => new Uint8Array(layer.weight.data.length).fill(1));
+    const [unnamed, ec] = await Promise.all(
+      [{}, { method: 'ec' as const }].map((options) =>
+        pruneToSparsity(model, masks, 0.5, calibration, { ...options, gemm: tsGemm }),
+      ),
+    );
+    assert.deepEqual(unnamed.keepMasks, ec.keepMasks, 'the same masks as EC');
+    unnamed.model.layers.forEach((layer, l) => {
+      assert.deepEqual(layer.bias, ec.model.layers[l].bias, `layer ${l}: the same compensated biases`);
+    });
+  });
+});
+
 describe('ecprune train --prune-to', () => {
   it('writes a model at exactly the final sparsity, with its schedule in the metadata; bad ends are one line', async () => {
     const dir = tempDir();
