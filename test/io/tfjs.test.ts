@@ -9,8 +9,9 @@ import type { Graph } from '../../src/graph/graph.js';
 import { graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { forward } from '../../src/graph/run.js';
 import { float32LittleEndian } from '../../src/io/safetensors.js';
-import { readTfjs, type TfjsModel, writeTfjs } from '../../src/io/tfjs.js';
+import { readTfjs, type TfjsModel, writeTfjs, writeTfjsGraph } from '../../src/io/tfjs.js';
 import { erf } from '../../src/model/special-functions.js';
+import { buildGraph, constant, type GraphSpec } from '../graph/build.js';
 import { failsWith } from '../helpers/errors.js';
 import { randomMatrix, randomMlp } from '../helpers/random.js';
 
@@ -386,22 +387,94 @@ describe('readTfjs: clear refusals', () => {
   });
 });
 
-describe('writeTfjs', () => {
-  it('writes a chain graph as a fresh Sequential that tfjs-layers runs as the graph does', async () => {
+/**
+ * Ops the producer zoo (test/io/zoo-tfjs-graph.test.ts) does not reach: a Reshape to [2, 4] and a
+ * LayerNormalization of it, ThresholdedRelu, Flatten, a cube, a constant minus x, a division by a
+ * constant, a Clip with only a maximum, a PRelu with one slope, Concat of two Dense outputs, and a
+ * square (a merge reading one tensor twice).
+ */
+const WRITABLE: GraphSpec = {
+  input: [6],
+  layers: [
+    [8, 6],
+    [5, 8],
+    [3, 8],
+    [3, 8],
+  ],
+  nodes: [
+    ['Dense', ['x'], ['z0'], { layer: 0 }],
+    ['Reshape', ['z0', 'target'], ['r']],
+    ['LayerNormalization', ['r', 'ln_scale', 'ln_bias'], ['n'], { axis: -1, epsilon: 1e-3 }],
+    ['ThresholdedRelu', ['n'], ['t'], { alpha: 0.1 }],
+    ['Flatten', ['t'], ['f'], { axis: 1 }],
+    ['Pow', ['f', 'three'], ['p']],
+    ['Sub', ['half', 'p'], ['s']],
+    ['Div', ['s', 'four'], ['d']],
+    ['Clip', ['d', '', 'max'], ['c']],
+    ['PRelu', ['c', 'slope'], ['pr']],
+    ['Dense', ['pr'], ['z1'], { layer: 1 }],
+    ['Dense', ['pr'], ['z2'], { layer: 2 }],
+    ['Concat', ['z1', 'z2'], ['cat'], { axis: -1 }],
+    ['Mul', ['cat', 'cat'], ['sq']],
+    ['Dense', ['sq'], ['y'], { layer: 3 }],
+  ],
+  constants: {
+    target: constant([3], [0, 2, 4]),
+    ln_scale: constant([4], [1, 1.2, 0.8, 1.1]),
+    ln_bias: constant([4], [0, 0.1, -0.1, 0.2]),
+    three: constant([], [3]),
+    half: constant([], [0.5]),
+    four: constant([], [4]),
+    max: constant([], [0.05]),
+    slope: constant([1], [0.25]),
+  },
+  output: 'y',
+};
+
+describe('writeTfjs and writeTfjsGraph', () => {
+  it('writes a chain graph as a functional model that tfjs-layers runs as the graph does', async () => {
     const graph = graphFromMlp(randomMlp([5, 7, 6, 3], { kind: 'leaky_relu', alpha: 0.1 }, 3));
     const x = batch(10, 5);
-    const model = await loadWritten(writeTfjs(graph));
+    const model = await loadWritten(await writeTfjsGraph(graph));
     assertClose(predict(model, x), await outputsOf(graph, x), 'fresh');
     model.dispose();
   });
 
-  it('refuses a graph that is not a chain without the model.json it was read from', () => {
-    const file = new URL('../fixtures/zoo/tfjs_residual/', import.meta.url).pathname;
-    const { graph } = readTfjs(
-      readFileSync(`${file}model.json`, 'utf8'),
-      (p) => new Uint8Array(readFileSync(file + p)),
+  it('writes a graph of the other ops Keras layers compute; tfjs-layers runs it as the graph does', async () => {
+    const graph = buildGraph(WRITABLE);
+    const x = batch(10, 6);
+    const written = await writeTfjsGraph(graph);
+    const model = await loadWritten(written);
+    assertClose(predict(model, x), await outputsOf(graph, x), 'graph');
+    model.dispose();
+    // ecprune reads what it wrote as the same function
+    const back = readTfjs(written.modelJson, (p) => written.shards.get(p)!);
+    assertClose(await outputsOf(back.graph, x), await outputsOf(graph, x), 'read back');
+  });
+
+  it('refuses an op no tfjs-layers layer computes, naming the node and the op', async () => {
+    const refused = (node: GraphSpec['nodes'][number], constants: GraphSpec['constants']) =>
+      writeTfjsGraph(
+        buildGraph({
+          input: [4],
+          layers: [[3, 4]],
+          nodes: [['Dense', ['x'], ['z'], { layer: 0 }], node],
+          constants,
+          output: 'y',
+        }),
+      );
+    await assert.rejects(
+      refused(['Sqrt', ['z'], ['y']], {}),
+      failsWith('unsupported', undefined, "cannot hold node 'n1' \\(op Sqrt: .*\\): write \\.onnx$"),
     );
-    assert.throws(() => writeTfjs(graph), failsWith('unsupported', undefined, 'not a chain.*ONNX'));
+    await assert.rejects(
+      refused(['Mul', ['z', 'w'], ['y']], { w: constant([3], [1, 2, 3]) }),
+      failsWith('unsupported', undefined, "node 'n1' \\(op Mul: .*by a scalar only"),
+    );
+    await assert.rejects(
+      refused(['Div', ['one', 'z'], ['y']], { one: constant([], [1]) }),
+      failsWith('unsupported', undefined, "node 'n1' \\(op Div: "),
+    );
   });
 
   it("folds a bias-free Dense's new bias into the moving mean of the BatchNormalization after it", () => {

@@ -22,6 +22,11 @@ const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 export const SELU_ALPHA = 1.6732632423543772;
 export const SELU_GAMMA = 1.0507009873554805;
 
+/** HardSigmoid(x) = clip(alpha x + beta, 0, 1): its attributes, with ONNX's defaults. */
+export function hardSigmoidParameters(ctx: Pick<OpContext, 'attrs'>): { alpha: number; beta: number } {
+  return { alpha: numberAttr(ctx, 'alpha', 0.2), beta: numberAttr(ctx, 'beta', 0.5) };
+}
+
 /** The scalar rule of each unary op, given its attributes (ONNX names and defaults). */
 export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => ScalarRule> = {
   Identity: () => ({ apply: (x) => x, derivative: () => 1 }),
@@ -72,8 +77,7 @@ export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => Scal
     },
   }),
   HardSigmoid: (ctx) => {
-    const a = numberAttr(ctx as OpContext, 'alpha', 0.2);
-    const b = numberAttr(ctx as OpContext, 'beta', 0.5);
+    const { alpha: a, beta: b } = hardSigmoidParameters(ctx);
     return {
       apply: (x) => Math.min(1, Math.max(0, a * x + b)),
       derivative: (x) => (a * x + b > 0 && a * x + b < 1 ? a : 0),
@@ -188,8 +192,8 @@ export const UNARY_DERIVATIVES: Record<string, EmittedDerivative> = {
   Tanh: (n, _x, y) => oneMinusSquare(n, y),
   Sigmoid: (n, _x, y) => mul(n, y, n.node('Sub', [n.scalar(1), y])),
   HardSigmoid: (n, x, _y, ctx) => {
-    const a = numberAttr(ctx, 'alpha', 0.2);
-    const v = add(n, mul(n, x, n.scalar(a)), n.scalar(numberAttr(ctx, 'beta', 0.5)));
+    const { alpha: a, beta: b } = hardSigmoidParameters(ctx);
+    const v = add(n, mul(n, x, n.scalar(a)), n.scalar(b));
     const inside = n.node('And', [greater(n, v, 0), less(n, v, 1)]);
     return where(n, inside, n.scalar(a), n.scalar(0));
   },
