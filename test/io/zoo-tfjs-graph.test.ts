@@ -85,7 +85,7 @@ describe('ONNX zoo models written as TF.js functional models, run by tfjs-layers
   }
 });
 
-describe('convert writes a graph as TF.js through the CLI', () => {
+describe('convert and prune write a graph as TF.js through the CLI', () => {
   it('residual (LayerNorm, residual additions) -> model.json that tfjs-layers runs; back to ONNX', async () => {
     const fixture = fixtures.find((f) => f.name === 'residual')!;
     const out = path.join(work, 'cli', 'model.json');
@@ -108,5 +108,27 @@ describe('convert writes a graph as TF.js through the CLI', () => {
     const again = await cli('convert', out, '-o', back);
     assert.equal(again.code, 0, again.stderr);
     assertClose(await consumerOutputs(back, x, fixture.inputShape), reference, fixture);
+  });
+
+  it('prune -o model.json: a bias-free Linear before BatchNorm stays bias-free, its compensation in the moving mean', async () => {
+    const fixture = fixtures.find((f) => f.name === 'batchnorm_nobias')!;
+    const calib = path.join(ZOO, fixture.name, 'calib.npy');
+    const outputs = [];
+    for (const file of ['model.json', 'model.onnx']) {
+      const out = path.join(work, 'cli-prune', file);
+      const args = ['--calib', calib, '--method', 'ec', '--sparsity', '0.5', '-o', out];
+      const run = await cli('prune', path.join(ZOO, fixture.file), ...args);
+      assert.equal(run.code, 0, run.stderr);
+      outputs.push(await consumerOutputs(out, calibrationRows(fixture.name), fixture.inputShape));
+    }
+    assertClose(outputs[0], outputs[1], fixture);
+    const layers = JSON.parse(readFileSync(path.join(work, 'cli-prune', 'model.json'), 'utf8')).modelTopology
+      .config.layers as { class_name: string; config: { use_bias?: boolean } }[];
+    assert.deepEqual(
+      layers.filter((l) => l.class_name === 'Dense').map((l) => l.config.use_bias),
+      [false, true, true],
+      'the first Dense keeps use_bias false',
+    );
+    assert.equal(layers[2].class_name, 'BatchNormalization');
   });
 });
