@@ -27,13 +27,9 @@ setDefaultGemm(lazyOrtGemm());
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-zoo-tfjs-graph-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/**
- * The zoo models tfjs-layers cannot express, and the node and op each refusal names: a square root
- * (no Keras layer computes one), the tanh GELU (tfjs-layers saves its gelu_new but cannot load it).
- */
+/** The zoo models tfjs-layers cannot express, and the node and op each refusal names (no Keras layer computes a square root). */
 const REFUSED: Readonly<Record<string, string>> = {
   arith_consts: "node '/Sqrt' (op Sqrt",
-  gelu_opset20: "node '/3/Gelu' (op Gelu",
 };
 
 const fixtures = onnxFixtures.filter((f) => f.prefix.length === 0);

@@ -15,7 +15,9 @@ export interface ScalarRule {
   derivative(x: number, y: number): number;
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+// the tanh GELU is 0.5 x (1 + tanh(SQRT_2_OVER_PI (x + GELU_CUBIC x³)))
+export const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+export const GELU_CUBIC = 0.044715;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 /** SELU's constants as ONNX and PyTorch define them */
@@ -95,10 +97,10 @@ export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => Scal
   Gelu: (ctx) =>
     ctx.attrs.approximate === 'tanh'
       ? {
-          apply: (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
+          apply: (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x))),
           derivative: (x) => {
-            const t = Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
-            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+            const t = Math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x * x);
           },
         }
       : {
@@ -213,14 +215,14 @@ export const UNARY_DERIVATIVES: Record<string, EmittedDerivative> = {
     if (ctx.attrs.approximate === 'tanh') {
       const inner = mul(
         n,
-        add(n, x, mul(n, n.scalar(0.044715), mul(n, x, mul(n, x, x)))),
+        add(n, x, mul(n, n.scalar(GELU_CUBIC), mul(n, x, mul(n, x, x)))),
         n.scalar(SQRT_2_OVER_PI),
       );
       const t = n.node('Tanh', [inner]);
       const slope = mul(
         n,
         n.scalar(SQRT_2_OVER_PI),
-        add(n, n.scalar(1), mul(n, n.scalar(3 * 0.044715), mul(n, x, x))),
+        add(n, n.scalar(1), mul(n, n.scalar(3 * GELU_CUBIC), mul(n, x, x))),
       );
       const half = mul(n, n.scalar(0.5), add(n, n.scalar(1), t));
       return add(n, half, mul(n, mul(n, n.scalar(0.5), x), mul(n, oneMinusSquare(n, t), slope)));

@@ -13,8 +13,9 @@
  * - BatchNormalization, LayerNormalization over the last axis, Add and Mul between tensors (Add,
  *   Multiply), Concat of features (Concatenate), Flatten and Reshape (Flatten, Reshape);
  * - arithmetic with a scalar constant is a Rescaling layer (x · scale + offset), an integer power
- *   a Multiply; Clip, HardSigmoid, HardSwish, Celu and an ELU with alpha other than 1 (which
- *   tfjs-layers' ELU layer refuses) are written with Rescaling, ReLU and Activation layers;
+ *   a Multiply; Clip, HardSigmoid, HardSwish, Celu, an ELU with alpha other than 1 (which
+ *   tfjs-layers' ELU layer refuses) and the tanh GELU (whose gelu_new tfjs-layers saves but cannot
+ *   load) are written with Rescaling, ReLU, Multiply, Add and Activation layers;
  * - Identity, Dropout and Cast are dropped; ops on shapes only (the `x.view(x.size(0), -1)` idiom)
  *   are evaluated into the Reshape's target.
  *
@@ -35,7 +36,7 @@ import { geluErfAt } from '../../graph/mlp-graph.js';
 import { OPS } from '../../graph/ops/index.js';
 import { ONNX_EPSILON } from '../../graph/ops/normalize.js';
 import { intsAttr } from '../../graph/ops/op.js';
-import { hardSigmoidParameters } from '../../graph/ops/unary.js';
+import { GELU_CUBIC, hardSigmoidParameters, SQRT_2_OVER_PI } from '../../graph/ops/unary.js';
 import { forwardTrace } from '../../graph/run.js';
 import { broadcastIndex, sizeOf, type Tensor } from '../../graph/tensor.js';
 import { transpose } from '../../model/matrix.js';
@@ -373,8 +374,12 @@ class KerasWriter {
         return this.merged(base, 'Add', [negative, positive]);
       }
     }
-    if (node.op === 'Gelu')
-      throw this.refuse(node, 'tfjs-layers saves the tanh GELU (gelu_new) but its loader refuses it');
+    if (node.op === 'Gelu' && node.attrs.approximate === 'tanh') {
+      // 0.5 x (1 + tanh(√(2/π) (x + c x³))): tfjs-layers saves its gelu_new but cannot load it
+      const cube = this.rescaling(base, this.merged(base, 'Multiply', [input, input, input]), GELU_CUBIC, 0);
+      const inner = this.rescaling(base, this.merged(base, 'Add', [input, cube]), SQRT_2_OVER_PI, 0);
+      return this.merged(base, 'Multiply', [input, this.rescaling(base, act('tanh', inner), 0.5, 0.5)]);
+    }
     throw this.refuse(node);
   }
 
