@@ -388,7 +388,8 @@ describe('readTfjs: clear refusals', () => {
 });
 
 /**
- * Ops the producer zoo (test/io/zoo-tfjs-graph.test.ts) does not reach: a Reshape to [2, 4] and a
+ * Ops the producer zoo (test/io/zoo-tfjs-graph.test.ts) does not reach: the input shifted and scaled
+ * per feature (as a model normalising its own input does), a Reshape to [2, 4] and a
  * LayerNormalization of it, ThresholdedRelu, Flatten, a cube, a constant minus x, a division by a
  * constant, a Clip with only a maximum, a PRelu with one slope, Concat of two Dense outputs, and a
  * square (a merge reading one tensor twice).
@@ -402,7 +403,9 @@ const WRITABLE: GraphSpec = {
     [3, 8],
   ],
   nodes: [
-    ['Dense', ['x'], ['z0'], { layer: 0 }],
+    ['Sub', ['x', 'mu'], ['centred']],
+    ['Div', ['centred', 'sd'], ['normed']],
+    ['Dense', ['normed'], ['z0'], { layer: 0 }],
     ['Reshape', ['z0', 'target'], ['r']],
     ['LayerNormalization', ['r', 'ln_scale', 'ln_bias'], ['n'], { axis: -1, epsilon: 1e-3 }],
     ['ThresholdedRelu', ['n'], ['t'], { alpha: 0.1 }],
@@ -419,6 +422,8 @@ const WRITABLE: GraphSpec = {
     ['Dense', ['sq'], ['y'], { layer: 3 }],
   ],
   constants: {
+    mu: constant([6], [0.1, -0.2, 0.3, 0, 0.5, -0.4]),
+    sd: constant([6], [1.5, 0.5, 2, 1, 0.8, 1.2]),
     target: constant([3], [0, 2, 4]),
     ln_scale: constant([4], [1, 1.2, 0.8, 1.1]),
     ln_bias: constant([4], [0, 0.1, -0.1, 0.2]),
@@ -453,27 +458,33 @@ describe('writeTfjs and writeTfjsGraph', () => {
   });
 
   it('refuses an op no tfjs-layers layer computes, naming the node and the op', async () => {
-    const refused = (node: GraphSpec['nodes'][number], constants: GraphSpec['constants']) =>
+    const refused = (nodes: GraphSpec['nodes'], constants: GraphSpec['constants']) =>
       writeTfjsGraph(
         buildGraph({
           input: [4],
-          layers: [[3, 4]],
-          nodes: [['Dense', ['x'], ['z'], { layer: 0 }], node],
+          layers: [[4, 4]],
+          nodes: [['Dense', ['x'], ['z'], { layer: 0 }], ...nodes],
           constants,
           output: 'y',
         }),
       );
     await assert.rejects(
-      refused(['Sqrt', ['z'], ['y']], {}),
+      refused([['Sqrt', ['z'], ['y']]], {}),
       failsWith('unsupported', undefined, "cannot hold node 'n1' \\(op Sqrt: .*\\): write \\.onnx$"),
     );
     await assert.rejects(
-      refused(['Mul', ['z', 'w'], ['y']], { w: constant([3], [1, 2, 3]) }),
-      failsWith('unsupported', undefined, "node 'n1' \\(op Mul: .*by a scalar only"),
+      refused([['Div', ['one', 'z'], ['y']]], { one: constant([], [1]) }),
+      failsWith('unsupported', undefined, "node 'n1' \\(op Div: "),
     );
     await assert.rejects(
-      refused(['Div', ['one', 'z'], ['y']], { one: constant([], [1]) }),
-      failsWith('unsupported', undefined, "node 'n1' \\(op Div: "),
+      refused(
+        [
+          ['Reshape', ['z', 'target'], ['r']],
+          ['Mul', ['r', 'w'], ['y']],
+        ],
+        { target: constant([3], [0, 2, 2]), w: constant([2, 2], [1, 2, 3, 4]) },
+      ),
+      failsWith('unsupported', undefined, "node 'n2' \\(op Mul: .*per feature only on a flat input"),
     );
   });
 

@@ -12,8 +12,8 @@
  *   Mul and Add) a LayerNormalization;
  * - BatchNormalization, LayerNormalization over the last axis, Add and Mul between tensors (Add,
  *   Multiply), Concat of features (Concatenate), Flatten and Reshape (Flatten, Reshape);
- * - arithmetic with a scalar constant is a Rescaling layer (x · scale + offset), an integer power
- *   a Multiply; Clip, HardSigmoid, HardSwish, Celu, an ELU with alpha other than 1 (which
+ * - arithmetic with a constant is a Rescaling layer (x · scale + offset) or, per feature, a
+ *   BatchNormalization that computes γ x + β; an integer power is a Multiply; Clip, HardSigmoid, HardSwish, Celu, an ELU with alpha other than 1 (which
  *   tfjs-layers' ELU layer refuses) and the tanh GELU (whose gelu_new tfjs-layers saves but cannot
  *   load) are written with Rescaling, ReLU, Multiply, Add and Activation layers;
  * - Identity, Dropout and Cast are dropped; ops on shapes only (the `x.view(x.size(0), -1)` idiom)
@@ -294,8 +294,7 @@ class KerasWriter {
         return this.prelu(node, x);
     }
     if (data.length === 2 && (node.op === 'Add' || node.op === 'Mul')) return this.merge(node, data);
-    if (data.length === 1 && ['Add', 'Sub', 'Mul', 'Div'].includes(node.op))
-      return this.scalarArithmetic(node, x);
+    if (data.length === 1 && ['Add', 'Sub', 'Mul', 'Div'].includes(node.op)) return this.arithmetic(node, x);
     if (data.length === 1 && node.op === 'Pow' && node.inputs[0] === x) return this.power(node, x);
     if (data.length === 1 && node.inputs[0] === x && ACTIVATION_OPS.has(node.op))
       return this.activation(node, x);
@@ -401,27 +400,41 @@ class KerasWriter {
     return x;
   }
 
-  /** Add, Sub, Mul or Div of x and a scalar constant: x · scale + offset, found by evaluating the node. */
-  private scalarArithmetic(node: GraphNode, x: string): string {
-    const constant = this.constant(node.inputs.find((name) => name !== x) ?? '');
-    const same = (a: readonly number[], b: readonly number[]) =>
-      a.length === b.length && a.every((d, i) => d === b[i]);
-    if (
-      constant === undefined ||
-      constant.data.length !== 1 ||
-      !same(this.shape(x), this.shape(node.outputs[0]))
-    )
+  /**
+   * Add, Sub, Mul or Div of x and a constant: x · scale + offset, found by evaluating the node on
+   * zeros and ones. A scalar constant is a Rescaling layer; a per-feature one, on a flat input, a
+   * BatchNormalization with mean 0, variance 1 and epsilon 0 (γ x + β exactly).
+   */
+  private arithmetic(node: GraphNode, x: string): string {
+    const shape = this.shape(x);
+    const out = this.shape(node.outputs[0]);
+    const at = (values: Float64Array) => this.apply(node, values, shape);
+    const size = sizeOf(shape);
+    const offset = at(new Float64Array(size));
+    const scale = at(new Float64Array(size).fill(1)).map((v, i) => v - offset[i]);
+    // not affine in x (a constant divided by x), or broadcast to a larger shape
+    const probe = Float64Array.from({ length: size }, (_, i) => PROBE[i % PROBE.length]);
+    const affine =
+      out.length === shape.length &&
+      out.every((d, i) => d === shape[i]) &&
+      at(probe).every((y, i) => Math.abs(y - (scale[i] * probe[i] + offset[i])) <= 1e-9 * (1 + Math.abs(y)));
+    if (!affine) throw this.refuse(node);
+    const input = this.ref(x, node);
+    if (scale.every((v) => v === scale[0]) && offset.every((v) => v === offset[0]))
+      return this.rescaling(node.name, input, scale[0], offset[0]);
+    if (shape.length !== 1)
       throw this.refuse(
         node,
-        `tfjs-layers shifts and scales by a scalar only (Rescaling), not by a [${constant?.shape}] constant`,
+        `tfjs-layers scales and shifts per feature only on a flat input, not on [${shape}]`,
       );
-    const offset = this.apply(node, Float64Array.of(0))[0];
-    const scale = this.apply(node, Float64Array.of(1))[0] - offset;
-    // not affine in x (a constant divided by x)
-    const ys = this.apply(node, PROBE);
-    if (!ys.every((y, i) => Math.abs(y - (scale * PROBE[i] + offset)) <= 1e-9 * (1 + Math.abs(y))))
-      throw this.refuse(node);
-    return this.rescaling(node.name, this.ref(x, node), scale, offset);
+    const values = (v: Float64Array | number) =>
+      typeof v === 'number' ? new Float32Array(size).fill(v) : Float32Array.from(v);
+    return this.add(node.name, 'BatchNormalization', { axis: -1, epsilon: 0 }, [input], (name) => [
+      { name: `${name}/gamma`, shape, values: values(scale) },
+      { name: `${name}/beta`, shape, values: values(offset) },
+      { name: `${name}/moving_mean`, shape, values: values(0) },
+      { name: `${name}/moving_variance`, shape, values: values(1) },
+    ]).name;
   }
 
   /** x to a constant integer power k: a Multiply of k copies of x. */
@@ -465,11 +478,11 @@ class KerasWriter {
     return undefined;
   }
 
-  /** `node` (one data input, the rest the graph's constants) on the values `x` as one sample. */
-  private apply(node: GraphNode, x: Float64Array): Float64Array {
+  /** `node` (one data input, the rest the graph's constants) on the values `x` as one sample of `shape`. */
+  private apply(node: GraphNode, x: Float64Array, shape: readonly number[] = [x.length]): Float64Array {
     const batched = node.inputs.map((name) => this.batched.has(name));
     const inputs = node.inputs.map((name, i) =>
-      batched[i] ? { shape: [1, x.length], data: x } : this.constant(name),
+      batched[i] ? { shape: [1, ...shape], data: x } : this.constant(name),
     );
     const ctx = { attrs: node.attrs, batched, layers: [], gemm: tsGemm };
     // unary ops and Clip compute synchronously (only Dense awaits its GEMM)
