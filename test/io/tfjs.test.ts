@@ -391,8 +391,8 @@ describe('readTfjs: clear refusals', () => {
  * Ops the producer zoo (test/io/zoo-tfjs-graph.test.ts) does not reach: the input shifted and scaled
  * per feature (as a model normalising its own input does), a Reshape to [2, 4] and a
  * LayerNormalization of it, ThresholdedRelu, Flatten, a cube, a constant minus x, a division by a
- * constant, a Clip with only a maximum, a PRelu with one slope, Concat of two Dense outputs, and a
- * square (a merge reading one tensor twice).
+ * constant, a Clip with only a maximum, a PRelu with one slope, Concat of two Dense outputs, a
+ * square (a merge reading one tensor twice), Neg, and Sub between tensors.
  */
 const WRITABLE: GraphSpec = {
   input: [6],
@@ -419,7 +419,9 @@ const WRITABLE: GraphSpec = {
     ['Dense', ['pr'], ['z2'], { layer: 2 }],
     ['Concat', ['z1', 'z2'], ['cat'], { axis: -1 }],
     ['Mul', ['cat', 'cat'], ['sq']],
-    ['Dense', ['sq'], ['y'], { layer: 3 }],
+    ['Neg', ['cat'], ['minus']],
+    ['Sub', ['sq', 'minus'], ['diff']],
+    ['Dense', ['diff'], ['y'], { layer: 3 }],
   ],
   constants: {
     mu: constant([6], [0.1, -0.2, 0.3, 0, 0.5, -0.4]),

@@ -10,8 +10,8 @@
  * - x · sigmoid(x) (SiLU as exported) is swish, GELU's Erf form gelu, softsign's Abs/Add/Div form
  *   softsign, LayerNorm's decomposed form (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, then
  *   Mul and Add) a LayerNormalization;
- * - BatchNormalization, LayerNormalization over the last axis, Add and Mul between tensors (Add,
- *   Multiply), Concat of features (Concatenate), Flatten and Reshape (Flatten, Reshape);
+ * - BatchNormalization, LayerNormalization over the last axis, Add, Sub and Mul between tensors
+ *   (Add, Multiply), Concat of features (Concatenate), Flatten and Reshape (Flatten, Reshape);
  * - arithmetic with a constant is a Rescaling layer (x · scale + offset) or, per feature, a
  *   BatchNormalization that computes γ x + β; an integer power is a Multiply; Clip, HardSigmoid, HardSwish, Celu, an ELU with alpha other than 1 (which
  *   tfjs-layers' ELU layer refuses) and the tanh GELU (whose gelu_new tfjs-layers saves but cannot
@@ -293,8 +293,9 @@ class KerasWriter {
       case 'PRelu':
         return this.prelu(node, x);
     }
-    if (data.length === 2 && (node.op === 'Add' || node.op === 'Mul')) return this.merge(node, data);
-    if (data.length === 1 && ['Add', 'Sub', 'Mul', 'Div'].includes(node.op)) return this.arithmetic(node, x);
+    if (data.length === 2 && ['Add', 'Sub', 'Mul'].includes(node.op)) return this.merge(node, data);
+    if (data.length === 1 && ['Add', 'Sub', 'Mul', 'Div', 'Neg'].includes(node.op))
+      return this.arithmetic(node, x);
     if (data.length === 1 && node.op === 'Pow' && node.inputs[0] === x) return this.power(node, x);
     if (data.length === 1 && node.inputs[0] === x && ACTIVATION_OPS.has(node.op))
       return this.activation(node, x);
@@ -401,7 +402,7 @@ class KerasWriter {
   }
 
   /**
-   * Add, Sub, Mul or Div of x and a constant: x · scale + offset, found by evaluating the node on
+   * Add, Sub, Mul or Div of x and a constant, or Neg: x · scale + offset, found by evaluating the node on
    * zeros and ones. A scalar constant is a Rescaling layer; a per-feature one, on a flat input, a
    * BatchNormalization with mean 0, variance 1 and epsilon 0 (γ x + β exactly).
    */
@@ -571,15 +572,15 @@ class KerasWriter {
     ]).name;
   }
 
+  /** Add, Sub or Mul of two tensors of one shape: Add, Add of the negation (tfjs-layers has no Subtract), Multiply. */
   private merge(node: GraphNode, [a, b]: readonly string[]): string {
     const [sa, sb] = [this.shape(a), this.shape(b)];
     if (sa.length !== sb.length || sa.some((d, i) => d !== sb[i]))
-      throw this.refuse(
-        node,
-        `Keras' ${node.op === 'Add' ? 'Add' : 'Multiply'} here takes equal shapes, not [${sa}] and [${sb}]`,
-      );
-    const className = node.op === 'Add' ? 'Add' : 'Multiply';
-    return this.merged(node.name, className, [this.ref(a, node), this.ref(b, node)]);
+      throw this.refuse(node, `Keras' merge layers take tensors of one shape, not [${sa}] and [${sb}]`);
+    const [first, second] = [this.ref(a, node), this.ref(b, node)];
+    if (node.op === 'Mul') return this.merged(node.name, 'Multiply', [first, second]);
+    const sign = node.op === 'Sub' ? -1 : 1;
+    return this.merged(node.name, 'Add', [first, this.rescaling(node.name, second, sign, 0)]);
   }
 
   // ------------------------------------------------------------------------------------------
