@@ -432,7 +432,7 @@ function kerasActivationName(value: unknown): unknown {
  * A Keras activation as graph ops: `linear` is no op, `swish` is x · sigmoid(x) (tfjs-layers' swish
  * with its default alpha 1; Keras' silu), every other one a single unary op with these attributes.
  */
-export type KerasActivationOps =
+type KerasActivationOps =
   | 'linear'
   | 'swish'
   | { readonly op: string; readonly attrs: Readonly<Record<string, AttributeValue>> };

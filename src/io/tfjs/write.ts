@@ -54,10 +54,10 @@ function constantValues(
 }
 
 /**
- * Encodes `graph` over the TF.js model it was read from (`template`). A Dense layer with `use_bias: false` that
- * now has a bias (compensation put one there) keeps its structure when its only consumer is a
- * BatchNormalization (the bias is folded into the moving mean: BN(z + b; μ) = BN(z; μ − b));
- * otherwise it gets `use_bias: true` and a bias weight.
+ * Encodes `graph` over the TF.js model it was read from (`template`). A Dense layer with
+ * `use_bias: false` that now has a bias (compensation put one there) keeps its structure when its
+ * only consumer is a BatchNormalization (the bias is folded into the moving mean:
+ * BN(z + b; μ) = BN(z; μ − b)); otherwise it gets `use_bias: true` and a bias weight.
  */
 export function writeTfjs(graph: Graph, template: TfjsTemplate, options: TfjsWriteOptions = {}): TfjsFiles {
   if (template.layers.length !== graph.layers.length) {
