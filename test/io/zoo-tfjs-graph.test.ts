@@ -27,7 +27,7 @@ setDefaultGemm(lazyOrtGemm());
 const work = mkdtempSync(path.join(tmpdir(), 'ecprune-zoo-tfjs-graph-'));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-/** The zoo models tfjs-layers cannot express, and the node and op each refusal names (no Keras layer computes a square root). */
+/** The zoo models tfjs-layers cannot express, and the node and op each refusal names (no layer takes a square root). */
 const REFUSED: Readonly<Record<string, string>> = {
   arith_consts: "node '/Sqrt' (op Sqrt",
 };

@@ -13,9 +13,10 @@
  * - BatchNormalization, LayerNormalization over the last axis, Add, Sub and Mul between tensors
  *   (Add, Multiply), Concat of features (Concatenate), Flatten and Reshape (Flatten, Reshape);
  * - arithmetic with a constant is a Rescaling layer (x · scale + offset) or, per feature, a
- *   BatchNormalization that computes γ x + β; an integer power is a Multiply; Clip, HardSigmoid, HardSwish, Celu, an ELU with alpha other than 1 (which
- *   tfjs-layers' ELU layer refuses) and the tanh GELU (whose gelu_new tfjs-layers saves but cannot
- *   load) are written with Rescaling, ReLU, Multiply, Add and Activation layers;
+ *   BatchNormalization that computes γ x + β; an integer power is a Multiply; Clip, HardSigmoid,
+ *   HardSwish, Celu, an ELU with alpha other than 1 (which tfjs-layers' ELU layer refuses) and the
+ *   tanh GELU (whose gelu_new tfjs-layers saves but cannot load) are written with Rescaling, ReLU,
+ *   Multiply, Add and Activation layers;
  * - Identity, Dropout and Cast are dropped; ops on shapes only (the `x.view(x.size(0), -1)` idiom)
  *   are evaluated into the Reshape's target.
  *
@@ -80,7 +81,7 @@ const TFJS_LAYERS_ACTIVATIONS = [
   'log_softmax',
 ] as const;
 
-/** The ops written as activations (or refused as such): those of TFJS_LAYERS_ACTIVATIONS and the activation layers'. */
+/** The ops written as activations (or refused as such): TFJS_LAYERS_ACTIVATIONS' and the expanded ones. */
 const ACTIVATION_OPS: ReadonlySet<string> = new Set([
   ...TFJS_LAYERS_ACTIVATIONS.flatMap((name) => {
     const ops = KERAS_ACTIVATIONS[name];
@@ -103,7 +104,7 @@ export async function tfjsGraphProblem(graph: Graph): Promise<string | undefined
   }
 }
 
-/** `graph` as Keras layers tfjs-layers loads, or an 'unsupported' EcpruneError naming the node and op it cannot hold. */
+/** `graph` as Keras layers tfjs-layers loads; an 'unsupported' EcpruneError names a node it cannot hold. */
 export async function kerasModelOf(graph: Graph): Promise<KerasModel> {
   const sample = new Float32Array(sizeOf(graph.input.shape));
   const { values } = await forwardTrace(graph, { shape: [1, ...graph.input.shape], data: sample }, tsGemm);
@@ -367,18 +368,25 @@ class KerasWriter {
         return this.rescaling(base, act('elu', this.rescaling(base, input, 1 / alpha, 0)), alpha, 0);
       }
       case 'Elu': {
-        // alpha · elu(x) + (1 − alpha) · relu(x), since tfjs-layers' ELU layer takes only alpha 1; Elu(−∞) = −alpha
+        // alpha · elu(x) + (1 − alpha) · relu(x): tfjs-layers' ELU layer takes only alpha 1;
+        // Elu(−∞) = −alpha
         const alpha = -f(-Infinity);
         const negative = this.rescaling(base, act('elu', input), alpha, 0);
         const positive = this.rescaling(base, act('relu', input), 1 - alpha, 0);
         return this.merged(base, 'Add', [negative, positive]);
       }
-    }
-    if (node.op === 'Gelu' && node.attrs.approximate === 'tanh') {
-      // 0.5 x (1 + tanh(√(2/π) (x + c x³))): tfjs-layers saves its gelu_new but cannot load it
-      const cube = this.rescaling(base, this.merged(base, 'Multiply', [input, input, input]), GELU_CUBIC, 0);
-      const inner = this.rescaling(base, this.merged(base, 'Add', [input, cube]), SQRT_2_OVER_PI, 0);
-      return this.merged(base, 'Multiply', [input, this.rescaling(base, act('tanh', inner), 0.5, 0.5)]);
+      case 'Gelu': {
+        // the tanh form (the erf form is tfjs-layers' gelu), 0.5 x (1 + tanh(√(2/π) (x + c x³))):
+        // tfjs-layers saves its gelu_new but cannot load it
+        const cube = this.rescaling(
+          base,
+          this.merged(base, 'Multiply', [input, input, input]),
+          GELU_CUBIC,
+          0,
+        );
+        const inner = this.rescaling(base, this.merged(base, 'Add', [input, cube]), SQRT_2_OVER_PI, 0);
+        return this.merged(base, 'Multiply', [input, this.rescaling(base, act('tanh', inner), 0.5, 0.5)]);
+      }
     }
     throw this.refuse(node);
   }
@@ -402,9 +410,9 @@ class KerasWriter {
   }
 
   /**
-   * Add, Sub, Mul or Div of x and a constant, or Neg: x · scale + offset, found by evaluating the node on
-   * zeros and ones. A scalar constant is a Rescaling layer; a per-feature one, on a flat input, a
-   * BatchNormalization with mean 0, variance 1 and epsilon 0 (γ x + β exactly).
+   * Add, Sub, Mul or Div of x and a constant, or Neg: x · scale + offset, found by evaluating the
+   * node on zeros and ones. A scalar constant is a Rescaling layer; a per-feature one, on a flat
+   * input, a BatchNormalization with mean 0, variance 1 and epsilon 0 (γ x + β exactly).
    */
   private arithmetic(node: GraphNode, x: string): string {
     const shape = this.shape(x);
@@ -448,7 +456,7 @@ class KerasWriter {
     return k === 1 ? input : this.merged(node.name, 'Multiply', new Array<string>(k).fill(input));
   }
 
-  /** `activation` of x (read by `at`): in the Dense computing x when nothing else reads x, else an Activation layer. */
+  /** `activation` of x (read by `at`): in the Dense computing x if nothing else reads x, else a layer. */
   private activationLayer(x: string, activation: string, at: GraphNode): string {
     const dense = this.denseOutputs.get(x);
     if (dense && dense.config.activation === 'linear' && this.uses.get(x) === 1 && x !== this.graph.output) {
@@ -572,7 +580,7 @@ class KerasWriter {
     ]).name;
   }
 
-  /** Add, Sub or Mul of two tensors of one shape: Add, Add of the negation (tfjs-layers has no Subtract), Multiply. */
+  /** Add, Sub or Mul of two tensors of one shape (Sub: an Add of the negation; tfjs-layers has no Subtract). */
   private merge(node: GraphNode, [a, b]: readonly string[]): string {
     const [sa, sb] = [this.shape(a), this.shape(b)];
     if (sa.length !== sb.length || sa.some((d, i) => d !== sb[i]))
