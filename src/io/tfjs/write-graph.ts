@@ -128,6 +128,20 @@ interface Matched {
   readonly layer: string;
 }
 
+/**
+ * An elementwise op's output on one sample (their forward passes compute synchronously: only Dense
+ * awaits its GEMM).
+ */
+function evaluate(
+  op: string,
+  attrs: GraphNode['attrs'],
+  inputs: readonly (Tensor | undefined)[],
+  batched: readonly boolean[],
+): Float64Array {
+  const outputs = OPS[op].forward(inputs, { attrs, batched, layers: [], gemm: tsGemm }) as Tensor[];
+  return outputs[0].data as Float64Array;
+}
+
 /** Values a unary op is compared on, spanning every kink and saturation of the activations. */
 const PROBE = Float64Array.of(-40, -7, -3, -1.5, -1, -0.5, -0.1, 0, 0.2, 0.7, 1, 1.3, 2.5, 4, 8, 40);
 
@@ -166,7 +180,7 @@ class KerasWriter {
     count(graph.output);
   }
 
-  async write(): Promise<KerasModel> {
+  write(): KerasModel {
     const { graph } = this;
     const input = this.add(graph.input.name, 'InputLayer', {
       batch_input_shape: [null, ...graph.input.shape],
@@ -183,7 +197,7 @@ class KerasWriter {
         continue;
       }
       const node = graph.nodes[n];
-      this.outputs.set(node.outputs[0], await this.node(node));
+      this.outputs.set(node.outputs[0], this.node(node));
     }
     const output = this.ref(graph.output, graph.nodes[graph.nodes.length - 1]);
     const topology: Json = {
@@ -270,7 +284,7 @@ class KerasWriter {
   // Ops
 
   /** The Keras layer computing `node`'s output, added. */
-  private async node(node: GraphNode): Promise<string> {
+  private node(node: GraphNode): string {
     const data = this.dataInputs(node);
     const x = data[0];
     switch (node.op) {
@@ -337,8 +351,8 @@ class KerasWriter {
    * Activation layer; an activation layer with a parameter; or the same function from several
    * layers (Rescaling shifts and scales, ReLU clips).
    */
-  private async activation(node: GraphNode, x: string): Promise<string> {
-    const name = await this.kerasActivation(node);
+  private activation(node: GraphNode, x: string): string {
+    const name = this.kerasActivation(node);
     if (name !== undefined) return this.activationLayer(x, name, node);
     const f = (v: number) => this.apply(node, Float64Array.of(v))[0];
     const input = this.ref(x, node);
@@ -468,23 +482,14 @@ class KerasWriter {
   }
 
   /** The tfjs-layers activation computing `node`'s function (compared on PROBE), if one does. */
-  private async kerasActivation(node: GraphNode): Promise<string | undefined> {
+  private kerasActivation(node: GraphNode): string | undefined {
     const ours = this.apply(node, PROBE);
-    for (const name of TFJS_LAYERS_ACTIVATIONS) {
+    return TFJS_LAYERS_ACTIVATIONS.find((name) => {
       const ops = KERAS_ACTIVATIONS[name];
-      if (typeof ops === 'string' || ops.op !== node.op) continue;
-      const theirs = await OPS[ops.op].forward([{ shape: [1, PROBE.length], data: PROBE }], {
-        attrs: ops.attrs,
-        batched: [true],
-        layers: [],
-        gemm: tsGemm,
-      });
-      const same = (theirs[0].data as Float64Array).every(
-        (v, i) => Math.abs(v - ours[i]) <= 1e-6 * Math.abs(v) || v === ours[i],
-      );
-      if (same) return name;
-    }
-    return undefined;
+      if (typeof ops === 'string' || ops.op !== node.op) return false;
+      const theirs = evaluate(ops.op, ops.attrs, [{ shape: [1, PROBE.length], data: PROBE }], [true]);
+      return theirs.every((v, i) => Math.abs(v - ours[i]) <= 1e-6 * Math.abs(v) || v === ours[i]);
+    });
   }
 
   /** `node` (one data input, the rest the graph's constants) on the values `x` as one sample of `shape`. */
@@ -493,10 +498,7 @@ class KerasWriter {
     const inputs = node.inputs.map((name, i) =>
       batched[i] ? { shape: [1, ...shape], data: x } : this.constant(name),
     );
-    const ctx = { attrs: node.attrs, batched, layers: [], gemm: tsGemm };
-    // unary ops and Clip compute synchronously (only Dense awaits its GEMM)
-    const outputs = OPS[node.op].forward(inputs, ctx) as Tensor[];
-    return outputs[0].data as Float64Array;
+    return evaluate(node.op, node.attrs, inputs, batched);
   }
 
   private reshape(node: GraphNode, x: string): string {
