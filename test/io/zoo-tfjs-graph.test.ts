@@ -32,6 +32,20 @@ const REFUSED: Readonly<Record<string, string>> = {
   arith_consts: "node '/Sqrt' (op Sqrt",
 };
 
+/**
+ * The activations the Dense layers take for exported activations (decomposed ones recognised as
+ * one), checked in the written model.json.
+ */
+const DENSE_ACTIVATIONS: Readonly<Record<string, readonly string[]>> = {
+  silu: ['swish', 'swish', 'linear'],
+  gelu_erf: ['gelu', 'gelu', 'linear'],
+  softsign: ['softsign', 'softsign', 'linear'],
+  relu6: ['relu6', 'relu6', 'linear'],
+  selu: ['selu', 'selu', 'linear'],
+  softmax_head: ['relu', 'relu', 'softmax'],
+  logsoftmax_head: ['tanh', 'tanh', 'log_softmax'],
+};
+
 const fixtures = onnxFixtures.filter((f) => f.prefix.length === 0);
 
 /** The fixture's model as read, and pruned to 50 % with EC on its calibration inputs. */
@@ -76,6 +90,13 @@ describe('ONNX zoo models written as TF.js functional models, run by tfjs-layers
         assertClose(tfjs, onnx, { ...fixture, name: `${fixture.name} (${which})` });
         const json = JSON.parse(readFileSync(path.join(dir, 'model.json'), 'utf8'));
         assert.equal(json.modelTopology.class_name, 'Model', 'a functional model');
+        const dense = (
+          json.modelTopology.config.layers as { class_name: string; config: { activation?: string } }[]
+        )
+          .filter((l) => l.class_name === 'Dense')
+          .map((l) => l.config.activation);
+        if (DENSE_ACTIVATIONS[fixture.name])
+          assert.deepEqual(dense, DENSE_ACTIVATIONS[fixture.name], 'Dense activations');
       }
     });
   }

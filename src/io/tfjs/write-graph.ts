@@ -470,10 +470,18 @@ class KerasWriter {
     return k === 1 ? input : this.merged(node.name, 'Multiply', new Array<string>(k).fill(input));
   }
 
-  /** `activation` of x (read by `at`): in the Dense computing x if nothing else reads x, else a layer. */
-  private activationLayer(x: string, activation: string, at: GraphNode): string {
+  /**
+   * `activation` of x (read by `at`, `reads` times): in the Dense computing x when nothing else
+   * reads x, else an Activation layer.
+   */
+  private activationLayer(x: string, activation: string, at: GraphNode, reads = 1): string {
     const dense = this.denseOutputs.get(x);
-    if (dense && dense.config.activation === 'linear' && this.uses.get(x) === 1 && x !== this.graph.output) {
+    if (
+      dense &&
+      dense.config.activation === 'linear' &&
+      this.uses.get(x) === reads &&
+      x !== this.graph.output
+    ) {
       dense.config.activation = activation;
       this.denseOutputs.delete(x);
       return dense.name;
@@ -605,37 +613,39 @@ class KerasWriter {
       .every((t) => t !== this.graph.output && this.uses.get(t) === inside.filter((i) => i === t).length);
   }
 
-  /** GELU's Erf form (gelu) and x · sigmoid(x) (swish), in the Dense before them where they can go. */
+  /** GELU's Erf form (gelu), softsign's Abs form and x · sigmoid(x) (swish), as one activation. */
   private activationPatternAt(n: number): Matched | undefined {
     const { nodes } = this.graph;
     const node = nodes[n];
     const x = node.inputs[0];
     if (!this.batched.has(x ?? '')) return undefined;
-    const gelu = node.op === 'Div' ? geluErfAt(this.graph, n, x) : undefined;
-    if (gelu && this.internal(nodes.slice(n, gelu.last + 1)))
-      return { ...gelu, layer: this.activationLayer(x, 'gelu', node) };
+    const found = (last: number | undefined, activation: string) =>
+      last === undefined ? undefined : { last, activation };
     // softsign x / (1 + |x|) as torch exports it: Abs, Add 1, Div
-    const [plus, div] = nodes.slice(n + 1, n + 3);
+    const [next, div] = nodes.slice(n + 1, n + 3);
     const softsign =
       node.op === 'Abs' &&
-      plus?.op === 'Add' &&
-      plus.inputs.includes(node.outputs[0]) &&
-      this.constant(plus.inputs.find((i) => i !== node.outputs[0]) ?? '')?.data.join() === '1' &&
+      next?.op === 'Add' &&
+      next.inputs.includes(node.outputs[0]) &&
+      this.constant(next.inputs.find((i) => i !== node.outputs[0]) ?? '')?.data.join() === '1' &&
       div?.op === 'Div' &&
       div.inputs[0] === x &&
-      div.inputs[1] === plus.outputs[0] &&
-      this.internal([node, plus, div]);
-    if (softsign)
-      return { last: n + 2, output: div.outputs[0], layer: this.activationLayer(x, 'softsign', node) };
-    const mul = nodes[n + 1];
+      div.inputs[1] === next.outputs[0];
     const swish =
       node.op === 'Sigmoid' &&
-      mul?.op === 'Mul' &&
-      mul.inputs.includes(x) &&
-      mul.inputs.includes(node.outputs[0]) &&
-      this.internal([node, mul]);
-    if (!swish) return undefined;
-    return { last: n + 1, output: mul.outputs[0], layer: this.activationLayer(x, 'swish', node) };
+      next?.op === 'Mul' &&
+      next.inputs.includes(x) &&
+      next.inputs.includes(node.outputs[0]);
+    const match =
+      found(node.op === 'Div' ? geluErfAt(this.graph, n, x)?.last : undefined, 'gelu') ??
+      found(softsign ? n + 2 : undefined, 'softsign') ??
+      found(swish ? n + 1 : undefined, 'swish');
+    const pattern = match && nodes.slice(n, match.last + 1);
+    if (!match || !pattern || !this.internal(pattern)) return undefined;
+    // the Dense before takes the activation when the pattern's reads of x are all there are
+    const reads = pattern.flatMap((p) => p.inputs).filter((i) => i === x).length;
+    const layer = this.activationLayer(x, match.activation, node, reads);
+    return { last: match.last, output: nodes[match.last].outputs[0], layer };
   }
 
   /**
