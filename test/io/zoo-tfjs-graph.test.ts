@@ -40,6 +40,7 @@ const DENSE_ACTIVATIONS: Readonly<Record<string, readonly string[]>> = {
   silu: ['swish', 'swish', 'linear'],
   gelu_erf: ['gelu', 'gelu', 'linear'],
   softsign: ['softsign', 'softsign', 'linear'],
+  mish: ['mish', 'mish', 'linear'],
   relu6: ['relu6', 'relu6', 'linear'],
   selu: ['selu', 'selu', 'linear'],
   softmax_head: ['relu', 'relu', 'softmax'],

@@ -8,8 +8,8 @@
  *   the Dense's output; other activations are Activation layers, or LeakyReLU, PReLU,
  *   ThresholdedReLU, ReLU(max_value) layers;
  * - x · sigmoid(x) (SiLU as exported) is swish, GELU's Erf form gelu, softsign's Abs/Add/Div form
- *   softsign, LayerNorm's decomposed form (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, then
- *   Mul and Add) a LayerNormalization;
+ *   softsign, mish's Softplus/Tanh/Mul form mish, LayerNorm's decomposed form (ReduceMean, Sub, Pow,
+ *   ReduceMean, Add, Sqrt, Div, then Mul and Add) a LayerNormalization;
  * - BatchNormalization, LayerNormalization over the last axis, Add, Sub and Mul between tensors
  *   (Add, Multiply), Concat of features (Concatenate), Flatten and Reshape (Flatten, Reshape);
  * - arithmetic with a constant is a Rescaling layer (x · scale + offset) or, per feature, a
@@ -590,7 +590,7 @@ class KerasWriter {
     ]).name;
   }
 
-  /** Add, Sub or Mul of two tensors of one shape (Sub: an Add of the negation; tfjs-layers has no Subtract). */
+  /** Add, Sub or Mul of two tensors of one shape (Sub: Add of the negation; tfjs-layers has no Subtract). */
   private merge(node: GraphNode, [a, b]: readonly string[]): string {
     const [sa, sb] = [this.shape(a), this.shape(b)];
     if (sa.length !== sb.length || sa.some((d, i) => d !== sb[i]))
@@ -613,7 +613,7 @@ class KerasWriter {
       .every((t) => t !== this.graph.output && this.uses.get(t) === inside.filter((i) => i === t).length);
   }
 
-  /** GELU's Erf form (gelu), softsign's Abs form and x · sigmoid(x) (swish), as one activation. */
+  /** GELU's Erf form, softsign's and mish's decomposed forms and x · sigmoid(x) (swish): one activation. */
   private activationPatternAt(n: number): Matched | undefined {
     const { nodes } = this.graph;
     const node = nodes[n];
@@ -622,24 +622,33 @@ class KerasWriter {
     const found = (last: number | undefined, activation: string) =>
       last === undefined ? undefined : { last, activation };
     // softsign x / (1 + |x|) as torch exports it: Abs, Add 1, Div
-    const [next, div] = nodes.slice(n + 1, n + 3);
+    const [next, third] = nodes.slice(n + 1, n + 3);
     const softsign =
       node.op === 'Abs' &&
       next?.op === 'Add' &&
       next.inputs.includes(node.outputs[0]) &&
       this.constant(next.inputs.find((i) => i !== node.outputs[0]) ?? '')?.data.join() === '1' &&
-      div?.op === 'Div' &&
-      div.inputs[0] === x &&
-      div.inputs[1] === next.outputs[0];
+      third?.op === 'Div' &&
+      third.inputs[0] === x &&
+      third.inputs[1] === next.outputs[0];
     const swish =
       node.op === 'Sigmoid' &&
       next?.op === 'Mul' &&
       next.inputs.includes(x) &&
       next.inputs.includes(node.outputs[0]);
+    // mish x · tanh(softplus(x)) as torch exports it before opset 18: Softplus, Tanh, Mul
+    const mish =
+      node.op === 'Softplus' &&
+      next?.op === 'Tanh' &&
+      next.inputs[0] === node.outputs[0] &&
+      third?.op === 'Mul' &&
+      third.inputs.includes(x) &&
+      third.inputs.includes(next.outputs[0]);
     const match =
       found(node.op === 'Div' ? geluErfAt(this.graph, n, x)?.last : undefined, 'gelu') ??
       found(softsign ? n + 2 : undefined, 'softsign') ??
-      found(swish ? n + 1 : undefined, 'swish');
+      found(swish ? n + 1 : undefined, 'swish') ??
+      found(mish ? n + 2 : undefined, 'mish');
     const pattern = match && nodes.slice(n, match.last + 1);
     if (!match || !pattern || !this.internal(pattern)) return undefined;
     // the Dense before takes the activation when the pattern's reads of x are all there are
