@@ -11,7 +11,7 @@ import { forward } from '../../src/graph/run.js';
 import { float32LittleEndian } from '../../src/io/safetensors.js';
 import { readTfjs, type TfjsModel, writeTfjs, writeTfjsGraph } from '../../src/io/tfjs.js';
 import { erf } from '../../src/model/special-functions.js';
-import { buildGraph, constant, type GraphSpec } from '../graph/build.js';
+import { buildGraph, constant, DECOMPOSED_LAYER_NORM, type GraphSpec } from '../graph/build.js';
 import { failsWith } from '../helpers/errors.js';
 import { randomMatrix, randomMlp } from '../helpers/random.js';
 
@@ -457,6 +457,39 @@ describe('writeTfjs and writeTfjsGraph', () => {
     // ecprune reads what it wrote as the same function
     const back = readTfjs(written.modelJson, (p) => written.shards.get(p)!);
     assertClose(await outputsOf(back.graph, x), await outputsOf(graph, x), 'read back');
+  });
+
+  it("LayerNorm's decomposed form, with and without its affine part, is one LayerNormalization layer", async () => {
+    const x = batch(10, 5);
+    for (const affine of [true, false]) {
+      const graph = buildGraph({
+        input: [5],
+        layers: [
+          [6, 5],
+          [3, 6],
+        ],
+        nodes: [
+          ['Dense', ['x'], ['z0'], { layer: 0 }],
+          ...DECOMPOSED_LAYER_NORM.slice(0, affine ? 9 : 7),
+          ['Dense', [affine ? 'a0' : 'normed'], ['y'], { layer: 1 }],
+        ],
+        constants: {
+          two: constant([], [2]),
+          eps: constant([], [1e-5]),
+          scale: constant([6], [1, 1.2, 0.8, 1.1, 0.9, 1]),
+          shift: constant([6], [0, 0.1, -0.1, 0.2, 0, 0.05]),
+        },
+        output: 'y',
+      });
+      const written = await writeTfjsGraph(graph);
+      const classes = JSON.parse(written.modelJson).modelTopology.config.layers.map(
+        (l: { class_name: string }) => l.class_name,
+      );
+      assert.deepEqual(classes, ['InputLayer', 'Dense', 'LayerNormalization', 'Dense'], `affine ${affine}`);
+      const model = await loadWritten(written);
+      assertClose(predict(model, x), await outputsOf(graph, x), `affine ${affine}`);
+      model.dispose();
+    }
   });
 
   it('refuses an op no tfjs-layers layer computes, naming the node and the op', async () => {

@@ -695,17 +695,20 @@ class KerasWriter {
       div.inputs[0] === sub.outputs[0] &&
       div.inputs[1] === sqrt.outputs[0];
     if (!matches) return undefined;
-    // the affine part: Mul by a constant γ, then Add a constant β
+    // the affine part: Mul by a constant γ, then Add a constant β, each per feature of the last axis
     let last = n + 6;
     let output = div.outputs[0];
-    let scale = '';
-    let bias = '';
+    const width = this.shape(x).at(-1);
+    const perFeature = (t: Tensor | undefined) =>
+      t !== undefined &&
+      t.shape.slice(0, -1).every((d) => d === 1) &&
+      [1, width].includes(t.shape.at(-1) ?? 1);
     const affine = (op: string) => {
       const next = nodes[last + 1];
       const c = next?.op === op && next.inputs.includes(output) ? other(next, output) : undefined;
       if (
         c === undefined ||
-        this.constant(c) === undefined ||
+        !perFeature(this.constant(c)) ||
         !this.internal([...nodes.slice(n, last + 1), next])
       )
         return '';
@@ -713,8 +716,8 @@ class KerasWriter {
       output = next.outputs[0];
       return c;
     };
-    scale = affine('Mul');
-    if (scale !== '') bias = affine('Add');
+    const scale = affine('Mul');
+    const bias = scale === '' ? '' : affine('Add');
     if (!this.internal(nodes.slice(n, last + 1))) return undefined;
     return { last, output, layer: this.layerNormalization(mean, x, scale, bias, epsilon) };
   }
