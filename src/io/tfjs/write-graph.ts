@@ -700,9 +700,7 @@ class KerasWriter {
     let output = div.outputs[0];
     const width = this.shape(x).at(-1);
     const perFeature = (t: Tensor | undefined) =>
-      t !== undefined &&
-      t.shape.slice(0, -1).every((d) => d === 1) &&
-      [1, width].includes(t.shape.at(-1) ?? 1);
+      t?.shape.slice(0, -1).every((d) => d === 1) === true && [1, width].includes(t.shape.at(-1) ?? 1);
     const affine = (op: string) => {
       const next = nodes[last + 1];
       const c = next?.op === op && next.inputs.includes(output) ? other(next, output) : undefined;
