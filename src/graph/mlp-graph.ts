@@ -119,7 +119,7 @@ export function chainOf(model: Model): Mlp | undefined {
  * are; only the chain view names them `gelu`, so that chain-only formats (the `.ecsr` runtime,
  * safetensors with --arch) can hold such a model.
  */
-function geluErfAt(graph: Graph, n: number, x: string): { output: string; last: number } | undefined {
+export function geluErfAt(graph: Graph, n: number, x: string): { output: string; last: number } | undefined {
   const nodes = graph.nodes.slice(n, n + 5);
   if (nodes.map((node) => node.op).join() !== 'Div,Erf,Add,Mul,Mul') return undefined;
   const [div, erfNode, add, mulX, half] = nodes;

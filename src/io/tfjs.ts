@@ -11,4 +11,11 @@ export {
   type TfjsTemplate,
   type TfjsWeightSource,
 } from './tfjs/read.js';
-export { TFJS_SHARD_NAME, type TfjsWriteOptions, writeTfjs } from './tfjs/write.js';
+export {
+  TFJS_SHARD_NAME,
+  type TfjsFiles,
+  type TfjsWriteOptions,
+  writeTfjs,
+  writeTfjsGraph,
+} from './tfjs/write.js';
+export { tfjsGraphProblem } from './tfjs/write-graph.js';

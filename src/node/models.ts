@@ -28,7 +28,14 @@ import {
   stateDictFromMlp,
   writeSafetensors,
 } from '../io/safetensors.js';
-import { readTfjs, TFJS_SHARD_NAME, type TfjsTemplate, writeTfjs } from '../io/tfjs.js';
+import {
+  readTfjs,
+  TFJS_SHARD_NAME,
+  type TfjsTemplate,
+  tfjsGraphProblem,
+  writeTfjs,
+  writeTfjsGraph,
+} from '../io/tfjs.js';
 import { isTorchZip, readTorch, type TorchDtype, writeTorch } from '../io/torch.js';
 import { type Mlp, validateMlp } from '../model/mlp.js';
 import { VERSION } from '../version.js';
@@ -228,10 +235,14 @@ const CHAIN_FORMATS: ReadonlySet<ModelFormat> = new Set(['safetensors', 'pytorch
 /**
  * Why `graph` (derived from `like`, when given) cannot be written as `file`'s format, or undefined:
  * a frozen prefix is kept only in ONNX; a weight-only format holds a chain of layers; TF.js holds
- * a graph that is not a chain only over the model.json it was read from. The advice names only
- * formats that can hold the model.
+ * a graph over the model.json it was read from, or one whose ops Keras layers compute (the TF.js
+ * writer says which node it cannot hold). The advice names only formats that can hold the model.
  */
-function unwritable(file: string, graph: Graph, like: LoadedModel | undefined): EcpruneError | undefined {
+async function unwritable(
+  file: string,
+  graph: Graph,
+  like: LoadedModel | undefined,
+): Promise<EcpruneError | undefined> {
   const format = formatFromExtension(file);
   if (like?.prefix && format !== 'onnx') {
     return new EcpruneError(
@@ -240,28 +251,23 @@ function unwritable(file: string, graph: Graph, like: LoadedModel | undefined): 
       file,
     );
   }
-  if (chainOf(graph) !== undefined) return undefined;
-  const graphFormats = like?.format === 'tfjs' ? '.onnx or TF.js model.json' : '.onnx';
-  if (CHAIN_FORMATS.has(format)) {
-    return new EcpruneError(
-      'unsupported',
-      `a ${FORMAT_NAMES[format]} file holds only the weights of a chain of layers; this model is a graph: write ${graphFormats}`,
-      file,
-    );
+  const tfjsProblem = () => (like?.format === 'tfjs' ? undefined : tfjsGraphProblem(graph));
+  if (format === 'tfjs') {
+    const problem = await tfjsProblem();
+    return problem === undefined ? undefined : new EcpruneError('unsupported', problem, file);
   }
-  if (format === 'tfjs' && like?.format !== 'tfjs') {
-    return new EcpruneError(
-      'unsupported',
-      `a TF.js model.json is written only for a chain of layers or over the model.json a graph was read from; this model is a graph${like ? ` read from ${FORMAT_NAMES[like.format]}` : ''}: write .onnx`,
-      file,
-    );
-  }
-  return undefined;
+  if (chainOf(graph) !== undefined || !CHAIN_FORMATS.has(format)) return undefined;
+  const graphFormats = (await tfjsProblem()) === undefined ? '.onnx or TF.js model.json' : '.onnx';
+  return new EcpruneError(
+    'unsupported',
+    `a ${FORMAT_NAMES[format]} file holds only the weights of a chain of layers; this model is a graph: write ${graphFormats}`,
+    file,
+  );
 }
 
 /** Refuses, before any work, writing `model` (or a pruning of it) where its format cannot hold it. */
-export function checkFormatHolds(file: string, model: LoadedModel): void {
-  const problem = unwritable(file, model.graph, model);
+export async function checkFormatHolds(file: string, model: LoadedModel): Promise<void> {
+  const problem = await unwritable(file, model.graph, model);
   if (problem) throw problem;
 }
 
@@ -363,7 +369,7 @@ function tfjsShardFile(file: string): string {
 export async function saveModel(file: string, model: Model, options: SaveOptions = {}): Promise<void> {
   const format = formatFromExtension(file);
   const graph = asGraph(model);
-  const problem = unwritable(file, graph, options.like);
+  const problem = await unwritable(file, graph, options.like);
   if (problem) throw problem;
   // safetensors, .pt and .npz hold a chain's weights only (checked above)
   const chain = () => chainOf(graph)!;
@@ -416,7 +422,10 @@ export async function saveModel(file: string, model: Model, options: SaveOptions
         return writeOutputAtomic(file, writeNpzModel(chain()), write);
       case 'tfjs': {
         const shardName = path.basename(tfjsShardFile(file));
-        const { modelJson, shards } = writeTfjs(graph, like?.tfjs, { metadata, shardName });
+        const tfjsOptions = { metadata, shardName };
+        const { modelJson, shards } = like?.tfjs
+          ? writeTfjs(graph, like.tfjs, tfjsOptions)
+          : await writeTfjsGraph(graph, tfjsOptions);
         // refused up front: a model.json refused after its shards were written would leave them behind
         await checkModelOutput(file, write);
         // the shards are written first (a model.json never refers to a missing shard) and removed

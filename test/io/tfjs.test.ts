@@ -9,8 +9,9 @@ import type { Graph } from '../../src/graph/graph.js';
 import { graphFromMlp } from '../../src/graph/mlp-graph.js';
 import { forward } from '../../src/graph/run.js';
 import { float32LittleEndian } from '../../src/io/safetensors.js';
-import { readTfjs, type TfjsModel, writeTfjs } from '../../src/io/tfjs.js';
+import { readTfjs, type TfjsModel, writeTfjs, writeTfjsGraph } from '../../src/io/tfjs.js';
 import { erf } from '../../src/model/special-functions.js';
+import { buildGraph, constant, DECOMPOSED_LAYER_NORM, type GraphSpec } from '../graph/build.js';
 import { failsWith } from '../helpers/errors.js';
 import { randomMatrix, randomMlp } from '../helpers/random.js';
 
@@ -386,22 +387,140 @@ describe('readTfjs: clear refusals', () => {
   });
 });
 
-describe('writeTfjs', () => {
-  it('writes a chain graph as a fresh Sequential that tfjs-layers runs as the graph does', async () => {
+/**
+ * Ops the producer zoo (test/io/zoo-tfjs-graph.test.ts) does not reach: the input shifted and scaled
+ * per feature (as a model normalising its own input does), a Reshape to [2, 4] and a
+ * LayerNormalization of it, ThresholdedRelu, Flatten, a cube, a constant minus x, a division by a
+ * constant, a Clip with only a maximum, a PRelu with one slope, Concat of two Dense outputs, a
+ * square (a merge reading one tensor twice), Neg, and Sub between tensors.
+ */
+const WRITABLE: GraphSpec = {
+  input: [6],
+  layers: [
+    [8, 6],
+    [5, 8],
+    [3, 8],
+    [3, 8],
+  ],
+  nodes: [
+    ['Sub', ['x', 'mu'], ['centred']],
+    ['Div', ['centred', 'sd'], ['normed']],
+    ['Dense', ['normed'], ['z0'], { layer: 0 }],
+    ['Reshape', ['z0', 'target'], ['r']],
+    ['LayerNormalization', ['r', 'ln_scale', 'ln_bias'], ['n'], { axis: -1, epsilon: 1e-3 }],
+    ['ThresholdedRelu', ['n'], ['t'], { alpha: 0.1 }],
+    ['Flatten', ['t'], ['f'], { axis: 1 }],
+    ['Pow', ['f', 'three'], ['p']],
+    ['Sub', ['half', 'p'], ['s']],
+    ['Div', ['s', 'four'], ['d']],
+    ['Clip', ['d', '', 'max'], ['c']],
+    ['PRelu', ['c', 'slope'], ['pr']],
+    ['Dense', ['pr'], ['z1'], { layer: 1 }],
+    ['Dense', ['pr'], ['z2'], { layer: 2 }],
+    ['Concat', ['z1', 'z2'], ['cat'], { axis: -1 }],
+    ['Mul', ['cat', 'cat'], ['sq']],
+    ['Neg', ['cat'], ['minus']],
+    ['Sub', ['sq', 'minus'], ['diff']],
+    ['Dense', ['diff'], ['y'], { layer: 3 }],
+  ],
+  constants: {
+    mu: constant([6], [0.1, -0.2, 0.3, 0, 0.5, -0.4]),
+    sd: constant([6], [1.5, 0.5, 2, 1, 0.8, 1.2]),
+    target: constant([3], [0, 2, 4]),
+    ln_scale: constant([4], [1, 1.2, 0.8, 1.1]),
+    ln_bias: constant([4], [0, 0.1, -0.1, 0.2]),
+    three: constant([], [3]),
+    half: constant([], [0.5]),
+    four: constant([], [4]),
+    max: constant([], [0.05]),
+    slope: constant([1], [0.25]),
+  },
+  output: 'y',
+};
+
+describe('writeTfjs and writeTfjsGraph', () => {
+  it('writes a chain graph as a functional model that tfjs-layers runs as the graph does', async () => {
     const graph = graphFromMlp(randomMlp([5, 7, 6, 3], { kind: 'leaky_relu', alpha: 0.1 }, 3));
     const x = batch(10, 5);
-    const model = await loadWritten(writeTfjs(graph));
+    const model = await loadWritten(await writeTfjsGraph(graph));
     assertClose(predict(model, x), await outputsOf(graph, x), 'fresh');
     model.dispose();
   });
 
-  it('refuses a graph that is not a chain without the model.json it was read from', () => {
-    const file = new URL('../fixtures/zoo/tfjs_residual/', import.meta.url).pathname;
-    const { graph } = readTfjs(
-      readFileSync(`${file}model.json`, 'utf8'),
-      (p) => new Uint8Array(readFileSync(file + p)),
+  it('writes a graph of the other ops Keras layers compute; tfjs-layers runs it as the graph does', async () => {
+    const graph = buildGraph(WRITABLE);
+    const x = batch(10, 6);
+    const written = await writeTfjsGraph(graph);
+    const model = await loadWritten(written);
+    assertClose(predict(model, x), await outputsOf(graph, x), 'graph');
+    model.dispose();
+    // ecprune reads what it wrote as the same function
+    const back = readTfjs(written.modelJson, (p) => written.shards.get(p)!);
+    assertClose(await outputsOf(back.graph, x), await outputsOf(graph, x), 'read back');
+  });
+
+  it("LayerNorm's decomposed form, with and without its affine part, is one LayerNormalization layer", async () => {
+    const x = batch(10, 5);
+    for (const affine of [true, false]) {
+      const graph = buildGraph({
+        input: [5],
+        layers: [
+          [6, 5],
+          [3, 6],
+        ],
+        nodes: [
+          ['Dense', ['x'], ['z0'], { layer: 0 }],
+          ...DECOMPOSED_LAYER_NORM.slice(0, affine ? 9 : 7),
+          ['Dense', [affine ? 'a0' : 'normed'], ['y'], { layer: 1 }],
+        ],
+        constants: {
+          two: constant([], [2]),
+          eps: constant([], [1e-5]),
+          scale: constant([6], [1, 1.2, 0.8, 1.1, 0.9, 1]),
+          shift: constant([6], [0, 0.1, -0.1, 0.2, 0, 0.05]),
+        },
+        output: 'y',
+      });
+      const written = await writeTfjsGraph(graph);
+      const classes = JSON.parse(written.modelJson).modelTopology.config.layers.map(
+        (l: { class_name: string }) => l.class_name,
+      );
+      assert.deepEqual(classes, ['InputLayer', 'Dense', 'LayerNormalization', 'Dense'], `affine ${affine}`);
+      const model = await loadWritten(written);
+      assertClose(predict(model, x), await outputsOf(graph, x), `affine ${affine}`);
+      model.dispose();
+    }
+  });
+
+  it('refuses an op no tfjs-layers layer computes, naming the node and the op', async () => {
+    const refused = (nodes: GraphSpec['nodes'], constants: GraphSpec['constants']) =>
+      writeTfjsGraph(
+        buildGraph({
+          input: [4],
+          layers: [[4, 4]],
+          nodes: [['Dense', ['x'], ['z'], { layer: 0 }], ...nodes],
+          constants,
+          output: 'y',
+        }),
+      );
+    await assert.rejects(
+      refused([['Sqrt', ['z'], ['y']]], {}),
+      failsWith('unsupported', undefined, "cannot hold node 'n1' \\(op Sqrt: .*\\): write \\.onnx$"),
     );
-    assert.throws(() => writeTfjs(graph), failsWith('unsupported', undefined, 'not a chain.*ONNX'));
+    await assert.rejects(
+      refused([['Div', ['one', 'z'], ['y']]], { one: constant([], [1]) }),
+      failsWith('unsupported', undefined, "node 'n1' \\(op Div: "),
+    );
+    await assert.rejects(
+      refused(
+        [
+          ['Reshape', ['z', 'target'], ['r']],
+          ['Mul', ['r', 'w'], ['y']],
+        ],
+        { target: constant([3], [0, 2, 2]), w: constant([2, 2], [1, 2, 3, 4]) },
+      ),
+      failsWith('unsupported', undefined, "node 'n2' \\(op Mul: .*per feature only on a flat input"),
+    );
   });
 
   it("folds a bias-free Dense's new bias into the moving mean of the BatchNormalization after it", () => {

@@ -9,11 +9,12 @@ import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { type Graph, withLayers } from '../../src/graph/graph.js';
 import { forward } from '../../src/graph/run.js';
 import { readNpy } from '../../src/io/npy.js';
-import { readTfjs, writeTfjs } from '../../src/io/tfjs.js';
+import { readTfjs, type TfjsFiles, writeTfjs, writeTfjsGraph } from '../../src/io/tfjs.js';
 
 // Every TF.js fixture of the producer zoo (test/fixtures/zoo, saved by the real tfjs-layers) read
 // into the graph: its forward pass against tfjs-layers' own outputs, and every model written back
-// (as read, and with weights and biases changed) run by the real tfjs-layers' loadLayersModel.
+// (as read, with weights and biases changed, and without its model.json as a functional model) run
+// by the real tfjs-layers' loadLayersModel.
 const ZOO = new URL('../fixtures/zoo/', import.meta.url).pathname;
 tf.env().set('IS_TEST', true);
 
@@ -49,7 +50,7 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
 }
 
 /** What the real tfjs-layers predicts for the model writeTfjs wrote. */
-async function tfjsPredict(written: ReturnType<typeof writeTfjs>, fixture: Fixture): Promise<Float32Array> {
+async function tfjsPredict(written: TfjsFiles, fixture: Fixture): Promise<Float32Array> {
   const json = JSON.parse(written.modelJson);
   const [shard] = [...written.shards.values()];
   const model = await tfl.loadLayersModel(
@@ -96,6 +97,14 @@ describe('TF.js zoo: read into the graph, written back, run by tfjs-layers', () 
         expected.data as Float32Array,
         fixture.name,
       );
+    });
+
+    it(`${fixture.name}: written without its model.json as a functional model, tfjs-layers predicts the same outputs`, async () => {
+      const { graph } = load(fixture);
+      const expected = readNpy(readFileSync(path.join(ZOO, fixture.name, 'outputs.npy')));
+      const written = await writeTfjsGraph(graph);
+      assert.equal(JSON.parse(written.modelJson).modelTopology.class_name, 'Model');
+      assertClose(await tfjsPredict(written, fixture), expected.data as Float32Array, fixture.name);
     });
 
     it(`${fixture.name}: with Dense weights zeroed and biases changed, tfjs-layers runs the changed graph`, async () => {

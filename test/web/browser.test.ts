@@ -22,7 +22,7 @@ import { inMemoryDataset } from '../../src/data/dataset.js';
 import { setDefaultGemm } from '../../src/gemm/default.js';
 import { readNpy } from '../../src/io/npy.js';
 import { readOnnx } from '../../src/io/onnx.js';
-import { TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
+import { TFJS_SHARD_NAME, writeTfjsGraph } from '../../src/io/tfjs.js';
 import { dataForModel, loadModel } from '../../src/node/models.js';
 import { lazyOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
@@ -218,7 +218,7 @@ describe('the browser demo in headless Chromium', { skip, timeout: 180_000 }, ()
       );
 
       // the demo network as a TF.js model.json + shard, picked together; it comes back as a zip of both
-      const { modelJson, shards } = writeTfjs(readOnnx(readFileSync(DEMO_MODEL)).graph);
+      const { modelJson, shards } = await writeTfjsGraph(readOnnx(readFileSync(DEMO_MODEL)).graph);
       await page.setInputFiles('#model-files', [
         { name: 'model.json', mimeType: 'application/json', buffer: Buffer.from(modelJson) },
         {

@@ -15,7 +15,7 @@ import { inMemoryDataset } from '../../src/data/dataset.js';
 import { tsGemm } from '../../src/gemm/ts-gemm.js';
 import { type Graph, weightCount } from '../../src/graph/graph.js';
 import { readOnnx } from '../../src/io/onnx.js';
-import { readTfjs, TFJS_SHARD_NAME, writeTfjs } from '../../src/io/tfjs.js';
+import { readTfjs, TFJS_SHARD_NAME, writeTfjsGraph } from '../../src/io/tfjs.js';
 import { nonzeroWeightCount } from '../../src/model/mlp.js';
 import { createOrtGemm } from '../../src/node/ort-gemm.js';
 import { prune } from '../../src/pipeline/prune.js';
@@ -149,8 +149,8 @@ describe('web/pipeline.ts on the demo files', async () => {
     assert.equal(template.metadata.ecprune_sparsity, '0.8');
   });
 
-  it('reads a TF.js model.json with its shard and writes a zip of both', () => {
-    const { modelJson, shards } = writeTfjs(model.graph);
+  it('reads a TF.js model.json with its shard and writes a zip of both', async () => {
+    const { modelJson, shards } = await writeTfjsGraph(model.graph);
     const files = [
       { name: 'model.json', bytes: new TextEncoder().encode(modelJson) },
       { name: TFJS_SHARD_NAME, bytes: shards.get(TFJS_SHARD_NAME)! },

@@ -7,9 +7,9 @@ import { archOption, MODEL_FILES } from '../options.js';
 const EXAMPLES = `
 The input format is read from the content, the output format from the extension:
   .onnx  ONNX   .json  TF.js LayersModel (weights written next to it)   .safetensors   .pt/.pth (torch.save state_dict)   .npz (W0, b0, ...)
-A chain of layers converts to every format; a graph (residual, normalisation, head) to ONNX, or to
-TF.js over the model.json it was read from; a frozen prefix (a convolutional feature extractor) only to
-ONNX. float64/float16 weights keep their type in a .pt and in ONNX from ONNX; a note says where not.
+A chain of layers converts to every format; a graph (residual, normalisation, head) to ONNX and to
+TF.js (a functional model; refused, naming the node, where an op has no Keras layer tfjs-layers
+loads); a frozen prefix (a convolutional feature extractor) only to ONNX. float64/float16 weights keep their type in a .pt and in ONNX from ONNX; a note says where not.
 
 Examples:
   $ ecprune convert model.onnx -o web/model.json

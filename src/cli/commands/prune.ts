@@ -285,7 +285,7 @@ export function pruneCommand(): Command {
       };
       const epochs: number = flags.finetuneEpochs;
       checkVariantApplies(model.graph, variants);
-      checkFormatHolds(flags.output, model);
+      await checkFormatHolds(flags.output, model);
       checkCalibrationMemory(model.shape, flags, memory);
       const calibration = await openData(calibrationChoice(flags), 'calibration');
       checkCalibration(model.shape, modelFile, calibration, flags, memory);

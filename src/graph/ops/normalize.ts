@@ -9,6 +9,9 @@ import type { Tensor } from '../tensor.js';
 import { zerosLike } from '../tensor.js';
 import { type EmitContext, intsAttr, numberAttr, type Op, type OpContext, type VjpArgs } from './op.js';
 
+/** ONNX's default epsilon of BatchNormalization and LayerNormalization */
+export const ONNX_EPSILON = 1e-5;
+
 /** The size of the trailing block from `axis` on (the groups Softmax/LayerNorm work on). */
 function trailing(shape: readonly number[], axis: number): number {
   const a = axis < 0 ? axis + shape.length : axis;
@@ -189,7 +192,7 @@ const LAYER_NORM: Op = {
     forward(ctx) {
       const attributes = [
         intAttr('axis', numberAttr(ctx, 'axis', -1)),
-        floatAttr('epsilon', numberAttr(ctx, 'epsilon', 1e-5)),
+        floatAttr('epsilon', numberAttr(ctx, 'epsilon', ONNX_EPSILON)),
       ];
       const inputs = [0, 1, 2].filter((i) => i < ctx.inputShapes.length && ctx.inputShapes[i] !== undefined);
       return [
@@ -213,7 +216,7 @@ const LAYER_NORM: Op = {
       const centred = n.node('Sub', [x, meanOf(x)]);
       const variance = meanOf(n.node('Mul', [centred, centred]));
       const inv = n.node('Reciprocal', [
-        n.node('Sqrt', [n.node('Add', [variance, n.scalar(numberAttr(ctx, 'epsilon', 1e-5))])]),
+        n.node('Sqrt', [n.node('Add', [variance, n.scalar(numberAttr(ctx, 'epsilon', ONNX_EPSILON))])]),
       ]);
       const xhat = n.node('Mul', [centred, inv]);
       const gh = n.node('Mul', [g, ctx.beside(1)]);
@@ -226,7 +229,7 @@ const LAYER_NORM: Op = {
   },
   forward([x, scale, bias], ctx) {
     const length = trailing(x!.shape, numberAttr(ctx, 'axis', -1));
-    const eps = numberAttr(ctx, 'epsilon', 1e-5);
+    const eps = numberAttr(ctx, 'epsilon', ONNX_EPSILON);
     const out = zerosLike(x!.data, x!.data.length);
     forGroups(x!, length, (o) => {
       const { mean, inv } = moments(x!.data, o, length, eps);
@@ -240,7 +243,7 @@ const LAYER_NORM: Op = {
   vjp({ inputs: [x, scale], gradOutputs: [g], repeat }, ctx) {
     if (!g) return [];
     const length = trailing(x!.shape, numberAttr(ctx, 'axis', -1));
-    const eps = numberAttr(ctx, 'epsilon', 1e-5);
+    const eps = numberAttr(ctx, 'epsilon', ONNX_EPSILON);
     const n = x!.data.length / x!.shape[0];
     const out = zerosLike(g.data, g.data.length);
     const xhat = new Float64Array(length);
@@ -282,7 +285,7 @@ function moments(data: ArrayLike<number>, offset: number, length: number, eps: n
  */
 function batchNormFactors(inputs: readonly (Tensor | undefined)[], ctx: Pick<OpContext, 'attrs'>) {
   const [x, scale, shift, mean, variance] = inputs as Tensor[];
-  const eps = numberAttr(ctx, 'epsilon', 1e-5);
+  const eps = numberAttr(ctx, 'epsilon', ONNX_EPSILON);
   const channels = x.shape[1];
   const spatial = x.shape.slice(2).reduce((p, n) => p * n, 1);
   const factor = new Float64Array(channels);
@@ -297,7 +300,7 @@ function batchNormFactors(inputs: readonly (Tensor | undefined)[], ctx: Pick<OpC
 const BATCH_NORM: Op = {
   emit: {
     forward(ctx) {
-      const attributes = [floatAttr('epsilon', numberAttr(ctx, 'epsilon', 1e-5))];
+      const attributes = [floatAttr('epsilon', numberAttr(ctx, 'epsilon', ONNX_EPSILON))];
       return [
         ctx.nodes.node(
           'BatchNormalization',

@@ -15,12 +15,19 @@ export interface ScalarRule {
   derivative(x: number, y: number): number;
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+// the tanh GELU is 0.5 x (1 + tanh(SQRT_2_OVER_PI (x + GELU_CUBIC x³)))
+export const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+export const GELU_CUBIC = 0.044715;
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 const TWO_OVER_SQRT_PI = 2 / Math.sqrt(Math.PI);
 /** SELU's constants as ONNX and PyTorch define them */
 export const SELU_ALPHA = 1.6732632423543772;
 export const SELU_GAMMA = 1.0507009873554805;
+
+/** HardSigmoid(x) = clip(alpha x + beta, 0, 1): its attributes, with ONNX's defaults. */
+export function hardSigmoidParameters(ctx: Pick<OpContext, 'attrs'>): { alpha: number; beta: number } {
+  return { alpha: numberAttr(ctx, 'alpha', 0.2), beta: numberAttr(ctx, 'beta', 0.5) };
+}
 
 /** The scalar rule of each unary op, given its attributes (ONNX names and defaults). */
 export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => ScalarRule> = {
@@ -72,8 +79,7 @@ export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => Scal
     },
   }),
   HardSigmoid: (ctx) => {
-    const a = numberAttr(ctx as OpContext, 'alpha', 0.2);
-    const b = numberAttr(ctx as OpContext, 'beta', 0.5);
+    const { alpha: a, beta: b } = hardSigmoidParameters(ctx);
     return {
       apply: (x) => Math.min(1, Math.max(0, a * x + b)),
       derivative: (x) => (a * x + b > 0 && a * x + b < 1 ? a : 0),
@@ -91,10 +97,10 @@ export const UNARY_RULES: Record<string, (ctx: Pick<OpContext, 'attrs'>) => Scal
   Gelu: (ctx) =>
     ctx.attrs.approximate === 'tanh'
       ? {
-          apply: (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))),
+          apply: (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x))),
           derivative: (x) => {
-            const t = Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
-            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+            const t = Math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x * x);
           },
         }
       : {
@@ -188,8 +194,8 @@ export const UNARY_DERIVATIVES: Record<string, EmittedDerivative> = {
   Tanh: (n, _x, y) => oneMinusSquare(n, y),
   Sigmoid: (n, _x, y) => mul(n, y, n.node('Sub', [n.scalar(1), y])),
   HardSigmoid: (n, x, _y, ctx) => {
-    const a = numberAttr(ctx, 'alpha', 0.2);
-    const v = add(n, mul(n, x, n.scalar(a)), n.scalar(numberAttr(ctx, 'beta', 0.5)));
+    const { alpha: a, beta: b } = hardSigmoidParameters(ctx);
+    const v = add(n, mul(n, x, n.scalar(a)), n.scalar(b));
     const inside = n.node('And', [greater(n, v, 0), less(n, v, 1)]);
     return where(n, inside, n.scalar(a), n.scalar(0));
   },
@@ -209,14 +215,14 @@ export const UNARY_DERIVATIVES: Record<string, EmittedDerivative> = {
     if (ctx.attrs.approximate === 'tanh') {
       const inner = mul(
         n,
-        add(n, x, mul(n, n.scalar(0.044715), mul(n, x, mul(n, x, x)))),
+        add(n, x, mul(n, n.scalar(GELU_CUBIC), mul(n, x, mul(n, x, x)))),
         n.scalar(SQRT_2_OVER_PI),
       );
       const t = n.node('Tanh', [inner]);
       const slope = mul(
         n,
         n.scalar(SQRT_2_OVER_PI),
-        add(n, n.scalar(1), mul(n, n.scalar(3 * 0.044715), mul(n, x, x))),
+        add(n, n.scalar(1), mul(n, n.scalar(3 * GELU_CUBIC), mul(n, x, x))),
       );
       const half = mul(n, n.scalar(0.5), add(n, n.scalar(1), t));
       return add(n, half, mul(n, mul(n, n.scalar(0.5), x), mul(n, oneMinusSquare(n, t), slope)));

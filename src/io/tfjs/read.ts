@@ -428,19 +428,24 @@ function kerasActivationName(value: unknown): unknown {
   return typeof name === 'string' ? name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) : name;
 }
 
-type Activate = (b: GraphBuilder, layer: string, x: string) => string;
+/**
+ * A Keras activation as graph ops: `linear` is no op, `swish` is x · sigmoid(x) (tfjs-layers' swish
+ * with its default alpha 1; Keras' silu), every other one a single unary op with these attributes.
+ */
+type KerasActivationOps =
+  | 'linear'
+  | 'swish'
+  | { readonly op: string; readonly attrs: Readonly<Record<string, AttributeValue>> };
 
-const unary =
-  (op: string, attrs: Record<string, AttributeValue> = {}): Activate =>
-  (b, layer, x) =>
-    b.op(layer, op, [x], attrs);
+const unary = (op: string, attrs: Record<string, AttributeValue> = {}): KerasActivationOps => ({ op, attrs });
 
-/** swish(x) = x · sigmoid(x) (tfjs-layers' swish with its default alpha 1; Keras' silu) */
-const swish: Activate = (b, layer, x) => b.op(layer, 'Mul', [x, b.op(layer, 'Sigmoid', [x])]);
-
-/** Every Keras activation tfjs-layers has, with the formulas it uses (tfjs-layers src/activations.ts). */
-const KERAS_ACTIVATIONS: Record<string, Activate> = {
-  linear: (_b, _layer, x) => x,
+/**
+ * Every Keras activation (Keras 2 and 3, tfjs-layers), with the formulas tfjs-layers uses
+ * (tfjs-layers src/activations.ts). The one table of Keras activation names: the reader builds the
+ * ops from it and the writer (write-graph.ts) finds a node's activation in it.
+ */
+export const KERAS_ACTIVATIONS: Readonly<Record<string, KerasActivationOps>> = {
+  linear: 'linear',
   relu: unary('Relu'),
   relu6: unary('Clip', { min: 0, max: 6 }),
   elu: unary('Elu', { alpha: 1 }),
@@ -448,16 +453,15 @@ const KERAS_ACTIVATIONS: Record<string, Activate> = {
   softplus: unary('Softplus'),
   softsign: unary('Softsign'),
   sigmoid: unary('Sigmoid'),
-  // clip(0.2 x + 0.5, 0, 1) in tfjs-layers and Keras 2; Keras 3: clip(x / 6 + 0.5, 0, 1)
-  hard_sigmoid: (b, layer, x) =>
-    b.op(layer, 'HardSigmoid', [x], b.keras3 ? { alpha: 1 / 6, beta: 0.5 } : { alpha: 0.2, beta: 0.5 }),
+  // clip(0.2 x + 0.5, 0, 1) in tfjs-layers and Keras 2 (Keras 3: KERAS3_HARD_SIGMOID)
+  hard_sigmoid: unary('HardSigmoid', { alpha: 0.2, beta: 0.5 }),
   // Keras 3: x · hard_sigmoid(x)
   hard_silu: unary('HardSwish'),
   hard_swish: unary('HardSwish'),
   tanh: unary('Tanh'),
   exponential: unary('Exp'),
-  swish,
-  silu: swish,
+  swish: 'swish',
+  silu: 'swish',
   // tfjs-layers' gelu is the exact x Φ(x) with erf; gelu_new the tanh approximation
   gelu: unary('Gelu'),
   gelu_new: unary('Gelu', { approximate: 'tanh' }),
@@ -468,10 +472,18 @@ const KERAS_ACTIVATIONS: Record<string, Activate> = {
   leaky_relu: unary('LeakyRelu', { alpha: 0.2 }),
 };
 
+/** Keras 3 redefined hard_sigmoid as clip(x / 6 + 0.5, 0, 1) (the topology's keras_version says which Keras saved it). */
+const KERAS3_HARD_SIGMOID = unary('HardSigmoid', { alpha: 1 / 6, beta: 0.5 });
+
 function activate(b: GraphBuilder, layer: string, value: unknown, x: string, where: string): string {
   const name = kerasActivationName(value);
-  const rule = typeof name === 'string' ? KERAS_ACTIVATIONS[name] : undefined;
-  if (rule === undefined) {
+  const ops =
+    name === 'hard_sigmoid' && b.keras3
+      ? KERAS3_HARD_SIGMOID
+      : typeof name === 'string'
+        ? KERAS_ACTIVATIONS[name]
+        : undefined;
+  if (ops === undefined) {
     throw new EcpruneError(
       'unsupported',
       `activation ${JSON.stringify(name)} is not supported (${Object.keys(KERAS_ACTIVATIONS).join(', ')})`,
@@ -479,7 +491,9 @@ function activate(b: GraphBuilder, layer: string, value: unknown, x: string, whe
       where,
     );
   }
-  return rule(b, layer, x);
+  if (ops === 'linear') return x;
+  if (ops === 'swish') return b.op(layer, 'Mul', [x, b.op(layer, 'Sigmoid', [x])]);
+  return b.op(layer, ops.op, [x], ops.attrs);
 }
 
 interface LayerArgs {
@@ -647,6 +661,13 @@ const LAYERS: Record<string, (args: LayerArgs) => string> = {
       data: Float64Array.from([0, ...shape]),
     });
     return b.op(call.name, 'Reshape', [x, targetConstant], {}, shape);
+  },
+  // x · scale + offset, both scalars
+  Rescaling: (args) => {
+    const { b, call, x } = args;
+    const scale = syntheticConstant(args, 'scale', [1], numberOr(call.config.scale, 1));
+    const offset = syntheticConstant(args, 'offset', [1], numberOr(call.config.offset, 0));
+    return b.op(call.name, 'Add', [b.op(call.name, 'Mul', [x, scale]), offset]);
   },
   Add: merge('Add'),
   Subtract: merge('Sub'),

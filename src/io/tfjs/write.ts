@@ -1,102 +1,26 @@
 /**
  * TensorFlow.js LayersModel out (browser-safe): a graph written as a model.json and one float32
- * shard. With the template of the model it was read from, the topology, layer names and weight
- * names are kept and the weights replaced (quantised or float16 weights come back as float32).
- * Without one, a chain graph (Dense layers and activations) is written as a fresh Sequential.
+ * shard. `writeTfjs` writes over the template of the model it was read from: the topology, layer
+ * names and weight names are kept and the weights replaced (quantised or float16 weights come back
+ * as float32). `writeTfjsGraph` writes any other graph as a functional model (write-graph.ts).
  */
 import { EcpruneError } from '../../errors.js';
 import type { Graph } from '../../graph/graph.js';
-import { chainOf } from '../../graph/mlp-graph.js';
-import type { Activation } from '../../model/activations.js';
 import { type FloatArray, transpose } from '../../model/matrix.js';
 import { VERSION } from '../../version.js';
 import { shapeSize } from '../npy.js';
 import { float32LittleEndian, isRecord } from '../safetensors.js';
 import type { Json } from './manifest.js';
-import { configOf, modelConfig, type TfjsTemplate, type TfjsWeightSource } from './read.js';
+import { configOf, modelConfig, type TfjsTemplate } from './read.js';
+import { kerasModelOf } from './write-graph.js';
 
 /** The shard `writeTfjs` writes unless told otherwise (the converter's name for a single shard). */
 export const TFJS_SHARD_NAME = 'group1-shard1of1.bin';
 
-/** How Keras writes an activation: in the Dense's `activation` where it can, else as a layer after it. */
-function kerasForm(activation: Activation, name: string): { inline: string; layer?: Json } {
-  switch (activation.kind) {
-    case 'identity':
-      return { inline: 'linear' };
-    case 'leaky_relu':
-      return {
-        inline: 'linear',
-        layer: {
-          class_name: 'LeakyReLU',
-          config: { name: `${name}_leaky_relu`, trainable: true, alpha: activation.alpha },
-        },
-      };
-    case 'elu':
-      if (activation.alpha === 1) return { inline: 'elu' };
-      return {
-        inline: 'linear',
-        layer: {
-          class_name: 'ELU',
-          config: { name: `${name}_elu`, trainable: true, alpha: activation.alpha },
-        },
-      };
-    default:
-      return { inline: activation.kind };
-  }
-}
-
-/** A template for a chain graph not read from TF.js: a Sequential of Dense layers named as Keras names them. */
-function freshTemplate(graph: Graph): TfjsTemplate {
-  const mlp = chainOf(graph);
-  if (mlp === undefined) {
-    throw new EcpruneError(
-      'unsupported',
-      'this model is not a chain of Dense layers and activations, and it was not read from TF.js: ' +
-        'ecprune writes such graphs to TF.js only over the model.json they were read from (write it as ONNX instead)',
-    );
-  }
-  const names = mlp.layers.map((_, l) => (l === 0 ? 'dense' : `dense_${l}`));
-  const layers: Json[] = [];
-  const denseIndex: number[] = [];
-  mlp.layers.forEach((layer, l) => {
-    const form = kerasForm(layer.activation, names[l]);
-    denseIndex.push(layers.length);
-    layers.push({
-      class_name: 'Dense',
-      config: {
-        name: names[l],
-        trainable: true,
-        ...(l === 0 ? { batch_input_shape: [null, layer.weight.cols] } : {}),
-        dtype: 'float32',
-        units: layer.weight.rows,
-        activation: form.inline,
-        use_bias: true,
-      },
-    });
-    if (form.layer) layers.push(form.layer);
-  });
-  return {
-    modelJson: {
-      format: 'layers-model',
-      generatedBy: `ecprune ${VERSION}`,
-      convertedBy: null,
-      modelTopology: { class_name: 'Sequential', config: { name: 'sequential', layers } },
-    },
-    layers: names.map((name, l) => ({
-      index: denseIndex[l],
-      name,
-      kernelName: `${name}/kernel`,
-      biasName: `${name}/bias`,
-    })),
-    weights: mlp.layers.flatMap((layer, l): TfjsWeightSource[] => [
-      {
-        name: `${names[l]}/kernel`,
-        shape: [layer.weight.cols, layer.weight.rows],
-        dense: { layer: l, role: 'kernel' },
-      },
-      { name: `${names[l]}/bias`, shape: [layer.weight.rows], dense: { layer: l, role: 'bias' } },
-    ]),
-  };
+/** model.json's text and its weight shards by file name */
+export interface TfjsFiles {
+  readonly modelJson: string;
+  readonly shards: Map<string, Uint8Array>;
 }
 
 export interface TfjsWriteOptions {
@@ -130,29 +54,24 @@ function constantValues(
 }
 
 /**
- * Encodes `graph` as a model.json and one float32 shard. A Dense layer with `use_bias: false` that
- * now has a bias (compensation put one there) keeps its structure when its only consumer is a
- * BatchNormalization (the bias is folded into the moving mean: BN(z + b; μ) = BN(z; μ − b));
- * otherwise it gets `use_bias: true` and a bias weight.
+ * Encodes `graph` over the TF.js model it was read from (`template`). A Dense layer with
+ * `use_bias: false` that now has a bias (compensation put one there) keeps its structure when its
+ * only consumer is a BatchNormalization (the bias is folded into the moving mean:
+ * BN(z + b; μ) = BN(z; μ − b)); otherwise it gets `use_bias: true` and a bias weight.
  */
-export function writeTfjs(
-  graph: Graph,
-  template?: TfjsTemplate,
-  options: TfjsWriteOptions = {},
-): { modelJson: string; shards: Map<string, Uint8Array> } {
-  const base = template ?? freshTemplate(graph);
-  if (base.layers.length !== graph.layers.length) {
+export function writeTfjs(graph: Graph, template: TfjsTemplate, options: TfjsWriteOptions = {}): TfjsFiles {
+  if (template.layers.length !== graph.layers.length) {
     throw new EcpruneError(
       'usage',
-      `the graph has ${graph.layers.length} fully-connected layers, the TF.js model it was read from ${base.layers.length}`,
+      `the graph has ${graph.layers.length} fully-connected layers, the TF.js model it was read from ${template.layers.length}`,
     );
   }
-  const json = structuredClone(base.modelJson);
+  const json = structuredClone(template.modelJson);
   const { layers: list } = modelConfig(json);
   const foldedMeans = new Map<string, Float32Array>();
   const gainsBias = new Set<number>();
   graph.layers.forEach((layer, l) => {
-    const t = base.layers[l];
+    const t = template.layers[l];
     const entry = list[t.index];
     const config = configOf(entry);
     config.units = layer.weight.rows;
@@ -175,7 +94,7 @@ export function writeTfjs(
   });
   const manifest: Json[] = [];
   const arrays: FloatArray[] = [];
-  for (const source of base.weights) {
+  for (const source of template.weights) {
     if (source.dense === undefined) {
       const { values, shape } = constantValues(graph, source);
       manifest.push({ name: source.name, shape, dtype: 'float32' });
@@ -195,6 +114,11 @@ export function writeTfjs(
       arrays.push(layer.bias);
     }
   }
+  return files(json, manifest, arrays, options);
+}
+
+/** A model.json and its one float32 shard (named as `options` says), with the metadata merged in. */
+function files(json: Json, manifest: Json[], arrays: FloatArray[], options: TfjsWriteOptions): TfjsFiles {
   const shardName = options.shardName ?? TFJS_SHARD_NAME;
   json.weightsManifest = [{ paths: [shardName], weights: manifest }];
   if (options.metadata && Object.keys(options.metadata).length > 0) {
@@ -204,6 +128,27 @@ export function writeTfjs(
     };
   }
   return { modelJson: JSON.stringify(json), shards: new Map([[shardName, float32LittleEndian(arrays)]]) };
+}
+
+/**
+ * Encodes a graph not read from TF.js as a functional model (write-graph.ts); an 'unsupported'
+ * EcpruneError names the node and op no layer tfjs-layers loads computes.
+ */
+export async function writeTfjsGraph(graph: Graph, options: TfjsWriteOptions = {}): Promise<TfjsFiles> {
+  const { topology, weights } = await kerasModelOf(graph);
+  const json: Json = {
+    format: 'layers-model',
+    generatedBy: `ecprune ${VERSION}`,
+    convertedBy: null,
+    modelTopology: topology,
+  };
+  const manifest = weights.map(({ name, shape }) => ({ name, shape, dtype: 'float32' }));
+  return files(
+    json,
+    manifest,
+    weights.map((w) => w.values),
+    options,
+  );
 }
 
 /** The bias name that goes with a kernel name (for a layer read without a bias that now has one). */
