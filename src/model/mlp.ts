@@ -138,9 +138,10 @@ export interface PruneMemoryOptions {
  * of `batchSize` samples and `outputs` cotangent rows per sample (the network's outputs, or the
  * number of probes). An estimate, meant to refuse hopeless runs before they start, not a bound:
  *
- * per weight (bytes): the weights (4) and the pruned copy (4); the moments m1, m2 (8 + 8) and, for
- *   gradmag, dL/dW (8); the scores (8) and the bias shifts (8); global selection's concatenated
- *   scores and their sorted copy (8 + 8) and the masks (1 + 1); the output file's encoding (2 × 4).
+ * per weight (bytes; v = 4 for float32 layers, 8 for a float64 model's): the weights (v) and the
+ *   pruned copy (v); the moments m1, m2 (8 + 8) and, for gradmag, dL/dW (8); the scores (8) and the
+ *   bias shifts (8); global selection's concatenated scores and their sorted copy (8 + 8) and the
+ *   masks (1 + 1); the output file's encoding (2 × v).
  * per batch (float32): the forward trace (input, activation and derivative of every layer,
  *   3 × B × Σ widths), the one-hot cotangents (B × K × K), the backward pass's cotangents and GEMM
  *   result at the widest layer (4 × B × K × max width: the GEMM backend may copy both), and the
@@ -158,7 +159,8 @@ export function estimatePruneMemory(
   const maxWidth = Math.max(...widths);
   const largestLayer = Math.max(...mlp.layers.map((layer) => layer.weight.data.length));
   const biases = mlp.layers.reduce((sum, layer) => sum + layer.bias.length, 0);
-  const perWeight = 4 + 4 + 16 + (options.lossGradient ? 8 : 0) + 8 + 8 + 16 + 2 + 8;
+  const v = mlp.layers.some((layer) => layer.weight.data instanceof Float64Array) ? 8 : 4;
+  const perWeight = v + v + 16 + (options.lossGradient ? 8 : 0) + 8 + 8 + 16 + 2 + 2 * v;
   const parameters = perWeight * weights + 64 * biases;
   const batch =
     4 * batchSize * (3 * sumWidths + outputs * outputs + 4 * outputs * maxWidth + 2 * maxWidth) +

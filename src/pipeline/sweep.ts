@@ -55,7 +55,7 @@ export interface SweepRow {
   /** `dense`: the unpruned network (sparsity 0), the reference of every other row */
   readonly method: SweepMethod | 'dense';
   readonly scope: Scope;
-  /** the fraction of weights removed */
+  /** the fraction of weights removed (a `+neuron` variant: of the units of the hidden layers that can lose them) */
   readonly sparsity: number;
   readonly finetuneEpochs: number;
   /** the seed of one `random` run; absent on the mean over seeds */

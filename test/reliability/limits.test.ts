@@ -18,6 +18,7 @@ import { matrix } from '../../src/model/matrix.js';
 import { estimatePruneMemory, inputSize, type Mlp, outputSize } from '../../src/model/mlp.js';
 import { openDataFile } from '../../src/node/datasets.js';
 import { FIXTURES, tempDir } from '../cli/run.js';
+import { randomMlp } from '../helpers/random.js';
 
 const root = tempDir('ecprune-limits-');
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -176,6 +177,24 @@ describe('the memory estimate of pruning', () => {
     );
     assert.ok(
       estimatePruneMemory(small, 1000, 10, { lossGradient: true }) > estimatePruneMemory(small, 1000, 10),
+    );
+  });
+
+  it('counts 8 bytes per stored value of a float64 model (weights, pruned copy, output encoding)', () => {
+    const float32 = randomMlp([20, 8, 3], { kind: 'relu' }, 0);
+    const float64: Mlp = {
+      ...float32,
+      layers: float32.layers.map((layer) => ({
+        ...layer,
+        weight: { ...layer.weight, data: Float64Array.from(layer.weight.data) },
+        bias: Float64Array.from(layer.bias),
+      })),
+    };
+    const weights = 20 * 8 + 8 * 3;
+    assert.equal(
+      estimatePruneMemory(float64, 100, 3) - estimatePruneMemory(float32, 100, 3),
+      4 * 4 * weights,
+      'four float values per weight, 4 bytes more each',
     );
   });
 
