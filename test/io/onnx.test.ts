@@ -9,6 +9,7 @@ import type { Graph } from '../../src/graph/graph.js';
 import { chainOf } from '../../src/graph/mlp-graph.js';
 import { forward } from '../../src/graph/run.js';
 import { readNpy } from '../../src/io/npy.js';
+import { layerName } from '../../src/io/onnx/read.js';
 import { describeOnnx, type OnnxModel, type OnnxTemplate, readOnnx, writeOnnx } from '../../src/io/onnx.js';
 import { type Matrix, matrix } from '../../src/model/matrix.js';
 import { modified as modify } from '../helpers/modified-graph.js';
@@ -240,6 +241,21 @@ describe('readOnnx on PyTorch exports', () => {
   });
 });
 
+describe('layer names', () => {
+  it("a bias-free Linear (MatMul on 'onnx::MatMul_N') takes its module path, as its state_dict key would", () => {
+    // node names as torch.onnx.export (torch 1.13, opset 17) writes them for
+    // stem = Linear(bias=False); block.fc1 = Linear(bias=False); block.seq = Sequential(Linear(bias=False), ReLU())
+    // whose state_dict keys are stem.weight, block.fc1.weight, block.seq.0.weight
+    assert.equal(layerName('onnx::MatMul_11', '/stem/MatMul'), 'stem');
+    assert.equal(layerName('onnx::MatMul_12', '/block/fc1/MatMul'), 'block.fc1');
+    assert.equal(layerName('onnx::MatMul_13', '/block/seq/seq.0/MatMul'), 'block.seq.0');
+    assert.equal(layerName('onnx::MatMul_18', '/0/MatMul'), '0', 'an nn.Sequential: 0.weight');
+    assert.equal(layerName('fc1.weight', '/fc1/Gemm'), 'fc1');
+    assert.equal(layerName('w1', '/MatMul'), 'w1', 'a named initializer: its name');
+    assert.equal(layerName('onnx::MatMul_3', 'MatMul_0'), 'MatMul_0', 'no scope: the node');
+  });
+});
+
 describe('writeOnnx', () => {
   for (const f of fixtures) {
     it(`${f.name}: write → read keeps weights bit for bit and the template`, () => {
@@ -309,7 +325,11 @@ describe('writeOnnx', () => {
     const f = fixtureNamed('mlp_opset11_named');
     const written = writeOnnx(modify(f.model.graph), f.model.template, {});
     assert.deepEqual(opTypes(written), ['Add', 'Gemm', 'MatMul', 'Reshape', 'Tanh']);
-    assert.equal(readOnnx(written).template.layers[0].bias?.name, '/hidden/MatMul.bias');
+    assert.equal(
+      readOnnx(written).template.layers[0].bias?.name,
+      'hidden.bias',
+      'named as the state_dict names it',
+    );
   });
 
   it('sparse: weights become sparse_initializers that read back identical and run in onnxruntime', async () => {

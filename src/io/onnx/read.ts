@@ -181,9 +181,26 @@ function constantOfNode(node: NodeProto): Constant | undefined {
 
 const asTensor = ({ dims, values }: DecodedTensor): Tensor => ({ shape: dims, data: values });
 
-/** The name the state_dict would give a layer: 'fc1' for the initializer 'fc1.weight'. */
+/**
+ * The name the state_dict would give a layer: 'fc1' for the initializer 'fc1.weight'; for a
+ * bias-free Linear, which torch.onnx.export writes as a MatMul on a transposed copy named
+ * 'onnx::MatMul_N', the module path of its node's scope ('stem' for '/stem/MatMul', 'block.seq.0'
+ * for '/block/seq/seq.0/MatMul': torch names a Sequential's children 'seq.0' under 'seq'); else the
+ * weight's own name, else the node's.
+ */
 export function layerName(weightName: string, nodeName: string): string {
-  return weightName.endsWith('.weight') ? weightName.slice(0, -'.weight'.length) : nodeName;
+  if (weightName.endsWith('.weight')) return weightName.slice(0, -'.weight'.length);
+  if (!weightName.startsWith('onnx::')) return weightName;
+  const scopes = nodeName.split('/').slice(1, -1);
+  if (!nodeName.startsWith('/') || scopes.length === 0) return nodeName;
+  const path: string[] = [];
+  for (const scope of scopes) {
+    const parent = path[path.length - 1];
+    path.push(
+      parent !== undefined && scope.startsWith(`${parent}.`) ? scope.slice(parent.length + 1) : scope,
+    );
+  }
+  return path.join('.');
 }
 
 /** Reads one ONNX graph; holds the indexes every step needs. */
