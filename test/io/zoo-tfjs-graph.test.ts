@@ -110,6 +110,12 @@ describe('convert and prune write a graph as TF.js through the CLI', () => {
     const run = await cli('convert', path.join(ZOO, fixture.file), '-o', out);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stderr, '');
+    const layers = fixture.fcLayers.length;
+    assert.match(
+      run.stdout,
+      new RegExp(`^onnx graph with ${layers} fully-connected layers \\(`),
+      'a graph, not a chain of widths',
+    );
     const x = calibrationRows(fixture.name);
     const reference = await consumerOutputs(path.join(ZOO, fixture.file), x, fixture.inputShape);
     assertClose(await consumerOutputs(out, x, fixture.inputShape), reference, fixture);

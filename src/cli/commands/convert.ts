@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { chainOf } from '../../graph/mlp-graph.js';
 import { layerSizes } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel, storedDtype, writtenDtype } from '../../node/models.js';
 import { VERSION } from '../../version.js';
@@ -9,7 +10,9 @@ The input format is read from the content, the output format from the extension:
   .onnx  ONNX   .json  TF.js LayersModel (weights written next to it)   .safetensors   .pt/.pth (torch.save state_dict)   .npz (W0, b0, ...)
 A chain of layers converts to every format; a graph (residual, normalisation, head) to ONNX and to
 TF.js (a functional model; refused, naming the node, where an op has no Keras layer tfjs-layers
-loads); a frozen prefix (a convolutional feature extractor) only to ONNX. float64/float16 weights keep their type in a .pt and in ONNX from ONNX; a note says where not.
+loads); a frozen prefix (a convolutional feature extractor) only to ONNX. float64 weights keep
+their precision in .pt, safetensors and .npz, and in ONNX from ONNX; float16 in a .pt and in ONNX
+from ONNX; a note says where the type changes.
 
 Examples:
   $ ecprune convert model.onnx -o web/model.json
@@ -33,7 +36,12 @@ export function convertCommand(): Command {
         like: model,
         metadata: { ecprune_version: VERSION },
       });
-      console.log(`${model.format} model ${layerSizes(model.graph).join('-')}: wrote ${flags.output}`);
+      const sizes = layerSizes(model.graph);
+      // widths joined say "a chain"; a graph is described by its layers instead
+      const shape = chainOf(model.graph)
+        ? `model ${sizes.join('-')}`
+        : `graph with ${model.graph.layers.length} fully-connected layers (${sizes[0]} inputs, ${sizes[sizes.length - 1]} outputs)`;
+      console.log(`${model.format} ${shape}: wrote ${flags.output}`);
       const [stored, written] = [storedDtype(model), writtenDtype(flags.output, model)];
       if (stored !== undefined && stored !== written)
         console.error(
