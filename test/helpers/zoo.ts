@@ -45,6 +45,29 @@ export interface Fixture {
   readonly notes: string;
 }
 
+/**
+ * The bias-free Linears of the zoo, which torch.onnx.export writes as a MatMul on a transposed copy
+ * named 'onnx::MatMul_N': the state_dict name of their module, read from make_zoo_torch.py (both
+ * are nn.Sequential children: batchnorm_nobias's Linear 0, linear_nobias_last's Linear 4).
+ */
+const BIAS_FREE_MODULES: Record<string, string> = {
+  'batchnorm_nobias /0/MatMul': '0',
+  'linear_nobias_last /4/MatMul': '4',
+};
+
+/**
+ * The name a layer has in its file: a Keras layer's name; a torch module path (`fc1` of
+ * `fc1.weight`; a bias-free Linear's module), else the parameter's name (`w1`).
+ */
+export function layerNameInFile(fixture: string, layer: OnnxFcLayer | TfjsFcLayer): string {
+  if ('layer' in layer) return layer.layer;
+  if (layer.weight.endsWith('.weight')) return layer.weight.slice(0, -'.weight'.length);
+  if (!layer.weight.startsWith('onnx::')) return layer.weight;
+  const module = BIAS_FREE_MODULES[`${fixture} ${layer.node}`];
+  assert.ok(module !== undefined, `${fixture}: the module of ${layer.node} is listed`);
+  return module;
+}
+
 export const manifest: { fixtures: Fixture[] } = JSON.parse(readFileSync(path.join(ZOO, 'zoo.json'), 'utf8'));
 export const onnxFixtures = manifest.fixtures.filter((f) => f.producer === 'torch');
 export const tfjsFixtures = manifest.fixtures.filter((f) => f.producer === 'tfjs');

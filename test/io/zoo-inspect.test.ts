@@ -8,35 +8,12 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { cli } from '../cli/run.js';
-import { manifest, type OnnxFcLayer, type TfjsFcLayer, ZOO } from '../helpers/zoo.js';
+import { layerNameInFile, manifest, ZOO } from '../helpers/zoo.js';
 
 interface Inspected {
   prefix: string[];
   head: string[];
   layers: { name: string; shape: [number, number] }[];
-}
-
-/**
- * The bias-free Linears of the zoo, which torch.onnx.export writes as a MatMul on a transposed copy
- * named 'onnx::MatMul_N': the state_dict name of their module, read from make_zoo_torch.py (both
- * are nn.Sequential children: batchnorm_nobias's Linear 0, linear_nobias_last's Linear 4).
- */
-const BIAS_FREE_MODULES: Record<string, string> = {
-  'batchnorm_nobias /0/MatMul': '0',
-  'linear_nobias_last /4/MatMul': '4',
-};
-
-/**
- * The name a layer has in its file: a Keras layer's name; a torch module path (`fc1` of
- * `fc1.weight`; a bias-free Linear's module), else the parameter's name (`w1`).
- */
-function fileName(fixture: string, layer: OnnxFcLayer | TfjsFcLayer): string {
-  if ('layer' in layer) return layer.layer;
-  if (layer.weight.endsWith('.weight')) return layer.weight.slice(0, -'.weight'.length);
-  if (!layer.weight.startsWith('onnx::')) return layer.weight;
-  const module = BIAS_FREE_MODULES[`${fixture} ${layer.node}`];
-  assert.ok(module !== undefined, `${fixture}: the module of ${layer.node} is listed`);
-  return module;
 }
 
 describe('inspect on the producer zoo: prefix, layers named as in the file, head', () => {
@@ -57,7 +34,7 @@ describe('inspect on the producer zoo: prefix, layers named as in the file, head
       );
       assert.deepEqual(
         inspected.layers.map((l) => l.name),
-        fixture.fcLayers.map((layer) => fileName(fixture.name, layer)),
+        fixture.fcLayers.map((layer) => layerNameInFile(fixture.name, layer)),
         `${fixture.name}: layer names`,
       );
       const head =

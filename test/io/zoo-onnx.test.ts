@@ -15,6 +15,7 @@ import {
   calibration,
   expectedOutputs,
   type Fixture,
+  layerNameInFile,
   type OnnxFcLayer,
   onnxFixtures,
   ZOO,
@@ -90,8 +91,7 @@ describe('readOnnx on the producer zoo', () => {
         expected.map((l) => [l.nOut, l.nIn, l.bias !== null]),
       );
       for (const [l, layer] of model.graph.layers.entries()) {
-        const weight = expected[l].weight;
-        assert.equal(layer.name, weight.endsWith('.weight') ? weight.slice(0, -7) : expected[l].node);
+        assert.equal(layer.name, layerNameInFile(fixture.name, expected[l]), `layer ${l}: its name`);
       }
       assert.equal(
         model.prefix !== undefined,
