@@ -113,7 +113,7 @@ describe('convert and prune write a graph as TF.js through the CLI', () => {
     const layers = fixture.fcLayers.length;
     assert.match(
       run.stdout,
-      new RegExp(`^onnx graph with ${layers} fully-connected layers \\(`),
+      new RegExp(`^onnx model, a graph of ${layers} fully-connected layers \\(`),
       'a graph, not a chain of widths',
     );
     const x = calibrationRows(fixture.name);

@@ -4,6 +4,7 @@ import { layerSizes } from '../../model/mlp.js';
 import { checkModelOutput, loadModel, saveModel, storedDtype, writtenDtype } from '../../node/models.js';
 import { VERSION } from '../../version.js';
 import { archOption, MODEL_FILES } from '../options.js';
+import { describeGraph } from './train.js';
 
 const EXAMPLES = `
 The input format is read from the content, the output format from the extension:
@@ -36,11 +37,10 @@ export function convertCommand(): Command {
         like: model,
         metadata: { ecprune_version: VERSION },
       });
-      const sizes = layerSizes(model.graph);
-      // widths joined say "a chain"; a graph is described by its layers instead
+      // widths joined say "a chain"; a graph is described by its layers and ops instead
       const shape = chainOf(model.graph)
-        ? `model ${sizes.join('-')}`
-        : `graph with ${model.graph.layers.length} fully-connected layers (${sizes[0]} inputs, ${sizes[sizes.length - 1]} outputs)`;
+        ? `model ${layerSizes(model.graph).join('-')}`
+        : `model, ${describeGraph(model.graph)}`;
       console.log(`${model.format} ${shape}: wrote ${flags.output}`);
       const [stored, written] = [storedDtype(model), writtenDtype(flags.output, model)];
       if (stored !== undefined && stored !== written)

@@ -2,10 +2,10 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Dataset, firstSamples } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
-import type { Graph, Model } from '../../graph/graph.js';
+import type { Model } from '../../graph/graph.js';
 import type { LossKind } from '../../graph/loss.js';
 import { type Activation, formatActivation } from '../../model/activations.js';
-import { layerSizes, weightCount } from '../../model/mlp.js';
+import { layerSizes } from '../../model/mlp.js';
 import { openNamedDataset } from '../../node/datasets.js';
 import { dataForModel, loadModel } from '../../node/models.js';
 import { checkReportFolder, writeReportFolder } from '../../node/report-files.js';
@@ -39,6 +39,7 @@ import {
   addTrainingOptions,
   architectureFor,
   describeArchitecture,
+  describeGraph,
   trainCached,
   trainingSettings,
 } from './train.js';
@@ -286,13 +287,6 @@ export function reproduceCommand(
     ...option('-o', settings.output),
   );
   return parts.join(' ');
-}
-
-/** A model that is not a chain, in a few words: its layers and parameters, the ops around them. */
-function describeGraph(graph: Graph): string {
-  const parameters = weightCount(graph) + graph.layers.reduce((sum, layer) => sum + layer.bias.length, 0);
-  const ops = [...new Set(graph.nodes.filter((node) => node.op !== 'Dense').map((node) => node.op))];
-  return `a graph of ${graph.layers.length} fully-connected layers (${layerSizes(graph).join('-')}; ${parameters.toLocaleString('en')} parameters) with ${ops.join(', ')}`;
 }
 
 /** Runs a sweep from settings: opens the data, trains or loads the model, prints the table, writes the report. */

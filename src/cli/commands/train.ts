@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { Dataset } from '../../data/dataset.js';
 import { EcpruneError } from '../../errors.js';
+import type { Graph } from '../../graph/graph.js';
 import { type Activation, formatActivation, parseActivation } from '../../model/activations.js';
 import { layerSizes, type Mlp, weightCount } from '../../model/mlp.js';
 import { ensureParentDir } from '../../node/files.js';
@@ -314,6 +315,13 @@ export async function architectureFor(
 export function describeArchitecture(mlp: Mlp): string {
   const parameters = weightCount(mlp) + mlp.layers.reduce((sum, layer) => sum + layer.bias.length, 0);
   return `${layerSizes(mlp).join('-')} ${formatActivation(mlp.layers[0].activation)} (${parameters.toLocaleString('en')} parameters)`;
+}
+
+/** A model that is not a chain, in a few words: its layers and parameters, the ops around them. */
+export function describeGraph(graph: Graph): string {
+  const parameters = weightCount(graph) + graph.layers.reduce((sum, layer) => sum + layer.bias.length, 0);
+  const ops = [...new Set(graph.nodes.filter((node) => node.op !== 'Dense').map((node) => node.op))];
+  return `a graph of ${graph.layers.length} fully-connected layers (${layerSizes(graph).join('-')}; ${parameters.toLocaleString('en')} parameters) with ${ops.join(', ')}`;
 }
 
 // ---------------------------------------------------------------------------------------------
