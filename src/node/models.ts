@@ -256,7 +256,7 @@ async function unwritable(
     const problem = await tfjsProblem();
     return problem === undefined ? undefined : new EcpruneError('unsupported', problem, file);
   }
-  if (chainOf(graph) !== undefined || !CHAIN_FORMATS.has(format)) return undefined;
+  if (!CHAIN_FORMATS.has(format) || chainOf(graph) !== undefined) return undefined;
   const graphFormats = (await tfjsProblem()) === undefined ? '.onnx or TF.js model.json' : '.onnx';
   return new EcpruneError(
     'unsupported',

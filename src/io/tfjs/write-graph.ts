@@ -36,7 +36,7 @@ import {
 import { geluErfAt } from '../../graph/mlp-graph.js';
 import { OPS } from '../../graph/ops/index.js';
 import { ONNX_EPSILON } from '../../graph/ops/normalize.js';
-import { intsAttr } from '../../graph/ops/op.js';
+import { intsAttr, numberAttr } from '../../graph/ops/op.js';
 import { GELU_CUBIC, hardSigmoidParameters, SQRT_2_OVER_PI } from '../../graph/ops/unary.js';
 import { forwardTrace } from '../../graph/run.js';
 import { broadcastIndex, sizeOf, type Tensor } from '../../graph/tensor.js';
@@ -338,7 +338,11 @@ class KerasWriter {
       {
         name: `${name}/kernel`,
         shape: [layer.weight.cols, layer.weight.rows],
-        values: transpose(layer.weight).data,
+        // transposed only when written: checking whether a graph can be written (unwritable())
+        // builds the model too, and needs no copy of every weight
+        get values() {
+          return transpose(layer.weight).data;
+        },
       },
       ...(useBias ? [{ name: `${name}/bias`, shape: [layer.weight.rows], values: layer.bias }] : []),
     ]);
@@ -362,7 +366,7 @@ class KerasWriter {
       case 'LeakyRelu':
         return this.add(base, 'LeakyReLU', { alpha: -f(-1) }, [input]).name;
       case 'ThresholdedRelu': {
-        const theta = typeof node.attrs.alpha === 'number' ? node.attrs.alpha : 1;
+        const theta = numberAttr(node, 'alpha', 1);
         return this.add(base, 'ThresholdedReLU', { theta }, [input]).name;
       }
       case 'Clip':
@@ -475,13 +479,10 @@ class KerasWriter {
    * reads x, else an Activation layer.
    */
   private activationLayer(x: string, activation: string, at: GraphNode, reads = 1): string {
+    // denseOutputs holds the Dense layers still without an activation; the graph's output counts
+    // as one more use, so a Dense computing it never takes the activation
     const dense = this.denseOutputs.get(x);
-    if (
-      dense &&
-      dense.config.activation === 'linear' &&
-      this.uses.get(x) === reads &&
-      x !== this.graph.output
-    ) {
+    if (dense && this.uses.get(x) === reads) {
       dense.config.activation = activation;
       this.denseOutputs.delete(x);
       return dense.name;
@@ -525,7 +526,7 @@ class KerasWriter {
     const [gamma, beta, mean, variance] = node.inputs.slice(1).map((name) => this.vector(name, width));
     const folded = this.foldedBias.get(x);
     const movingMean = folded ? mean.map((m, i) => m - folded[i]) : mean;
-    const epsilon = typeof node.attrs.epsilon === 'number' ? node.attrs.epsilon : ONNX_EPSILON;
+    const epsilon = numberAttr(node, 'epsilon', ONNX_EPSILON);
     return this.add(node.name, 'BatchNormalization', { axis: -1, epsilon }, [this.ref(x, node)], (name) => [
       { name: `${name}/gamma`, shape: width, values: gamma },
       { name: `${name}/beta`, shape: width, values: beta },
@@ -536,13 +537,13 @@ class KerasWriter {
 
   private layerNorm(node: GraphNode, x: string): string {
     const shape = this.shape(x);
-    const axis = typeof node.attrs.axis === 'number' ? node.attrs.axis : -1;
+    const axis = numberAttr(node, 'axis', -1);
     if (axis !== -1 && axis !== shape.length)
       throw this.refuse(
         node,
         `Keras' LayerNormalization here normalises the last axis only, not from axis ${axis}`,
       );
-    const epsilon = typeof node.attrs.epsilon === 'number' ? node.attrs.epsilon : ONNX_EPSILON;
+    const epsilon = numberAttr(node, 'epsilon', ONNX_EPSILON);
     const [, scale, bias = ''] = node.inputs;
     return this.layerNormalization(node, x, scale, bias, epsilon);
   }
@@ -573,7 +574,7 @@ class KerasWriter {
 
   private concat(node: GraphNode, data: readonly string[]): string {
     const rank = this.shape(data[0]).length;
-    const axis = typeof node.attrs.axis === 'number' ? node.attrs.axis : 0;
+    const axis = numberAttr(node, 'axis', 0);
     if (data.length !== node.inputs.length || (axis !== -1 && axis !== rank))
       throw this.refuse(node, 'Keras’ Concatenate here joins data tensors along the last axis only');
     const inputs = data.map((name) => this.ref(name, node));
@@ -607,10 +608,13 @@ class KerasWriter {
   /** Whether the tensors `nodes` compute, but the last, are read only inside them. */
   private internal(nodes: readonly GraphNode[]): boolean {
     const inside = nodes.flatMap((node) => node.inputs);
-    return nodes
-      .slice(0, -1)
-      .flatMap((node) => node.outputs)
-      .every((t) => t !== this.graph.output && this.uses.get(t) === inside.filter((i) => i === t).length);
+    return (
+      nodes
+        .slice(0, -1)
+        .flatMap((node) => node.outputs)
+        // (the graph's output counts as one more use: it is never internal)
+        .every((t) => this.uses.get(t) === inside.filter((i) => i === t).length)
+    );
   }
 
   /** GELU's Erf form, softsign's and mish's decomposed forms and x · sigmoid(x) (swish): one activation. */
