@@ -18,20 +18,24 @@ export function applyPruning<M extends Model>(
     layers: model.layers.map((layer, l) => {
       const { rows, cols } = layer.weight;
       const weight = layer.weight.data.slice();
-      const bias = layer.bias.slice();
       const keep = keepMasks[l];
+      for (let flat = 0; flat < weight.length; flat++) if (!keep[flat]) weight[flat] = 0;
       const delta = deltaBias?.[l];
-      for (let i = 0; i < rows; i++) {
-        let shift = 0; // summed in float64, rounded once into a float32 bias
-        for (let j = 0; j < cols; j++) {
-          const flat = i * cols + j;
-          if (keep[flat]) continue;
-          weight[flat] = 0;
-          if (delta) shift += delta[flat];
-        }
-        bias[i] = bias[i] + shift;
-      }
+      const shifts = delta && summedShifts(keep, delta, rows, cols);
+      // summed in float64, rounded once into a float32 bias
+      const bias = shifts ? layer.bias.map((b, i) => b + shifts[i]) : layer.bias.slice();
       return { ...layer, weight: { rows, cols, data: weight }, bias };
     }),
   } as M;
+}
+
+/** Per neuron i of a rows x cols layer, Σ_{j pruned} delta_ij in float64 (j ascending). */
+export function summedShifts(keep: KeepMask, delta: Float64Array, rows: number, cols: number): Float64Array {
+  const shifts = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let shift = 0;
+    for (let j = 0; j < cols; j++) if (!keep[i * cols + j]) shift += delta[i * cols + j];
+    shifts[i] = shift;
+  }
+  return shifts;
 }

@@ -7,7 +7,7 @@ import { asGraph, logitsGraph } from '../graph/mlp-graph.js';
 import { forward } from '../graph/run.js';
 import type { Matrix } from '../model/matrix.js';
 import type { KeepMask } from '../select/select.js';
-import { applyPruning } from './apply.js';
+import { applyPruning, summedShifts } from './apply.js';
 
 /**
  * How far the pruned network's output is from the dense one's on the calibration inputs, without
@@ -55,12 +55,7 @@ export async function calibrateShiftScales<M extends Model>(
   }
   const distance = options.discrepancy === 'kl' ? meanKl : meanSquaredDifference;
   const scales = deltaBias.map(() => 1);
-  const pruned = (candidate: readonly number[]) =>
-    applyPruning(
-      model,
-      keepMasks,
-      deltaBias.map((delta, l) => (candidate[l] === 1 ? delta : delta.map((d) => d * candidate[l]))),
-    );
+  const pruned = scaledCompensation(model, keepMasks, deltaBias);
   const error = async (candidate: readonly number[]) => {
     const graph = measured(pruned(candidate));
     let sum = 0;
@@ -83,6 +78,29 @@ export async function calibrateShiftScales<M extends Model>(
     scales[l] = bestScale;
   }
   return { scales, model: pruned(scales) };
+}
+
+/**
+ * The pruned model as a function of one shift scale per layer: b_i + alpha_l Σ_{j pruned} delta_ij
+ * (alpha 1: `applyPruning` with the shifts, bit for bit). The zeros and the summed shifts are
+ * computed once, so trying many scales costs one bias vector each.
+ */
+export function scaledCompensation<M extends Model>(
+  model: M,
+  keepMasks: readonly KeepMask[],
+  deltaBias: readonly Float64Array[],
+): (scales: readonly number[]) => M {
+  const zeroed = applyPruning(model, keepMasks);
+  const shifts = zeroed.layers.map((layer, l) =>
+    summedShifts(keepMasks[l], deltaBias[l], layer.weight.rows, layer.weight.cols),
+  );
+  return (scales) => ({
+    ...zeroed,
+    layers: zeroed.layers.map((layer, l) => ({
+      ...layer,
+      bias: layer.bias.map((b, i) => b + scales[l] * shifts[l][i]),
+    })),
+  });
 }
 
 /** Σ over the rows of KL(softmax(p) ‖ softmax(q)) for logits p (dense) and q (pruned). */

@@ -2,7 +2,7 @@ import { applyPruning } from '../compensate/apply.js';
 import { optimalBiasShift } from '../compensate/delta.js';
 import { obsPrune } from '../compensate/obs.js';
 import { type RefitResult, refitBiases } from '../compensate/refit.js';
-import { calibrateShiftScales, type Discrepancy } from '../compensate/scale.js';
+import { calibrateShiftScales, type Discrepancy, scaledCompensation } from '../compensate/scale.js';
 import { type Dataset, firstSamples, materialize } from '../data/dataset.js';
 import { EcpruneError, option } from '../errors.js';
 import { compensationTarget, type Graph, type Model } from '../graph/graph.js';
@@ -665,8 +665,8 @@ async function compensate<M extends Model>(
     );
     return { model: calibrated.model, shiftScales: calibrated.scales };
   }
-  const scaled = shiftScale === 1 ? deltaBias : deltaBias.map((delta) => delta.map((d) => d * shiftScale));
-  return { model: applyPruning(model, masks, scaled), shiftScales: deltaBias.map(() => shiftScale) };
+  const shiftScales = deltaBias.map(() => shiftScale);
+  return { model: scaledCompensation(model, masks, deltaBias)(shiftScales), shiftScales };
 }
 
 /**
