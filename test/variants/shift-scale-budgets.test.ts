@@ -6,7 +6,13 @@ import { logSumExp } from '../../src/graph/loss.js';
 import { asGraph } from '../../src/graph/mlp-graph.js';
 import { forward } from '../../src/graph/run.js';
 import type { Mlp } from '../../src/model/mlp.js';
-import { DEFAULT_RECIPE, prune, resolveRecipe, taskLoss } from '../../src/pipeline/prune.js';
+import {
+  DEFAULT_RECIPE,
+  type PruneOptions,
+  prune,
+  resolveRecipe,
+  taskLoss,
+} from '../../src/pipeline/prune.js';
 import { formatVariant, parseVariant } from '../../src/pipeline/variant-name.js';
 import { magnitudeScore } from '../../src/score/magnitude.js';
 import { prunedCounts, selectGlobal } from '../../src/select/select.js';
@@ -18,6 +24,14 @@ const data = randomData(60, 6, 32);
 /** One linear layer: EC's linearisation is exact, so the full shift is the optimal one. */
 const linear = randomMlp([7, 5], { kind: 'identity' }, 33);
 const linearData = randomData(50, 7, 34);
+
+/** `linear` pruned to 60 % with EC and `variant`: asserted to be the paper's EC's model; the result. */
+async function assertPaperEcOnLinear(variant: PruneOptions, what: string) {
+  const paper = await prune(linear, linearData, { ...base, method: 'ec', sparsity: 0.6 });
+  const result = await prune(linear, linearData, { ...base, method: 'ec', sparsity: 0.6, ...variant });
+  assertSameModel(result.model, paper.model, what);
+  return result;
+}
 
 /** Mean KL(softmax(dense) ‖ softmax(pruned)) on the data, computed here from the outputs. */
 async function klTo(dense: Mlp, pruned: Mlp): Promise<number> {
@@ -57,16 +71,11 @@ describe('shiftScale: the damped bias shift', () => {
   });
 
   it("calibrated with 'mse' on a linear layer keeps the full shift: exactly the paper's EC", async () => {
-    const paper = await prune(linear, linearData, { ...base, method: 'ec', sparsity: 0.6 });
-    const calibrated = await prune(linear, linearData, {
-      ...base,
-      method: 'ec',
-      sparsity: 0.6,
-      shiftScale: 'calibrated',
-      discrepancy: 'mse',
-    });
+    const calibrated = await assertPaperEcOnLinear(
+      { shiftScale: 'calibrated', discrepancy: 'mse' },
+      'calibrated linear',
+    );
     assert.deepEqual(calibrated.shiftScales, [1], 'the scale of the only layer');
-    assertSameModel(calibrated.model, paper.model, 'calibrated linear');
   });
 
   it("calibrated with 'kl' is never further from the dense network than the full or no shift", async () => {
@@ -116,14 +125,7 @@ describe('budgets: magnitude', () => {
   });
 
   it('on a one-layer network it is the paper’s EC', async () => {
-    const paper = await prune(linear, linearData, { ...base, method: 'ec', sparsity: 0.6 });
-    const budgeted = await prune(linear, linearData, {
-      ...base,
-      method: 'ec',
-      sparsity: 0.6,
-      budgets: 'magnitude',
-    });
-    assertSameModel(budgeted.model, paper.model, 'one layer');
+    await assertPaperEcOnLinear({ budgets: 'magnitude' }, 'one layer');
   });
 });
 
